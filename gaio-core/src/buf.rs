@@ -1,0 +1,138 @@
+//! Buffer traits: what can be moved into a request, and how a completion
+//! hands it back.
+//!
+//! A buffer is an owned value moved into the watcher on submission and moved
+//! back in the completion, so a steady loop re-uses the same memory and
+//! allocates nothing. The watcher only touches the bytes while it owns the
+//! value; no `unsafe` is needed to implement these traits.
+
+use bytes::{Bytes, BytesMut};
+
+/// A buffer whose bytes can be written to a connection.
+///
+/// `as_bytes` must return the same bytes every time it is called while the
+/// watcher owns the buffer: a write sends all of them, resuming where it left
+/// off after a partial write.
+pub trait IoBuf: Send + 'static {
+    /// The bytes of the buffer.
+    fn as_bytes(&self) -> &[u8];
+}
+
+/// A buffer that reads can fill.
+///
+/// Reads fill `as_bytes_mut()` from its start: the completion's `bytes`
+/// tells how much was filled. For a `Vec<u8>` that is its *length*, not its
+/// capacity: allocate with `vec![0; n]`.
+pub trait IoBufMut: IoBuf {
+    /// The region a read fills.
+    fn as_bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl IoBuf for Vec<u8> {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+impl IoBufMut for Vec<u8> {
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl IoBuf for Box<[u8]> {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+impl IoBufMut for Box<[u8]> {
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl<const N: usize> IoBuf for [u8; N] {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+impl<const N: usize> IoBufMut for [u8; N] {
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl IoBuf for BytesMut {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+impl IoBufMut for BytesMut {
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl IoBuf for Bytes {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl IoBuf for &'static [u8] {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl IoBuf for &'static str {
+    fn as_bytes(&self) -> &[u8] {
+        str::as_bytes(self)
+    }
+}
+
+impl IoBuf for String {
+    fn as_bytes(&self) -> &[u8] {
+        String::as_bytes(self)
+    }
+}
+
+/// The buffer a completion hands back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Buffer<B> {
+    /// The buffer the request carried, moved back to its owner.
+    User(B),
+    /// For a read without a buffer: a reference-counted slice of the
+    /// watcher's swap memory holding exactly the bytes read. It stays valid
+    /// as long as it is held and can be passed straight to a write (with a
+    /// watcher whose buffer type is [`Bytes`]) without a copy. Holding it
+    /// keeps its whole swap slab alive, so copy out data kept for long.
+    Swap(Bytes),
+}
+
+impl<B> Buffer<B> {
+    /// The user's buffer, if this is one.
+    pub fn into_user(self) -> Option<B> {
+        match self {
+            Buffer::User(b) => Some(b),
+            Buffer::Swap(_) => None,
+        }
+    }
+
+    /// The swap slice, if this is one.
+    pub fn into_swap(self) -> Option<Bytes> {
+        match self {
+            Buffer::User(_) => None,
+            Buffer::Swap(b) => Some(b),
+        }
+    }
+}
+
+impl<B: IoBuf> Buffer<B> {
+    /// All bytes of the buffer (for a swap slice: the bytes read).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Buffer::User(b) => b.as_bytes(),
+            Buffer::Swap(b) => b,
+        }
+    }
+}

@@ -1,0 +1,688 @@
+//! The readiness-to-completion engine: a single-threaded state machine,
+//! generic over the [`Poller`].
+//!
+//! One turn: apply queued commands, wait for readiness (no longer than the
+//! nearest deadline), run the I/O that became possible, fire due deadlines.
+//! Whoever owns the engine turns it: the thread calling `wait_io` (inline
+//! mode) or a background thread.
+//!
+//! Per connection, reads and writes each have a FIFO list of pending
+//! requests. Only the head of a list does I/O; it runs until it completes
+//! or the descriptor would block. The engine remembers readiness itself
+//! (edge-triggered pollers report each change once), so it never makes a
+//! system call it knows would block.
+
+mod slab;
+mod swap;
+mod timers;
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::request::{Request, Target};
+use crate::shared::{Command, Shared};
+use crate::sys::{self, FdKind, IoOutcome};
+use crate::{Buffer, Completion, Conn, Error, Event, IoBuf, Op, Poller, Rejected};
+
+use slab::{List, Node, Slab, NIL};
+use swap::Swap;
+use timers::{Entry, Timers};
+
+/// Most requests gathered into one `writev`/`sendmsg`.
+const MAX_GATHER: usize = 64;
+/// Longest single sleep in the poller; the engine re-evaluates after it.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// How soon a connection starved of kernel buffers (ENOBUFS) is retried.
+const STARVED_RETRY: Duration = Duration::from_millis(1);
+
+/// Which of a connection's two lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Read,
+    Write,
+}
+
+impl Dir {
+    fn of(op: Op) -> Dir {
+        if op.is_read() {
+            Dir::Read
+        } else {
+            Dir::Write
+        }
+    }
+}
+
+/// A connection the engine owns.
+struct ConnState {
+    fd: OwnedFd,
+    gen: u32,
+    kind: FdKind,
+    reads: List,
+    writes: List,
+    /// A read may make progress without waiting for an edge.
+    readable: bool,
+    /// A write may make progress without waiting for an edge.
+    writable: bool,
+    /// The peer hung up or the connection failed: reads never wait again.
+    hup: bool,
+    /// A read returned end of stream: every read from now on gets `Eof`.
+    eof: bool,
+}
+
+impl ConnState {
+    fn list(&mut self, dir: Dir) -> &mut List {
+        match dir {
+            Dir::Read => &mut self.reads,
+            Dir::Write => &mut self.writes,
+        }
+    }
+}
+
+/// Tuning fixed at construction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    pub(crate) swap_size: usize,
+    pub(crate) max_events: usize,
+}
+
+/// The engine. See the module documentation.
+pub(crate) struct Engine<P: Poller, C, B> {
+    shared: Arc<Shared<P, C, B>>,
+    /// Connections indexed by file descriptor number.
+    conns: Vec<Option<ConnState>>,
+    nodes: Slab<C, B>,
+    timers: Timers,
+    swap: Swap,
+    raw: P::Events,
+    events: Vec<Event>,
+    /// Completions not yet handed out.
+    ready: Vec<Completion<C, B>>,
+    /// Connections to retry soon after ENOBUFS, with the direction.
+    starved: Vec<(Conn, Dir)>,
+    epoch: Instant,
+    /// The previous `wait` looked at the poller (see `wait`).
+    polled_last: bool,
+    /// Shut down: every connection closed, every request completed.
+    finished: bool,
+}
+
+impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
+    pub(crate) fn new(shared: Arc<Shared<P, C, B>>, config: Config) -> Self {
+        Engine {
+            shared,
+            conns: Vec::new(),
+            nodes: Slab::new(),
+            timers: Timers::new(),
+            swap: Swap::new(config.swap_size),
+            raw: P::events(config.max_events.max(1)),
+            events: Vec::with_capacity(config.max_events.max(1)),
+            ready: Vec::new(),
+            starved: Vec::new(),
+            epoch: Instant::now(),
+            polled_last: false,
+            finished: false,
+        }
+    }
+
+    /// Someone asked the watcher to close.
+    pub(crate) fn close_requested(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Completions not yet handed out, for the background driver.
+    pub(crate) fn ready_mut(&mut self) -> &mut Vec<Completion<C, B>> {
+        &mut self.ready
+    }
+
+    // ----- submission on the owning thread --------------------------------
+
+    /// Hands a descriptor over from the owning thread.
+    pub(crate) fn watch(&mut self, fd: OwnedFd) -> Result<Conn, Error> {
+        let (conn, fd, kind) = self.shared.register(fd)?;
+        self.insert_conn(conn, fd, kind);
+        Ok(conn)
+    }
+
+    /// Submits from the owning thread: the I/O is tried at once when the
+    /// request is first in its list and the descriptor is known ready.
+    pub(crate) fn submit(&mut self, req: Request<C, B>) -> Result<(), Rejected<C, B>> {
+        if self.finished || self.shared.is_closed() {
+            return Err(req.reject(Error::WatcherClosed));
+        }
+        let req = req.validate()?;
+        // Commands queued by other threads may have happened before this
+        // call (a `Watch` of this very connection, say): apply them first.
+        self.drain_commands();
+        self.apply_request(req);
+        Ok(())
+    }
+
+    /// Frees a connection from the owning thread.
+    pub(crate) fn free(&mut self, conn: Conn) -> Result<(), Error> {
+        if self.finished || self.shared.is_closed() {
+            return Err(Error::WatcherClosed);
+        }
+        self.drain_commands();
+        self.free_conn(conn, || Error::ConnClosed);
+        Ok(())
+    }
+
+    // ----- the loop --------------------------------------------------------
+
+    /// Turns the engine until at least one completion is ready or `limit`
+    /// passes, then appends the ready completions to `out`.
+    ///
+    /// Returns `Err(WatcherClosed)` once the watcher is closed and every
+    /// completion has been handed out.
+    pub(crate) fn wait(
+        &mut self,
+        out: &mut Vec<Completion<C, B>>,
+        limit: Option<Instant>,
+    ) -> Result<usize, Error> {
+        loop {
+            if !self.finished && self.shared.is_closed() {
+                self.shutdown();
+            }
+            if self.finished {
+                break;
+            }
+            self.drain_commands();
+            if !self.ready.is_empty() && self.polled_last {
+                // Completions made at submission are ready; the previous
+                // call looked at the poller, so return them without a system
+                // call. The next call will poll, so no connection starves.
+                self.polled_last = false;
+                break;
+            }
+            let expired = limit.is_some_and(|l| Instant::now() >= l);
+            let block = self.ready.is_empty() && !expired;
+            self.turn(block, limit)?;
+            if !self.ready.is_empty() || expired {
+                break;
+            }
+        }
+        if self.finished && self.ready.is_empty() {
+            return Err(Error::WatcherClosed);
+        }
+        let n = self.ready.len();
+        out.append(&mut self.ready);
+        Ok(n)
+    }
+
+    /// One turn: poll (blocking up to the nearest deadline and `limit` if
+    /// `block`), apply commands, run the I/O events allow, fire deadlines.
+    pub(crate) fn turn(&mut self, block: bool, limit: Option<Instant>) -> std::io::Result<()> {
+        let mut timeout = if block {
+            self.sleep_time(limit)
+        } else {
+            Some(Duration::ZERO)
+        };
+        let sleeping = timeout != Some(Duration::ZERO) && self.shared.prepare_sleep();
+        if !sleeping {
+            timeout = Some(Duration::ZERO);
+        }
+        let mut events = std::mem::take(&mut self.events);
+        let waited = self.shared.poller.wait(&mut self.raw, &mut events, timeout);
+        if sleeping {
+            self.shared.woke();
+        }
+        self.polled_last = true;
+        self.drain_commands();
+        for ev in events.drain(..) {
+            self.on_event(ev);
+        }
+        self.events = events;
+        self.retry_starved();
+        self.fire_timers();
+        waited
+    }
+
+    /// How long the poller may sleep: until the nearest deadline, `limit`,
+    /// or a retry of a starved connection.
+    fn sleep_time(&self, limit: Option<Instant>) -> Option<Duration> {
+        let mut sleep = None::<Duration>;
+        let mut cap = |d: Duration| sleep = Some(sleep.map_or(d, |s| s.min(d)));
+        if let Some(at) = self.timers.earliest() {
+            cap(Duration::from_nanos(at.saturating_sub(self.now_ns())));
+        }
+        if let Some(l) = limit {
+            cap(l.saturating_duration_since(Instant::now()));
+        }
+        if !self.starved.is_empty() {
+            cap(STARVED_RETRY);
+        }
+        Some(sleep.map_or(MAX_SLEEP, |s| s.min(MAX_SLEEP)))
+    }
+
+    fn now_ns(&self) -> u64 {
+        to_ns(self.epoch.elapsed())
+    }
+
+    // ----- commands ----------------------------------------------------------
+
+    fn drain_commands(&mut self) {
+        while let Some(cmd) = self.shared.queue.pop() {
+            match cmd {
+                Command::Watch { conn, fd, kind } => self.insert_conn(conn, fd, kind),
+                Command::Submit(req) => self.apply_request(req),
+                Command::Free(conn) => self.free_conn(conn, || Error::ConnClosed),
+            }
+        }
+    }
+
+    fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, kind: FdKind) {
+        let idx = conn.fd as usize;
+        if self.conns.len() <= idx {
+            self.conns.resize_with(idx + 1, || None);
+        }
+        // The OS only hands out this number again once the previous owner
+        // closed it, so a slot still in use here means the descriptor was
+        // closed behind the watcher's back; that connection is gone.
+        if self.conns[idx].is_some() {
+            let stale = self.conns[idx].as_ref().map(|s| Conn {
+                fd: conn.fd,
+                gen: s.gen,
+            });
+            if let Some(stale) = stale {
+                self.free_conn(stale, || Error::ConnClosed);
+            }
+        }
+        self.conns[idx] = Some(ConnState {
+            fd,
+            gen: conn.gen,
+            kind,
+            reads: List::EMPTY,
+            writes: List::EMPTY,
+            // Readiness is unknown until tried: an edge may have been
+            // reported before the engine knew the connection.
+            readable: true,
+            writable: true,
+            hup: false,
+            eof: false,
+        });
+    }
+
+    fn conn_mut(&mut self, conn: Conn) -> Option<&mut ConnState> {
+        match self.conns.get_mut(conn.fd as usize) {
+            Some(Some(s)) if s.gen == conn.gen => Some(s),
+            _ => None,
+        }
+    }
+
+    fn apply_request(&mut self, req: Request<C, B>) {
+        if self.conn_mut(req.conn).is_none() {
+            self.ready.push(completion_of(req, Error::ConnClosed));
+            return;
+        }
+        let mut timer = 0;
+        let mut at_ns = 0;
+        if let Some(deadline) = req.deadline {
+            let now = Instant::now();
+            if deadline <= now {
+                self.ready.push(completion_of(req, Error::Deadline));
+                return;
+            }
+            at_ns = to_ns(deadline.saturating_duration_since(self.epoch));
+            timer = self.timers.next_identity();
+        }
+        let dir = Dir::of(req.op);
+        let conn = req.conn;
+        let node = Node::new(req.conn, req.op, req.context, req.target, timer);
+        let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
+        let idx = self.nodes.push_back(state.list(dir), node);
+        if timer != 0 {
+            self.timers.insert(Entry {
+                at_ns,
+                timer,
+                node: idx,
+            });
+        }
+        if state.list(dir).head == idx {
+            self.drive(conn, dir);
+        }
+    }
+
+    /// Closes a connection and completes each of its requests with
+    /// `error()`, reads then writes, each in submission order.
+    fn free_conn(&mut self, conn: Conn, error: impl Fn() -> Error) {
+        let Some(slot) = self.conns.get_mut(conn.fd as usize) else {
+            return;
+        };
+        if !matches!(slot, Some(s) if s.gen == conn.gen) {
+            return;
+        }
+        let mut state = slot.take().expect("checked above");
+        for dir in [Dir::Read, Dir::Write] {
+            while !state.list(dir).is_empty() {
+                let head = state.list(dir).head;
+                self.finish(state.list(dir), head, Some(error()), Bytes::new());
+            }
+        }
+        // Closing the descriptor would also drop the registration unless it
+        // was duplicated; deregistering makes sure no event for it arrives.
+        let _ = self.shared.poller.deregister(state.fd.as_fd());
+        drop(state);
+    }
+
+    /// Stops everything: each pending request completes with
+    /// `WatcherClosed`, queued commands are completed or dropped, every
+    /// descriptor is closed.
+    pub(crate) fn shutdown(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.shared.close();
+        for fd in 0..self.conns.len() {
+            if let Some(gen) = self.conns[fd].as_ref().map(|s| s.gen) {
+                self.free_conn(Conn { fd: fd as u32, gen }, || Error::WatcherClosed);
+            }
+        }
+        while let Some(cmd) = self.shared.queue.pop() {
+            match cmd {
+                Command::Watch { fd, .. } => drop(fd),
+                Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
+                Command::Free(_) => {}
+            }
+        }
+        self.conns = Vec::new();
+        self.timers.clear();
+        self.starved.clear();
+        self.finished = true;
+    }
+
+    // ----- readiness and I/O ---------------------------------------------
+
+    fn on_event(&mut self, ev: Event) {
+        let conn = Conn::from_token(ev.token);
+        let Some(state) = self.conn_mut(conn) else {
+            return;
+        };
+        if ev.readable {
+            state.readable = true;
+        }
+        if ev.writable {
+            state.writable = true;
+        }
+        if ev.hangup {
+            state.hup = true;
+            state.readable = true;
+            state.writable = true;
+        }
+        if ev.readable || ev.hangup {
+            self.drive(conn, Dir::Read);
+        }
+        if ev.writable || ev.hangup {
+            self.drive(conn, Dir::Write);
+        }
+    }
+
+    fn drive(&mut self, conn: Conn, dir: Dir) {
+        match dir {
+            Dir::Read => self.drive_reads(conn),
+            Dir::Write => self.drive_writes(conn),
+        }
+    }
+
+    /// Runs the connection's reads, head first, until one would block.
+    fn drive_reads(&mut self, conn: Conn) {
+        loop {
+            let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
+                return;
+            };
+            if state.gen != conn.gen {
+                return;
+            }
+            let head = state.reads.head;
+            if head == NIL {
+                return;
+            }
+            if state.eof {
+                self.finish_head(conn, Dir::Read, Some(Error::Eof), Bytes::new());
+                continue;
+            }
+            if !state.readable {
+                return;
+            }
+            let fd = state.fd.as_fd();
+            let node = self.nodes.get_mut(head);
+            let attempt = match &mut node.target {
+                Target::Swap => {
+                    let (outcome, bytes) = self.swap.read(fd);
+                    Some((outcome, usize::MAX, bytes))
+                }
+                Target::User(buf, view) => {
+                    let region = match view {
+                        Some(view) => &mut view(buf)[node.done..],
+                        None => &mut [][..],
+                    };
+                    let wanted = region.len();
+                    // An empty region only happens with a buffer whose
+                    // `as_bytes_mut` disagrees with `as_bytes` (submission
+                    // refuses empty buffers): never read 0 bytes and mistake
+                    // that for end of stream.
+                    (wanted > 0).then(|| (sys::read(fd, region), wanted, Bytes::new()))
+                }
+            };
+            let Some((outcome, wanted, swap)) = attempt else {
+                self.finish_head(conn, Dir::Read, Some(Error::EmptyBuffer), Bytes::new());
+                continue;
+            };
+            match outcome {
+                IoOutcome::Done(0) => {
+                    state.eof = true;
+                    self.finish_head(conn, Dir::Read, Some(Error::Eof), Bytes::new());
+                }
+                IoOutcome::Done(n) => {
+                    node.done += n;
+                    // A short read from a stream socket drained its receive
+                    // buffer: the next read waits for an edge, unless the
+                    // peer hung up (then no further edge would come).
+                    if n < wanted && state.kind == FdKind::StreamSocket && !state.hup {
+                        state.readable = false;
+                    }
+                    let full = node.op == Op::Read || n >= wanted;
+                    if full {
+                        self.finish_head(conn, Dir::Read, None, swap);
+                    }
+                }
+                IoOutcome::WouldBlock => {
+                    state.readable = false;
+                    return;
+                }
+                IoOutcome::Starved => {
+                    self.starved.push((conn, Dir::Read));
+                    return;
+                }
+                IoOutcome::Failed(e) => {
+                    self.finish_head(conn, Dir::Read, Some(Error::Io(e)), Bytes::new());
+                }
+            }
+        }
+    }
+
+    /// Runs the connection's writes, gathering queued ones into one system
+    /// call, until they are done or the descriptor would block.
+    fn drive_writes(&mut self, conn: Conn) {
+        loop {
+            let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
+                return;
+            };
+            if state.gen != conn.gen || state.writes.is_empty() || !state.writable {
+                return;
+            }
+            let (outcome, offered) = {
+                let mut iov = [IoSlice::new(&[]); MAX_GATHER];
+                let mut count = 0;
+                let mut offered = 0;
+                let mut idx = state.writes.head;
+                while idx != NIL && count < MAX_GATHER {
+                    let node = self.nodes.get(idx);
+                    let bytes = match &node.target {
+                        Target::User(b, _) => b.as_bytes().get(node.done..).unwrap_or(&[]),
+                        Target::Swap => &[][..],
+                    };
+                    iov[count] = IoSlice::new(bytes);
+                    offered += bytes.len();
+                    count += 1;
+                    idx = node.next();
+                }
+                let outcome = (offered > 0).then(|| sys::write(state.fd.as_fd(), state.kind, &iov[..count]));
+                (outcome, offered)
+            };
+            let Some(outcome) = outcome else {
+                // Only buffers that changed under the watcher can be empty
+                // here: complete them rather than send nothing forever.
+                self.account_written(conn, 0);
+                self.finish_head(conn, Dir::Write, None, Bytes::new());
+                continue;
+            };
+            match outcome {
+                IoOutcome::Done(n) => {
+                    if n < offered && state.kind == FdKind::StreamSocket {
+                        state.writable = false;
+                    }
+                    self.account_written(conn, n);
+                }
+                IoOutcome::WouldBlock => {
+                    state.writable = false;
+                    return;
+                }
+                IoOutcome::Starved => {
+                    self.starved.push((conn, Dir::Write));
+                    return;
+                }
+                IoOutcome::Failed(e) => {
+                    self.finish_head(conn, Dir::Write, Some(Error::Io(e)), Bytes::new());
+                }
+            }
+        }
+    }
+
+    /// Spreads `n` written bytes over the connection's writes, head first,
+    /// completing each one that is now fully written.
+    fn account_written(&mut self, conn: Conn, mut n: usize) {
+        while n > 0 {
+            let Some(state) = self.conn_mut(conn) else {
+                return;
+            };
+            let head = state.writes.head;
+            if head == NIL {
+                return;
+            }
+            let node = self.nodes.get_mut(head);
+            let len = match &node.target {
+                Target::User(b, _) => b.as_bytes().len(),
+                Target::Swap => 0,
+            };
+            let left = len.saturating_sub(node.done);
+            if n < left {
+                node.done += n;
+                return;
+            }
+            node.done = len;
+            n -= left;
+            self.finish_head(conn, Dir::Write, None, Bytes::new());
+        }
+    }
+
+    fn retry_starved(&mut self) {
+        if self.starved.is_empty() {
+            return;
+        }
+        for (conn, dir) in std::mem::take(&mut self.starved) {
+            self.drive(conn, dir);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        if self.timers.earliest().is_none() {
+            return;
+        }
+        let now = self.now_ns();
+        while let Some(entry) = self.timers.pop_due(now) {
+            let Some(node) = self.nodes.find_timer(entry.node, entry.timer) else {
+                self.timers.stale_dropped();
+                continue;
+            };
+            let (conn, dir) = (node.conn, Dir::of(node.op));
+            let Some(state) = self.conn_mut(conn) else {
+                continue;
+            };
+            let was_head = state.list(dir).head == entry.node;
+            let mut list = *state.list(dir);
+            // The timer is the reason this request ends: do not count it
+            // as stale.
+            self.nodes.get_mut(entry.node).timer = 0;
+            self.finish(&mut list, entry.node, Some(Error::Deadline), Bytes::new());
+            if let Some(state) = self.conn_mut(conn) {
+                *state.list(dir) = list;
+            }
+            if was_head {
+                // The next request in line may be able to run now.
+                self.drive(conn, dir);
+            }
+        }
+    }
+
+    /// Completes the head request of a connection's list.
+    fn finish_head(&mut self, conn: Conn, dir: Dir, error: Option<Error>, swap: Bytes) {
+        let Some(state) = self.conn_mut(conn) else {
+            return;
+        };
+        let mut list = *state.list(dir);
+        let head = list.head;
+        self.finish(&mut list, head, error, swap);
+        if let Some(state) = self.conn_mut(conn) {
+            *state.list(dir) = list;
+        }
+    }
+
+    /// Takes node `idx` out of `list` and makes its completion ready.
+    fn finish(&mut self, list: &mut List, idx: u32, error: Option<Error>, swap: Bytes) {
+        let node = self.nodes.remove(list, idx);
+        if node.timer != 0 {
+            let nodes = &self.nodes;
+            self.timers
+                .note_stale(|e| nodes.find_timer(e.node, e.timer).is_some());
+        }
+        let buffer = match node.target {
+            Target::User(b, _) => Buffer::User(b),
+            Target::Swap => Buffer::Swap(swap),
+        };
+        self.ready.push(Completion {
+            op: node.op,
+            conn: node.conn,
+            context: node.context,
+            bytes: node.done,
+            buffer,
+            error,
+        });
+    }
+}
+
+/// The completion of a request that never reached a connection's list.
+fn completion_of<C, B>(req: Request<C, B>, error: Error) -> Completion<C, B> {
+    Completion {
+        op: req.op,
+        conn: req.conn,
+        context: req.context,
+        bytes: 0,
+        buffer: match req.target {
+            Target::User(b, _) => Buffer::User(b),
+            Target::Swap => Buffer::Swap(Bytes::new()),
+        },
+        error: Some(error),
+    }
+}
+
+fn to_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,151 @@
+//! Errors reported at submission and in completions.
+
+use std::{fmt, io};
+
+/// Why a request failed or was refused.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer closed its side: a read found end of stream. For
+    /// `read_full`, the completion still reports the bytes read before it.
+    Eof,
+    /// The request's deadline passed before it completed; the completion
+    /// reports how many bytes were moved before that.
+    Deadline,
+    /// The connection was freed (or the handle is stale: it names a
+    /// connection that no longer exists).
+    ConnClosed,
+    /// The watcher was closed.
+    WatcherClosed,
+    /// A buffer of length zero was submitted; reads need room for at least
+    /// one byte and writes need at least one byte.
+    EmptyBuffer,
+    /// The poller refused the file descriptor at hand-over (for example a
+    /// regular file, which epoll cannot watch). The descriptor was closed.
+    NotPollable(io::Error),
+    /// The descriptor is a socket, but not a stream socket (UDP, seqpacket).
+    /// The descriptor was closed.
+    NotStream,
+    /// The CPU number passed to an affinity setter does not exist or is not
+    /// available to this process.
+    InvalidCpu {
+        /// The CPU number asked for.
+        cpu: usize,
+    },
+    /// The operating system reported an error (reset, broken pipe, ...).
+    Io(io::Error),
+}
+
+impl Error {
+    /// The OS error behind this error, if there is one.
+    pub fn os_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Io(e) | Error::NotPollable(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The closest [`io::ErrorKind`] for this error.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Eof => io::ErrorKind::UnexpectedEof,
+            Error::Deadline => io::ErrorKind::TimedOut,
+            Error::ConnClosed | Error::WatcherClosed => io::ErrorKind::NotConnected,
+            Error::EmptyBuffer | Error::InvalidCpu { .. } => io::ErrorKind::InvalidInput,
+            Error::NotStream => io::ErrorKind::Unsupported,
+            Error::NotPollable(e) | Error::Io(e) => e.kind(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Eof => f.write_str("end of stream: the peer closed the connection"),
+            Error::Deadline => f.write_str("deadline passed before the request completed"),
+            Error::ConnClosed => f.write_str("connection closed"),
+            Error::WatcherClosed => f.write_str("watcher closed"),
+            Error::EmptyBuffer => f.write_str("empty buffer: a request needs at least one byte"),
+            Error::NotPollable(e) => write!(f, "the poller cannot watch this descriptor: {e}"),
+            Error::NotStream => f.write_str("not a stream socket"),
+            Error::InvalidCpu { cpu } => {
+                write!(f, "cpu {cpu} does not exist or is not available to this process")
+            }
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) | Error::NotPollable(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<rustix::io::Errno> for Error {
+    fn from(e: rustix::io::Errno) -> Self {
+        Error::Io(e.into())
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) => e,
+            other => io::Error::new(other.kind(), other),
+        }
+    }
+}
+
+/// A request the watcher refused at submission, with everything it carried,
+/// so nothing is lost: the context and the buffer come back to the caller.
+pub struct Rejected<C, B> {
+    /// Why the request was refused.
+    pub error: Error,
+    /// The context the request carried.
+    pub context: C,
+    /// The buffer the request carried, if it had one.
+    pub buffer: Option<B>,
+}
+
+impl<C, B> fmt::Debug for Rejected<C, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("error", &self.error)
+            .field("has_buffer", &self.buffer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, B> fmt::Display for Rejected<C, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request refused: {}", self.error)
+    }
+}
+
+impl<C, B> std::error::Error for Rejected<C, B> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<C, B> From<Rejected<C, B>> for Error {
+    fn from(r: Rejected<C, B>) -> Self {
+        r.error
+    }
+}
+
+impl<C, B> From<Rejected<C, B>> for io::Error {
+    fn from(r: Rejected<C, B>) -> Self {
+        r.error.into()
+    }
+}

@@ -1,0 +1,47 @@
+//! The OS-independent heart of gaio.
+//!
+//! This crate owns everything that does not depend on which readiness API
+//! the operating system offers:
+//!
+//! * the public vocabulary: [`Conn`] handles, [`Request`]s, [`Completion`]s,
+//!   the buffer traits [`IoBuf`] / [`IoBufMut`] and the [`Error`] type;
+//! * the [`Poller`] trait, the whole contract a backend (epoll, kqueue, ...)
+//!   has to fulfil: register an fd, wait for readiness, wake a sleeper;
+//! * the engine, written once, that turns readiness into completions:
+//!   per-connection FIFO queues, partial reads and writes, deadlines, the
+//!   shared swap memory and delivery of batches;
+//! * the [`Watcher`] (inline or background-thread mode) and the cloneable
+//!   [`Submitter`] used from other threads, both driven through the
+//!   [`Submit`] trait.
+//!
+//! Applications normally use the `gaio` facade crate, which picks the poller
+//! for the target and re-exports everything here.
+#![cfg(unix)]
+
+mod affinity;
+mod buf;
+mod completion;
+mod conn;
+mod engine;
+mod error;
+mod poller;
+mod request;
+mod shared;
+mod submit;
+mod sys;
+mod watcher;
+
+pub use buf::{Buffer, IoBuf, IoBufMut};
+pub use bytes::{Bytes, BytesMut};
+pub use completion::{Completion, Op};
+pub use conn::Conn;
+pub use error::{Error, Rejected};
+pub use poller::{Event, Poller};
+pub use request::Request;
+pub use submit::{Submit, Submitter};
+pub use watcher::{Builder, Mode, Watcher};
+
+/// Default size of the shared swap memory used by reads without a buffer.
+pub const DEFAULT_SWAP_SIZE: usize = 64 * 1024;
+/// Default number of readiness events taken from the poller per wait.
+pub const DEFAULT_MAX_EVENTS: usize = 1024;

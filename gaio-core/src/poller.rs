@@ -1,0 +1,62 @@
+//! The `Poller` trait: the only thing an OS backend implements.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+/// Readiness of one registered descriptor, as reported by a poller.
+///
+/// Errors and hang-ups are reported through `hangup`: the engine then tries
+/// the I/O in both directions and the system call reports what happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// The token the descriptor was registered with.
+    pub token: u64,
+    /// A read may make progress (data, end of stream or error).
+    pub readable: bool,
+    /// A write may make progress (room, or error).
+    pub writable: bool,
+    /// The peer hung up or the connection failed (`EPOLLRDHUP`,
+    /// `EPOLLHUP`, `EPOLLERR`, `EV_EOF`): from now on reads and writes never
+    /// wait for another edge, since none may come.
+    pub hangup: bool,
+}
+
+/// An edge-triggered readiness source.
+///
+/// A poller registers descriptors for both directions at once, reports each
+/// change of readiness at least once (edge-triggered: `EPOLLET`,
+/// `EV_CLEAR`), and can be woken from any thread. The engine keeps track of
+/// readiness itself, so a poller never needs re-arming.
+///
+/// `register`, `deregister` and `wake` may be called from any thread while
+/// another thread is inside `wait`; `wait` is only ever called by one thread
+/// at a time.
+pub trait Poller: Send + Sync + Sized + 'static {
+    /// The raw event buffer `wait` fills, owned by the waiting thread.
+    type Events: Send;
+
+    /// Creates a poller with its wake-up mechanism.
+    fn new() -> io::Result<Self>;
+
+    /// Allocates a raw event buffer for up to `capacity` events per wait.
+    fn events(capacity: usize) -> Self::Events;
+
+    /// Starts watching `fd` for readability and writability, edge-triggered,
+    /// reporting `token` in its events.
+    fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()>;
+
+    /// Stops watching `fd`.
+    fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()>;
+
+    /// Waits until at least one event arrives, `wake` is called, or
+    /// `timeout` passes (`None`: no limit), then appends the events to
+    /// `out`. Wake-ups are consumed here and not reported. An interrupted
+    /// wait (EINTR) returns `Ok` with whatever it has.
+    fn wait(&self, raw: &mut Self::Events, out: &mut Vec<Event>, timeout: Option<Duration>)
+        -> io::Result<()>;
+
+    /// Makes a current or the next `wait` return. Several wakes before a
+    /// wait may coalesce into one.
+    fn wake(&self) -> io::Result<()>;
+}

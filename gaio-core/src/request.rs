@@ -1,0 +1,119 @@
+//! `Request`: one operation on one connection, as submitted.
+
+use std::time::Instant;
+
+use crate::{Conn, Error, IoBuf, IoBufMut, Op, Rejected};
+
+/// The mutable view of a read's own buffer: `<B as IoBufMut>::as_bytes_mut`,
+/// captured where `B: IoBufMut` is known so the engine needs only `B: IoBuf`.
+pub(crate) type ReadView<B> = fn(&mut B) -> &mut [u8];
+
+/// Where a read puts its bytes, or what a write sends.
+pub(crate) enum Target<B> {
+    /// The request's own buffer, with its read view for reads.
+    User(B, Option<ReadView<B>>),
+    /// The watcher's shared swap memory.
+    Swap,
+}
+
+/// One operation on one connection: what to do, with which buffer, carrying
+/// which context, and until when.
+///
+/// The [`Submit`](crate::Submit) methods (`read`, `write`, ...) build and
+/// submit these; build one yourself to submit requests generically.
+pub struct Request<C, B> {
+    pub(crate) conn: Conn,
+    pub(crate) op: Op,
+    pub(crate) context: C,
+    pub(crate) target: Target<B>,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl<C, B: IoBuf> Request<C, B> {
+    /// A read of at least one byte into `buf`.
+    pub fn read(conn: Conn, context: C, buf: B) -> Self
+    where
+        B: IoBufMut,
+    {
+        Self::new(conn, Op::Read, context, Target::User(buf, Some(B::as_bytes_mut)))
+    }
+
+    /// A read of at least one byte into the watcher's swap memory.
+    pub fn read_swap(conn: Conn, context: C) -> Self {
+        Self::new(conn, Op::Read, context, Target::Swap)
+    }
+
+    /// A read that fills the whole of `buf`, or fails.
+    pub fn read_full(conn: Conn, context: C, buf: B) -> Self
+    where
+        B: IoBufMut,
+    {
+        Self::new(
+            conn,
+            Op::ReadFull,
+            context,
+            Target::User(buf, Some(B::as_bytes_mut)),
+        )
+    }
+
+    /// A write of every byte of `buf`.
+    pub fn write(conn: Conn, context: C, buf: B) -> Self {
+        Self::new(conn, Op::Write, context, Target::User(buf, None))
+    }
+
+    /// Sets a deadline: if the request has not completed by then, it
+    /// completes with [`Error::Deadline`] and the bytes moved so far. A
+    /// deadline already past at submission completes at once, without I/O.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn new(conn: Conn, op: Op, context: C, target: Target<B>) -> Self {
+        Request {
+            conn,
+            op,
+            context,
+            target,
+            deadline: None,
+        }
+    }
+
+    /// The connection the request is for.
+    pub fn conn(&self) -> Conn {
+        self.conn
+    }
+
+    /// The operation.
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    /// Checks what can be checked without the engine: the buffer is not
+    /// empty. Hands the request back as a rejection otherwise.
+    pub(crate) fn validate(self) -> Result<Self, Rejected<C, B>> {
+        // A read target's length is the same through `as_bytes` and
+        // `as_bytes_mut`, so one check serves reads and writes.
+        let empty = match &self.target {
+            Target::Swap => false,
+            Target::User(b, _) => b.as_bytes().is_empty(),
+        };
+        if empty {
+            Err(self.reject(Error::EmptyBuffer))
+        } else {
+            Ok(self)
+        }
+    }
+
+    /// Turns the request into a rejection carrying its context and buffer.
+    pub(crate) fn reject(self, error: Error) -> Rejected<C, B> {
+        Rejected {
+            error,
+            context: self.context,
+            buffer: match self.target {
+                Target::User(b, _) => Some(b),
+                Target::Swap => None,
+            },
+        }
+    }
+}

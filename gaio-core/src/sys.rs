@@ -1,0 +1,103 @@
+//! The few system calls the engine makes on a connection, through rustix.
+//!
+//! Stream sockets are written with `sendmsg(MSG_NOSIGNAL)` so a peer that
+//! has gone away yields `EPIPE` instead of raising SIGPIPE. Other pollable
+//! descriptors (pipes, ttys) are read and written with `read`/`writev`; for
+//! those the kernel has no per-call flag, so a write to a pipe without a
+//! reader raises SIGPIPE unless the process ignores it (Rust binaries do by
+//! default).
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::io::Errno;
+use rustix::net::{sockopt, SendAncillaryBuffer, SendFlags, SocketType};
+
+use crate::Error;
+
+/// What kind of descriptor a connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FdKind {
+    /// A `SOCK_STREAM` socket: written with `sendmsg(MSG_NOSIGNAL)`.
+    StreamSocket,
+    /// Anything else the poller accepts (pipe, tty, ...).
+    Other,
+}
+
+/// Puts `fd` in non-blocking mode and tells what kind it is. Refuses
+/// sockets that are not stream sockets.
+pub(crate) fn prepare(fd: BorrowedFd<'_>) -> Result<FdKind, Error> {
+    let kind = match sockopt::socket_type(fd) {
+        Ok(SocketType::STREAM) => FdKind::StreamSocket,
+        Ok(_) => return Err(Error::NotStream),
+        Err(Errno::NOTSOCK) => FdKind::Other,
+        Err(e) => return Err(Error::Io(e.into())),
+    };
+    rustix::io::ioctl_fionbio(fd, true)?;
+    Ok(kind)
+}
+
+/// Outcome of one non-blocking I/O attempt.
+pub(crate) enum IoOutcome {
+    /// Moved this many bytes (0 on a read: end of stream).
+    Done(usize),
+    /// Would block: wait for the next readiness edge.
+    WouldBlock,
+    /// The kernel is short of buffers (ENOBUFS/ENOMEM): retry soon, even
+    /// without a new edge, since none may come.
+    Starved,
+    /// A real error.
+    Failed(io::Error),
+}
+
+fn classify(r: Result<usize, Errno>) -> Option<IoOutcome> {
+    match r {
+        Ok(n) => Some(IoOutcome::Done(n)),
+        Err(Errno::INTR) => None,
+        // EAGAIN and EWOULDBLOCK are the same value on every platform we
+        // support.
+        Err(Errno::AGAIN) => Some(IoOutcome::WouldBlock),
+        Err(Errno::NOBUFS) | Err(Errno::NOMEM) => Some(IoOutcome::Starved),
+        Err(e) => Some(IoOutcome::Failed(e.into())),
+    }
+}
+
+/// Reads into `buf`, retrying on EINTR.
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> IoOutcome {
+    loop {
+        if let Some(out) = classify(rustix::io::read(fd, &mut *buf)) {
+            return out;
+        }
+    }
+}
+
+/// Reads into uninitialised memory, retrying on EINTR. On `Done(n)` the
+/// first `n` bytes of `buf` are initialised.
+pub(crate) fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> IoOutcome {
+    loop {
+        let r = rustix::io::read(fd, &mut *buf).map(|(init, _)| init.len());
+        if let Some(out) = classify(r) {
+            return out;
+        }
+    }
+}
+
+/// Writes the gathered slices, retrying on EINTR; never raises SIGPIPE on a
+/// stream socket.
+pub(crate) fn write(fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
+    loop {
+        let r = match kind {
+            FdKind::StreamSocket => rustix::net::sendmsg(
+                fd.as_fd(),
+                bufs,
+                &mut SendAncillaryBuffer::default(),
+                SendFlags::NOSIGNAL,
+            ),
+            FdKind::Other => rustix::io::writev(fd, bufs),
+        };
+        if let Some(out) = classify(r) {
+            return out;
+        }
+    }
+}

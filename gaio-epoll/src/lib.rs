@@ -1,0 +1,138 @@
+//! The Linux poller for gaio: epoll, edge-triggered, woken by an eventfd.
+//!
+//! Each connection is registered once for `EPOLLIN | EPOLLOUT | EPOLLRDHUP`
+//! with `EPOLLET`; the engine tracks readiness itself, so nothing is ever
+//! re-armed. `EPOLLRDHUP`, `EPOLLHUP` and `EPOLLERR` are reported as a
+//! hang-up, which makes the engine try both directions and learn the actual
+//! error (or end of stream) from the system call.
+//!
+//! Wake-ups write to an eventfd registered under a reserved token; the
+//! waiting thread resets the counter when it sees that token, so a wake-up
+//! that happens before the wait is never lost (the counter stays non-zero).
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use gaio_core::{Event, Poller};
+use rustix::event::{epoll, eventfd, EventfdFlags, Timespec};
+use rustix::io::Errno;
+
+/// The token of the wake-up eventfd. Connection tokens are
+/// `generation << 32 | fd` with `fd < 2^31`, so they never equal it.
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// The raw buffer `epoll_wait` fills.
+pub struct EventBuf(Vec<epoll::Event>);
+
+// SAFETY: an `epoll::Event` is plain data: flags and a 64-bit `EventData`
+// union that may hold a pointer. This crate only ever registers `u64`
+// tokens (never pointers), so the buffer holds no pointer and moving it to
+// another thread shares nothing.
+unsafe impl Send for EventBuf {}
+
+impl std::fmt::Debug for EventBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EventBuf(capacity {})", self.0.capacity())
+    }
+}
+
+/// An edge-triggered epoll instance with an eventfd for wake-ups.
+#[derive(Debug)]
+pub struct EpollPoller {
+    epoll: OwnedFd,
+    wake: OwnedFd,
+}
+
+impl Poller for EpollPoller {
+    type Events = EventBuf;
+
+    fn new() -> io::Result<Self> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(
+            &epoll,
+            &wake,
+            epoll::EventData::new_u64(WAKE_TOKEN),
+            epoll::EventFlags::IN | epoll::EventFlags::ET,
+        )?;
+        Ok(EpollPoller { epoll, wake })
+    }
+
+    fn events(capacity: usize) -> Self::Events {
+        EventBuf(Vec::with_capacity(capacity))
+    }
+
+    fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        use epoll::EventFlags as F;
+        epoll::add(
+            &self.epoll,
+            fd,
+            epoll::EventData::new_u64(token),
+            F::IN | F::OUT | F::RDHUP | F::ET,
+        )?;
+        Ok(())
+    }
+
+    fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        epoll::delete(&self.epoll, fd)?;
+        Ok(())
+    }
+
+    fn wait(
+        &self,
+        raw: &mut Self::Events,
+        out: &mut Vec<Event>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        use epoll::EventFlags as F;
+        let raw = &mut raw.0;
+        raw.clear();
+        let timeout = timeout.map(|t| Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(t.subsec_nanos()),
+        });
+        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(raw), timeout.as_ref()) {
+            Ok(_) => {}
+            // A signal interrupted the wait: report nothing, the engine
+            // simply turns again.
+            Err(Errno::INTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        for ev in raw.iter() {
+            let token = ev.data.u64();
+            let flags = ev.flags;
+            if token == WAKE_TOKEN {
+                self.reset_wake();
+                continue;
+            }
+            out.push(Event {
+                token,
+                readable: flags.intersects(F::IN | F::PRI),
+                writable: flags.contains(F::OUT),
+                hangup: flags.intersects(F::RDHUP | F::HUP | F::ERR),
+            });
+        }
+        Ok(())
+    }
+
+    fn wake(&self) -> io::Result<()> {
+        match rustix::io::write(&self.wake, &1u64.to_ne_bytes()) {
+            // EAGAIN: the counter is saturated, so a wake-up is pending
+            // anyway.
+            Ok(_) | Err(Errno::AGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl EpollPoller {
+    /// Resets the eventfd counter so the next wake-up makes a new edge.
+    fn reset_wake(&self) {
+        let mut buf = [0u8; 8];
+        // EAGAIN means it was already reset; nothing else can fail on a
+        // valid eventfd with an 8-byte buffer.
+        let _ = rustix::io::read(self.wake.as_fd(), &mut buf);
+    }
+}

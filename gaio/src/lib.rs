@@ -1,0 +1,68 @@
+//! gaio: proactor-pattern networking for servers with very many connections.
+//!
+//! Hand a connected socket to a [`Watcher`], submit reads and writes on it,
+//! and collect finished requests in batches from [`Watcher::wait_io`]. The
+//! watcher does the I/O itself on edge-triggered epoll (Linux); there is no
+//! task or thread per connection and no buffer per idle connection.
+//!
+//! ```no_run
+//! use gaio::{Buffer, Submit, Watcher};
+//! use std::net::TcpListener;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let listener = TcpListener::bind("127.0.0.1:0")?;
+//!     let mut w: Watcher = Watcher::new()?;
+//!     let (stream, _) = listener.accept()?;
+//!     let conn = w.watch(stream)?;
+//!     w.read(conn, (), vec![0; 4096])?;
+//!     let mut batch = Vec::new();
+//!     loop {
+//!         w.wait_io(&mut batch)?;
+//!         for c in batch.drain(..) {
+//!             if c.error.is_some() {
+//!                 w.free(c.conn)?;
+//!             } else if c.op.is_read() {
+//!                 // Echo what was read, then read again.
+//!                 let mut buf = c.buffer.into_user().unwrap();
+//!                 buf.truncate(c.bytes);
+//!                 w.write(c.conn, (), buf)?;
+//!             } else {
+//!                 let mut buf = c.buffer.into_user().unwrap();
+//!                 buf.resize(4096, 0);
+//!                 w.read(c.conn, (), buf)?;
+//!             }
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! The backend is chosen at compile time: epoll on Linux and Android.
+#![cfg(unix)]
+
+pub use gaio_core::{
+    Buffer, Bytes, BytesMut, Completion, Conn, Error, Event, IoBuf, IoBufMut, Mode, Op, Poller, Rejected,
+    Request, Submit, DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE,
+};
+
+cfg_if::cfg_if! {
+    if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        /// The poller used on this target: epoll.
+        pub type DefaultPoller = gaio_epoll::EpollPoller;
+        pub use gaio_epoll::EpollPoller;
+    } else {
+        compile_error!("gaio has no poller for this target yet");
+    }
+}
+
+/// The watcher for this target's poller. `C` is the context type every
+/// request carries, `B` the buffer type (`Vec<u8>` unless chosen).
+pub type Watcher<C = (), B = Vec<u8>> = gaio_core::Watcher<DefaultPoller, C, B>;
+
+/// A handle that submits to a [`Watcher`] from other threads.
+pub type Submitter<C = (), B = Vec<u8>> = gaio_core::Submitter<DefaultPoller, C, B>;
+
+/// Configures a [`Watcher`]: `Builder::new().mode(Mode::Background).build()`.
+pub type Builder = gaio_core::Builder<DefaultPoller>;
+
+/// The result of a completion's operation, re-exported for convenience.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

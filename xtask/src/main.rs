@@ -1,0 +1,2 @@
+//! `cargo xtask <command>`: developer commands for the gaio workspace.
+fn main() {}
