@@ -377,6 +377,9 @@ impl<C, B> Background<C, B> {
 fn run_background<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox: &Mailbox<C, B>) {
     loop {
         let failure = engine.turn(true, None).err();
+        if let Some(e) = &failure {
+            tracing::error!(error = %e, "poller failed; shutting the watcher down");
+        }
         if failure.is_some() || engine.close_requested() {
             engine.shutdown();
         }

@@ -66,3 +66,8 @@ pub type Builder = gaio_core::Builder<DefaultPoller>;
 
 /// The result of a completion's operation, re-exported for convenience.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The README's examples, compiled as documentation tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

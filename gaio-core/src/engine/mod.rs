@@ -262,6 +262,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         Some(sleep.map_or(MAX_SLEEP, |s| s.min(MAX_SLEEP)))
     }
 
+    /// Requests pending on connections (not counting queued commands).
+    fn nodes_pending(&self) -> usize {
+        self.nodes.len()
+    }
+
     fn now_ns(&self) -> u64 {
         to_ns(self.epoch.elapsed())
     }
@@ -295,6 +300,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 self.free_conn(stale, || Error::ConnClosed);
             }
         }
+        tracing::trace!(fd = conn.fd, gen = conn.gen, ?kind, "connection watched");
         self.conns[idx] = Some(ConnState {
             fd,
             gen: conn.gen,
@@ -360,6 +366,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             return;
         }
         let mut state = slot.take().expect("checked above");
+        tracing::trace!(fd = conn.fd, gen = conn.gen, "connection freed");
         for dir in [Dir::Read, Dir::Write] {
             while !state.list(dir).is_empty() {
                 let head = state.list(dir).head;
@@ -379,6 +386,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if self.finished {
             return;
         }
+        tracing::debug!(pending = self.nodes_pending(), "watcher shutting down");
         self.shared.close();
         for fd in 0..self.conns.len() {
             if let Some(gen) = self.conns[fd].as_ref().map(|s| s.gen) {
@@ -455,8 +463,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let node = self.nodes.get_mut(head);
             let attempt = match &mut node.target {
                 Target::Swap => {
-                    let (outcome, bytes) = self.swap.read(fd);
-                    Some((outcome, usize::MAX, bytes))
+                    let (outcome, offered, bytes) = self.swap.read(fd);
+                    Some((outcome, offered, bytes))
                 }
                 Target::User(buf, view) => {
                     let region = match view {
@@ -498,6 +506,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     return;
                 }
                 IoOutcome::Starved => {
+                    tracing::debug!(fd = conn.fd, "read starved of kernel buffers; retrying soon");
                     self.starved.push((conn, Dir::Read));
                     return;
                 }
@@ -540,7 +549,6 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let Some(outcome) = outcome else {
                 // Only buffers that changed under the watcher can be empty
                 // here: complete them rather than send nothing forever.
-                self.account_written(conn, 0);
                 self.finish_head(conn, Dir::Write, None, Bytes::new());
                 continue;
             };
@@ -556,6 +564,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     return;
                 }
                 IoOutcome::Starved => {
+                    tracing::debug!(fd = conn.fd, "write starved of kernel buffers; retrying soon");
                     self.starved.push((conn, Dir::Write));
                     return;
                 }

@@ -81,7 +81,6 @@ impl<C, B> Slab<C, B> {
         }
     }
 
-    #[cfg(test)]
     /// Number of pending requests.
     pub(super) fn len(&self) -> usize {
         self.len

@@ -26,24 +26,27 @@ impl Swap {
         }
     }
 
-    /// Reads from `fd` into swap memory. On `Done(n)` with `n > 0`, the
-    /// returned slice holds the `n` bytes read.
-    pub(super) fn read(&mut self, fd: BorrowedFd<'_>) -> (IoOutcome, Bytes) {
+    /// Reads from `fd` into swap memory. Returns the outcome, how many
+    /// bytes the read offered room for, and on `Done(n)` with `n > 0` the
+    /// slice holding the `n` bytes read.
+    pub(super) fn read(&mut self, fd: BorrowedFd<'_>) -> (IoOutcome, usize, Bytes) {
         if self.arena.capacity() < self.slab / 4 {
             // The arena is empty (its bytes were split off), so this either
             // reclaims the slab in place or takes a fresh one: no copy.
             self.arena.reserve(self.slab);
         }
-        let outcome = sys::read_uninit(fd, self.arena.spare_capacity_mut());
+        let spare = self.arena.spare_capacity_mut();
+        let offered = spare.len();
+        let outcome = sys::read_uninit(fd, spare);
         match outcome {
             IoOutcome::Done(n) if n > 0 => {
                 // SAFETY: `read_uninit` returned `Done(n)`: the kernel wrote
                 // the first `n` bytes of the spare capacity, and `n` is at
                 // most the spare capacity's length.
                 unsafe { self.arena.set_len(n) };
-                (outcome, self.arena.split().freeze())
+                (outcome, offered, self.arena.split().freeze())
             }
-            other => (other, Bytes::new()),
+            other => (other, offered, Bytes::new()),
         }
     }
 }

@@ -41,7 +41,11 @@ pub fn tcp_pairs(n: usize) -> Vec<(TcpStream, TcpStream)> {
 }
 
 /// Waits until `n` completions have arrived, panicking after `limit`.
-pub fn wait_for<C, B: gaio::IoBuf>(w: &mut Watcher<C, B>, n: usize, limit: Duration) -> Vec<Completion<C, B>> {
+pub fn wait_for<C, B: gaio::IoBuf>(
+    w: &mut Watcher<C, B>,
+    n: usize,
+    limit: Duration,
+) -> Vec<Completion<C, B>> {
     let end = Instant::now() + limit;
     let mut out = Vec::new();
     while out.len() < n {
@@ -60,12 +64,18 @@ pub fn wait_for<C, B: gaio::IoBuf>(w: &mut Watcher<C, B>, n: usize, limit: Durat
 pub fn expect_quiet<C, B: gaio::IoBuf>(w: &mut Watcher<C, B>, quiet: Duration) {
     let mut out = Vec::new();
     let n = w.wait_io_timeout(&mut out, quiet).expect("wait_io");
-    assert_eq!(n, 0, "expected no completion, got {} (first: {:?} {:?})", n, out[0].op, out[0].error);
+    assert_eq!(
+        n, 0,
+        "expected no completion, got {} (first: {:?} {:?})",
+        n, out[0].op, out[0].error
+    );
 }
 
 /// Number of open descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd").count()
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
 }
 
 /// Records the open descriptor count; `check` asserts it is back there.
