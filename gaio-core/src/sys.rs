@@ -1,7 +1,9 @@
 //! The few system calls the engine makes on a connection, through rustix.
 //!
 //! Stream sockets are written with `sendmsg(MSG_NOSIGNAL)` so a peer that
-//! has gone away yields `EPIPE` instead of raising SIGPIPE. Other pollable
+//! has gone away yields `EPIPE` instead of raising SIGPIPE. Apple systems
+//! have no `MSG_NOSIGNAL`; there `SO_NOSIGPIPE` is set on each stream
+//! socket at hand-over instead. Other pollable
 //! descriptors (pipes, ttys) are read and written with `read`/`writev`; for
 //! those the kernel has no per-call flag, so a write to a pipe without a
 //! reader raises SIGPIPE unless the process ignores it (Rust binaries do by
@@ -29,7 +31,11 @@ pub(crate) enum FdKind {
 /// sockets that are not stream sockets.
 pub(crate) fn prepare(fd: BorrowedFd<'_>) -> Result<FdKind, Error> {
     let kind = match sockopt::socket_type(fd) {
-        Ok(SocketType::STREAM) => FdKind::StreamSocket,
+        Ok(SocketType::STREAM) => {
+            #[cfg(target_vendor = "apple")]
+            sockopt::set_socket_nosigpipe(fd, true)?;
+            FdKind::StreamSocket
+        }
         Ok(_) => return Err(Error::NotStream),
         Err(Errno::NOTSOCK) => FdKind::Other,
         Err(e) => return Err(Error::Io(e.into())),
@@ -58,6 +64,9 @@ fn classify(r: Result<usize, Errno>) -> Option<IoOutcome> {
         // EAGAIN and EWOULDBLOCK are the same value on every platform we
         // support.
         Err(Errno::AGAIN) => Some(IoOutcome::WouldBlock),
+        // ENOBUFS: the kernel is short of memory for this socket. Under
+        // edge triggering (EPOLLET, EV_CLEAR) no edge announces that memory
+        // came back, so the engine retries after a short timeout instead.
         Err(Errno::NOBUFS) | Err(Errno::NOMEM) => Some(IoOutcome::Starved),
         Err(e) => Some(IoOutcome::Failed(e.into())),
     }
@@ -83,17 +92,21 @@ pub(crate) fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Io
     }
 }
 
+/// `send` flags that keep a write to a vanished peer from raising SIGPIPE.
+#[cfg(not(target_vendor = "apple"))]
+const NO_SIGPIPE: SendFlags = SendFlags::NOSIGNAL;
+/// Apple has no `MSG_NOSIGNAL`: `SO_NOSIGPIPE`, set in [`prepare`], does it.
+#[cfg(target_vendor = "apple")]
+const NO_SIGPIPE: SendFlags = SendFlags::empty();
+
 /// Writes the gathered slices, retrying on EINTR; never raises SIGPIPE on a
 /// stream socket.
 pub(crate) fn write(fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
     loop {
         let r = match kind {
-            FdKind::StreamSocket => rustix::net::sendmsg(
-                fd.as_fd(),
-                bufs,
-                &mut SendAncillaryBuffer::default(),
-                SendFlags::NOSIGNAL,
-            ),
+            FdKind::StreamSocket => {
+                rustix::net::sendmsg(fd.as_fd(), bufs, &mut SendAncillaryBuffer::default(), NO_SIGPIPE)
+            }
             FdKind::Other => rustix::io::writev(fd, bufs),
         };
         if let Some(out) = classify(r) {

@@ -65,18 +65,19 @@ impl Poller for EpollPoller {
     }
 
     fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        use epoll::EventFlags as F;
-        epoll::add(
-            &self.epoll,
-            fd,
-            epoll::EventData::new_u64(token),
-            F::IN | F::OUT | F::RDHUP | F::ET,
-        )?;
+        epoll::add(&self.epoll, fd, epoll::EventData::new_u64(token), interest())?;
         Ok(())
     }
 
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         epoll::delete(&self.epoll, fd)?;
+        Ok(())
+    }
+
+    /// `EPOLL_CTL_MOD` with the same interest: epoll re-evaluates the
+    /// descriptor and queues an event if it is ready now (one system call).
+    fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        epoll::modify(&self.epoll, fd, epoll::EventData::new_u64(token), interest())?;
         Ok(())
     }
 
@@ -125,6 +126,13 @@ impl Poller for EpollPoller {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// What every connection is registered for: both directions and the peer's
+/// half-close, edge-triggered.
+fn interest() -> epoll::EventFlags {
+    use epoll::EventFlags as F;
+    F::IN | F::OUT | F::RDHUP | F::ET
 }
 
 impl EpollPoller {

@@ -36,7 +36,9 @@
 //! }
 //! ```
 //!
-//! The backend is chosen at compile time: epoll on Linux and Android.
+//! The backend is chosen at compile time: epoll on Linux and Android,
+//! kqueue on the BSDs and Apple systems, poll(2) elsewhere (or everywhere,
+//! with the `force-poll` feature).
 #![cfg(unix)]
 
 pub use gaio_core::{
@@ -44,15 +46,41 @@ pub use gaio_core::{
     Request, Submit, DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE,
 };
 
+pub use gaio_poll::PollPoller;
+
 cfg_if::cfg_if! {
-    if #[cfg(any(target_os = "linux", target_os = "android"))] {
+    if #[cfg(feature = "force-poll")] {
+        /// The poller used by this build: poll(2), forced by the
+        /// `force-poll` feature.
+        pub type DefaultPoller = gaio_poll::PollPoller;
+    } else if #[cfg(any(target_os = "linux", target_os = "android"))] {
         /// The poller used on this target: epoll.
         pub type DefaultPoller = gaio_epoll::EpollPoller;
-        pub use gaio_epoll::EpollPoller;
+    } else if #[cfg(any(
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_vendor = "apple"
+    ))] {
+        /// The poller used on this target: kqueue.
+        pub type DefaultPoller = gaio_kqueue::KqueuePoller;
     } else {
-        compile_error!("gaio has no poller for this target yet");
+        /// The poller used on this target: poll(2), the portable fallback.
+        pub type DefaultPoller = gaio_poll::PollPoller;
     }
 }
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use gaio_epoll::EpollPoller;
+#[cfg(any(
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_vendor = "apple"
+))]
+pub use gaio_kqueue::KqueuePoller;
 
 /// The watcher for this target's poller. `C` is the context type every
 /// request carries, `B` the buffer type (`Vec<u8>` unless chosen).

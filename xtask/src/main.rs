@@ -3,8 +3,12 @@
 //! * `test`: the whole test suite, one test per process (nextest), then the
 //!   documentation examples. Falls back to `cargo test --test-threads=1`
 //!   where nextest is not installed, so descriptor counting stays exact.
+//!   The `gaio` integration suite then runs a second time with the
+//!   `force-poll` feature, against the portable poll(2) poller.
+//! * `cross`: `cargo check` and `cargo clippy -D warnings` of the whole
+//!   workspace (tests and examples included) for the BSD and Apple targets.
 //! * `ci`: what `.ci/run` checks: formatting, clippy with warnings denied,
-//!   then `test`.
+//!   `cross`, then `test`.
 //! * `demo`: the echo demo in release mode (`cargo run --release -p gaio
 //!   --example demo`).
 
@@ -15,9 +19,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("ci") => ci(),
+        Some("cross") => cross(),
         Some("demo") => demo(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|ci|demo> [args]");
+            eprintln!("usage: cargo xtask <test|cross|ci|demo> [args]");
             return ExitCode::from(2);
         }
     };
@@ -57,23 +62,75 @@ fn has_nextest() -> bool {
 
 fn test(extra: &[String]) -> Result<(), String> {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    if has_nextest() {
-        let mut args = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
-        args.extend(&extra);
-        cargo(&args)?;
-    } else {
+    let nextest = has_nextest();
+    if !nextest {
         eprintln!("xtask: cargo-nextest not found; running tests one at a time");
-        let mut args = vec!["test", "--workspace", "--all-targets", "--no-fail-fast"];
-        args.extend(&extra);
-        args.extend(["--", "--test-threads=1"]);
-        cargo(&args)?;
     }
-    cargo(&["test", "--workspace", "--doc"])
+    // Every poller of this target, then the portable poll(2) one.
+    let runs: [&[&str]; 2] = [&["--workspace"], &["-p", "gaio", "--features", "force-poll"]];
+    let mut failed = Vec::new();
+    for run in runs {
+        let mut args = if nextest {
+            vec!["nextest", "run", "--no-fail-fast"]
+        } else {
+            vec!["test", "--all-targets", "--no-fail-fast"]
+        };
+        args.extend(run);
+        args.extend(&extra);
+        if !nextest {
+            args.extend(["--", "--test-threads=1"]);
+        }
+        if let Err(e) = cargo(&args) {
+            failed.push(e);
+        }
+    }
+    if let Err(e) = cargo(&["test", "--workspace", "--doc"]) {
+        failed.push(e);
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+/// Targets checked (not run) here: the kqueue systems.
+const CROSS_TARGETS: [&str; 4] = [
+    "x86_64-unknown-freebsd",
+    "aarch64-apple-darwin",
+    "x86_64-apple-darwin",
+    "x86_64-unknown-netbsd",
+];
+
+fn cross() -> Result<(), String> {
+    let status = Command::new("rustup")
+        .args(["target", "add"])
+        .args(CROSS_TARGETS)
+        .status()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if !status.success() {
+        return Err("rustup target add failed".into());
+    }
+    for target in CROSS_TARGETS {
+        cargo(&["check", "--workspace", "--all-targets", "--target", target])?;
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--target",
+            target,
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
+    Ok(())
 }
 
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    cross()?;
     test(&[])
 }
 

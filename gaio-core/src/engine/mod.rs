@@ -276,7 +276,16 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     fn drain_commands(&mut self) {
         while let Some(cmd) = self.shared.queue.pop() {
             match cmd {
-                Command::Watch { conn, fd, kind } => self.insert_conn(conn, fd, kind),
+                Command::Watch { conn, fd, kind } => {
+                    // Registered on another thread: events reported before
+                    // now named an unknown connection and were dropped, a
+                    // hang-up among them, and an edge is not repeated. Have
+                    // the poller report the current readiness again.
+                    if let Err(e) = self.shared.poller.reregister(fd.as_fd(), conn.token()) {
+                        tracing::warn!(fd = conn.fd, error = %e, "re-registering a handed-over connection failed");
+                    }
+                    self.insert_conn(conn, fd, kind);
+                }
                 Command::Submit(req) => self.apply_request(req),
                 Command::Free(conn) => self.free_conn(conn, || Error::ConnClosed),
             }
@@ -395,7 +404,12 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         while let Some(cmd) = self.shared.queue.pop() {
             match cmd {
-                Command::Watch { fd, .. } => drop(fd),
+                Command::Watch { fd, .. } => {
+                    // Registered but never known to the engine: deregister
+                    // before closing, as for every other connection.
+                    let _ = self.shared.poller.deregister(fd.as_fd());
+                    drop(fd);
+                }
                 Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
                 Command::Free(_) => {}
             }
@@ -495,6 +509,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     // peer hung up (then no further edge would come).
                     if n < wanted && state.kind == FdKind::StreamSocket && !state.hup {
                         state.readable = false;
+                        rearm(&self.shared.poller, state, conn, Dir::Read);
                     }
                     let full = node.op == Op::Read || n >= wanted;
                     if full {
@@ -503,6 +518,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 }
                 IoOutcome::WouldBlock => {
                     state.readable = false;
+                    rearm(&self.shared.poller, state, conn, Dir::Read);
                     return;
                 }
                 IoOutcome::Starved => {
@@ -556,11 +572,13 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 IoOutcome::Done(n) => {
                     if n < offered && state.kind == FdKind::StreamSocket {
                         state.writable = false;
+                        rearm(&self.shared.poller, state, conn, Dir::Write);
                     }
                     self.account_written(conn, n);
                 }
                 IoOutcome::WouldBlock => {
                     state.writable = false;
+                    rearm(&self.shared.poller, state, conn, Dir::Write);
                     return;
                 }
                 IoOutcome::Starved => {
@@ -674,6 +692,16 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             buffer,
             error,
         });
+    }
+}
+
+/// Tells the poller the engine now waits for `dir` on `state`'s descriptor.
+/// A no-op for edge-triggered pollers; a level-triggered one resumes
+/// watching the direction.
+fn rearm<P: Poller>(poller: &P, state: &ConnState, conn: Conn, dir: Dir) {
+    let (read, write) = (dir == Dir::Read, dir == Dir::Write);
+    if let Err(e) = poller.rearm(state.fd.as_fd(), conn.token(), read, write) {
+        tracing::warn!(fd = conn.fd, error = %e, "poller failed to re-arm a connection");
     }
 }
 

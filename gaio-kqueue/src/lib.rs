@@ -1,0 +1,264 @@
+//! The kqueue poller for gaio: FreeBSD, macOS (and the other Apple
+//! systems), NetBSD, OpenBSD and DragonFly.
+//!
+//! Each connection gets an `EVFILT_READ` and an `EVFILT_WRITE` filter with
+//! `EV_CLEAR`, kqueue's edge-triggered mode: a filter reports again only
+//! after its state changed. The engine tracks readiness itself, so nothing
+//! is re-armed.
+//!
+//! Pitfalls handled here and in the engine:
+//! * `EV_EOF` (peer closed, or the socket failed) is reported as a hang-up,
+//!   which makes the engine try *both* directions, because under `EV_CLEAR`
+//!   the other filter may never fire again. An `EV_ERROR` entry in the event
+//!   list (a failed change) is handled the same way.
+//! * ENOBUFS from a send under `EV_CLEAR` brings no new edge when buffers
+//!   free up; the engine retries such a connection after a short timeout
+//!   instead of waiting for an edge (see `IoOutcome::Starved` in
+//!   gaio-core).
+//! * Wake-ups use `EVFILT_USER` with `NOTE_TRIGGER` where the system has it
+//!   (Apple, FreeBSD, DragonFly), else a non-blocking self-pipe. A trigger
+//!   submission interrupted by a signal (EINTR) is retried: the trigger is
+//!   idempotent, so retrying can never lose or double a wake-up.
+//! * SIGPIPE: Apple has no `MSG_NOSIGNAL`; gaio-core sets `SO_NOSIGPIPE` on
+//!   each stream socket at hand-over there instead.
+#![cfg(any(
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_vendor = "apple"
+))]
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("gaio-kqueue stores 64-bit tokens in kevent udata and needs a 64-bit target");
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use gaio_core::{Event, Poller};
+use rustix::event::kqueue::{self, EventFilter, EventFlags};
+use rustix::io::Errno;
+
+/// The token of the wake-up source. Connection tokens are
+/// `generation << 32 | fd` with `fd < 2^31`, so they never equal it.
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// The raw buffer `kevent` fills.
+pub struct EventBuf(Vec<kqueue::Event>);
+
+// SAFETY: a kevent is plain data. Its `udata` field has pointer type, but
+// this crate only ever stores integer tokens there, never a pointer, so
+// moving the buffer to another thread shares nothing.
+unsafe impl Send for EventBuf {}
+
+impl std::fmt::Debug for EventBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EventBuf(capacity {})", self.0.capacity())
+    }
+}
+
+/// How a sleeping `kevent` is woken.
+#[derive(Debug)]
+enum Waker {
+    /// `EVFILT_USER`, triggered with `NOTE_TRIGGER`.
+    #[cfg(any(target_vendor = "apple", target_os = "freebsd", target_os = "dragonfly"))]
+    User,
+    /// A self-pipe whose read end is watched with `EVFILT_READ`.
+    #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+    Pipe { rx: OwnedFd, tx: OwnedFd },
+}
+
+/// A kqueue instance with an edge-triggered filter pair per connection.
+#[derive(Debug)]
+pub struct KqueuePoller {
+    kq: OwnedFd,
+    waker: Waker,
+}
+
+fn token_ptr(token: u64) -> *mut std::ffi::c_void {
+    token as usize as *mut std::ffi::c_void
+}
+
+impl KqueuePoller {
+    /// Applies `changes` without collecting events, retrying on EINTR.
+    fn apply(&self, changes: &[kqueue::Event]) -> io::Result<()> {
+        let mut none: [kqueue::Event; 0] = [];
+        loop {
+            // SAFETY: every descriptor named in `changes` is open for this
+            // call (the caller borrows it), and kqueue removes a
+            // descriptor's filters when it is closed, so no filter ever
+            // refers to a closed descriptor.
+            match unsafe { kqueue::kevent(&self.kq, changes, &mut none[..], Some(Duration::ZERO)) } {
+                Ok(_) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn wake_filter(&self) -> kqueue::Event {
+        match &self.waker {
+            #[cfg(any(target_vendor = "apple", target_os = "freebsd", target_os = "dragonfly"))]
+            Waker::User => kqueue::Event::new(
+                EventFilter::User {
+                    ident: 0,
+                    flags: kqueue::UserFlags::empty(),
+                    user_flags: kqueue::UserDefinedFlags::new(0),
+                },
+                EventFlags::ADD | EventFlags::CLEAR,
+                token_ptr(WAKE_TOKEN),
+            ),
+            #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+            Waker::Pipe { rx, .. } => kqueue::Event::new(
+                EventFilter::Read(rx.as_raw_fd()),
+                EventFlags::ADD | EventFlags::CLEAR,
+                token_ptr(WAKE_TOKEN),
+            ),
+        }
+    }
+
+    fn new_waker() -> io::Result<Waker> {
+        #[cfg(any(target_vendor = "apple", target_os = "freebsd", target_os = "dragonfly"))]
+        {
+            Ok(Waker::User)
+        }
+        #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+        {
+            let (rx, tx) = rustix::pipe::pipe()?;
+            for fd in [&rx, &tx] {
+                rustix::io::ioctl_fionbio(fd, true)?;
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+            }
+            Ok(Waker::Pipe { rx, tx })
+        }
+    }
+
+    /// Empties the wake-up pipe so the next wake makes a new edge.
+    fn reset_wake(&self) {
+        #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+        {
+            let Waker::Pipe { rx, .. } = &self.waker;
+            let mut buf = [0u8; 64];
+            while let Ok(n) = rustix::io::read(rx, &mut buf) {
+                if n < buf.len() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Poller for KqueuePoller {
+    type Events = EventBuf;
+
+    fn new() -> io::Result<Self> {
+        let kq = kqueue::kqueue()?;
+        rustix::io::fcntl_setfd(&kq, rustix::io::FdFlags::CLOEXEC)?;
+        let poller = KqueuePoller {
+            kq,
+            waker: Self::new_waker()?,
+        };
+        poller.apply(&[poller.wake_filter()])?;
+        Ok(poller)
+    }
+
+    fn events(capacity: usize) -> Self::Events {
+        EventBuf(Vec::with_capacity(capacity))
+    }
+
+    fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let raw = fd.as_raw_fd();
+        let flags = EventFlags::ADD | EventFlags::CLEAR;
+        self.apply(&[
+            kqueue::Event::new(EventFilter::Read(raw), flags, token_ptr(token)),
+            kqueue::Event::new(EventFilter::Write(raw), flags, token_ptr(token)),
+        ])
+    }
+
+    fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let raw = fd.as_raw_fd();
+        let null = std::ptr::null_mut();
+        // Delete each filter on its own: a descriptor that never accepted
+        // one of them (ENOENT) must not keep the other.
+        let read = self.apply(&[kqueue::Event::new(
+            EventFilter::Read(raw),
+            EventFlags::DELETE,
+            null,
+        )]);
+        let write = self.apply(&[kqueue::Event::new(
+            EventFilter::Write(raw),
+            EventFlags::DELETE,
+            null,
+        )]);
+        read.and(write)
+    }
+
+    fn wait(
+        &self,
+        raw: &mut Self::Events,
+        out: &mut Vec<Event>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let list = &mut raw.0;
+        list.clear();
+        // SAFETY: no changes are submitted, and kqueue drops the filters of
+        // a descriptor when it is closed, so no event can name a closed
+        // descriptor.
+        let r = unsafe { kqueue::kevent(&self.kq, &[], rustix::buffer::spare_capacity(list), timeout) };
+        match r {
+            Ok(_) => {}
+            Err(Errno::INTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        for ev in list.iter() {
+            let token = ev.udata() as usize as u64;
+            if token == WAKE_TOKEN {
+                self.reset_wake();
+                continue;
+            }
+            let flags = ev.flags();
+            let hangup = flags.intersects(EventFlags::EOF | EventFlags::ERROR);
+            let (readable, writable) = match ev.filter() {
+                EventFilter::Read(_) => (true, false),
+                EventFilter::Write(_) => (false, true),
+                _ => (false, false),
+            };
+            out.push(Event {
+                token,
+                readable,
+                writable,
+                hangup,
+            });
+        }
+        Ok(())
+    }
+
+    fn wake(&self) -> io::Result<()> {
+        match &self.waker {
+            #[cfg(any(target_vendor = "apple", target_os = "freebsd", target_os = "dragonfly"))]
+            Waker::User => self.apply(&[kqueue::Event::new(
+                EventFilter::User {
+                    ident: 0,
+                    flags: kqueue::UserFlags::TRIGGER,
+                    user_flags: kqueue::UserDefinedFlags::new(0),
+                },
+                EventFlags::empty(),
+                token_ptr(WAKE_TOKEN),
+            )]),
+            #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+            Waker::Pipe { tx, .. } => match rustix::io::write(tx, &[1]) {
+                // EAGAIN: the pipe is full, a wake-up is pending anyway.
+                Ok(_) | Err(Errno::AGAIN) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+impl AsFd for KqueuePoller {
+    /// The kqueue descriptor.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.kq.as_fd()
+    }
+}

@@ -1,0 +1,232 @@
+//! A portable poller for gaio on poll(2): the fallback for unixes with
+//! neither epoll nor kqueue, and a second, independent implementation that
+//! the conformance suite runs against on Linux so the engine cannot lean on
+//! epoll's quirks.
+//!
+//! poll(2) is level-triggered; the engine expects edges. The poller
+//! emulates them: each registered descriptor has an *armed* set of
+//! directions. A direction is reported once and then disarmed; the engine
+//! re-arms it (through [`Poller::rearm`]) when it finds the descriptor would
+//! block. A ready descriptor that nobody reads therefore costs nothing, and
+//! a hang-up, which poll(2) reports whether asked or not, is reported once
+//! and then the descriptor is left out until re-armed.
+//!
+//! Every wait walks every armed descriptor (O(n) per wait): fine for a
+//! fallback, not for a million connections.
+#![cfg(unix)]
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use gaio_core::{Event, Poller};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::FileType;
+use rustix::io::Errno;
+
+/// Directions a descriptor is watched for.
+#[derive(Debug, Clone, Copy, Default)]
+struct Armed {
+    read: bool,
+    write: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    token: u64,
+    armed: Armed,
+}
+
+/// A poll(2) poller with a self-pipe for wake-ups.
+#[derive(Debug)]
+pub struct PollPoller {
+    registry: Mutex<HashMap<RawFd, Entry>>,
+    wake_rx: OwnedFd,
+    wake_tx: OwnedFd,
+    /// A wake-up byte is in the pipe and not yet drained: later wakes skip
+    /// the write.
+    wake_pending: AtomicBool,
+}
+
+/// The descriptors and interests of one wait, rebuilt each time.
+#[derive(Debug, Default)]
+pub struct PollSet {
+    fds: Vec<(RawFd, PollFlags, u64)>,
+}
+
+impl PollPoller {
+    fn registry(&self) -> MutexGuard<'_, HashMap<RawFd, Entry>> {
+        // The map is consistent after every statement; a panic elsewhere
+        // while holding the lock cannot break it.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn drain_wake(&self) {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = rustix::io::read(&self.wake_rx, &mut buf) {
+            if n < buf.len() {
+                break;
+            }
+        }
+        self.wake_pending.store(false, Ordering::Release);
+    }
+}
+
+impl Poller for PollPoller {
+    type Events = PollSet;
+
+    fn new() -> io::Result<Self> {
+        let (wake_rx, wake_tx) = rustix::pipe::pipe()?;
+        for fd in [&wake_rx, &wake_tx] {
+            rustix::io::ioctl_fionbio(fd, true)?;
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+        }
+        Ok(PollPoller {
+            registry: Mutex::new(HashMap::new()),
+            wake_rx,
+            wake_tx,
+            wake_pending: AtomicBool::new(false),
+        })
+    }
+
+    fn events(capacity: usize) -> Self::Events {
+        PollSet {
+            fds: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        // poll(2) accepts anything, but regular files and directories are
+        // always "ready" and never block: refuse them as epoll does, so
+        // every backend behaves alike.
+        let stat = rustix::fs::fstat(fd)?;
+        if matches!(
+            FileType::from_raw_mode(stat.st_mode),
+            FileType::RegularFile | FileType::Directory
+        ) {
+            return Err(Errno::PERM.into());
+        }
+        let entry = Entry {
+            token,
+            armed: Armed {
+                read: true,
+                write: true,
+            },
+        };
+        if self.registry().insert(fd.as_raw_fd(), entry).is_some() {
+            return Err(Errno::EXIST.into());
+        }
+        Ok(())
+    }
+
+    fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        match self.registry().remove(&fd.as_raw_fd()) {
+            Some(_) => Ok(()),
+            None => Err(Errno::NOENT.into()),
+        }
+    }
+
+    fn rearm(&self, fd: BorrowedFd<'_>, token: u64, read: bool, write: bool) -> io::Result<()> {
+        let mut registry = self.registry();
+        match registry.get_mut(&fd.as_raw_fd()) {
+            Some(e) if e.token == token => {
+                e.armed.read |= read;
+                e.armed.write |= write;
+                Ok(())
+            }
+            _ => Err(Errno::NOENT.into()),
+        }
+    }
+
+    fn wait(
+        &self,
+        set: &mut Self::Events,
+        out: &mut Vec<Event>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        set.fds.clear();
+        for (&fd, e) in self.registry().iter() {
+            let mut flags = PollFlags::empty();
+            if e.armed.read {
+                flags |= PollFlags::IN;
+            }
+            if e.armed.write {
+                flags |= PollFlags::OUT;
+            }
+            if !flags.is_empty() {
+                set.fds.push((fd, flags, e.token));
+            }
+        }
+        let mut pollfds: Vec<PollFd<'_>> = Vec::with_capacity(set.fds.len() + 1);
+        pollfds.push(PollFd::new(&self.wake_rx, PollFlags::IN));
+        for &(fd, flags, _) in &set.fds {
+            // SAFETY: `fd` is registered, and the engine closes a
+            // connection's descriptor only after deregistering it, on the
+            // thread that calls `wait` (this one). So every registered
+            // descriptor stays open for the whole of this call.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            pollfds.push(PollFd::from_borrowed_fd(fd, flags));
+        }
+        let timeout = timeout.map(|t| Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(t.subsec_nanos()),
+        });
+        match poll(&mut pollfds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(Errno::INTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        if !pollfds[0].revents().is_empty() {
+            self.drain_wake();
+        }
+        let mut registry = self.registry();
+        for (pfd, &(fd, _, token)) in pollfds[1..].iter().zip(&set.fds) {
+            let r = pfd.revents();
+            if r.is_empty() {
+                continue;
+            }
+            let hangup = r.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL);
+            let ev = Event {
+                token,
+                readable: r.contains(PollFlags::IN),
+                writable: r.contains(PollFlags::OUT),
+                hangup,
+            };
+            if let Some(e) = registry.get_mut(&fd).filter(|e| e.token == token) {
+                // Report once, then wait for the engine to re-arm.
+                if ev.readable || hangup {
+                    e.armed.read = false;
+                }
+                if ev.writable || hangup {
+                    e.armed.write = false;
+                }
+            }
+            out.push(ev);
+        }
+        Ok(())
+    }
+
+    fn wake(&self) -> io::Result<()> {
+        if self.wake_pending.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match rustix::io::write(&self.wake_tx, &[1]) {
+            // EAGAIN: the pipe is full, so the poller is already due to wake.
+            Ok(_) | Err(Errno::AGAIN) => Ok(()),
+            Err(e) => {
+                self.wake_pending.store(false, Ordering::Release);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl AsFd for PollPoller {
+    /// The read end of the wake-up pipe.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.wake_rx.as_fd()
+    }
+}
