@@ -24,6 +24,8 @@ mod completion;
 mod conn;
 mod engine;
 mod error;
+#[cfg(any(test, feature = "fake-poller"))]
+pub mod fake;
 mod poller;
 mod request;
 mod shared;
@@ -38,7 +40,8 @@ pub use conn::Conn;
 pub use error::{Error, Rejected};
 pub use poller::{Event, Poller};
 pub use request::Request;
-pub use submit::{Submit, Submitter};
+pub use submit::{Submit, SubmitResult, Submitter};
+pub use sys::{FdKind, IoOutcome};
 pub use watcher::{Builder, Mode, Watcher};
 
 /// Default size of the shared swap memory used by reads without a buffer.

@@ -1,8 +1,11 @@
 //! The `Poller` trait: the only thing an OS backend implements.
 
-use std::io;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
+
+use crate::sys::{self, FdKind, IoOutcome};
 
 /// Readiness of one registered descriptor, as reported by a poller.
 ///
@@ -82,5 +85,29 @@ pub trait Poller: Send + Sync + Sized + 'static {
     fn rearm(&self, fd: BorrowedFd<'_>, token: u64, read: bool, write: bool) -> io::Result<()> {
         let _ = (fd, token, read, write);
         Ok(())
+    }
+
+    /// One non-blocking read into `buf`. The default is `read(2)`, retried
+    /// on EINTR; a test poller overrides the three I/O methods to script
+    /// what the "kernel" does.
+    fn read(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> IoOutcome {
+        sys::read(fd, buf)
+    }
+
+    /// One non-blocking read into uninitialised memory (the swap slab).
+    /// Returns the outcome and the filled prefix of `buf`; the engine
+    /// only trusts bytes of `buf` that the returned slice covers.
+    fn read_uninit<'a>(
+        &self,
+        fd: BorrowedFd<'_>,
+        buf: &'a mut [MaybeUninit<u8>],
+    ) -> (IoOutcome, &'a mut [u8]) {
+        sys::read_uninit(fd, buf)
+    }
+
+    /// One non-blocking gathered write. The default is `sendmsg` with
+    /// `MSG_NOSIGNAL` for stream sockets and `writev` otherwise.
+    fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
+        sys::write(fd, kind, bufs)
     }
 }

@@ -20,7 +20,7 @@ use crate::Error;
 
 /// What kind of descriptor a connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FdKind {
+pub enum FdKind {
     /// A `SOCK_STREAM` socket: written with `sendmsg(MSG_NOSIGNAL)`.
     StreamSocket,
     /// Anything else the poller accepts (pipe, tty, ...).
@@ -45,7 +45,8 @@ pub(crate) fn prepare(fd: BorrowedFd<'_>) -> Result<FdKind, Error> {
 }
 
 /// Outcome of one non-blocking I/O attempt.
-pub(crate) enum IoOutcome {
+#[derive(Debug)]
+pub enum IoOutcome {
     /// Moved this many bytes (0 on a read: end of stream).
     Done(usize),
     /// Would block: wait for the next readiness edge.
@@ -81,15 +82,24 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> IoOutcome {
     }
 }
 
-/// Reads into uninitialised memory, retrying on EINTR. On `Done(n)` the
-/// first `n` bytes of `buf` are initialised.
-pub(crate) fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> IoOutcome {
-    loop {
-        let r = rustix::io::read(fd, &mut *buf).map(|(init, _)| init.len());
-        if let Some(out) = classify(r) {
-            return out;
+/// Reads into uninitialised memory, retrying on EINTR. Returns the outcome
+/// and the filled (now initialised) prefix of `buf`.
+pub(crate) fn read_uninit<'a>(
+    fd: BorrowedFd<'_>,
+    buf: &'a mut [MaybeUninit<u8>],
+) -> (IoOutcome, &'a mut [u8]) {
+    let n = loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok((init, _)) => break init.len(),
+            Err(Errno::INTR) => continue,
+            Err(e) => return (classify(Err(e)).expect("EINTR is handled above"), &mut []),
         }
-    }
+    };
+    let filled = &mut buf[..n];
+    // SAFETY: `read` returned `n`: the kernel initialised the first `n`
+    // bytes of `buf`, and `MaybeUninit<u8>` has the layout of `u8`.
+    let filled = unsafe { &mut *(filled as *mut [MaybeUninit<u8>] as *mut [u8]) };
+    (IoOutcome::Done(n), filled)
 }
 
 /// `send` flags that keep a write to a vanished peer from raising SIGPIPE.

@@ -16,6 +16,9 @@ mod slab;
 mod swap;
 mod timers;
 
+#[cfg(test)]
+mod tests;
+
 use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -25,8 +28,8 @@ use bytes::Bytes;
 
 use crate::request::{Request, Target};
 use crate::shared::{Command, Shared};
-use crate::sys::{self, FdKind, IoOutcome};
 use crate::{Buffer, Completion, Conn, Error, Event, IoBuf, Op, Poller, Rejected};
+use crate::{FdKind, IoOutcome};
 
 use slab::{List, Node, Slab, NIL};
 use swap::Swap;
@@ -477,7 +480,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let node = self.nodes.get_mut(head);
             let attempt = match &mut node.target {
                 Target::Swap => {
-                    let (outcome, offered, bytes) = self.swap.read(fd);
+                    let (outcome, offered, bytes) = self.swap.read(&self.shared.poller, fd);
                     Some((outcome, offered, bytes))
                 }
                 Target::User(buf, view) => {
@@ -490,7 +493,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     // `as_bytes_mut` disagrees with `as_bytes` (submission
                     // refuses empty buffers): never read 0 bytes and mistake
                     // that for end of stream.
-                    (wanted > 0).then(|| (sys::read(fd, region), wanted, Bytes::new()))
+                    (wanted > 0).then(|| (self.shared.poller.read(fd, region), wanted, Bytes::new()))
                 }
             };
             let Some((outcome, wanted, swap)) = attempt else {
@@ -559,7 +562,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     count += 1;
                     idx = node.next();
                 }
-                let outcome = (offered > 0).then(|| sys::write(state.fd.as_fd(), state.kind, &iov[..count]));
+                let outcome = (offered > 0).then(|| {
+                    self.shared
+                        .poller
+                        .write(state.fd.as_fd(), state.kind, &iov[..count])
+                });
                 (outcome, offered)
             };
             let Some(outcome) = outcome else {

@@ -10,7 +10,7 @@ use std::os::fd::BorrowedFd;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::sys::{self, IoOutcome};
+use crate::{IoOutcome, Poller};
 
 pub(super) struct Swap {
     arena: BytesMut,
@@ -29,7 +29,7 @@ impl Swap {
     /// Reads from `fd` into swap memory. Returns the outcome, how many
     /// bytes the read offered room for, and on `Done(n)` with `n > 0` the
     /// slice holding the `n` bytes read.
-    pub(super) fn read(&mut self, fd: BorrowedFd<'_>) -> (IoOutcome, usize, Bytes) {
+    pub(super) fn read<P: Poller>(&mut self, poller: &P, fd: BorrowedFd<'_>) -> (IoOutcome, usize, Bytes) {
         if self.arena.capacity() < self.slab / 4 {
             // The arena is empty (its bytes were split off), so this either
             // reclaims the slab in place or takes a fresh one: no copy.
@@ -37,15 +37,25 @@ impl Swap {
         }
         let spare = self.arena.spare_capacity_mut();
         let offered = spare.len();
-        let outcome = sys::read_uninit(fd, spare);
+        let start = spare.as_ptr() as *const u8;
+        let (outcome, filled) = poller.read_uninit(fd, spare);
+        let n = filled.len();
+        // Only a filled prefix of the spare capacity proves initialised
+        // bytes; a poller returning anything else is a bug in it.
+        assert!(
+            n <= offered && (n == 0 || std::ptr::eq(filled.as_ptr(), start)),
+            "Poller::read_uninit returned a slice outside the buffer it was given"
+        );
         match outcome {
-            IoOutcome::Done(n) if n > 0 => {
-                // SAFETY: `read_uninit` returned `Done(n)`: the kernel wrote
-                // the first `n` bytes of the spare capacity, and `n` is at
-                // most the spare capacity's length.
+            IoOutcome::Done(_) if n > 0 => {
+                // SAFETY: `filled` is a `&mut [u8]` of `n` bytes starting
+                // at the spare capacity (checked above). A `&mut [u8]` only
+                // ever covers initialised memory, so the first `n` bytes of
+                // the spare capacity are initialised.
                 unsafe { self.arena.set_len(n) };
-                (outcome, offered, self.arena.split().freeze())
+                (IoOutcome::Done(n), offered, self.arena.split().freeze())
             }
+            IoOutcome::Done(_) => (IoOutcome::Done(0), offered, Bytes::new()),
             other => (other, offered, Bytes::new()),
         }
     }

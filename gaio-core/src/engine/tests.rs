@@ -1,0 +1,279 @@
+//! Engine unit tests against the deterministic fake poller: scripted
+//! readiness and scripted I/O, no sockets, no timing assumptions beyond
+//! "a retry timer fires within a generous bound".
+
+use std::time::{Duration, Instant};
+
+use crate::fake::{self, dummy_fd, FakeHandle, FakePoller, Scripted};
+use crate::{Buffer, Builder, Completion, Conn, Error, Op, Submit, Watcher};
+
+type W<B = Vec<u8>> = Watcher<FakePoller, u32, B>;
+
+fn setup<B: crate::IoBuf>() -> (W<B>, FakeHandle) {
+    let w: W<B> = Builder::new().build().expect("build");
+    (w, fake::last())
+}
+
+/// Waits up to `limit` for `n` completions.
+fn collect<B: crate::IoBuf>(w: &mut W<B>, n: usize, limit: Duration) -> Vec<Completion<u32, B>> {
+    let end = Instant::now() + limit;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < end {
+        w.wait_io_timeout(&mut out, Duration::from_millis(5))
+            .expect("wait_io");
+    }
+    out
+}
+
+fn quiet<B: crate::IoBuf>(w: &mut W<B>) {
+    let mut out = Vec::new();
+    w.wait_io_timeout(&mut out, Duration::from_millis(20))
+        .expect("wait_io");
+    assert!(
+        out.is_empty(),
+        "unexpected completion: {:?} {:?}",
+        out[0].op,
+        out[0].error
+    );
+}
+
+fn watch<B: crate::IoBuf>(w: &mut W<B>) -> Conn {
+    w.watch(dummy_fd()).expect("watch")
+}
+
+#[test]
+fn a_read_that_would_block_waits_for_an_edge_and_never_polls_the_fd() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let c = watch(&mut w);
+    w.read(c, 7, vec![0; 16]).unwrap();
+    assert_eq!(f.conn(c.fd(), |k| k.reads), 1, "tried at submission");
+    quiet(&mut w);
+    // Data arrives without an event: an edge-triggered engine must not
+    // look (it would be a wasted system call on every turn).
+    f.send(c.fd(), b"hello");
+    quiet(&mut w);
+    assert_eq!(f.conn(c.fd(), |k| k.reads), 1);
+    f.event(c.fd(), true, false, false);
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        (done[0].context, done[0].op, done[0].data()),
+        (7, Op::Read, &b"hello"[..])
+    );
+    assert!(done[0].error.is_none());
+}
+
+#[test]
+fn a_spurious_edge_costs_one_attempt_and_no_completion() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let c = watch(&mut w);
+    w.read(c, 0, vec![0; 4]).unwrap();
+    f.event(c.fd(), true, true, false);
+    quiet(&mut w);
+    quiet(&mut w);
+    assert_eq!(f.conn(c.fd(), |k| k.reads), 2, "one at submission, one per edge");
+}
+
+#[test]
+fn queued_writes_are_gathered_into_one_call_and_complete_in_order() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let c = watch(&mut w);
+    f.conn(c.fd(), |k| k.write_room = 0);
+    // The first write finds no room: the rest queue behind it.
+    for (i, m) in [&b"hello world"[..], b"foo", b"bar"].iter().enumerate() {
+        w.write(c, i as u32, m.to_vec()).unwrap();
+    }
+    quiet(&mut w);
+    f.conn(c.fd(), |k| k.write_room = 5);
+    f.event(c.fd(), false, true, false);
+    quiet(&mut w);
+    assert_eq!(
+        f.conn(c.fd(), |k| (k.written.clone(), k.writes.last().copied())),
+        (b"hello".to_vec(), Some(3))
+    );
+    f.conn(c.fd(), |k| k.write_room = usize::MAX);
+    f.event(c.fd(), false, true, false);
+    let done = collect(&mut w, 3, Duration::from_secs(1));
+    assert_eq!(done.iter().map(|d| d.context).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(done.iter().map(|d| d.bytes).collect::<Vec<_>>(), vec![11, 3, 3]);
+    assert!(done.iter().all(|d| d.error.is_none() && d.op == Op::Write));
+    assert_eq!(
+        f.conn(c.fd(), |k| k.written.clone()),
+        b"hello worldfoobar".to_vec()
+    );
+}
+
+#[test]
+fn enobufs_is_retried_without_an_edge() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let c = watch(&mut w);
+    f.conn(c.fd(), |k| k.write_script.push_back(Scripted::Starved));
+    w.write(c, 1, b"abc".to_vec()).unwrap();
+    // No event is ever reported: only the engine's retry can finish it.
+    let done = collect(&mut w, 1, Duration::from_secs(2));
+    assert_eq!(done.len(), 1, "starved write was never retried");
+    assert!(done[0].error.is_none());
+    assert_eq!(f.conn(c.fd(), |k| k.written.clone()), b"abc".to_vec());
+}
+
+#[test]
+fn io_errors_complete_the_request_with_the_os_error_and_its_progress() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let c = watch(&mut w);
+    f.conn(c.fd(), |k| {
+        k.write_room = 2;
+        k.write_script.extend([Scripted::Fail(104)]); // ECONNRESET on the first call
+    });
+    w.write(c, 3, b"data".to_vec()).unwrap();
+    f.conn(c.fd(), |k| k.read_script.push_back(Scripted::Fail(104)));
+    w.read(c, 4, vec![0; 8]).unwrap();
+    let mut done = collect(&mut w, 2, Duration::from_secs(1));
+    done.sort_by_key(|d| d.context);
+    for d in &done {
+        let e = d.error.as_ref().expect("error expected");
+        assert_eq!(e.os_error().and_then(|e| e.raw_os_error()), Some(104), "{e:?}");
+        assert_eq!(d.bytes, 0);
+    }
+    assert_eq!(done[0].buffer, Buffer::User(b"data".to_vec()));
+}
+
+#[test]
+fn an_event_with_a_stale_token_never_reaches_the_connection_that_reused_the_fd() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let old = watch(&mut w);
+    let old_token = f.conn(old.fd(), |k| k.token);
+    w.free(old).unwrap();
+    let new = watch(&mut w);
+    assert_eq!(new.fd(), old.fd(), "the OS reuses the lowest free number");
+    assert_ne!(new, old);
+    w.read(new, 9, vec![0; 8]).unwrap(); // would block: nothing inbound
+    f.send(new.fd(), b"mine");
+    f.event_token(old_token, true, true, true);
+    quiet(&mut w);
+    // A stale handle is refused too.
+    w.read(old, 10, vec![0; 8]).unwrap();
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert!(
+        matches!(done[0].error, Some(Error::ConnClosed)),
+        "{:?}",
+        done[0].error
+    );
+    assert_eq!(done[0].context, 10);
+    f.event(new.fd(), true, false, false);
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert_eq!((done[0].context, done[0].data()), (9, &b"mine"[..]));
+}
+
+#[test]
+fn hang_up_ends_pending_and_later_reads_with_eof_without_more_system_calls() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let c = watch(&mut w);
+    w.read(c, 1, vec![0; 8]).unwrap();
+    w.read(c, 2, vec![0; 8]).unwrap();
+    f.conn(c.fd(), |k| {
+        k.inbound.extend(b"last");
+        k.eof = true;
+    });
+    f.event(c.fd(), true, false, true);
+    let done = collect(&mut w, 2, Duration::from_secs(1));
+    assert_eq!((done[0].context, done[0].data()), (1, &b"last"[..]));
+    assert!(done[0].error.is_none());
+    assert_eq!(done[1].context, 2);
+    assert!(matches!(done[1].error, Some(Error::Eof)));
+    let reads = f.conn(c.fd(), |k| k.reads);
+    w.read(c, 3, vec![0; 8]).unwrap();
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert!(matches!(done[0].error, Some(Error::Eof)));
+    assert_eq!(f.conn(c.fd(), |k| k.reads), reads, "EOF is remembered");
+    // Writes still work after the peer's half-close.
+    w.write(c, 4, b"bye".to_vec()).unwrap();
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert!(done[0].error.is_none());
+    assert_eq!(f.conn(c.fd(), |k| k.written.clone()), b"bye".to_vec());
+}
+
+#[test]
+fn read_full_collects_chunks_across_edges() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let c = watch(&mut w);
+    w.read_full(c, 5, vec![0; 10]).unwrap();
+    let mut done = Vec::new();
+    for chunk in [&b"0123"[..], b"45"] {
+        f.send(c.fd(), chunk);
+        f.event(c.fd(), true, false, false);
+        w.wait_io_timeout(&mut done, Duration::from_millis(5)).unwrap();
+        assert!(done.is_empty(), "read_full completed before it was full");
+    }
+    f.send(c.fd(), b"6789xy");
+    f.event(c.fd(), true, false, false);
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        (done[0].context, done[0].op, done[0].bytes),
+        (5, Op::ReadFull, 10)
+    );
+    assert_eq!(done[0].data(), b"0123456789");
+    // Bytes past the buffer stay for the next read.
+    assert_eq!(
+        f.conn(c.fd(), |k| k.inbound.iter().copied().collect::<Vec<_>>()),
+        b"xy".to_vec()
+    );
+}
+
+#[test]
+fn read_full_cut_short_by_eof_reports_the_partial_size() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let c = watch(&mut w);
+    w.read_full(c, 6, vec![0; 10]).unwrap();
+    f.conn(c.fd(), |k| {
+        k.inbound.extend(b"abc");
+        k.eof = true;
+    });
+    f.event(c.fd(), true, false, true);
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert!(matches!(done[0].error, Some(Error::Eof)), "{:?}", done[0].error);
+    assert_eq!((done[0].bytes, done[0].data()), (3, &b"abc"[..]));
+}
+
+#[test]
+fn swap_reads_hand_out_exact_slices_and_reuse_the_slab() {
+    let mut w: W<crate::Bytes> = Builder::new().swap_size(64).build().unwrap();
+    let f = fake::last();
+    let c = w.watch(dummy_fd()).unwrap();
+    let mut got = Vec::new();
+    for round in 0..50u8 {
+        let msg: Vec<u8> = (0..40).map(|i| i ^ round).collect();
+        f.send(c.fd(), &msg);
+        w.read_swap(c, u32::from(round)).unwrap();
+        let done = collect(&mut w, 1, Duration::from_secs(1));
+        let Buffer::Swap(b) = &done[0].buffer else {
+            panic!("not a swap buffer")
+        };
+        // At most the swap size per read; the rest comes with the next one.
+        assert!(b.len() <= 64);
+        got.extend_from_slice(b);
+        let left = f.conn(c.fd(), |k| k.inbound.len());
+        if left > 0 {
+            w.read_swap(c, 999).unwrap();
+            let more = collect(&mut w, 1, Duration::from_secs(1));
+            got.extend_from_slice(more[0].buffer.as_bytes());
+        }
+        assert_eq!(&got[..], &msg[..], "round {round}");
+        got.clear();
+    }
+}
+
+#[test]
+fn submissions_from_another_thread_wake_only_a_sleeping_engine() {
+    let (w, f) = setup::<Vec<u8>>();
+    let mut s = w.submitter();
+    let c = s.watch(dummy_fd()).unwrap();
+    for i in 0..100 {
+        s.write(c, i, vec![1]).unwrap();
+    }
+    // Nobody is waiting, so nobody needed waking.
+    assert_eq!(f.with(|st| st.wakes), 0);
+    drop(w);
+    // Closing wakes once, so a waiter would notice.
+    assert_eq!(f.with(|st| st.wakes), 1);
+}
