@@ -8,16 +8,22 @@ use crate::Error;
 /// is outside the process's affinity mask) with [`Error::InvalidCpu`].
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn pin(tid: Option<i32>, cpu: usize) -> Result<(), Error> {
-    use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
-    let allowed = sched_getaffinity(None)?;
-    if cpu >= CpuSet::MAX_CPU || !allowed.is_set(cpu) {
+    use rustix::io::Errno;
+    use rustix::thread::{sched_setaffinity, CpuSet};
+    // The calling thread's own mask says nothing about what the process may
+    // use (it may be pinned already), so let the kernel judge: it refuses a
+    // CPU that is offline or outside the process's cpuset with EINVAL.
+    if cpu >= CpuSet::MAX_CPU {
         return Err(Error::InvalidCpu { cpu });
     }
     let mut set = CpuSet::new();
     set.set(cpu);
     let pid = tid.and_then(rustix::thread::Pid::from_raw);
-    sched_setaffinity(pid, &set)?;
-    Ok(())
+    match sched_setaffinity(pid, &set) {
+        Ok(()) => Ok(()),
+        Err(Errno::INVAL) => Err(Error::InvalidCpu { cpu }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Thread affinity is not available on this platform.

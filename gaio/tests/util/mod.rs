@@ -71,10 +71,16 @@ pub fn expect_quiet<C, B: gaio::IoBuf>(w: &mut Watcher<C, B>, quiet: Duration) {
     );
 }
 
-/// Number of open descriptors of this process.
+/// Number of open descriptors of this process (`/proc/self/fd` on Linux,
+/// `/dev/fd` elsewhere; the directory handle itself counts in both).
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
+    let dir = if cfg!(any(target_os = "linux", target_os = "android")) {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    };
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
         .count()
 }
 
