@@ -45,7 +45,11 @@ impl<C, B> Node<C, B> {
     }
 }
 
-enum Slot<C, B> {
+/// The slab's storage unit, for size checks.
+#[cfg(test)]
+pub(super) type SlotFor<C, B> = Slot<C, B>;
+
+pub(super) enum Slot<C, B> {
     Used(Node<C, B>),
     Free { next_free: u32 },
 }

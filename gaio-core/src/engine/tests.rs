@@ -277,3 +277,15 @@ fn submissions_from_another_thread_wake_only_a_sleeping_engine() {
     // Closing wakes once, so a waiter would notice.
     assert_eq!(f.with(|st| st.wakes), 1);
 }
+
+/// Per-connection memory is the point of a proactor for idle connections:
+/// keep a connection's slot and a pending buffer-less read small.
+#[test]
+fn an_idle_connection_with_a_swap_read_pending_stays_small() {
+    use std::mem::size_of;
+    let conn = size_of::<Option<super::ConnState>>();
+    let node = size_of::<super::slab::SlotFor<(), crate::Bytes>>();
+    eprintln!("connection slot {conn} B, pending request slot {node} B");
+    assert!(conn <= 32, "connection slot grew to {conn} bytes");
+    assert!(node <= 96, "request slot grew to {node} bytes");
+}
