@@ -47,7 +47,9 @@ pub trait Submit {
     /// Closes the watcher: every connection is closed, every pending
     /// request completes with [`Error::WatcherClosed`] (handed out by the
     /// next `wait_io`), and later submissions are refused. Closing twice is
-    /// harmless.
+    /// harmless. Through the [`Watcher`](crate::Watcher), every socket is
+    /// closed when this returns; through a [`Submitter`], the thread running
+    /// the I/O closes them as soon as it wakes.
     fn close(&mut self);
 
     /// Reads at least one byte into `buf` (from its start).

@@ -240,8 +240,11 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     fn close(&mut self) {
         match &mut self.driver {
             Driver::Inline(engine) => engine.shutdown(),
-            Driver::Background(_) => {
+            Driver::Background(bg) => {
+                // Wait for the I/O thread to finish shutting down, so every
+                // socket is closed when `close` returns, as in inline mode.
                 self.shared.close();
+                bg.join();
             }
         }
     }
