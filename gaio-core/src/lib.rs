@@ -20,6 +20,7 @@
 
 mod affinity;
 mod buf;
+mod command_queue;
 mod completion;
 mod conn;
 mod engine;

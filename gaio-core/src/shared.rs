@@ -1,12 +1,11 @@
 //! State shared between the thread that turns the engine and every thread
-//! that submits: the poller, the lock-free command queue and the flags that
-//! coalesce wake-ups.
+//! that submits: the poller, the command queue and the flags that coalesce
+//! wake-ups.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
-use crossbeam_queue::SegQueue;
-
+use crate::command_queue::CommandQueue;
 use crate::request::Request;
 use crate::sys::{self, FdKind};
 use crate::{Conn, Error, Poller};
@@ -24,7 +23,7 @@ pub(crate) enum Command<C, B> {
 /// What every handle of one watcher points to.
 pub(crate) struct Shared<P, C, B> {
     pub(crate) poller: P,
-    pub(crate) queue: SegQueue<Command<C, B>>,
+    pub(crate) queue: CommandQueue<Command<C, B>>,
     /// Set by the engine just before it sleeps in the poller; the first
     /// submitter to see it clears it and wakes the poller. Later submitters
     /// see it clear and skip the wake-up system call.
@@ -40,7 +39,7 @@ impl<P: Poller, C, B> Shared<P, C, B> {
     pub(crate) fn new(poller: P) -> Self {
         Shared {
             poller,
-            queue: SegQueue::new(),
+            queue: CommandQueue::new(),
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             next_gen: AtomicU32::new(1),
@@ -95,7 +94,7 @@ impl<P: Poller, C, B> Shared<P, C, B> {
     /// if it must not block because work arrived meanwhile.
     pub(crate) fn prepare_sleep(&self) -> bool {
         self.sleeping.store(true, Ordering::SeqCst);
-        if !self.queue.is_empty() || self.is_closed() {
+        if self.queue.is_pending() || self.is_closed() {
             self.sleeping.store(false, Ordering::SeqCst);
             return false;
         }

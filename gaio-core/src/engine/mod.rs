@@ -104,6 +104,8 @@ pub(crate) struct Engine<P: Poller, C, B> {
     events: Vec<Event>,
     /// Completions not yet handed out.
     ready: Vec<Completion<C, B>>,
+    /// Commands taken from the shared queue, kept for its capacity.
+    commands: Vec<Command<C, B>>,
     /// Connections to retry soon after ENOBUFS, with the direction.
     starved: Vec<(Conn, Dir)>,
     epoch: Instant,
@@ -124,6 +126,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             raw: P::events(config.max_events.max(1)),
             events: Vec::with_capacity(config.max_events.max(1)),
             ready: Vec::new(),
+            commands: Vec::new(),
             starved: Vec::new(),
             epoch: Instant::now(),
             polled_last: false,
@@ -277,7 +280,12 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     // ----- commands ----------------------------------------------------------
 
     fn drain_commands(&mut self) {
-        while let Some(cmd) = self.shared.queue.pop() {
+        if !self.shared.queue.is_pending() {
+            return;
+        }
+        let mut commands = std::mem::take(&mut self.commands);
+        self.shared.queue.take_into(&mut commands);
+        for cmd in commands.drain(..) {
             match cmd {
                 Command::Watch { conn, fd, kind } => {
                     // Registered on another thread: events reported before
@@ -293,6 +301,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 Command::Free(conn) => self.free_conn(conn, || Error::ConnClosed),
             }
         }
+        self.commands = commands;
     }
 
     fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, kind: FdKind) {
@@ -405,7 +414,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 self.free_conn(Conn { fd: fd as u32, gen }, || Error::WatcherClosed);
             }
         }
-        while let Some(cmd) = self.shared.queue.pop() {
+        let mut commands = std::mem::take(&mut self.commands);
+        self.shared.queue.take_into(&mut commands);
+        for cmd in commands.drain(..) {
             match cmd {
                 Command::Watch { fd, .. } => {
                     // Registered but never known to the engine: deregister
@@ -417,6 +428,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 Command::Free(_) => {}
             }
         }
+        self.commands = commands;
         self.conns = Vec::new();
         self.timers.clear();
         self.starved.clear();

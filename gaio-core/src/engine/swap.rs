@@ -3,8 +3,13 @@
 //! Reads go into the free tail of one slab; each read's bytes are split off
 //! as a reference-counted [`Bytes`] that stays valid while the user holds
 //! it. When the tail gets short, the slab is reclaimed in place if no slice
-//! of it is still held, otherwise a fresh slab is taken. A read is never
-//! given a tiny remainder: it always has at least a quarter of a slab.
+//! of it is still held; otherwise a retired slab that nobody holds any more
+//! is taken back, and only if there is none is a fresh slab allocated (the
+//! current one is retired). So a loop that still holds the last slice when
+//! it asks for the next read (an echo writing the slice back) allocates
+//! nothing in steady state. At most [`MAX_RETIRED`] slabs are kept. A read
+//! is never given a tiny remainder: it always has at least a quarter of a
+//! slab.
 
 use std::os::fd::BorrowedFd;
 
@@ -12,30 +17,74 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{IoOutcome, Poller};
 
+/// Most slabs kept for reuse besides the current one.
+const MAX_RETIRED: usize = 4;
+
 pub(super) struct Swap {
     arena: BytesMut,
+    /// Earlier slabs, possibly still held by users' slices.
+    retired: Vec<BytesMut>,
     slab: usize,
+    /// Slabs allocated after the first, for tests.
+    #[cfg(test)]
+    fresh: usize,
 }
 
 impl Swap {
     pub(super) fn new(slab: usize) -> Self {
-        let slab = slab.max(64);
+        // The builder refuses 0; never let a read be offered 0 bytes (a
+        // 0-byte read would look like end of stream).
+        let slab = slab.max(1);
         Swap {
             arena: BytesMut::with_capacity(slab),
+            retired: Vec::with_capacity(MAX_RETIRED),
             slab,
+            #[cfg(test)]
+            fresh: 0,
         }
+    }
+
+    /// Gives the arena a whole slab: its own if no slice of it is held, a
+    /// free retired one, or a fresh one.
+    fn refill(&mut self) {
+        // The arena is empty (its bytes were all split off), so reclaiming
+        // copies nothing.
+        if self.arena.try_reclaim(self.slab) {
+            return;
+        }
+        let slab = self.slab;
+        if let Some(free) = self
+            .retired
+            .iter_mut()
+            .find_map(|r| r.try_reclaim(slab).then_some(r))
+        {
+            std::mem::swap(&mut self.arena, free);
+            return;
+        }
+        #[cfg(test)]
+        {
+            self.fresh += 1;
+        }
+        let old = std::mem::replace(&mut self.arena, BytesMut::with_capacity(slab));
+        if self.retired.len() == MAX_RETIRED {
+            // Forget the oldest; its holders keep it alive until they drop it.
+            self.retired.remove(0);
+        }
+        self.retired.push(old);
     }
 
     /// Reads from `fd` into swap memory. Returns the outcome, how many
     /// bytes the read offered room for, and on `Done(n)` with `n > 0` the
     /// slice holding the `n` bytes read.
     pub(super) fn read<P: Poller>(&mut self, poller: &P, fd: BorrowedFd<'_>) -> (IoOutcome, usize, Bytes) {
-        if self.arena.capacity() < self.slab / 4 {
-            // The arena is empty (its bytes were split off), so this either
-            // reclaims the slab in place or takes a fresh one: no copy.
-            self.arena.reserve(self.slab);
+        if self.arena.capacity() < (self.slab / 4).max(1) {
+            self.refill();
         }
+        // A reclaimed slab may be larger than asked for: a read still gets
+        // at most the configured swap size.
         let spare = self.arena.spare_capacity_mut();
+        let limit = spare.len().min(self.slab);
+        let spare = &mut spare[..limit];
         let offered = spare.len();
         let start = spare.as_ptr() as *const u8;
         let (outcome, filled) = poller.read_uninit(fd, spare);
@@ -57,6 +106,69 @@ impl Swap {
             }
             IoOutcome::Done(_) => (IoOutcome::Done(0), offered, Bytes::new()),
             other => (other, offered, Bytes::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::Swap;
+    use crate::fake::{dummy_fd, FakePoller};
+    use crate::{IoOutcome, Poller};
+
+    #[test]
+    fn holding_one_slice_while_reading_the_next_allocates_no_new_slabs() {
+        let poller = FakePoller::new().unwrap();
+        let fd = dummy_fd();
+        poller.register(fd.as_fd(), 1).unwrap();
+        let mut swap = Swap::new(4096);
+        let mut held = None;
+        for round in 0..2000u32 {
+            let msg: Vec<u8> = (0..1500u32).map(|i| (i * 7 + round) as u8).collect();
+            crate::fake::last().send(fd.as_fd().as_raw_fd_u32(), &msg);
+            let mut got = Vec::new();
+            while got.len() < msg.len() {
+                let (outcome, _, bytes) = swap.read(&poller, fd.as_fd());
+                assert!(
+                    matches!(outcome, IoOutcome::Done(n) if n == bytes.len() && n > 0),
+                    "{outcome:?}"
+                );
+                got.extend_from_slice(&bytes);
+                // Like an echo: the previous slice is released only after
+                // the next read was made.
+                held = Some(bytes);
+            }
+            assert_eq!(got, msg);
+        }
+        drop(held);
+        assert!(swap.fresh <= 2, "allocated {} fresh slabs", swap.fresh);
+    }
+
+    #[test]
+    fn slices_held_for_long_force_fresh_slabs_but_stay_valid() {
+        let poller = FakePoller::new().unwrap();
+        let fd = dummy_fd();
+        poller.register(fd.as_fd(), 1).unwrap();
+        let mut swap = Swap::new(256);
+        let mut kept = Vec::new();
+        for round in 0..100u8 {
+            crate::fake::last().send(fd.as_fd().as_raw_fd_u32(), &[round; 100]);
+            let (_, _, bytes) = swap.read(&poller, fd.as_fd());
+            kept.push(bytes);
+        }
+        for (round, b) in kept.iter().enumerate() {
+            assert_eq!(&b[..], &[round as u8; 100][..], "slice {round} was overwritten");
+        }
+    }
+
+    trait RawU32 {
+        fn as_raw_fd_u32(&self) -> u32;
+    }
+    impl RawU32 for std::os::fd::BorrowedFd<'_> {
+        fn as_raw_fd_u32(&self) -> u32 {
+            std::os::fd::AsRawFd::as_raw_fd(self) as u32
         }
     }
 }
