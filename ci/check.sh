@@ -39,3 +39,8 @@ echo "   workflow ok"
 
 echo "== cargo xtask test (the README's test command)"
 cargo xtask test
+
+echo "== trust checks: Miri, fuzz, valgrind, soak, abuse (ci/trust.sh)"
+command -v valgrind >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq valgrind >/dev/null) || true
+FUZZ_SECS=${FUZZ_SECS:-20} SOAK_SECS=${SOAK_SECS:-20} ABUSE_SECS=${ABUSE_SECS:-10} \
+    VALGRIND_TESTS=${VALGRIND_TESTS:-lifecycle} bash ci/trust.sh

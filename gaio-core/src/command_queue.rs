@@ -87,11 +87,13 @@ mod tests {
 
     #[test]
     fn many_threads_lose_nothing_and_keep_each_threads_order() {
+        // Miri interprets every step: keep the interleavings, fewer pushes.
+        let per_thread: u32 = if cfg!(miri) { 40 } else { 1000 };
         let q = std::sync::Arc::new(CommandQueue::new());
         let threads: Vec<_> = (0..8u32)
             .map(|t| {
                 let q = q.clone();
-                std::thread::spawn(move || (0..1000u32).for_each(|i| q.push((t, i))))
+                std::thread::spawn(move || (0..per_thread).for_each(|i| q.push((t, i))))
             })
             .collect();
         let mut seen = Vec::new();
@@ -105,10 +107,14 @@ mod tests {
         }
         q.take_into(&mut batch);
         seen.append(&mut batch);
-        assert_eq!(seen.len(), 8000);
+        assert_eq!(seen.len(), 8 * per_thread as usize);
         for t in 0..8 {
             let mine: Vec<u32> = seen.iter().filter(|(s, _)| *s == t).map(|&(_, i)| i).collect();
-            assert_eq!(mine, (0..1000).collect::<Vec<_>>(), "thread {t} out of order");
+            assert_eq!(
+                mine,
+                (0..per_thread).collect::<Vec<_>>(),
+                "thread {t} out of order"
+            );
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Readiness *and* I/O are scripted: a test pushes bytes into a
 //! connection's inbound queue, queues the events the "kernel" reports, and
 //! scripts outcomes (would block, ENOBUFS, errors) for the next reads and
-//! writes. Descriptors are real but inert (`/dev/null`), so hand-over works
+//! writes. Descriptors are real but inert (pipe ends), so hand-over works
 //! unchanged. Nothing blocks: a wait with no scripted event sleeps at most a
 //! millisecond, so deadline and retry timers still fire.
 //!
@@ -131,14 +131,11 @@ impl FakeHandle {
     }
 }
 
-/// An inert descriptor to hand over: `/dev/null`.
+/// An inert descriptor to hand over: the read end of a pipe whose write
+/// end is closed at once (Miri supports pipes but not `/dev/null`).
 pub fn dummy_fd() -> OwnedFd {
-    rustix::fs::open(
-        "/dev/null",
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .expect("open /dev/null")
+    let (read_end, _write_end) = rustix::pipe::pipe().expect("pipe");
+    read_end
 }
 
 impl FakePoller {

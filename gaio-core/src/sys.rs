@@ -40,8 +40,21 @@ pub(crate) fn prepare(fd: BorrowedFd<'_>) -> Result<FdKind, Error> {
         Err(Errno::NOTSOCK) => FdKind::Other,
         Err(e) => return Err(Error::Io(e.into())),
     };
-    rustix::io::ioctl_fionbio(fd, true)?;
+    set_nonblocking(fd)?;
     Ok(kind)
+}
+
+/// `ioctl(FIONBIO)`: one system call.
+#[cfg(not(miri))]
+fn set_nonblocking(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
+    rustix::io::ioctl_fionbio(fd, true)
+}
+
+/// Miri has no `ioctl`; `fcntl` does the same in two calls.
+#[cfg(miri)]
+fn set_nonblocking(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    fcntl_setfl(fd, fcntl_getfl(fd)? | OFlags::NONBLOCK)
 }
 
 /// Outcome of one non-blocking I/O attempt.

@@ -9,8 +9,13 @@
 //!   workspace (tests and examples included) for the BSD and Apple targets.
 //! * `ci`: what `.ci/run` checks: formatting, clippy with warnings denied,
 //!   `cross`, then `test`.
+//! * `soak`, `abuse`: the stress tools of `stress/` in release mode: a
+//!   long echo run with every byte checked and descriptors and memory
+//!   watched, and a hostile client mix against the echo server example.
 //! * `demo`: the echo demo in release mode (`cargo run --release -p gaio
 //!   --example demo`).
+//! * `bench [--quick]`: gaio against mio, tokio and std thread-per-
+//!   connection, side by side; report, JSON and plots in `target/bench/`.
 
 use std::process::{Command, ExitCode};
 
@@ -21,8 +26,11 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("cross") => cross(),
         Some("demo") => demo(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("soak") => stress("soak", &args[1..]),
+        Some("abuse") => stress("abuse", &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|cross|ci|demo> [args]");
+            eprintln!("usage: cargo xtask <test|cross|ci|demo|bench|soak|abuse> [args]");
             return ExitCode::from(2);
         }
     };
@@ -136,6 +144,25 @@ fn ci() -> Result<(), String> {
 
 fn demo(extra: &[String]) -> Result<(), String> {
     let mut args = vec!["run", "--release", "-p", "gaio", "--example", "demo", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
+
+/// `cargo xtask bench [--quick]`: builds both benchmark binaries in
+/// release mode, then runs the driver (`gaio-bench`'s `bench`), which
+/// writes its report to `target/bench/`.
+fn bench(extra: &[String]) -> Result<(), String> {
+    cargo(&["build", "--release", "-p", "gaio-bench", "--bins"])?;
+    let mut args = vec!["run", "--release", "-p", "gaio-bench", "--bin", "bench", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
+
+/// `soak` and `abuse`: the `gaio-stress` binaries in release mode
+/// (`cargo xtask soak --secs 30`, `cargo xtask abuse --secs 20`; `--help`
+/// lists their options).
+fn stress(bin: &str, extra: &[String]) -> Result<(), String> {
+    let mut args = vec!["run", "--release", "-p", "gaio-stress", "--bin", bin, "--"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
 }

@@ -744,7 +744,7 @@ fn completion_of<C, B>(req: Request<C, B>, error: Error) -> Completion<C, B> {
 /// Most entries an empty work vector keeps room for. Steady traffic stays
 /// below it and allocates nothing; a burst (ten thousand connections handed
 /// over at once) does not pin its peak memory for ever.
-const KEEP_CAPACITY: usize = 4096;
+const KEEP_CAPACITY: usize = 1024;
 
 /// Gives back the memory of an empty vector that grew past
 /// [`KEEP_CAPACITY`].

@@ -1,0 +1,256 @@
+//! The driver behind `bench`: plans the measurements, runs them against
+//! every server in turn, and writes the report.
+//!
+//! The same load runs against every implementation. Within each
+//! repetition the servers take turns (round-robin), so slow drifts of a
+//! shared, noisy machine hit them all alike; each figure reported is the
+//! median over the repetitions.
+
+mod error;
+mod load;
+mod report;
+mod scenarios;
+mod server_proc;
+mod stats;
+mod stream;
+mod svg;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use error::BenchError;
+pub use scenarios::{Case, Metrics};
+
+use crate::limits;
+use crate::procfs::Machine;
+use crate::servers::Impl;
+
+/// Largest connection count of the concurrent scenario: 20k client
+/// sockets plus the driver's own descriptors do not fit under a hard
+/// `RLIMIT_NOFILE` of 20000, so the top point is 19k.
+pub const MAX_CONNS: usize = 19_000;
+
+/// Command-line options of `bench`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The short run (3 repetitions, smaller volumes, fewer points).
+    pub quick: bool,
+    /// Where the report goes (default: `target/bench` next to the binary).
+    pub out: Option<PathBuf>,
+    /// Servers to measure (default: all).
+    pub servers: Vec<Impl>,
+    /// Scenarios to run, by short name (default: all).
+    pub scenarios: Vec<String>,
+}
+
+/// The usage line.
+pub const USAGE: &str = "usage: bench [--quick] [--out DIR] [--servers a,b,...] \
+                         [--scenarios throughput,concurrent,ping-pong,idle,allocs]";
+
+impl Options {
+    /// Parses the arguments after the program name.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+        let mut o = Options {
+            quick: false,
+            out: None,
+            servers: Impl::ALL.to_vec(),
+            scenarios: Vec::new(),
+        };
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value; {USAGE}"));
+            match arg.as_str() {
+                "--quick" => o.quick = true,
+                "--out" => o.out = Some(PathBuf::from(value()?)),
+                "--servers" => {
+                    o.servers = value()?
+                        .split(',')
+                        .map(|s| Impl::parse(s).ok_or_else(|| format!("unknown server {s:?}")))
+                        .collect::<Result<_, _>>()?;
+                }
+                "--scenarios" => o.scenarios = value()?.split(',').map(str::to_string).collect(),
+                _ => return Err(format!("unknown argument {arg:?}; {USAGE}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// What one run measures.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// "quick" or "full".
+    pub name: &'static str,
+    /// Repetitions of every case.
+    pub reps: usize,
+    /// The cases, in run order.
+    pub cases: Vec<Case>,
+    /// The servers, in turn order.
+    pub servers: Vec<Impl>,
+}
+
+impl Plan {
+    /// The plan for `opts`.
+    pub fn new(opts: &Options) -> Plan {
+        const MIB: u64 = 1 << 20;
+        let (name, reps, volumes, conns, secs, settle_ms, requests) = if opts.quick {
+            let volumes = [192 * MIB, 96 * MIB, 32 * MIB, 4 * MIB];
+            ("quick", 3, volumes, vec![1_000, 4_000, 8_000], 1.0, 60, 10_000)
+        } else {
+            let volumes = [2048 * MIB, 1024 * MIB, 768 * MIB, 128 * MIB];
+            let conns = vec![1_000, 2_000, 4_000, 8_000, 12_000, MAX_CONNS];
+            ("full", 5, volumes, conns, 5.0, 1_000, 200_000)
+        };
+        let mut cases = Vec::new();
+        for (size, volume) in [65_536, 4_096, 1_024, 128].into_iter().zip(volumes) {
+            cases.push(Case::Throughput { size, volume });
+        }
+        cases.extend(conns.into_iter().map(|conns| Case::Concurrent { conns }));
+        cases.extend([1, 64, 1_024].map(|conns| Case::PingPong { conns, secs }));
+        cases.push(Case::Idle {
+            conns: 10_000,
+            settle_ms,
+        });
+        cases.push(Case::Allocs {
+            conns: 16,
+            warmup: requests / 10,
+            requests,
+        });
+        if !opts.scenarios.is_empty() {
+            cases.retain(|c| opts.scenarios.iter().any(|s| s == c.scenario()));
+        }
+        Plan {
+            name,
+            reps,
+            cases,
+            servers: opts.servers.clone(),
+        }
+    }
+
+    /// Number of measurements.
+    pub fn jobs(&self) -> usize {
+        self.cases.len() * self.reps * self.servers.len()
+    }
+}
+
+/// One measurement's outcome.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// What was measured.
+    pub case: Case,
+    /// Against which server.
+    pub imp: Impl,
+    /// Repetition, from 1.
+    pub rep: usize,
+    /// The figures, or why there are none.
+    pub result: Result<Metrics, String>,
+}
+
+/// Runs the whole benchmark; `Err` on a content mismatch or a setup failure.
+pub fn run(opts: &Options) -> Result<(), String> {
+    let started = Instant::now();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+    let server_exe = exe.with_file_name("bench-server");
+    if !server_exe.exists() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build --release -p gaio-bench --bins`",
+            server_exe.display()
+        ));
+    }
+    let out_dir = match &opts.out {
+        Some(d) => d.clone(),
+        None => exe
+            .parent()
+            .and_then(|p| p.parent())
+            .map(|t| t.join("bench"))
+            .ok_or("cannot place target/bench")?,
+    };
+    let fd_limit = limits::raise_nofile();
+    let machine = Machine::describe();
+    let plan = Plan::new(opts);
+    let total = plan.jobs();
+    let mut records = Vec::with_capacity(total);
+    let mut k = 0;
+    for case in &plan.cases {
+        for rep in 1..=plan.reps {
+            for &imp in &plan.servers {
+                k += 1;
+                eprint!(
+                    "[{k}/{total}] {} {} {imp} rep {rep}/{}",
+                    case.scenario(),
+                    case.label(),
+                    plan.reps
+                );
+                let t = Instant::now();
+                let result = match needed_fds(case) {
+                    Some(n) if n > fd_limit => Err(BenchError::other(format!(
+                        "needs {n} descriptors, RLIMIT_NOFILE is {fd_limit}"
+                    ))),
+                    _ => scenarios::measure(&server_exe, case, imp),
+                };
+                match &result {
+                    Ok(m) => eprintln!(": {} ({:.1} s)", headline(m), t.elapsed().as_secs_f64()),
+                    Err(e) => eprintln!(": FAILED: {e}"),
+                }
+                let result = match result {
+                    Err(BenchError::Mismatch(m)) => {
+                        return Err(format!(
+                            "{} {} against {imp}: echo mismatch: {m}",
+                            case.scenario(),
+                            case.label()
+                        ))
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                };
+                records.push(Record {
+                    case: *case,
+                    imp,
+                    rep,
+                    result,
+                });
+                // Lets the kernel finish tearing the last server's sockets down.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let md = report::markdown(&machine, &plan, &records, elapsed);
+    print!("{md}");
+    fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let write = |name: &str, text: String| {
+        let path = out_dir.join(name);
+        fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write("report.md", md.clone())?;
+    let json = report::json(&machine, &plan, &records, elapsed);
+    write(
+        "results.json",
+        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n",
+    )?;
+    for (name, svg) in report::plots(&plan, &records) {
+        write(&name, svg)?;
+    }
+    eprintln!(
+        "bench: {} measurements in {:.0} s; report, results.json and plots in {}",
+        records.len(),
+        elapsed.as_secs_f64(),
+        out_dir.display()
+    );
+    Ok(())
+}
+
+/// Descriptors a case needs in the driver (its connections plus slack).
+fn needed_fds(case: &Case) -> Option<u64> {
+    match *case {
+        Case::Concurrent { conns } | Case::Idle { conns, .. } => Some(conns as u64 + 64),
+        _ => None,
+    }
+}
+
+/// The first figure of a measurement, for the progress line.
+fn headline(m: &Metrics) -> String {
+    m.first()
+        .map(|(k, v)| format!("{k}={}", report::fmt_num(*v)))
+        .unwrap_or_default()
+}

@@ -1,0 +1,91 @@
+//! The raw results as JSON: every measurement and every median.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::med;
+use crate::driver::scenarios::{CONCURRENT_MSG, PING_MSG};
+use crate::driver::{Case, Plan, Record};
+use crate::procfs::Machine;
+
+fn case_json(c: &Case) -> Value {
+    match *c {
+        Case::Throughput { size, volume } => json!({"size": size, "volume": volume}),
+        Case::Concurrent { conns } => json!({"conns": conns, "msg": CONCURRENT_MSG}),
+        Case::PingPong { conns, secs } => json!({"conns": conns, "secs": secs, "msg": PING_MSG}),
+        Case::Idle { conns, settle_ms } => json!({"conns": conns, "settle_ms": settle_ms}),
+        Case::Allocs {
+            conns,
+            warmup,
+            requests,
+        } => json!({"conns": conns, "warmup": warmup, "requests": requests, "msg": PING_MSG}),
+    }
+}
+
+/// Every record and every median, as JSON.
+pub fn json(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Duration) -> Value {
+    let runs: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let mut v = json!({
+                "scenario": r.case.scenario(),
+                "case": r.case.label(),
+                "params": case_json(&r.case),
+                "server": r.imp.name(),
+                "rep": r.rep,
+            });
+            match &r.result {
+                Ok(m) => {
+                    let metrics: Map<String, Value> =
+                        m.iter().map(|(k, x)| (k.to_string(), json!(x))).collect();
+                    v["metrics"] = Value::Object(metrics);
+                }
+                Err(e) => v["error"] = json!(e),
+            }
+            v
+        })
+        .collect();
+    let mut medians = Vec::new();
+    for case in &plan.cases {
+        for &imp in &plan.servers {
+            let keys: Vec<&str> = records
+                .iter()
+                .filter(|r| r.case == *case && r.imp == imp)
+                .filter_map(|r| r.result.as_ref().ok())
+                .flat_map(|m| m.iter().map(|(k, _)| *k))
+                .fold(Vec::new(), |mut acc, k| {
+                    if !acc.contains(&k) {
+                        acc.push(k);
+                    }
+                    acc
+                });
+            let metrics: Map<String, Value> = keys
+                .iter()
+                .filter_map(|k| med(records, case, imp, k).map(|v| (k.to_string(), json!(v))))
+                .collect();
+            medians.push(json!({
+                "scenario": case.scenario(),
+                "case": case.label(),
+                "params": case_json(case),
+                "server": imp.name(),
+                "median": metrics,
+            }));
+        }
+    }
+    json!({
+        "plan": plan.name,
+        "repetitions": plan.reps,
+        "elapsed_s": elapsed.as_secs_f64(),
+        "machine": {
+            "cpus": machine.cpus,
+            "model": machine.model,
+            "kernel": machine.kernel,
+            "rustc": machine.rustc,
+            "clk_tck": machine.clk_tck,
+        },
+        "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        "runs": runs,
+        "medians": medians,
+    })
+}

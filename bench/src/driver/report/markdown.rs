@@ -1,0 +1,274 @@
+//! The Markdown report: one table per scenario, with ratios against the
+//! reference servers and the range over repetitions.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::{fmt_num, has, med, range, ratio, REFS};
+use crate::driver::scenarios::{CONCURRENT_MSG, PING_MSG};
+use crate::driver::stats::least_squares;
+use crate::driver::{Case, Plan, Record, MAX_CONNS};
+use crate::procfs::Machine;
+use crate::servers::Impl;
+
+/// A column of a scenario table.
+struct Col {
+    head: &'static str,
+    key: &'static str,
+    /// Also show this figure divided by mio's and tokio-mt's, and its
+    /// range over the repetitions.
+    ratios: bool,
+}
+
+const fn col(head: &'static str, key: &'static str, ratios: bool) -> Col {
+    Col { head, key, ratios }
+}
+
+/// One table: a row per case of `scenario` and server.
+fn table(out: &mut String, plan: &Plan, records: &[Record], scenario: &str, case_head: &str, cols: &[Col]) {
+    let refs: Vec<Impl> = REFS.into_iter().filter(|r| plan.servers.contains(r)).collect();
+    let mut head = format!("| {case_head} | server |");
+    let mut rule = String::from("|---|---|");
+    for c in cols {
+        let _ = write!(head, " {} |", c.head);
+        rule.push_str("---:|");
+        if c.ratios {
+            head.push_str(" min–max |");
+            rule.push_str("---:|");
+            for r in &refs {
+                let _ = write!(head, " ÷ {r} |");
+                rule.push_str("---:|");
+            }
+        }
+    }
+    let _ = writeln!(out, "{head}\n{rule}");
+    for case in plan.cases.iter().filter(|c| c.scenario() == scenario) {
+        for &imp in &plan.servers {
+            let _ = write!(out, "| {} | {imp} |", case.label());
+            let failed = !records
+                .iter()
+                .any(|r| r.case == *case && r.imp == imp && r.result.is_ok());
+            for c in cols {
+                let v = med(records, case, imp, c.key);
+                let cell = if failed {
+                    "failed".into()
+                } else {
+                    v.map_or("–".into(), fmt_num)
+                };
+                let _ = write!(out, " {cell} |");
+                if c.ratios {
+                    let spread = range(records, case, imp, c.key).map_or("–".into(), |(lo, hi)| {
+                        format!("{}–{}", fmt_num(lo), fmt_num(hi))
+                    });
+                    let _ = write!(out, " {spread} |");
+                    for &r in &refs {
+                        let _ = write!(out, " {} |", ratio(v, med(records, case, r, c.key)));
+                    }
+                }
+            }
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+}
+
+/// Least-squares fit of median figure `key` against connection count for
+/// the concurrent scenario: `(intercept, slope per connection)`.
+fn concurrent_fit(plan: &Plan, records: &[Record], imp: Impl, key: &str) -> Option<(f64, f64)> {
+    let points: Vec<(f64, f64)> = plan
+        .cases
+        .iter()
+        .filter_map(|c| match c {
+            Case::Concurrent { conns } => med(records, c, imp, key).map(|v| (*conns as f64, v)),
+            _ => None,
+        })
+        .collect();
+    least_squares(&points)
+}
+
+/// The whole report as Markdown.
+pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Duration) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# gaio benchmark ({} run)\n", plan.name);
+    let _ = writeln!(
+        o,
+        "Machine: {} CPUs, {}; Linux {}; {}. Server and load generator run on the same \
+         machine and share its CPUs; loopback (127.0.0.1) only.\n",
+        machine.cpus, machine.model, machine.kernel, machine.rustc
+    );
+    let _ = writeln!(
+        o,
+        "Medians of {} repetitions; within each repetition the servers take turns (round-robin), \
+         each measurement against a fresh server process. `÷ mio` / `÷ tokio-mt`: this server's \
+         figure divided by that server's (for rates higher is better, for CPU, time, memory lower \
+         is better). Server CPU is the server process's run time over the measurement: the sum \
+         of /proc/PID/task/*/schedstat (ns resolution; no server thread exits during a measurement). \
+         utime + stime from /proc/PID/stat (CLK_TCK = {}, so ±{} ms per reading) is kept in \
+         results.json as `cpu_s_stat` to cross-check. The run took {:.0} s.\n",
+        plan.reps,
+        machine.clk_tck,
+        1000 / machine.clk_tck.max(1),
+        elapsed.as_secs_f64()
+    );
+    if has(plan, "throughput") {
+        o.push_str(
+            "## 1. Throughput: one connection\n\nThe client writes the pattern continuously in writes \
+             of the given size (one thread) and reads the echo back (another thread), checking every \
+             byte. MB/s = bytes sent ÷ time from the first write to the last echoed byte (1 MB = 10^6 B); \
+             CPU s/GB = server CPU seconds per 10^9 bytes echoed.\n\n",
+        );
+        table(
+            &mut o,
+            plan,
+            records,
+            "throughput",
+            "write size",
+            &[
+                col("MB/s", "mb_per_s", true),
+                col("server CPU s/GB", "cpu_s_per_gb", true),
+            ],
+        );
+    }
+    if has(plan, "concurrent") {
+        let _ = write!(
+            o,
+            "## 2. Concurrent: N connections, one {CONCURRENT_MSG}-byte echo each\n\nAll connections \
+             are open (and accepted) before timing starts; seconds from the first write to the last \
+             echo received. The top point is {MAX_CONNS} rather than 20k: the hard RLIMIT_NOFILE \
+             is 20000 per process, and the driver needs a few descriptors besides its {MAX_CONNS} \
+             sockets.\n\n"
+        );
+        table(
+            &mut o,
+            plan,
+            records,
+            "concurrent",
+            "conns",
+            &[
+                col("seconds", "seconds", true),
+                col("server CPU s", "cpu_s", true),
+            ],
+        );
+        o.push_str(
+            "Least-squares fit of the medians against N (seconds = a + b·N), b per 1k connections:\n\n",
+        );
+        let refs: Vec<Impl> = REFS.into_iter().filter(|r| plan.servers.contains(r)).collect();
+        let mut head = String::from("| server | s per 1k conns |");
+        let mut rule = String::from("|---|---:|");
+        for r in &refs {
+            let _ = write!(head, " ÷ {r} |");
+            rule.push_str("---:|");
+        }
+        head.push_str(" CPU s per 1k conns | intercept s |");
+        rule.push_str("---:|---:|");
+        let _ = writeln!(o, "{head}\n{rule}");
+        let slope = |imp| concurrent_fit(plan, records, imp, "seconds");
+        for &imp in &plan.servers {
+            let fit = slope(imp);
+            let b = fit.map(|f| f.1 * 1000.0);
+            let _ = write!(o, "| {imp} | {} |", b.map_or("–".into(), fmt_num));
+            for &r in &refs {
+                let _ = write!(o, " {} |", ratio(b, slope(r).map(|f| f.1 * 1000.0)));
+            }
+            let cpu = concurrent_fit(plan, records, imp, "cpu_s").map(|f| f.1 * 1000.0);
+            let _ = writeln!(
+                o,
+                " {} | {} |",
+                cpu.map_or("–".into(), fmt_num),
+                fit.map_or("–".into(), |f| fmt_num(f.0))
+            );
+        }
+        o.push('\n');
+    }
+    if has(plan, "ping-pong") {
+        let secs = plan.cases.iter().find_map(|c| match c {
+            Case::PingPong { secs, .. } => Some(*secs),
+            _ => None,
+        });
+        let _ = write!(
+            o,
+            "## 3. Ping-pong: {PING_MSG}-byte request/response\n\nEach connection sends a request, \
+             waits for its whole echo, checks it, and sends the next, for {} s. Latency is per round \
+             trip, client side (exact percentiles of every round trip).\n\n",
+            secs.unwrap_or(0.0)
+        );
+        table(
+            &mut o,
+            plan,
+            records,
+            "ping-pong",
+            "conns",
+            &[
+                col("round trips/s", "rps", true),
+                col("p50 µs", "p50_us", false),
+                col("p99 µs", "p99_us", false),
+                col("p99.9 µs", "p999_us", false),
+                col("server CPU µs/rt", "cpu_us_per_rt", true),
+            ],
+        );
+    }
+    if has(plan, "idle") {
+        o.push_str(
+            "## 4. Idle memory: connections with a buffer-less read pending\n\nServer RSS (VmRSS) after \
+             all connections are accepted and the server has settled, minus RSS before the first \
+             connect, divided by N. User-space memory only: kernel socket memory is not in RSS. \
+             100k idle connections are not possible here: the hard RLIMIT_NOFILE is 20000 per process, \
+             so neither the server nor the driver can hold 100k sockets.\n\n",
+        );
+        table(
+            &mut o,
+            plan,
+            records,
+            "idle",
+            "conns",
+            &[
+                col("RSS growth B/conn", "rss_per_conn_b", true),
+                col("RSS before MiB", "rss_before_mib", false),
+                col("RSS after MiB", "rss_after_mib", false),
+            ],
+        );
+        o.push_str("What one idle connection holds:\n\n");
+        for &imp in &plan.servers {
+            let _ = writeln!(o, "* {imp}: {}", imp.idle_description());
+        }
+        o.push('\n');
+    }
+    if has(plan, "allocs") {
+        o.push_str(
+            "## 5. Heap allocations per request in a steady echo loop\n\nA counting global allocator \
+             in the server counts alloc/alloc_zeroed/realloc calls. After a warm-up, the count is read \
+             before and after K ping-pong round trips; the cost of the read itself (measured with no \
+             load) is subtracted. The target for gaio is 0.\n\n",
+        );
+        table(
+            &mut o,
+            plan,
+            records,
+            "allocs",
+            "conns",
+            &[
+                col("allocs per request", "allocs_per_req", false),
+                col("allocs counted", "allocs", false),
+                col("requests", "requests", false),
+            ],
+        );
+    }
+    let failures: Vec<&Record> = records.iter().filter(|r| r.result.is_err()).collect();
+    if !failures.is_empty() {
+        o.push_str("## Failed measurements\n\n");
+        for r in failures {
+            if let Err(e) = &r.result {
+                let _ = writeln!(
+                    o,
+                    "* {} {} {} rep {}: {e}",
+                    r.case.scenario(),
+                    r.case.label(),
+                    r.imp,
+                    r.rep
+                );
+            }
+        }
+        o.push('\n');
+    }
+    o
+}

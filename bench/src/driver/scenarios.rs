@@ -1,0 +1,228 @@
+//! The scenarios: what each measurement does and which figures it yields.
+//!
+//! Every measurement starts a fresh server process, so no run inherits
+//! another's connections, memory or warm caches.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::error::BenchError;
+use super::load::{Clients, Stop};
+use super::server_proc::{ServerProc, Variant};
+use super::stats::percentile;
+use super::stream;
+use crate::servers::Impl;
+
+/// Named figures of one measurement, in display order.
+pub type Metrics = Vec<(&'static str, f64)>;
+
+/// One measured case of a scenario.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Case {
+    /// One connection streams `volume` bytes in writes of `size` bytes.
+    Throughput {
+        /// Bytes per write.
+        size: usize,
+        /// Bytes sent (and echoed) in all.
+        volume: u64,
+    },
+    /// `conns` connections each echo one 1 KiB message at once.
+    Concurrent {
+        /// Connections.
+        conns: usize,
+    },
+    /// `conns` connections do 64-byte request/response for `secs` seconds.
+    PingPong {
+        /// Connections.
+        conns: usize,
+        /// Duration of the run.
+        secs: f64,
+    },
+    /// `conns` idle connections, each with a buffer-less read pending.
+    Idle {
+        /// Connections.
+        conns: usize,
+        /// Time left for the server to settle before RSS is read.
+        settle_ms: u64,
+    },
+    /// Allocation calls per request in a steady echo loop.
+    Allocs {
+        /// Connections.
+        conns: usize,
+        /// Round trips before counting starts.
+        warmup: u64,
+        /// Round trips counted.
+        requests: u64,
+    },
+}
+
+/// Message size of the concurrent scenario.
+pub const CONCURRENT_MSG: usize = 1024;
+/// Message size of the ping-pong and allocation scenarios.
+pub const PING_MSG: usize = 64;
+
+impl Case {
+    /// The scenario's short name.
+    pub fn scenario(&self) -> &'static str {
+        match self {
+            Case::Throughput { .. } => "throughput",
+            Case::Concurrent { .. } => "concurrent",
+            Case::PingPong { .. } => "ping-pong",
+            Case::Idle { .. } => "idle",
+            Case::Allocs { .. } => "allocs",
+        }
+    }
+
+    /// A label for progress lines and tables, such as `64 KiB` or `1024 conns`.
+    pub fn label(&self) -> String {
+        match *self {
+            Case::Throughput { size, .. } => size_label(size),
+            Case::Concurrent { conns }
+            | Case::PingPong { conns, .. }
+            | Case::Idle { conns, .. }
+            | Case::Allocs { conns, .. } => match conns {
+                1 => "1 conn".into(),
+                n => format!("{n} conns"),
+            },
+        }
+    }
+}
+
+/// `128 B`, `4 KiB`, ...
+pub fn size_label(size: usize) -> String {
+    if size >= 1024 && size % 1024 == 0 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// Runs one measurement of `case` against a fresh `imp` server started
+/// from `exe`.
+pub fn measure(exe: &Path, case: &Case, imp: Impl) -> Result<Metrics, BenchError> {
+    match *case {
+        Case::Throughput { size, volume } => throughput(exe, imp, size, volume),
+        Case::Concurrent { conns } => concurrent(exe, imp, conns),
+        Case::PingPong { conns, secs } => ping_pong(exe, imp, conns, secs),
+        Case::Idle { conns, settle_ms } => idle(exe, imp, conns, settle_ms),
+        Case::Allocs {
+            conns,
+            warmup,
+            requests,
+        } => allocs(exe, imp, conns, warmup, requests),
+    }
+}
+
+fn throughput(exe: &Path, imp: Impl, size: usize, volume: u64) -> Result<Metrics, BenchError> {
+    let server = ServerProc::start(exe, imp, Variant::Echo)?;
+    let cpu0 = server.cpu()?;
+    let (elapsed, conn) = stream::throughput(server.addr, size, volume, Duration::from_secs(120))?;
+    let (cpu, cpu_stat) = server.cpu()?.since(&cpu0);
+    drop(conn);
+    let secs = elapsed.as_secs_f64();
+    Ok(vec![
+        ("mb_per_s", volume as f64 / 1e6 / secs),
+        ("cpu_s_per_gb", cpu / (volume as f64 / 1e9)),
+        ("seconds", secs),
+        ("cpu_s", cpu),
+        ("cpu_s_stat", cpu_stat),
+    ])
+}
+
+/// Connects `conns` clients and waits until the server has them all.
+fn connect(server: &mut ServerProc, conns: usize) -> Result<Clients, BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = server.addr;
+    let clients = Clients::connect(addr, conns, deadline, || Ok(server.stats()?.1))?;
+    server.wait_accepted(conns as u64, deadline)?;
+    Ok(clients)
+}
+
+/// Kills the server and closes the clients at the same time, then waits
+/// for the server to be gone.
+fn teardown(mut server: ServerProc, clients: Clients) {
+    server.kill();
+    drop(clients);
+    drop(server);
+}
+
+fn concurrent(exe: &Path, imp: Impl, conns: usize) -> Result<Metrics, BenchError> {
+    let mut server = ServerProc::start(exe, imp, Variant::Echo)?;
+    let mut clients = connect(&mut server, conns)?;
+    std::thread::sleep(Duration::from_millis(5));
+    let cpu0 = server.cpu()?;
+    let limit = Instant::now() + Duration::from_secs(60);
+    let out = clients.run(CONCURRENT_MSG, Stop::Rounds(1), false, limit)?;
+    let (cpu, cpu_stat) = server.cpu()?.since(&cpu0);
+    teardown(server, clients);
+    Ok(vec![
+        ("seconds", out.elapsed.as_secs_f64()),
+        ("cpu_s", cpu),
+        ("cpu_s_stat", cpu_stat),
+    ])
+}
+
+fn ping_pong(exe: &Path, imp: Impl, conns: usize, secs: f64) -> Result<Metrics, BenchError> {
+    let mut server = ServerProc::start(exe, imp, Variant::Echo)?;
+    let mut clients = connect(&mut server, conns)?;
+    // A short warm-up, so connection set-up does not count.
+    let warm = Instant::now() + Duration::from_millis(20);
+    clients.run(PING_MSG, Stop::Until(warm), false, warm + Duration::from_secs(30))?;
+    let cpu0 = server.cpu()?;
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut out = clients.run(PING_MSG, Stop::Until(end), true, end + Duration::from_secs(30))?;
+    let (cpu, cpu_stat) = server.cpu()?.since(&cpu0);
+    teardown(server, clients);
+    let lat = &mut out.latencies_ns;
+    lat.sort_unstable();
+    let us = |p: f64| percentile(lat, p) as f64 / 1e3;
+    let trips = out.completed as f64;
+    Ok(vec![
+        ("rps", trips / out.elapsed.as_secs_f64()),
+        ("p50_us", us(0.50)),
+        ("p99_us", us(0.99)),
+        ("p999_us", us(0.999)),
+        ("cpu_us_per_rt", cpu * 1e6 / trips),
+        ("round_trips", trips),
+        ("cpu_s", cpu),
+        ("cpu_s_stat", cpu_stat),
+    ])
+}
+
+fn idle(exe: &Path, imp: Impl, conns: usize, settle_ms: u64) -> Result<Metrics, BenchError> {
+    let mut server = ServerProc::start(exe, imp, Variant::Idle)?;
+    server.stats()?; // warms the control channel up
+    std::thread::sleep(Duration::from_millis(settle_ms / 2));
+    let before = server.rss_bytes()?;
+    let clients = connect(&mut server, conns)?;
+    std::thread::sleep(Duration::from_millis(settle_ms));
+    let after = server.rss_bytes()?;
+    teardown(server, clients);
+    let mib = |b: u64| b as f64 / 1048576.0;
+    Ok(vec![
+        ("rss_per_conn_b", (after as f64 - before as f64) / conns as f64),
+        ("rss_before_mib", mib(before)),
+        ("rss_after_mib", mib(after)),
+    ])
+}
+
+fn allocs(exe: &Path, imp: Impl, conns: usize, warmup: u64, requests: u64) -> Result<Metrics, BenchError> {
+    let mut server = ServerProc::start(exe, imp, Variant::CountAllocs)?;
+    let mut clients = connect(&mut server, conns)?;
+    let per_conn = |total: u64| total.div_ceil(conns as u64);
+    let limit = || Instant::now() + Duration::from_secs(60);
+    clients.run(PING_MSG, Stop::Rounds(per_conn(warmup)), false, limit())?;
+    // Two snapshots with no load in between: what answering costs.
+    let (a0, _) = server.stats()?;
+    let (a1, _) = server.stats()?;
+    let out = clients.run(PING_MSG, Stop::Rounds(per_conn(requests)), false, limit())?;
+    let (a2, _) = server.stats()?;
+    let control = a1.saturating_sub(a0);
+    let counted = a2.saturating_sub(a1).saturating_sub(control) as f64;
+    Ok(vec![
+        ("allocs_per_req", counted / out.completed as f64),
+        ("allocs", counted),
+        ("requests", out.completed as f64),
+        ("control_allocs", control as f64),
+    ])
+}

@@ -1,0 +1,23 @@
+//! The benchmark harness behind `cargo xtask bench`.
+//!
+//! Two binaries share this library:
+//!
+//! * `bench-server --impl NAME [--idle] [--count-allocs]`: an echo server on
+//!   one of six implementations ([`servers::Impl`]). It binds
+//!   `127.0.0.1:0`, prints the bound address as its first line of stdout,
+//!   and echoes until killed or until its stdin closes. A line `stats` on
+//!   its stdin is answered by a line `allocs=N accepted=M` ([`control`]).
+//! * `bench [--quick]`: the load generator and driver ([`driver`]). It
+//!   starts a fresh server process for every measurement, runs the same
+//!   load against each implementation in turn, and writes a Markdown
+//!   report, raw JSON and SVG plots to `target/bench/`.
+//!
+//! Everything runs on loopback (127.0.0.1) only.
+
+pub mod alloc_count;
+pub mod control;
+pub mod driver;
+pub mod limits;
+pub mod pattern;
+pub mod procfs;
+pub mod servers;

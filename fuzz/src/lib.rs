@@ -1,0 +1,954 @@
+//! Op-sequence model checking of the gaio engine on the deterministic fake
+//! poller (`gaio_core::fake`, feature `fake-poller`).
+//!
+//! [`run`] decodes a byte string into a sequence of operations — watch
+//! (directly or through a `Submitter`), `read` / `read_swap` /
+//! `read_full` / `write` of various sizes with or without deadlines (none,
+//! already past, a millisecond or two, an hour), `free`, `close`, the peer
+//! sending bytes or closing, scripted `EAGAIN` / `ENOBUFS` / errors for the
+//! next reads and writes, the socket's room for writes, readiness events
+//! (with hang-ups, and with stale or made-up tokens), and
+//! `wait_io_timeout` with zero or very short timeouts — runs them against
+//! an inline-mode watcher, and checks after every step:
+//!
+//! * every accepted request completes exactly once, and a refused one is
+//!   refused for a reason that holds (empty buffer, closed watcher) with
+//!   its context and buffer handed back;
+//! * per connection and direction, completions come in submission order
+//!   (a request ended by its deadline may overtake, nothing else);
+//! * the bytes every read delivers (on success and on error alike) are the
+//!   next bytes of what the peer sent, and the bytes every write reports
+//!   are the next bytes the fake socket received, so nothing is lost,
+//!   duplicated or reordered; buffers come back unchanged in size;
+//! * errors are explained: `Eof` only after the peer closed and everything
+//!   it sent was read, `Deadline` only with a deadline, `ConnClosed` only
+//!   for a freed connection, `WatcherClosed` only after `close`, OS errors
+//!   only those scripted;
+//! * liveness, at "settle" steps and at the end: once every connection is
+//!   reported readable and writable with no scripted failure and unlimited
+//!   room, no write is pending and no read is pending while bytes or end
+//!   of stream wait for it;
+//! * after `close`, waiting drains every pending request and then reports
+//!   the watcher closed; no descriptor is left open after the watcher is
+//!   dropped (optional, see [`Checks`]); nothing panics.
+//!
+//! The same function serves the libFuzzer target (`fuzz_targets/`) and the
+//! plain tests in `tests/`, which run a few hundred fixed inputs on stable.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use gaio_core::fake::{self, dummy_fd, FakeHandle, FakePoller, Scripted};
+use gaio_core::{Buffer, Builder, Completion, Conn, Error, Op, Rejected, Submit, Submitter, Watcher};
+
+type W = Watcher<FakePoller, u64, Vec<u8>>;
+type S = Submitter<FakePoller, u64, Vec<u8>>;
+
+/// Most connections alive at once (descriptor numbers get reused a lot).
+const MAX_LIVE: usize = 6;
+/// Most short waits (which may sleep up to a millisecond) per input.
+const MAX_SHORT_WAITS: u32 = 4;
+/// OS errors the fuzzer scripts: ECONNRESET, EPIPE, EIO.
+const ERRNOS: [i32; 3] = [104, 32, 5];
+
+/// Optional checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks {
+    /// Compare the open descriptors of the process before and after each
+    /// input. Only exact when nothing else in the process opens or closes
+    /// descriptors meanwhile (libFuzzer, or one test thread).
+    pub fds: bool,
+}
+
+impl Checks {
+    /// Every check.
+    pub const ALL: Checks = Checks { fds: true };
+    /// Every check that holds with other threads opening descriptors.
+    pub const SHARED_PROCESS: Checks = Checks { fds: false };
+}
+
+/// What one input exercised, for tests that make sure the inputs reach
+/// the interesting paths.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Completions checked.
+    pub completions: u64,
+    /// ... of which successful.
+    pub ok: u64,
+    /// ... ended by end of stream, deadline, a freed connection, a closed
+    /// watcher, a (scripted) OS error.
+    pub eof: u64,
+    /// See `eof`.
+    pub deadline: u64,
+    /// See `eof`.
+    pub conn_closed: u64,
+    /// See `eof`.
+    pub watcher_closed: u64,
+    /// See `eof`.
+    pub io_error: u64,
+    /// Submissions refused (empty buffer, closed watcher).
+    pub refused: u64,
+    /// Bytes of reads and of writes checked against the streams.
+    pub read_bytes: u64,
+    /// See `read_bytes`.
+    pub write_bytes: u64,
+    /// Liveness checks passed.
+    pub settles: u64,
+}
+
+impl Summary {
+    /// Adds another input's counts.
+    pub fn add(&mut self, o: &Summary) {
+        self.completions += o.completions;
+        self.ok += o.ok;
+        self.eof += o.eof;
+        self.deadline += o.deadline;
+        self.conn_closed += o.conn_closed;
+        self.watcher_closed += o.watcher_closed;
+        self.io_error += o.io_error;
+        self.refused += o.refused;
+        self.read_bytes += o.read_bytes;
+        self.write_bytes += o.write_bytes;
+        self.settles += o.settles;
+    }
+}
+
+/// Reads the input a byte at a time; past its end every byte is 0.
+struct Input<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::from(self.byte()) % n
+    }
+
+    fn exhausted(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+}
+
+/// What the model knows about one connection ever watched.
+struct ConnModel {
+    conn: Conn,
+    token: u64,
+    /// Not freed (by this harness) and the watcher not closed.
+    live: bool,
+    /// Everything the peer sent, and how much of it reads delivered.
+    peer_sent: Vec<u8>,
+    peer_eof: bool,
+    read_cursor: usize,
+    /// What the fake socket received, mirrored while it is registered, and
+    /// how much of it write completions reported.
+    written: Vec<u8>,
+    write_cursor: usize,
+    /// Pending requests per direction, in submission order.
+    reads: VecDeque<u64>,
+    writes: VecDeque<u64>,
+}
+
+/// A request that was accepted and has not completed yet.
+struct Pending {
+    conn: usize,
+    op: Op,
+    swap: bool,
+    deadline: bool,
+    /// For reads the buffer's length, for writes its bytes.
+    len: usize,
+    data: Vec<u8>,
+}
+
+struct Harness {
+    w: W,
+    s: S,
+    f: FakeHandle,
+    swap_size: usize,
+    conns: Vec<ConnModel>,
+    pending: HashMap<u64, Pending>,
+    next_ctx: u64,
+    closed: bool,
+    short_waits: u32,
+    /// Commands were queued through the submitter since the last wait.
+    queued: bool,
+    summary: Summary,
+}
+
+/// How a request names its deadline.
+#[derive(Clone, Copy)]
+enum DeadlineKind {
+    None,
+    Past,
+    Short(u64),
+    Far,
+}
+
+impl DeadlineKind {
+    fn decode(b: u8) -> DeadlineKind {
+        match b % 8 {
+            5 => DeadlineKind::Past,
+            6 => DeadlineKind::Short(u64::from(b / 8) % 3),
+            7 => DeadlineKind::Far,
+            _ => DeadlineKind::None,
+        }
+    }
+
+    fn instant(self) -> Option<Instant> {
+        let now = Instant::now();
+        match self {
+            DeadlineKind::None => None,
+            DeadlineKind::Past => Some(now.checked_sub(Duration::from_millis(1)).unwrap_or(now)),
+            DeadlineKind::Short(ms) => Some(now + Duration::from_millis(ms)),
+            DeadlineKind::Far => Some(now + Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// Runs one input and tells what it exercised. Panics if an invariant
+/// does not hold.
+pub fn run(data: &[u8], checks: Checks) -> Summary {
+    let fds_before = checks.fds.then(open_fds);
+    let summary = {
+        let mut input = Input { data, pos: 0 };
+        let swap_size = [64, 100, 256, 4096][input.below(4)];
+        let w: W = Builder::new()
+            .swap_size(swap_size)
+            .max_events(1 + input.below(4))
+            .build()
+            .expect("build a watcher on the fake poller");
+        let f = fake::last();
+        let s = w.submitter();
+        let mut h = Harness {
+            w,
+            s,
+            f,
+            swap_size,
+            conns: Vec::new(),
+            pending: HashMap::new(),
+            next_ctx: 1,
+            closed: false,
+            short_waits: 0,
+            queued: false,
+            summary: Summary::default(),
+        };
+        while !input.exhausted() {
+            h.step(&mut input);
+            h.mirror_written();
+        }
+        h.finish();
+        h.summary
+    };
+    if let Some(before) = fds_before {
+        let after = open_fds();
+        assert_eq!(
+            after, before,
+            "descriptors open before the input {before}, after {after}"
+        );
+    }
+    summary
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+impl Harness {
+    fn step(&mut self, inp: &mut Input<'_>) {
+        match inp.byte() % 24 {
+            0 => self.watch(false),
+            1 => self.watch(true),
+            2..=5 => {
+                let (idx, kind, size, dl) = self.request_args(inp);
+                self.submit(idx, kind, size, dl, false);
+            }
+            6 => {
+                let (idx, kind, size, dl) = self.request_args(inp);
+                self.submit(idx, kind, size, dl, true);
+            }
+            7 | 8 => {
+                if let Some(idx) = self.pick(inp) {
+                    self.free(idx, inp.byte() % 2 == 1);
+                }
+            }
+            9 => {
+                let (idx, n, event) = (self.pick(inp), 1 + inp.below(64), inp.byte() % 2 == 1);
+                if let Some(idx) = idx {
+                    self.peer_send(idx, n, event);
+                }
+            }
+            10 | 11 => {
+                let (idx, what) = (self.pick(inp), inp.byte());
+                if let Some(idx) = idx {
+                    let scripted = match what % 4 {
+                        0 | 1 => Scripted::WouldBlock,
+                        2 => Scripted::Starved,
+                        _ => Scripted::Fail(ERRNOS[usize::from(what / 4) % ERRNOS.len()]),
+                    };
+                    let read = inp.byte().is_multiple_of(2);
+                    self.with_fake(idx, |c| {
+                        if read {
+                            c.read_script.push_back(scripted);
+                        } else {
+                            c.write_script.push_back(scripted);
+                        }
+                    });
+                }
+            }
+            12 => {
+                let (idx, room, event) = (self.pick(inp), inp.byte(), inp.byte() % 2 == 1);
+                if let Some(idx) = idx {
+                    let room = match room % 4 {
+                        0 => 0,
+                        3 => usize::MAX,
+                        _ => usize::from(room / 4),
+                    };
+                    if self.with_fake(idx, |c| c.write_room = room).is_some() && event {
+                        self.event(idx, false, true, false);
+                    }
+                }
+            }
+            13 => {
+                let (idx, bits) = (self.pick(inp), inp.byte());
+                if let Some(idx) = idx {
+                    self.event(idx, bits & 1 != 0, bits & 2 != 0, false);
+                }
+            }
+            14 => {
+                let (idx, bits) = (self.pick(inp), inp.byte());
+                if let Some(idx) = idx {
+                    self.hang_up(idx, bits);
+                }
+            }
+            15 => {
+                let (idx, bits) = (self.pick(inp), inp.byte());
+                let token = match idx {
+                    // A connection's token, live or long freed: stale if it
+                    // was freed, even when its descriptor number is reused.
+                    Some(idx) if bits & 4 != 0 => self.conns[idx].token,
+                    _ => u64::from(bits) << 40 | u64::from(inp.byte()),
+                };
+                if !self.closed {
+                    self.f
+                        .event_token(token, bits & 1 != 0, bits & 2 != 0, bits & 8 != 0);
+                }
+            }
+            16 | 17 => self.wait(Duration::ZERO),
+            18 => {
+                if self.short_waits < MAX_SHORT_WAITS {
+                    self.short_waits += 1;
+                    let us = 100 * u64::from(inp.byte() % 11);
+                    self.wait(Duration::from_micros(us));
+                } else {
+                    self.wait(Duration::ZERO);
+                }
+            }
+            19 => {
+                let (idx, bits) = (self.pick(inp), inp.byte());
+                if let Some(idx) = idx {
+                    self.submit_empty(idx, bits);
+                }
+            }
+            20 => {
+                if let Some(idx) = self.pick(inp) {
+                    self.peer_close(idx);
+                }
+            }
+            21 => {
+                if !self.closed {
+                    self.settle();
+                }
+            }
+            22 => {
+                // Rare, so most inputs exercise an open watcher.
+                if inp.byte().is_multiple_of(8) {
+                    self.close();
+                }
+            }
+            _ => {
+                for _ in 0..3 {
+                    self.wait(Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    /// Connection, request kind, size and deadline for a submission.
+    fn request_args(&mut self, inp: &mut Input<'_>) -> (Option<usize>, u8, usize, DeadlineKind) {
+        let idx = self.pick(inp);
+        let kind = inp.byte();
+        let size = 1 + inp.below(64);
+        let dl = DeadlineKind::decode(inp.byte());
+        (idx, kind, size, dl)
+    }
+
+    /// Any connection ever watched, freed ones included (stale handles).
+    fn pick(&self, inp: &mut Input<'_>) -> Option<usize> {
+        let b = inp.below(256);
+        (!self.conns.is_empty()).then(|| b % self.conns.len())
+    }
+
+    /// Runs `f` on the fake socket of connection `idx` if it is still
+    /// registered (with this connection's token, not a successor's).
+    fn with_fake<R>(&self, idx: usize, f: impl FnOnce(&mut fake::FakeConn) -> R) -> Option<R> {
+        let (fd, token) = (self.conns[idx].conn.fd() as i32, self.conns[idx].token);
+        self.f
+            .with(|s| s.conns.get_mut(&fd).filter(|c| c.token == token).map(f))
+    }
+
+    fn ctx(&mut self) -> u64 {
+        self.next_ctx += 1;
+        self.next_ctx
+    }
+
+    // ----- operations --------------------------------------------------------
+
+    fn watch(&mut self, via_submitter: bool) {
+        if self.conns.iter().filter(|c| c.live).count() >= MAX_LIVE {
+            return;
+        }
+        let r = if via_submitter {
+            self.s.watch(dummy_fd())
+        } else {
+            self.w.watch(dummy_fd())
+        };
+        match r {
+            Ok(conn) => {
+                assert!(!self.closed, "watch succeeded on a closed watcher");
+                self.queued |= via_submitter;
+                let token = self.f.conn(conn.fd(), |c| c.token);
+                assert!(
+                    self.conns.iter().all(|m| m.conn != conn),
+                    "handle {conn:?} handed out twice"
+                );
+                self.conns.push(ConnModel {
+                    conn,
+                    token,
+                    live: true,
+                    peer_sent: Vec::new(),
+                    peer_eof: false,
+                    read_cursor: 0,
+                    written: Vec::new(),
+                    write_cursor: 0,
+                    reads: VecDeque::new(),
+                    writes: VecDeque::new(),
+                });
+            }
+            Err(Error::WatcherClosed) if self.closed => {}
+            Err(e) => panic!("watch failed: {e:?}"),
+        }
+    }
+
+    fn submit(&mut self, idx: Option<usize>, kind: u8, size: usize, dl: DeadlineKind, via_submitter: bool) {
+        let Some(idx) = idx else { return };
+        let conn = self.conns[idx].conn;
+        let ctx = self.ctx();
+        let deadline = dl.instant();
+        let (op, swap, buf) = match kind % 4 {
+            0 => (Op::Read, false, vec![0u8; size]),
+            1 => (Op::Read, true, Vec::new()),
+            2 => (Op::ReadFull, false, vec![0u8; size]),
+            _ => {
+                let data: Vec<u8> = (0..size)
+                    .map(|i| (ctx as u8).wrapping_mul(31).wrapping_add(i as u8))
+                    .collect();
+                (Op::Write, false, data)
+            }
+        };
+        let len = buf.len();
+        let data = if op == Op::Write { buf.clone() } else { Vec::new() };
+        let req = match (op, swap) {
+            (Op::Read, true) => gaio_core::Request::read_swap(conn, ctx),
+            (Op::Read, false) => gaio_core::Request::read(conn, ctx, buf),
+            (Op::ReadFull, _) => gaio_core::Request::read_full(conn, ctx, buf),
+            (Op::Write, _) => gaio_core::Request::write(conn, ctx, buf),
+        };
+        let req = match deadline {
+            Some(d) => req.deadline(d),
+            None => req,
+        };
+        // Queue it in the model first: a submission from this thread can
+        // complete at once, and the completion is checked when delivered.
+        let m = &mut self.conns[idx];
+        if op.is_read() {
+            m.reads.push_back(ctx);
+        } else {
+            m.writes.push_back(ctx);
+        }
+        self.pending.insert(
+            ctx,
+            Pending {
+                conn: idx,
+                op,
+                swap,
+                deadline: deadline.is_some(),
+                len,
+                data,
+            },
+        );
+        let r = if via_submitter {
+            self.s.submit(req)
+        } else {
+            self.w.submit(req)
+        };
+        self.queued |= via_submitter && r.is_ok();
+        if let Err(rej) = r {
+            self.rejected(idx, ctx, rej, Some(Error::WatcherClosed));
+        }
+    }
+
+    /// A submission was refused: only for the reason `expected`, with the
+    /// context and buffer handed back.
+    fn rejected(&mut self, idx: usize, ctx: u64, rej: Rejected<u64, Vec<u8>>, expected: Option<Error>) {
+        let p = self.pending.remove(&ctx).expect("refused request is known");
+        self.summary.refused += 1;
+        let m = &mut self.conns[idx];
+        m.reads.retain(|&c| c != ctx);
+        m.writes.retain(|&c| c != ctx);
+        let ok = match (&rej.error, expected) {
+            (Error::WatcherClosed, Some(Error::WatcherClosed)) => self.closed,
+            (Error::EmptyBuffer, Some(Error::EmptyBuffer)) => true,
+            // An empty buffer on a closed watcher may be refused for either.
+            (Error::WatcherClosed, Some(Error::EmptyBuffer)) => self.closed,
+            _ => false,
+        };
+        assert!(
+            ok,
+            "request refused with {:?} (closed: {})",
+            rej.error, self.closed
+        );
+        assert_eq!(rej.context, ctx, "a refusal handed back another context");
+        if !p.swap {
+            let buf = rej.buffer.expect("a refusal handed back no buffer");
+            assert_eq!(buf.len(), p.len, "a refusal changed the buffer's size");
+            if p.op == Op::Write {
+                assert_eq!(buf, p.data, "a refusal changed the buffer");
+            }
+        }
+    }
+
+    fn submit_empty(&mut self, idx: usize, bits: u8) {
+        let conn = self.conns[idx].conn;
+        let ctx = self.ctx();
+        let req = match bits % 3 {
+            0 => gaio_core::Request::read(conn, ctx, Vec::new()),
+            1 => gaio_core::Request::read_full(conn, ctx, Vec::new()),
+            _ => gaio_core::Request::write(conn, ctx, Vec::new()),
+        };
+        self.pending.insert(
+            ctx,
+            Pending {
+                conn: idx,
+                op: req.op(),
+                swap: false,
+                deadline: false,
+                len: 0,
+                data: Vec::new(),
+            },
+        );
+        let r = if bits & 4 != 0 {
+            self.s.submit(req)
+        } else {
+            self.w.submit(req)
+        };
+        match r {
+            Ok(()) => panic!("an empty buffer was accepted"),
+            Err(rej) => self.rejected(idx, ctx, rej, Some(Error::EmptyBuffer)),
+        }
+    }
+
+    fn free(&mut self, idx: usize, via_submitter: bool) {
+        // The fake forgets a socket when it is deregistered, so the model
+        // mirrors what each one received after every step. Freeing applies
+        // queued commands first, and their I/O would happen after the last
+        // mirror: apply them with a wait of their own first.
+        if self.queued && !self.closed {
+            self.wait(Duration::ZERO);
+            self.mirror_written();
+        }
+        let conn = self.conns[idx].conn;
+        let r = if via_submitter {
+            self.s.free(conn)
+        } else {
+            self.w.free(conn)
+        };
+        match r {
+            Ok(()) => {
+                assert!(!self.closed, "free succeeded on a closed watcher");
+                self.queued |= via_submitter;
+                self.conns[idx].live = false;
+            }
+            Err(Error::WatcherClosed) => assert!(self.closed, "free refused on an open watcher"),
+            Err(e) => panic!("free failed: {e:?}"),
+        }
+    }
+
+    fn peer_send(&mut self, idx: usize, n: usize, event: bool) {
+        let m = &self.conns[idx];
+        if m.peer_eof {
+            return;
+        }
+        let start = m.peer_sent.len();
+        let salt = idx as u32;
+        let bytes: Vec<u8> = (start..start + n)
+            .map(|i| ((i as u32 ^ salt).wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        if self.with_fake(idx, |c| c.inbound.extend(&bytes)).is_some() {
+            self.conns[idx].peer_sent.extend_from_slice(&bytes);
+            if event {
+                self.event(idx, true, false, false);
+            }
+        }
+    }
+
+    fn peer_close(&mut self, idx: usize) {
+        if self.with_fake(idx, |c| c.eof = true).is_some() {
+            self.conns[idx].peer_eof = true;
+        }
+    }
+
+    /// The peer hangs up: end of stream after what it sent, optionally a
+    /// reset for the next read and write, and a hang-up event.
+    fn hang_up(&mut self, idx: usize, bits: u8) {
+        let reset = bits & 1 != 0;
+        let found = self.with_fake(idx, |c| {
+            c.eof = true;
+            if reset {
+                c.read_script.push_back(Scripted::Fail(104));
+                c.write_script.push_back(Scripted::Fail(104));
+            }
+        });
+        if found.is_some() {
+            self.conns[idx].peer_eof = true;
+            self.event(idx, bits & 2 != 0, bits & 4 != 0, true);
+        }
+    }
+
+    fn event(&mut self, idx: usize, readable: bool, writable: bool, hangup: bool) {
+        if self.with_fake(idx, |_| ()).is_some() {
+            let token = self.conns[idx].token;
+            self.f.event_token(token, readable, writable, hangup);
+        }
+    }
+
+    fn close(&mut self) {
+        self.w.close();
+        self.closed = true;
+        for m in &mut self.conns {
+            m.live = false;
+        }
+        assert!(self.w.is_closed() && self.s.is_closed());
+    }
+
+    /// One `wait_io_timeout`, every completion checked.
+    fn wait(&mut self, timeout: Duration) {
+        // Every wait applies the queued commands first.
+        self.queued = false;
+        let mut out = Vec::new();
+        match self.w.wait_io_timeout(&mut out, timeout) {
+            Ok(n) => assert_eq!(n, out.len(), "wait_io's count disagrees with the batch"),
+            Err(Error::WatcherClosed) => {
+                assert!(self.closed, "wait_io reported a closed watcher that is open");
+                assert!(out.is_empty());
+            }
+            Err(e) => panic!("wait_io failed: {e:?}"),
+        }
+        for c in out {
+            self.check(c);
+        }
+    }
+
+    // ----- invariants ----------------------------------------------------------
+
+    /// Copies what each registered fake socket received since last time.
+    fn mirror_written(&mut self) {
+        for idx in 0..self.conns.len() {
+            let have = self.conns[idx].written.len();
+            if let Some(new) = self.with_fake(idx, |c| {
+                assert!(c.written.len() >= have, "bytes written to a socket disappeared");
+                c.written[have..].to_vec()
+            }) {
+                self.conns[idx].written.extend_from_slice(&new);
+            }
+        }
+    }
+
+    fn check(&mut self, c: Completion<u64, Vec<u8>>) {
+        let ctx = c.context;
+        let Some(p) = self.pending.remove(&ctx) else {
+            panic!(
+                "completion for unknown or already completed request {ctx} ({:?})",
+                c.op
+            );
+        };
+        let idx = p.conn;
+        let n = &mut self.summary;
+        n.completions += 1;
+        match c.error {
+            None => n.ok += 1,
+            Some(Error::Eof) => n.eof += 1,
+            Some(Error::Deadline) => n.deadline += 1,
+            Some(Error::ConnClosed) => n.conn_closed += 1,
+            Some(Error::WatcherClosed) => n.watcher_closed += 1,
+            Some(Error::Io(_)) => n.io_error += 1,
+            _ => {}
+        }
+        assert_eq!(
+            c.conn, self.conns[idx].conn,
+            "completion names another connection"
+        );
+        assert_eq!(c.op, p.op, "completion names another operation");
+        // Order: per direction, completions follow submission order; only
+        // a deadline may end a request out of turn.
+        let deadline_hit = matches!(c.error, Some(Error::Deadline));
+        let m = &mut self.conns[idx];
+        let queue = if p.op.is_read() {
+            &mut m.reads
+        } else {
+            &mut m.writes
+        };
+        if deadline_hit {
+            let at = queue.iter().position(|&x| x == ctx).expect("queued");
+            queue.remove(at);
+        } else {
+            let head = queue.pop_front();
+            assert_eq!(
+                head,
+                Some(ctx),
+                "{:?} {ctx} on {:?} completed out of order ({:?})",
+                p.op,
+                c.conn,
+                c.error
+            );
+        }
+        // Errors must be explained by what happened.
+        match &c.error {
+            None => {}
+            Some(Error::Deadline) => assert!(p.deadline, "Deadline on a request without one"),
+            Some(Error::ConnClosed) => assert!(
+                !self.conns[idx].live || self.closed,
+                "ConnClosed on a live connection {:?}",
+                c.conn
+            ),
+            Some(Error::WatcherClosed) => assert!(self.closed, "WatcherClosed on an open watcher"),
+            Some(Error::Eof) => {
+                let m = &self.conns[idx];
+                assert!(p.op.is_read(), "Eof on a write");
+                assert!(m.peer_eof, "Eof although the peer did not close");
+                assert_eq!(
+                    m.read_cursor + c.bytes,
+                    m.peer_sent.len(),
+                    "Eof before every byte the peer sent was read"
+                );
+            }
+            Some(Error::Io(e)) => {
+                let errno = e.raw_os_error().unwrap_or(0);
+                assert!(ERRNOS.contains(&errno), "unscripted OS error {e}");
+            }
+            Some(e) => panic!("unexpected error in a completion: {e:?}"),
+        }
+        if p.op.is_read() {
+            self.check_read(&p, &c);
+        } else {
+            self.check_write(&p, &c);
+        }
+    }
+
+    fn check_read(&mut self, p: &Pending, c: &Completion<u64, Vec<u8>>) {
+        let m = &mut self.conns[p.conn];
+        match (&c.buffer, p.swap) {
+            (Buffer::Swap(b), true) => {
+                assert_eq!(b.len(), c.bytes, "swap slice length differs from the byte count");
+                assert!(b.len() <= self.swap_size, "swap read larger than the swap memory");
+            }
+            (Buffer::User(b), false) => {
+                assert_eq!(b.len(), p.len, "read buffer came back with another size");
+                assert!(c.bytes <= b.len());
+            }
+            _ => panic!("read came back with the wrong kind of buffer"),
+        }
+        if c.error.is_none() {
+            assert!(c.bytes > 0, "successful read of 0 bytes");
+            if p.op == Op::ReadFull {
+                assert_eq!(c.bytes, p.len, "read_full succeeded without filling its buffer");
+            }
+        }
+        if p.swap {
+            assert!(
+                c.error.is_none() || c.bytes == 0,
+                "failed swap read reported bytes"
+            );
+        }
+        let data = c.data();
+        let want = m
+            .peer_sent
+            .get(m.read_cursor..m.read_cursor + data.len())
+            .unwrap_or_else(|| panic!("read returned {} bytes the peer never sent", data.len()));
+        assert_eq!(
+            data, want,
+            "read bytes differ from what the peer sent at offset {}",
+            m.read_cursor
+        );
+        m.read_cursor += data.len();
+        self.summary.read_bytes += data.len() as u64;
+    }
+
+    fn check_write(&mut self, p: &Pending, c: &Completion<u64, Vec<u8>>) {
+        let Buffer::User(b) = &c.buffer else {
+            panic!("write came back with a swap buffer")
+        };
+        assert_eq!(b, &p.data, "write buffer came back changed");
+        assert!(c.bytes <= b.len(), "write reported more bytes than it had");
+        if c.error.is_none() {
+            assert_eq!(c.bytes, b.len(), "write succeeded without writing everything");
+        }
+        // What it reports written is the next part of what the socket got.
+        self.mirror_written();
+        let m = &mut self.conns[p.conn];
+        let got = m
+            .written
+            .get(m.write_cursor..m.write_cursor + c.bytes)
+            .unwrap_or_else(|| {
+                panic!(
+                    "write reports {} bytes the socket never received ({} of {} accounted)",
+                    c.bytes,
+                    m.write_cursor,
+                    m.written.len()
+                )
+            });
+        assert_eq!(
+            got,
+            &b[..c.bytes],
+            "bytes written differ at offset {}",
+            m.write_cursor
+        );
+        m.write_cursor += c.bytes;
+        self.summary.write_bytes += c.bytes as u64;
+    }
+
+    /// Lets every connection make all the progress it can, then checks
+    /// nothing is stuck and every byte is accounted for.
+    fn settle(&mut self) {
+        for idx in 0..self.conns.len() {
+            if !self.conns[idx].live {
+                continue;
+            }
+            let found = self.with_fake(idx, |c| {
+                c.read_script.clear();
+                c.write_script.clear();
+                c.write_room = usize::MAX;
+            });
+            if found.is_some() {
+                self.event(idx, true, true, false);
+            }
+        }
+        let mut quiet = 0;
+        for _ in 0..100 {
+            let before = self.pending.len();
+            self.wait(Duration::ZERO);
+            self.mirror_written();
+            quiet = if self.pending.len() == before {
+                quiet + 1
+            } else {
+                0
+            };
+            if quiet >= 3 {
+                break;
+            }
+        }
+        for idx in 0..self.conns.len() {
+            let m = &self.conns[idx];
+            if !m.live {
+                continue;
+            }
+            let Some((inbound, eof)) = self.with_fake(idx, |c| (c.inbound.len(), c.eof)) else {
+                continue;
+            };
+            assert!(
+                m.writes.is_empty(),
+                "{} writes stuck on {:?} although it is writable with room",
+                m.writes.len(),
+                m.conn
+            );
+            if !m.reads.is_empty() {
+                assert!(
+                    inbound == 0 && !eof,
+                    "a read is stuck on {:?} with {inbound} bytes waiting (eof: {eof})",
+                    m.conn
+                );
+            } else {
+                assert_eq!(
+                    m.read_cursor + inbound,
+                    m.peer_sent.len(),
+                    "bytes the peer sent were lost or duplicated on {:?}",
+                    m.conn
+                );
+            }
+            assert_eq!(
+                m.write_cursor,
+                m.written.len(),
+                "the socket received bytes no write reported on {:?}",
+                m.conn
+            );
+        }
+        self.summary.settles += 1;
+    }
+
+    /// The end of every input: settle, close, and drain everything.
+    fn finish(&mut self) {
+        if !self.closed {
+            self.settle();
+            self.close();
+        }
+        let mut closed_reported = false;
+        for _ in 0..1000 {
+            let mut out = Vec::new();
+            match self.w.wait_io_timeout(&mut out, Duration::ZERO) {
+                Ok(_) => {
+                    for c in out {
+                        self.check(c);
+                    }
+                }
+                Err(Error::WatcherClosed) => {
+                    closed_reported = true;
+                    break;
+                }
+                Err(e) => panic!("wait_io failed after close: {e:?}"),
+            }
+        }
+        assert!(closed_reported, "wait_io never reported the watcher closed");
+        assert!(
+            self.pending.is_empty(),
+            "{} requests never completed (first: {:?})",
+            self.pending.len(),
+            self.pending.values().next().map(|p| p.op)
+        );
+        for m in &self.conns {
+            assert!(m.reads.is_empty() && m.writes.is_empty());
+            assert_eq!(
+                m.write_cursor,
+                m.written.len(),
+                "the socket received bytes no write reported on {:?}",
+                m.conn
+            );
+        }
+        // Later submissions are refused, and waiting stays closed.
+        if let Some(m) = self.conns.first() {
+            let conn = m.conn;
+            match self.w.read(conn, 0, vec![0; 1]) {
+                Err(r) => assert!(matches!(r.error, Error::WatcherClosed)),
+                Ok(()) => panic!("a read was accepted after close"),
+            }
+        }
+        let mut out = Vec::new();
+        assert!(matches!(
+            self.w.wait_io_timeout(&mut out, Duration::ZERO),
+            Err(Error::WatcherClosed)
+        ));
+    }
+}
