@@ -17,12 +17,12 @@ mod util;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use gaio::{Buffer, Conn, Error, IoBuf, Mode, Op, Submit, Submitter, Watcher};
+use gaio::{Buffer, Conn, Error, IoBuf, Op, Submit, Submitter, Watcher};
 
 const LIMIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(150);
@@ -807,180 +807,189 @@ fn sixty_four_simultaneous_submitters_never_lose_a_wakeup() {
 
 // ----- 6. a signal storm ---------------------------------------------------------
 
-static SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
+/// Thread-directed signals (`tgkill`, thread ids from /proc) are Linux
+/// APIs; the EINTR handling itself is shared by every poller.
+#[cfg(target_os = "linux")]
+mod signal_storm {
+    use super::*;
+    use gaio::Mode;
+    use std::sync::atomic::AtomicUsize;
 
-extern "C" fn count_signal(_: nix::libc::c_int) {
-    SIGNALS_HANDLED.fetch_add(1, Ordering::Relaxed);
-}
+    static SIGNALS_HANDLED: AtomicUsize = AtomicUsize::new(0);
 
-/// Sends SIGUSR1 to thread `tid` of this process.
-fn signal_thread(tid: i32) -> bool {
-    use nix::libc;
-    // SAFETY: tgkill takes plain integers and touches no memory of ours;
-    // SIGUSR1 has a handler installed, so it cannot terminate the process.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_tgkill,
-            libc::c_long::from(libc::getpid()),
-            libc::c_long::from(tid),
-            libc::c_long::from(libc::SIGUSR1),
-        )
-    };
-    rc == 0
-}
-
-/// The thread id of the background watcher's I/O thread, by its name.
-fn watcher_thread_tid() -> i32 {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/task").expect("read /proc/self/task") {
-        let entry = entry.unwrap();
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() == "gaio-watcher" {
-            found.push(entry.file_name().to_string_lossy().parse::<i32>().unwrap());
-        }
+    extern "C" fn count_signal(_: nix::libc::c_int) {
+        SIGNALS_HANDLED.fetch_add(1, Ordering::Relaxed);
     }
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one gaio-watcher thread, found {found:?}"
-    );
-    found[0]
-}
 
-/// For about a second, SIGUSR1 (a no-op handler installed without
-/// `SA_RESTART`) hits the thread sleeping in the poller — and in background
-/// mode also the thread blocked in `wait_io` — thousands of times, while
-/// eight clients run an echo workload. Every byte comes back intact, no
-/// request fails, `wait_io` never returns an error.
-#[test]
-fn signal_storm_during_the_wait_loses_nothing() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    const CONNS: usize = 8;
-    const STORM: Duration = Duration::from_secs(1);
-    let action = SigAction::new(
-        SigHandler::Handler(count_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: the handler only increments an atomic counter, which is
-    // async-signal-safe.
-    unsafe { sigaction(Signal::SIGUSR1, &action) }.expect("install SIGUSR1 handler");
-    let fds = util::FdCheck::new();
-    for mode in util::MODES {
-        let mut w: Watcher<usize, Vec<u8>> = util::watcher(mode);
-        let mut conns = Vec::new();
-        let mut clients = Vec::new();
-        for (client, server) in util::tcp_pairs(CONNS) {
-            timeouts(&client);
-            conns.push(w.watch(server).unwrap());
-            clients.push(client);
-        }
-        for (i, &conn) in conns.iter().enumerate() {
-            w.read_swap(conn, i).unwrap();
-        }
-
-        let me = rustix::thread::gettid().as_raw_nonzero().get();
-        let targets = match mode {
-            Mode::Inline => vec![me],
-            _ => vec![watcher_thread_tid(), me],
+    /// Sends SIGUSR1 to thread `tid` of this process.
+    fn signal_thread(tid: i32) -> bool {
+        use nix::libc;
+        // SAFETY: tgkill takes plain integers and touches no memory of ours;
+        // SIGUSR1 has a handler installed, so it cannot terminate the process.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::c_long::from(libc::getpid()),
+                libc::c_long::from(tid),
+                libc::c_long::from(libc::SIGUSR1),
+            )
         };
-        let storming = Arc::new(AtomicBool::new(true));
-        let handled_before = SIGNALS_HANDLED.load(Ordering::Relaxed);
-        let storm = {
-            let storming = Arc::clone(&storming);
-            thread::spawn(move || {
-                let end = Instant::now() + STORM;
-                let mut sent = 0usize;
-                while Instant::now() < end && sent < 2_000_000 {
-                    for &tid in &targets {
-                        if signal_thread(tid) {
-                            sent += 1;
-                        }
-                    }
-                    if sent % 64 == 0 {
-                        thread::yield_now();
-                    }
-                }
-                storming.store(false, Ordering::SeqCst);
-                sent
-            })
-        };
+        rc == 0
+    }
 
-        // Clients: echo exchanges of varying size while the storm lasts,
-        // then a half-close and a wait for the server's close.
-        let workers: Vec<JoinHandle<(usize, usize)>> = clients
-            .into_iter()
-            .enumerate()
-            .map(|(k, mut client)| {
+    /// The thread id of the background watcher's I/O thread, by its name.
+    fn watcher_thread_tid() -> i32 {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/task").expect("read /proc/self/task") {
+            let entry = entry.unwrap();
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == "gaio-watcher" {
+                found.push(entry.file_name().to_string_lossy().parse::<i32>().unwrap());
+            }
+        }
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one gaio-watcher thread, found {found:?}"
+        );
+        found[0]
+    }
+
+    /// For about a second, SIGUSR1 (a no-op handler installed without
+    /// `SA_RESTART`) hits the thread sleeping in the poller — and in background
+    /// mode also the thread blocked in `wait_io` — thousands of times, while
+    /// eight clients run an echo workload. Every byte comes back intact, no
+    /// request fails, `wait_io` never returns an error.
+    #[test]
+    fn signal_storm_during_the_wait_loses_nothing() {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        const CONNS: usize = 8;
+        const STORM: Duration = Duration::from_secs(1);
+        let action = SigAction::new(
+            SigHandler::Handler(count_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the handler only increments an atomic counter, which is
+        // async-signal-safe.
+        unsafe { sigaction(Signal::SIGUSR1, &action) }.expect("install SIGUSR1 handler");
+        let fds = util::FdCheck::new();
+        for mode in util::MODES {
+            let mut w: Watcher<usize, Vec<u8>> = util::watcher(mode);
+            let mut conns = Vec::new();
+            let mut clients = Vec::new();
+            for (client, server) in util::tcp_pairs(CONNS) {
+                timeouts(&client);
+                conns.push(w.watch(server).unwrap());
+                clients.push(client);
+            }
+            for (i, &conn) in conns.iter().enumerate() {
+                w.read_swap(conn, i).unwrap();
+            }
+
+            let me = rustix::thread::gettid().as_raw_nonzero().get();
+            let targets = match mode {
+                Mode::Inline => vec![me],
+                _ => vec![watcher_thread_tid(), me],
+            };
+            let storming = Arc::new(AtomicBool::new(true));
+            let handled_before = SIGNALS_HANDLED.load(Ordering::Relaxed);
+            let storm = {
                 let storming = Arc::clone(&storming);
                 thread::spawn(move || {
-                    let (mut rounds, mut bytes) = (0usize, 0usize);
-                    // At least one exchange, however late this thread runs.
-                    while rounds == 0 || (storming.load(Ordering::SeqCst) && rounds < 100_000) {
-                        let len = 1 + (rounds * 131 + k * 17) % 3000;
-                        let msg = util::pattern((k * 1_000_000 + rounds) as u64, len);
-                        client.write_all(&msg).expect("client write");
-                        let mut back = vec![0; len];
-                        client.read_exact(&mut back).expect("client read");
-                        assert!(back == msg, "client {k}: echo {rounds} corrupted");
-                        rounds += 1;
-                        bytes += len;
+                    let end = Instant::now() + STORM;
+                    let mut sent = 0usize;
+                    while Instant::now() < end && sent < 2_000_000 {
+                        for &tid in &targets {
+                            if signal_thread(tid) {
+                                sent += 1;
+                            }
+                        }
+                        if sent % 64 == 0 {
+                            thread::yield_now();
+                        }
                     }
-                    client.shutdown(std::net::Shutdown::Write).unwrap();
-                    let mut rest = Vec::new();
-                    client.read_to_end(&mut rest).expect("client waits for close");
-                    assert!(rest.is_empty(), "client {k}: {} unexpected bytes", rest.len());
-                    (rounds, bytes)
+                    storming.store(false, Ordering::SeqCst);
+                    sent
                 })
-            })
-            .collect();
+            };
 
-        let dog = Watchdog::new(w.submitter(), 4 * LIMIT);
-        let mut open = CONNS;
-        let mut echoed = 0usize;
-        let mut batch = Vec::new();
-        while open > 0 {
-            if let Err(e) = w.wait_io(&mut batch) {
-                panic!("{mode:?}: wait_io returned {e} (watchdog fired: {})", dog.fired());
-            }
-            for c in batch.drain(..) {
-                match (c.op, c.error) {
-                    (Op::Read, None) => {
-                        let data = c.buffer.into_swap().expect("swap buffer");
-                        assert_eq!(data.len(), c.bytes);
-                        echoed += data.len();
-                        w.write(c.conn, c.context, data.to_vec()).unwrap();
+            // Clients: echo exchanges of varying size while the storm lasts,
+            // then a half-close and a wait for the server's close.
+            let workers: Vec<JoinHandle<(usize, usize)>> = clients
+                .into_iter()
+                .enumerate()
+                .map(|(k, mut client)| {
+                    let storming = Arc::clone(&storming);
+                    thread::spawn(move || {
+                        let (mut rounds, mut bytes) = (0usize, 0usize);
+                        // At least one exchange, however late this thread runs.
+                        while rounds == 0 || (storming.load(Ordering::SeqCst) && rounds < 100_000) {
+                            let len = 1 + (rounds * 131 + k * 17) % 3000;
+                            let msg = util::pattern((k * 1_000_000 + rounds) as u64, len);
+                            client.write_all(&msg).expect("client write");
+                            let mut back = vec![0; len];
+                            client.read_exact(&mut back).expect("client read");
+                            assert!(back == msg, "client {k}: echo {rounds} corrupted");
+                            rounds += 1;
+                            bytes += len;
+                        }
+                        client.shutdown(std::net::Shutdown::Write).unwrap();
+                        let mut rest = Vec::new();
+                        client.read_to_end(&mut rest).expect("client waits for close");
+                        assert!(rest.is_empty(), "client {k}: {} unexpected bytes", rest.len());
+                        (rounds, bytes)
+                    })
+                })
+                .collect();
+
+            let dog = Watchdog::new(w.submitter(), 4 * LIMIT);
+            let mut open = CONNS;
+            let mut echoed = 0usize;
+            let mut batch = Vec::new();
+            while open > 0 {
+                if let Err(e) = w.wait_io(&mut batch) {
+                    panic!("{mode:?}: wait_io returned {e} (watchdog fired: {})", dog.fired());
+                }
+                for c in batch.drain(..) {
+                    match (c.op, c.error) {
+                        (Op::Read, None) => {
+                            let data = c.buffer.into_swap().expect("swap buffer");
+                            assert_eq!(data.len(), c.bytes);
+                            echoed += data.len();
+                            w.write(c.conn, c.context, data.to_vec()).unwrap();
+                        }
+                        (Op::Read, Some(Error::Eof)) => {
+                            w.free(c.conn).unwrap();
+                            open -= 1;
+                        }
+                        (Op::Write, None) => {
+                            assert!(c.bytes > 0);
+                            w.read_swap(c.conn, c.context).unwrap();
+                        }
+                        (op, Some(e)) => panic!("{mode:?}: {op:?} on connection {} failed: {e}", c.context),
+                        (op, None) => panic!("{mode:?}: unexpected {op:?}"),
                     }
-                    (Op::Read, Some(Error::Eof)) => {
-                        w.free(c.conn).unwrap();
-                        open -= 1;
-                    }
-                    (Op::Write, None) => {
-                        assert!(c.bytes > 0);
-                        w.read_swap(c.conn, c.context).unwrap();
-                    }
-                    (op, Some(e)) => panic!("{mode:?}: {op:?} on connection {} failed: {e}", c.context),
-                    (op, None) => panic!("{mode:?}: unexpected {op:?}"),
                 }
             }
+            drop(dog);
+            let sent = storm.join().expect("storm thread");
+            let mut total = 0;
+            for h in workers {
+                let (rounds, bytes) = h.join().expect("client thread");
+                assert!(rounds > 0, "{mode:?}: a client made no exchange");
+                total += bytes;
+            }
+            assert_eq!(echoed, total, "{mode:?}: echoed bytes");
+            let handled = SIGNALS_HANDLED.load(Ordering::Relaxed) - handled_before;
+            eprintln!("{mode:?}: {sent} signals sent, {handled} handled, {total} bytes echoed");
+            assert!(sent >= 1000, "{mode:?}: only {sent} signals sent");
+            assert!(handled >= 100, "{mode:?}: only {handled} signals handled");
+            util::expect_quiet(&mut w, ms(20));
+            drop(w);
         }
-        drop(dog);
-        let sent = storm.join().expect("storm thread");
-        let mut total = 0;
-        for h in workers {
-            let (rounds, bytes) = h.join().expect("client thread");
-            assert!(rounds > 0, "{mode:?}: a client made no exchange");
-            total += bytes;
-        }
-        assert_eq!(echoed, total, "{mode:?}: echoed bytes");
-        let handled = SIGNALS_HANDLED.load(Ordering::Relaxed) - handled_before;
-        eprintln!("{mode:?}: {sent} signals sent, {handled} handled, {total} bytes echoed");
-        assert!(sent >= 1000, "{mode:?}: only {sent} signals sent");
-        assert!(handled >= 100, "{mode:?}: only {handled} signals handled");
-        util::expect_quiet(&mut w, ms(20));
-        drop(w);
+        fds.check();
     }
-    fds.check();
 }
 
 // ----- 7. reset with writes queued behind a blocked one ---------------------------

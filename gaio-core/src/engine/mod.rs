@@ -12,6 +12,7 @@
 //! (edge-triggered pollers report each change once), so it never makes a
 //! system call it knows would block.
 
+mod chunked;
 mod slab;
 mod swap;
 mod timers;
@@ -31,6 +32,7 @@ use crate::shared::{Command, Shared};
 use crate::{Buffer, Completion, Conn, Error, Event, IoBuf, Op, Poller, Rejected};
 use crate::{FdKind, IoOutcome};
 
+use chunked::Chunked;
 use slab::{List, Node, Slab, NIL};
 use swap::Swap;
 use timers::{Entry, Timers};
@@ -96,7 +98,7 @@ pub(crate) struct Config {
 pub(crate) struct Engine<P: Poller, C, B> {
     shared: Arc<Shared<P, C, B>>,
     /// Connections indexed by file descriptor number.
-    conns: Vec<Option<ConnState>>,
+    conns: Chunked<Option<ConnState>>,
     nodes: Slab<C, B>,
     timers: Timers,
     swap: Swap,
@@ -119,7 +121,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     pub(crate) fn new(shared: Arc<Shared<P, C, B>>, config: Config) -> Self {
         Engine {
             shared,
-            conns: Vec::new(),
+            conns: Chunked::new(),
             nodes: Slab::new(),
             timers: Timers::new(),
             swap: Swap::new(config.swap_size),
@@ -308,9 +310,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, kind: FdKind) {
         let idx = conn.fd as usize;
-        if self.conns.len() <= idx {
-            self.conns.resize_with(idx + 1, || None);
-        }
+        self.conns.grow_to(idx + 1, || None);
         // The OS only hands out this number again once the previous owner
         // closed it, so a slot still in use here means the descriptor was
         // closed behind the watcher's back; that connection is gone.
@@ -431,7 +431,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             }
         }
         self.commands = commands;
-        self.conns = Vec::new();
+        self.conns = Chunked::new();
         self.timers.clear();
         self.starved.clear();
         self.finished = true;

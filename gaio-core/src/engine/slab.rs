@@ -5,6 +5,7 @@
 //! allocation; a pending request costs one slab slot, re-used after it
 //! completes, so a steady loop allocates nothing.
 
+use super::chunked::Chunked;
 use crate::request::Target;
 use crate::{Conn, Op};
 
@@ -71,7 +72,7 @@ impl List {
 
 /// The slab of pending requests.
 pub(super) struct Slab<C, B> {
-    slots: Vec<Slot<C, B>>,
+    slots: Chunked<Slot<C, B>>,
     free_head: u32,
     len: usize,
 }
@@ -79,7 +80,7 @@ pub(super) struct Slab<C, B> {
 impl<C, B> Slab<C, B> {
     pub(super) fn new() -> Self {
         Slab {
-            slots: Vec::new(),
+            slots: Chunked::new(),
             free_head: NIL,
             len: 0,
         }

@@ -33,6 +33,7 @@
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+#[cfg(target_os = "linux")]
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
@@ -102,9 +103,12 @@ impl ServerChild {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // Linux only: the server dies with this process even if it is
+        // killed with SIGKILL (elsewhere the guard's Drop is all there is).
         // SAFETY: the closure runs in the child between fork and exec. It
         // makes one system call (prctl, async-signal-safe), allocates
         // nothing and touches no lock, as `pre_exec` requires.
+        #[cfg(target_os = "linux")]
         unsafe {
             cmd.pre_exec(|| {
                 rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
