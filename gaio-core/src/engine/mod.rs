@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::request::{Request, Target};
+use crate::request::{ReadView, Request, Target};
 use crate::shared::{Command, Shared};
 use crate::{Buffer, Completion, Conn, Error, Event, IoBuf, Op, Poller, Rejected};
 use crate::{FdKind, IoOutcome};
@@ -65,20 +65,45 @@ impl Dir {
 struct ConnState {
     fd: OwnedFd,
     gen: u32,
-    kind: FdKind,
     reads: List,
     writes: List,
-    /// A read may make progress without waiting for an edge.
-    readable: bool,
-    /// A write may make progress without waiting for an edge.
-    writable: bool,
-    /// The peer hung up or the connection failed: reads never wait again.
-    hup: bool,
-    /// A read returned end of stream: every read from now on gets `Eof`.
-    eof: bool,
+    /// Readiness and state bits, one byte (see the `ConnState` methods):
+    /// a connection slot stays at 28 bytes.
+    flags: u8,
 }
 
+/// A read may make progress without waiting for an edge.
+const READABLE: u8 = 1;
+/// A write may make progress without waiting for an edge.
+const WRITABLE: u8 = 2;
+/// The peer hung up or the connection failed: reads never wait again.
+const HUP: u8 = 4;
+/// A read returned end of stream: every read from now on gets `Eof`.
+const EOF: u8 = 8;
+/// A stream socket (written with `sendmsg`; short reads mean drained).
+const STREAM: u8 = 16;
+
 impl ConnState {
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
+    fn kind(&self) -> FdKind {
+        if self.has(STREAM) {
+            FdKind::StreamSocket
+        } else {
+            FdKind::Other
+        }
+    }
+
     fn list(&mut self, dir: Dir) -> &mut List {
         match dir {
             Dir::Read => &mut self.reads,
@@ -106,6 +131,10 @@ pub(crate) struct Engine<P: Poller, C, B> {
     events: Vec<Event>,
     /// Completions not yet handed out.
     ready: Vec<Completion<C, B>>,
+    /// `<B as IoBufMut>::as_bytes_mut`, learnt from the first read with
+    /// its own buffer: the same function for every request of this buffer
+    /// type, so kept once here rather than in every pending request.
+    read_view: Option<ReadView<B>>,
     /// Commands taken from the shared queue, kept for its capacity.
     commands: Vec<Command<C, B>>,
     /// Connections to retry soon after ENOBUFS, with the direction.
@@ -129,6 +158,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             events: Vec::with_capacity(config.max_events.max(1)),
             ready: Vec::new(),
             commands: Vec::new(),
+            read_view: None,
             starved: Vec::new(),
             epoch: Instant::now(),
             polled_last: false,
@@ -324,18 +354,15 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             }
         }
         tracing::trace!(fd = conn.fd, gen = conn.gen, ?kind, "connection watched");
+        let stream = if kind == FdKind::StreamSocket { STREAM } else { 0 };
         self.conns[idx] = Some(ConnState {
             fd,
             gen: conn.gen,
-            kind,
             reads: List::EMPTY,
             writes: List::EMPTY,
             // Readiness is unknown until tried: an edge may have been
             // reported before the engine knew the connection.
-            readable: true,
-            writable: true,
-            hup: false,
-            eof: false,
+            flags: READABLE | WRITABLE | stream,
         });
     }
 
@@ -364,7 +391,16 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         let dir = Dir::of(req.op);
         let conn = req.conn;
-        let node = Node::new(req.conn, req.op, req.context, req.target, timer);
+        let buf = match req.target {
+            Target::User(buf, view) => {
+                if view.is_some() {
+                    self.read_view = view;
+                }
+                Some(buf)
+            }
+            Target::Swap => None,
+        };
+        let node = Node::new(req.conn, req.op, req.context, buf, timer);
         let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
         let idx = self.nodes.push_back(state.list(dir), node);
         if timer != 0 {
@@ -445,15 +481,13 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             return;
         };
         if ev.readable {
-            state.readable = true;
+            state.set(READABLE, true);
         }
         if ev.writable {
-            state.writable = true;
+            state.set(WRITABLE, true);
         }
         if ev.hangup {
-            state.hup = true;
-            state.readable = true;
-            state.writable = true;
+            state.set(HUP | READABLE | WRITABLE, true);
         }
         if ev.readable || ev.hangup {
             self.drive(conn, Dir::Read);
@@ -483,21 +517,22 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             if head == NIL {
                 return;
             }
-            if state.eof {
+            if state.has(EOF) {
                 self.finish_head(conn, Dir::Read, Some(Error::Eof), Bytes::new());
                 continue;
             }
-            if !state.readable {
+            if !state.has(READABLE) {
                 return;
             }
             let fd = state.fd.as_fd();
+            let view = self.read_view;
             let node = self.nodes.get_mut(head);
-            let attempt = match &mut node.target {
-                Target::Swap => {
+            let attempt = match &mut node.buf {
+                None => {
                     let (outcome, offered, bytes) = self.swap.read(&self.shared.poller, fd);
                     Some((outcome, offered, bytes))
                 }
-                Target::User(buf, view) => {
+                Some(buf) => {
                     let region = match view {
                         Some(view) => &mut view(buf)[node.done..],
                         None => &mut [][..],
@@ -516,7 +551,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             };
             match outcome {
                 IoOutcome::Done(0) => {
-                    state.eof = true;
+                    state.set(EOF, true);
                     self.finish_head(conn, Dir::Read, Some(Error::Eof), Bytes::new());
                 }
                 IoOutcome::Done(n) => {
@@ -524,8 +559,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     // A short read from a stream socket drained its receive
                     // buffer: the next read waits for an edge, unless the
                     // peer hung up (then no further edge would come).
-                    if n < wanted && state.kind == FdKind::StreamSocket && !state.hup {
-                        state.readable = false;
+                    if n < wanted && state.has(STREAM) && !state.has(HUP) {
+                        state.set(READABLE, false);
                         rearm(&self.shared.poller, state, conn, Dir::Read);
                     }
                     let full = node.op == Op::Read || n >= wanted;
@@ -534,7 +569,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     }
                 }
                 IoOutcome::WouldBlock => {
-                    state.readable = false;
+                    state.set(READABLE, false);
                     rearm(&self.shared.poller, state, conn, Dir::Read);
                     return;
                 }
@@ -557,7 +592,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
                 return;
             };
-            if state.gen != conn.gen || state.writes.is_empty() || !state.writable {
+            if state.gen != conn.gen || state.writes.is_empty() || !state.has(WRITABLE) {
                 return;
             }
             let (outcome, offered) = {
@@ -567,9 +602,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 let mut idx = state.writes.head;
                 while idx != NIL && count < MAX_GATHER {
                     let node = self.nodes.get(idx);
-                    let bytes = match &node.target {
-                        Target::User(b, _) => b.as_bytes().get(node.done..).unwrap_or(&[]),
-                        Target::Swap => &[][..],
+                    let bytes = match &node.buf {
+                        Some(b) => b.as_bytes().get(node.done..).unwrap_or(&[]),
+                        None => &[][..],
                     };
                     iov[count] = IoSlice::new(bytes);
                     offered += bytes.len();
@@ -579,7 +614,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 let outcome = (offered > 0).then(|| {
                     self.shared
                         .poller
-                        .write(state.fd.as_fd(), state.kind, &iov[..count])
+                        .write(state.fd.as_fd(), state.kind(), &iov[..count])
                 });
                 (outcome, offered)
             };
@@ -591,14 +626,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             };
             match outcome {
                 IoOutcome::Done(n) => {
-                    if n < offered && state.kind == FdKind::StreamSocket {
-                        state.writable = false;
+                    if n < offered && state.has(STREAM) {
+                        state.set(WRITABLE, false);
                         rearm(&self.shared.poller, state, conn, Dir::Write);
                     }
                     self.account_written(conn, n);
                 }
                 IoOutcome::WouldBlock => {
-                    state.writable = false;
+                    state.set(WRITABLE, false);
                     rearm(&self.shared.poller, state, conn, Dir::Write);
                     return;
                 }
@@ -626,9 +661,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 return;
             }
             let node = self.nodes.get_mut(head);
-            let len = match &node.target {
-                Target::User(b, _) => b.as_bytes().len(),
-                Target::Swap => 0,
+            let len = match &node.buf {
+                Some(b) => b.as_bytes().len(),
+                None => 0,
             };
             let left = len.saturating_sub(node.done);
             if n < left {
@@ -701,9 +736,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             self.timers
                 .note_stale(|e| nodes.find_timer(e.node, e.timer).is_some());
         }
-        let buffer = match node.target {
-            Target::User(b, _) => Buffer::User(b),
-            Target::Swap => Buffer::Swap(swap),
+        let buffer = match node.buf {
+            Some(b) => Buffer::User(b),
+            None => Buffer::Swap(swap),
         };
         self.ready.push(Completion {
             op: node.op,

@@ -6,7 +6,6 @@
 //! completes, so a steady loop allocates nothing.
 
 use super::chunked::Chunked;
-use crate::request::Target;
 use crate::{Conn, Op};
 
 /// "No node" in list links.
@@ -17,7 +16,8 @@ pub(super) struct Node<C, B> {
     pub(super) conn: Conn,
     pub(super) op: Op,
     pub(super) context: C,
-    pub(super) target: Target<B>,
+    /// The request's own buffer; `None` for a read into swap memory.
+    pub(super) buf: Option<B>,
     /// Bytes moved so far.
     pub(super) done: usize,
     /// Identity of this request's deadline in the timer heap; 0: none.
@@ -27,12 +27,12 @@ pub(super) struct Node<C, B> {
 }
 
 impl<C, B> Node<C, B> {
-    pub(super) fn new(conn: Conn, op: Op, context: C, target: Target<B>, timer: u64) -> Self {
+    pub(super) fn new(conn: Conn, op: Op, context: C, buf: Option<B>, timer: u64) -> Self {
         Node {
             conn,
             op,
             context,
-            target,
+            buf,
             done: 0,
             timer,
             prev: NIL,
@@ -179,7 +179,7 @@ mod tests {
     use super::*;
 
     fn node(ctx: u32) -> Node<u32, Vec<u8>> {
-        Node::new(Conn { fd: 3, gen: 1 }, Op::Read, ctx, Target::Swap, 0)
+        Node::new(Conn { fd: 3, gen: 1 }, Op::Read, ctx, None, 0)
     }
 
     fn collect(slab: &Slab<u32, Vec<u8>>, list: &List) -> Vec<u32> {
@@ -215,10 +215,7 @@ mod tests {
     fn timer_identity_must_match() {
         let mut slab: Slab<u32, Vec<u8>> = Slab::new();
         let mut l = List::EMPTY;
-        let i = slab.push_back(
-            &mut l,
-            Node::new(Conn { fd: 1, gen: 1 }, Op::Write, 7, Target::Swap, 42),
-        );
+        let i = slab.push_back(&mut l, Node::new(Conn { fd: 1, gen: 1 }, Op::Write, 7, None, 42));
         assert!(slab.find_timer(i, 42).is_some());
         assert!(slab.find_timer(i, 41).is_none());
         slab.remove(&mut l, i);
