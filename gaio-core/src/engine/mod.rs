@@ -700,14 +700,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 continue;
             };
             let was_head = state.list(dir).head == entry.node;
-            let mut list = *state.list(dir);
             // The timer is the reason this request ends: do not count it
             // as stale.
             self.nodes.get_mut(entry.node).timer = 0;
-            self.finish(&mut list, entry.node, Some(Error::Deadline), Bytes::new());
-            if let Some(state) = self.conn_mut(conn) {
-                *state.list(dir) = list;
-            }
+            self.finish_in(conn, dir, entry.node, Some(Error::Deadline), Bytes::new());
             if was_head {
                 // The next request in line may be able to run now.
                 self.drive(conn, dir);
@@ -717,12 +713,20 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Completes the head request of a connection's list.
     fn finish_head(&mut self, conn: Conn, dir: Dir, error: Option<Error>, swap: Bytes) {
+        if let Some(state) = self.conn_mut(conn) {
+            let head = state.list(dir).head;
+            self.finish_in(conn, dir, head, error, swap);
+        }
+    }
+
+    /// Completes request `idx` of a connection's list, wherever it stands.
+    fn finish_in(&mut self, conn: Conn, dir: Dir, idx: u32, error: Option<Error>, swap: Bytes) {
         let Some(state) = self.conn_mut(conn) else {
             return;
         };
+        // `finish` needs the slab and the list at once: work on a copy.
         let mut list = *state.list(dir);
-        let head = list.head;
-        self.finish(&mut list, head, error, swap);
+        self.finish(&mut list, idx, error, swap);
         if let Some(state) = self.conn_mut(conn) {
             *state.list(dir) = list;
         }
