@@ -237,7 +237,7 @@ impl Poller for FakePoller {
         Ok(())
     }
 
-    fn read(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> IoOutcome {
+    fn read(&self, fd: BorrowedFd<'_>, _kind: FdKind, buf: &mut [u8]) -> IoOutcome {
         if let Err(scripted) = self.script(fd, true) {
             return scripted;
         }
@@ -253,6 +253,7 @@ impl Poller for FakePoller {
     fn read_uninit<'a>(
         &self,
         fd: BorrowedFd<'_>,
+        _kind: FdKind,
         buf: &'a mut [MaybeUninit<u8>],
     ) -> (IoOutcome, &'a mut [u8]) {
         if let Err(scripted) = self.script(fd, true) {

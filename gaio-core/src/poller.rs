@@ -87,11 +87,11 @@ pub trait Poller: Send + Sync + Sized + 'static {
         Ok(())
     }
 
-    /// One non-blocking read into `buf`. The default is `read(2)`, retried
-    /// on EINTR; a test poller overrides the three I/O methods to script
-    /// what the "kernel" does.
-    fn read(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> IoOutcome {
-        sys::read(fd, buf)
+    /// One non-blocking read into `buf`. The default is `recv` for stream
+    /// sockets and `read(2)` otherwise, retried on EINTR; a test poller
+    /// overrides the three I/O methods to script what the "kernel" does.
+    fn read(&self, fd: BorrowedFd<'_>, kind: FdKind, buf: &mut [u8]) -> IoOutcome {
+        sys::read(fd, kind, buf)
     }
 
     /// One non-blocking read into uninitialised memory (the swap slab).
@@ -100,13 +100,15 @@ pub trait Poller: Send + Sync + Sized + 'static {
     fn read_uninit<'a>(
         &self,
         fd: BorrowedFd<'_>,
+        kind: FdKind,
         buf: &'a mut [MaybeUninit<u8>],
     ) -> (IoOutcome, &'a mut [u8]) {
-        sys::read_uninit(fd, buf)
+        sys::read_uninit(fd, kind, buf)
     }
 
-    /// One non-blocking gathered write. The default is `sendmsg` with
-    /// `MSG_NOSIGNAL` for stream sockets and `writev` otherwise.
+    /// One non-blocking gathered write. The default is `send` (one slice)
+    /// or `sendmsg` (several) with `MSG_NOSIGNAL` for stream sockets, and
+    /// `writev` otherwise.
     fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
         sys::write(fd, kind, bufs)
     }

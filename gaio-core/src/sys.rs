@@ -1,27 +1,31 @@
 //! The few system calls the engine makes on a connection, through rustix.
 //!
-//! Stream sockets are written with `sendmsg(MSG_NOSIGNAL)` so a peer that
-//! has gone away yields `EPIPE` instead of raising SIGPIPE. Apple systems
-//! have no `MSG_NOSIGNAL`; there `SO_NOSIGPIPE` is set on each stream
-//! socket at hand-over instead. Other pollable
-//! descriptors (pipes, ttys) are read and written with `read`/`writev`; for
-//! those the kernel has no per-call flag, so a write to a pipe without a
-//! reader raises SIGPIPE unless the process ignores it (Rust binaries do by
-//! default).
+//! Stream sockets are read with `recv` and written with `send` (one
+//! buffer) or `sendmsg` (several), always with `MSG_NOSIGNAL`, so a peer
+//! that has gone away yields `EPIPE` instead of raising SIGPIPE. The
+//! socket calls skip the file layer that `read`/`write` go through, and
+//! `send` skips copying a message header and an iovec array in: the
+//! cheapest calls the kernel has for one buffer. Apple systems have no
+//! `MSG_NOSIGNAL`; there `SO_NOSIGPIPE` is set on each stream socket at
+//! hand-over instead. Other pollable descriptors (pipes, ttys) are read and
+//! written with `read`/`writev`; for those the kernel has no per-call flag,
+//! so a write to a pipe without a reader raises SIGPIPE unless the process
+//! ignores it (Rust binaries do by default).
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::io::Errno;
-use rustix::net::{sockopt, SendAncillaryBuffer, SendFlags, SocketType};
+use rustix::net::{sockopt, RecvFlags, SendAncillaryBuffer, SendFlags, SocketType};
 
 use crate::Error;
 
 /// What kind of descriptor a connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FdKind {
-    /// A `SOCK_STREAM` socket: written with `sendmsg(MSG_NOSIGNAL)`.
+    /// A `SOCK_STREAM` socket: read with `recv`, written with `send` or
+    /// `sendmsg`, with `MSG_NOSIGNAL`.
     StreamSocket,
     /// Anything else the poller accepts (pipe, tty, ...).
     Other,
@@ -87,9 +91,13 @@ fn classify(r: Result<usize, Errno>) -> Option<IoOutcome> {
 }
 
 /// Reads into `buf`, retrying on EINTR.
-pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> IoOutcome {
+pub(crate) fn read(fd: BorrowedFd<'_>, kind: FdKind, buf: &mut [u8]) -> IoOutcome {
     loop {
-        if let Some(out) = classify(rustix::io::read(fd, &mut *buf)) {
+        let r = match kind {
+            FdKind::StreamSocket => rustix::net::recv(fd, &mut *buf, RecvFlags::empty()).map(|(n, _)| n),
+            FdKind::Other => rustix::io::read(fd, &mut *buf),
+        };
+        if let Some(out) = classify(r) {
             return out;
         }
     }
@@ -99,17 +107,24 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> IoOutcome {
 /// and the filled (now initialised) prefix of `buf`.
 pub(crate) fn read_uninit<'a>(
     fd: BorrowedFd<'_>,
+    kind: FdKind,
     buf: &'a mut [MaybeUninit<u8>],
 ) -> (IoOutcome, &'a mut [u8]) {
     let n = loop {
-        match rustix::io::read(fd, &mut *buf) {
-            Ok((init, _)) => break init.len(),
+        let r = match kind {
+            FdKind::StreamSocket => {
+                rustix::net::recv(fd, &mut *buf, RecvFlags::empty()).map(|((init, _), _)| init.len())
+            }
+            FdKind::Other => rustix::io::read(fd, &mut *buf).map(|(init, _)| init.len()),
+        };
+        match r {
+            Ok(n) => break n,
             Err(Errno::INTR) => continue,
             Err(e) => return (classify(Err(e)).expect("EINTR is handled above"), &mut []),
         }
     };
     let filled = &mut buf[..n];
-    // SAFETY: `read` returned `n`: the kernel initialised the first `n`
+    // SAFETY: the read returned `n`: the kernel initialised the first `n`
     // bytes of `buf`, and `MaybeUninit<u8>` has the layout of `u8`.
     let filled = unsafe { &mut *(filled as *mut [MaybeUninit<u8>] as *mut [u8]) };
     (IoOutcome::Done(n), filled)
@@ -126,11 +141,12 @@ const NO_SIGPIPE: SendFlags = SendFlags::empty();
 /// stream socket.
 pub(crate) fn write(fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
     loop {
-        let r = match kind {
-            FdKind::StreamSocket => {
+        let r = match (kind, bufs) {
+            (FdKind::StreamSocket, [one]) => rustix::net::send(fd, one, NO_SIGPIPE),
+            (FdKind::StreamSocket, _) => {
                 rustix::net::sendmsg(fd.as_fd(), bufs, &mut SendAncillaryBuffer::default(), NO_SIGPIPE)
             }
-            FdKind::Other => rustix::io::writev(fd, bufs),
+            (FdKind::Other, _) => rustix::io::writev(fd, bufs),
         };
         if let Some(out) = classify(r) {
             return out;

@@ -342,7 +342,7 @@ impl<C, B: IoBuf> Background<C, B> {
             if !inbox.batch.is_empty() {
                 let n = inbox.batch.len();
                 out.append(&mut inbox.batch);
-                crate::engine::trim(&mut inbox.batch);
+                crate::engine::trim(&mut inbox.batch, n);
                 return Ok(n);
             }
             if inbox.finished {

@@ -112,11 +112,13 @@ impl Plan {
             conns: 10_000,
             settle_ms,
         });
-        cases.push(Case::Allocs {
-            conns: 16,
+        // Few connections (small batches) and many (batches of hundreds of
+        // completions per turn, where growing work vectors would show).
+        cases.extend([16, 1_024].map(|conns| Case::Allocs {
+            conns,
             warmup: requests / 10,
             requests,
-        });
+        }));
         if !opts.scenarios.is_empty() {
             cases.retain(|c| opts.scenarios.iter().any(|s| s == c.scenario()));
         }

@@ -252,7 +252,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         let n = self.ready.len();
         out.append(&mut self.ready);
-        trim(&mut self.ready);
+        trim(&mut self.ready, n);
         Ok(n)
     }
 
@@ -318,6 +318,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         let mut commands = std::mem::take(&mut self.commands);
         self.shared.queue.take_into(&mut commands);
+        let used = commands.len();
         for cmd in commands.drain(..) {
             match cmd {
                 Command::Watch { conn, fd, kind } => {
@@ -335,7 +336,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             }
         }
         self.commands = commands;
-        trim(&mut self.commands);
+        trim(&mut self.commands, used);
     }
 
     fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, kind: FdKind) {
@@ -529,7 +530,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let node = self.nodes.get_mut(head);
             let attempt = match &mut node.buf {
                 None => {
-                    let (outcome, offered, bytes) = self.swap.read(&self.shared.poller, fd);
+                    let (outcome, offered, bytes) = self.swap.read(&self.shared.poller, fd, state.kind());
                     Some((outcome, offered, bytes))
                 }
                 Some(buf) => {
@@ -542,7 +543,13 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     // `as_bytes_mut` disagrees with `as_bytes` (submission
                     // refuses empty buffers): never read 0 bytes and mistake
                     // that for end of stream.
-                    (wanted > 0).then(|| (self.shared.poller.read(fd, region), wanted, Bytes::new()))
+                    (wanted > 0).then(|| {
+                        (
+                            self.shared.poller.read(fd, state.kind(), region),
+                            wanted,
+                            Bytes::new(),
+                        )
+                    })
                 }
             };
             let Some((outcome, wanted, swap)) = attempt else {
@@ -595,17 +602,24 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             if state.gen != conn.gen || state.writes.is_empty() || !state.has(WRITABLE) {
                 return;
             }
-            let (outcome, offered) = {
+            let head = self.nodes.get(state.writes.head);
+            let (outcome, offered) = if head.next() == NIL {
+                // One request pending, the common case: no gather array.
+                let bytes = unwritten(head);
+                let outcome = (!bytes.is_empty()).then(|| {
+                    self.shared
+                        .poller
+                        .write(state.fd.as_fd(), state.kind(), &[IoSlice::new(bytes)])
+                });
+                (outcome, bytes.len())
+            } else {
                 let mut iov = [IoSlice::new(&[]); MAX_GATHER];
                 let mut count = 0;
                 let mut offered = 0;
                 let mut idx = state.writes.head;
                 while idx != NIL && count < MAX_GATHER {
                     let node = self.nodes.get(idx);
-                    let bytes = match &node.buf {
-                        Some(b) => b.as_bytes().get(node.done..).unwrap_or(&[]),
-                        None => &[][..],
-                    };
+                    let bytes = unwritten(node);
                     iov[count] = IoSlice::new(bytes);
                     offered += bytes.len();
                     count += 1;
@@ -755,6 +769,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     }
 }
 
+/// The bytes of a write request not yet written.
+fn unwritten<C, B: IoBuf>(node: &Node<C, B>) -> &[u8] {
+    match &node.buf {
+        Some(b) => b.as_bytes().get(node.done..).unwrap_or(&[]),
+        None => &[],
+    }
+}
+
 /// Tells the poller the engine now waits for `dir` on `state`'s descriptor.
 /// A no-op for edge-triggered pollers; a level-triggered one resumes
 /// watching the direction.
@@ -780,15 +802,22 @@ fn completion_of<C, B>(req: Request<C, B>, error: Error) -> Completion<C, B> {
     }
 }
 
-/// Most entries an empty work vector keeps room for. Steady traffic stays
-/// below it and allocates nothing; a burst (ten thousand connections handed
-/// over at once) does not pin its peak memory for ever.
+/// Entries an emptied work vector always keeps room for.
 const KEEP_CAPACITY: usize = 1024;
+/// Above this many entries an emptied work vector is always shrunk, so a
+/// burst (ten thousand connections handed over at once) does not pin its
+/// peak memory for ever. Growing back costs a few allocations per this
+/// many requests.
+const BURST_CAPACITY: usize = 8 * KEEP_CAPACITY;
 
-/// Gives back the memory of an empty vector that grew past
-/// [`KEEP_CAPACITY`].
-pub(crate) fn trim<T>(v: &mut Vec<T>) {
-    if v.is_empty() && v.capacity() > KEEP_CAPACITY {
+/// Gives back the memory of a work vector that was just emptied after
+/// holding `used` entries, when it is far larger than that: past
+/// [`BURST_CAPACITY`], or more than four times `used`. Steady traffic that
+/// needs between [`KEEP_CAPACITY`] and [`BURST_CAPACITY`] entries per turn
+/// (a thousand busy connections) keeps its vector and allocates nothing.
+pub(crate) fn trim<T>(v: &mut Vec<T>, used: usize) {
+    let cap = v.capacity();
+    if v.is_empty() && cap > KEEP_CAPACITY && (cap > BURST_CAPACITY || used <= cap / 4) {
         v.shrink_to(KEEP_CAPACITY);
     }
 }

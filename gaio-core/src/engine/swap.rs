@@ -15,7 +15,7 @@ use std::os::fd::BorrowedFd;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::{IoOutcome, Poller};
+use crate::{FdKind, IoOutcome, Poller};
 
 /// Most slabs kept for reuse besides the current one.
 const MAX_RETIRED: usize = 4;
@@ -76,7 +76,12 @@ impl Swap {
     /// Reads from `fd` into swap memory. Returns the outcome, how many
     /// bytes the read offered room for, and on `Done(n)` with `n > 0` the
     /// slice holding the `n` bytes read.
-    pub(super) fn read<P: Poller>(&mut self, poller: &P, fd: BorrowedFd<'_>) -> (IoOutcome, usize, Bytes) {
+    pub(super) fn read<P: Poller>(
+        &mut self,
+        poller: &P,
+        fd: BorrowedFd<'_>,
+        kind: FdKind,
+    ) -> (IoOutcome, usize, Bytes) {
         if self.arena.capacity() < (self.slab / 4).max(1) {
             self.refill();
         }
@@ -87,7 +92,7 @@ impl Swap {
         let spare = &mut spare[..limit];
         let offered = spare.len();
         let start = spare.as_ptr() as *const u8;
-        let (outcome, filled) = poller.read_uninit(fd, spare);
+        let (outcome, filled) = poller.read_uninit(fd, kind, spare);
         let n = filled.len();
         // Only a filled prefix of the spare capacity proves initialised
         // bytes; a poller returning anything else is a bug in it.
@@ -116,7 +121,7 @@ mod tests {
 
     use super::Swap;
     use crate::fake::{dummy_fd, FakePoller};
-    use crate::{IoOutcome, Poller};
+    use crate::{FdKind, IoOutcome, Poller};
 
     #[test]
     fn holding_one_slice_while_reading_the_next_allocates_no_new_slabs() {
@@ -131,7 +136,7 @@ mod tests {
             crate::fake::last().send(fd.as_fd().as_raw_fd_u32(), &msg);
             let mut got = Vec::new();
             while got.len() < msg.len() {
-                let (outcome, _, bytes) = swap.read(&poller, fd.as_fd());
+                let (outcome, _, bytes) = swap.read(&poller, fd.as_fd(), FdKind::Other);
                 assert!(
                     matches!(outcome, IoOutcome::Done(n) if n == bytes.len() && n > 0),
                     "{outcome:?}"
@@ -156,7 +161,7 @@ mod tests {
         let mut kept = Vec::new();
         for round in 0..100u8 {
             crate::fake::last().send(fd.as_fd().as_raw_fd_u32(), &[round; 100]);
-            let (_, _, bytes) = swap.read(&poller, fd.as_fd());
+            let (_, _, bytes) = swap.read(&poller, fd.as_fd(), FdKind::Other);
             kept.push(bytes);
         }
         for (round, b) in kept.iter().enumerate() {

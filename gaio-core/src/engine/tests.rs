@@ -289,3 +289,31 @@ fn an_idle_connection_with_a_swap_read_pending_stays_small() {
     assert!(conn <= 28, "connection slot grew to {conn} bytes");
     assert!(node <= 72, "request slot grew to {node} bytes");
 }
+
+/// Work vectors keep the capacity that steady traffic needs (no allocation
+/// per turn with a thousand busy connections) and give back what a burst
+/// left behind.
+#[test]
+fn work_vectors_keep_steady_capacity_and_shed_bursts() {
+    use super::{trim, BURST_CAPACITY, KEEP_CAPACITY};
+    let emptied = |cap: usize| Vec::<u64>::with_capacity(cap);
+    // Steady: 1500 entries a turn in a vector of 2048 stays put.
+    let mut v = emptied(2 * KEEP_CAPACITY);
+    trim(&mut v, 1500);
+    assert_eq!(v.capacity(), 2 * KEEP_CAPACITY);
+    // A quiet turn after a medium burst gives the surplus back.
+    trim(&mut v, 100);
+    assert_eq!(v.capacity(), KEEP_CAPACITY);
+    // A burst past BURST_CAPACITY is given back at once, even when full.
+    let mut v = emptied(2 * BURST_CAPACITY);
+    trim(&mut v, 2 * BURST_CAPACITY);
+    assert_eq!(v.capacity(), KEEP_CAPACITY);
+    // Never shrinks a vector that still holds entries, or below the floor.
+    let mut v = emptied(4 * KEEP_CAPACITY);
+    v.push(1);
+    trim(&mut v, 1);
+    assert_eq!(v.capacity(), 4 * KEEP_CAPACITY);
+    let mut v = emptied(KEEP_CAPACITY / 2);
+    trim(&mut v, 0);
+    assert_eq!(v.capacity(), KEEP_CAPACITY / 2);
+}
