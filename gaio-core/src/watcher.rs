@@ -164,6 +164,11 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// Blocks until at least one request completes, then appends every
     /// ready completion to `out` and returns how many it appended.
     ///
+    /// Keep reusing one `out` and drain it between calls: a batch handed
+    /// to an empty `out` trades places with the watcher's own vector
+    /// instead of being copied, and neither side allocates once both have
+    /// grown to the usual batch size.
+    ///
     /// After [`close`](Submit::close), pending requests come back with
     /// [`Error::WatcherClosed`] in the next batches; once everything has
     /// been handed out this returns `Err(Error::WatcherClosed)`.
@@ -341,8 +346,7 @@ impl<C, B: IoBuf> Background<C, B> {
         loop {
             if !inbox.batch.is_empty() {
                 let n = inbox.batch.len();
-                out.append(&mut inbox.batch);
-                crate::engine::trim(&mut inbox.batch, n);
+                crate::engine::hand_over(&mut inbox.batch, out);
                 return Ok(n);
             }
             if inbox.finished {
@@ -390,7 +394,7 @@ fn run_background<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox:
         let finished = engine.is_finished();
         if !engine.ready_mut().is_empty() || finished {
             let mut inbox = mailbox.lock();
-            inbox.batch.append(engine.ready_mut());
+            crate::engine::hand_over(engine.ready_mut(), &mut inbox.batch);
             if failure.is_some() {
                 inbox.failure = failure;
             }

@@ -12,6 +12,7 @@
 //! (edge-triggered pollers report each change once), so it never makes a
 //! system call it knows would block.
 
+mod attempt;
 mod chunked;
 mod slab;
 mod swap;
@@ -27,14 +28,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::request::{ReadView, Request, Target};
+use crate::request::{Request, Target};
 use crate::shared::{Command, Shared};
 use crate::{Buffer, Completion, Conn, Error, Event, IoBuf, Op, Poller, Rejected};
 use crate::{FdKind, IoOutcome};
 
+use attempt::{Attempt, IoState};
 use chunked::Chunked;
 use slab::{List, Node, Slab, NIL};
-use swap::Swap;
 use timers::{Entry, Timers};
 
 /// Most requests gathered into one `writev`/`sendmsg`.
@@ -126,19 +127,15 @@ pub(crate) struct Engine<P: Poller, C, B> {
     conns: Chunked<Option<ConnState>>,
     nodes: Slab<C, B>,
     timers: Timers,
-    swap: Swap,
+    /// Swap memory, the read view and the starved list: what an I/O
+    /// attempt needs besides the connection and the request.
+    io: IoState<B>,
     raw: P::Events,
     events: Vec<Event>,
     /// Completions not yet handed out.
     ready: Vec<Completion<C, B>>,
-    /// `<B as IoBufMut>::as_bytes_mut`, learnt from the first read with
-    /// its own buffer: the same function for every request of this buffer
-    /// type, so kept once here rather than in every pending request.
-    read_view: Option<ReadView<B>>,
     /// Commands taken from the shared queue, kept for its capacity.
     commands: Vec<Command<C, B>>,
-    /// Connections to retry soon after ENOBUFS, with the direction.
-    starved: Vec<(Conn, Dir)>,
     epoch: Instant,
     /// The previous `wait` looked at the poller (see `wait`).
     polled_last: bool,
@@ -153,13 +150,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             conns: Chunked::new(),
             nodes: Slab::new(),
             timers: Timers::new(),
-            swap: Swap::new(config.swap_size),
+            io: IoState::new(config.swap_size),
             raw: P::events(config.max_events.max(1)),
             events: Vec::with_capacity(config.max_events.max(1)),
             ready: Vec::new(),
             commands: Vec::new(),
-            read_view: None,
-            starved: Vec::new(),
             epoch: Instant::now(),
             polled_last: false,
             finished: false,
@@ -251,8 +246,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             return Err(Error::WatcherClosed);
         }
         let n = self.ready.len();
-        out.append(&mut self.ready);
-        trim(&mut self.ready, n);
+        hand_over(&mut self.ready, out);
         Ok(n)
     }
 
@@ -295,7 +289,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if let Some(l) = limit {
             cap(l.saturating_duration_since(Instant::now()));
         }
-        if !self.starved.is_empty() {
+        if !self.io.starved.is_empty() {
             cap(STARVED_RETRY);
         }
         Some(sleep.map_or(MAX_SLEEP, |s| s.min(MAX_SLEEP)))
@@ -374,45 +368,56 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
     }
 
+    /// Adds a request to its connection. A request first in its list is
+    /// tried at once, before it is stored: one that completes never
+    /// touches the slab or the timer heap.
     fn apply_request(&mut self, req: Request<C, B>) {
         if self.conn_mut(req.conn).is_none() {
             self.ready.push(completion_of(req, Error::ConnClosed));
             return;
         }
-        let mut timer = 0;
-        let mut at_ns = 0;
-        if let Some(deadline) = req.deadline {
-            let now = Instant::now();
-            if deadline <= now {
-                self.ready.push(completion_of(req, Error::Deadline));
-                return;
-            }
-            at_ns = to_ns(deadline.saturating_duration_since(self.epoch));
-            timer = self.timers.next_identity();
+        if req.deadline.is_some_and(|d| d <= Instant::now()) {
+            self.ready.push(completion_of(req, Error::Deadline));
+            return;
         }
         let dir = Dir::of(req.op);
         let conn = req.conn;
+        let deadline = req.deadline;
         let buf = match req.target {
             Target::User(buf, view) => {
                 if view.is_some() {
-                    self.read_view = view;
+                    self.io.read_view = view;
                 }
                 Some(buf)
             }
             Target::Swap => None,
         };
-        let node = Node::new(req.conn, req.op, req.context, buf, timer);
+        let mut node = Node::new(req.conn, req.op, req.context, buf, 0);
         let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
+        if state.list(dir).is_empty() {
+            let mut io = self.io.with(&self.shared.poller);
+            let attempt = match dir {
+                Dir::Read => io.read(state, conn, &mut node),
+                Dir::Write => io.write_one(state, conn, &mut node),
+            };
+            if let Attempt::Done(error, swap) = attempt {
+                self.ready.push(completion(node, error, swap));
+                return;
+            }
+        }
+        let timer = if deadline.is_some() {
+            self.timers.next_identity()
+        } else {
+            0
+        };
+        node.timer = timer;
         let idx = self.nodes.push_back(state.list(dir), node);
-        if timer != 0 {
+        if let Some(deadline) = deadline {
             self.timers.insert(Entry {
-                at_ns,
+                at_ns: to_ns(deadline.saturating_duration_since(self.epoch)),
                 timer,
                 node: idx,
             });
-        }
-        if state.list(dir).head == idx {
-            self.drive(conn, dir);
         }
     }
 
@@ -470,7 +475,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         self.commands = commands;
         self.conns = Chunked::new();
         self.timers.clear();
-        self.starved.clear();
+        self.io.starved.clear();
         self.finished = true;
     }
 
@@ -511,83 +516,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
                 return;
             };
-            if state.gen != conn.gen {
+            if state.gen != conn.gen || state.reads.is_empty() {
                 return;
             }
-            let head = state.reads.head;
-            if head == NIL {
-                return;
-            }
-            if state.has(EOF) {
-                self.finish_head(conn, Dir::Read, Some(Error::Eof), Bytes::new());
-                continue;
-            }
-            if !state.has(READABLE) {
-                return;
-            }
-            let fd = state.fd.as_fd();
-            let view = self.read_view;
-            let node = self.nodes.get_mut(head);
-            let attempt = match &mut node.buf {
-                None => {
-                    let (outcome, offered, bytes) = self.swap.read(&self.shared.poller, fd, state.kind());
-                    Some((outcome, offered, bytes))
-                }
-                Some(buf) => {
-                    let region = match view {
-                        Some(view) => &mut view(buf)[node.done..],
-                        None => &mut [][..],
-                    };
-                    let wanted = region.len();
-                    // An empty region only happens with a buffer whose
-                    // `as_bytes_mut` disagrees with `as_bytes` (submission
-                    // refuses empty buffers): never read 0 bytes and mistake
-                    // that for end of stream.
-                    (wanted > 0).then(|| {
-                        (
-                            self.shared.poller.read(fd, state.kind(), region),
-                            wanted,
-                            Bytes::new(),
-                        )
-                    })
-                }
-            };
-            let Some((outcome, wanted, swap)) = attempt else {
-                self.finish_head(conn, Dir::Read, Some(Error::EmptyBuffer), Bytes::new());
-                continue;
-            };
-            match outcome {
-                IoOutcome::Done(0) => {
-                    state.set(EOF, true);
-                    self.finish_head(conn, Dir::Read, Some(Error::Eof), Bytes::new());
-                }
-                IoOutcome::Done(n) => {
-                    node.done += n;
-                    // A short read from a stream socket drained its receive
-                    // buffer: the next read waits for an edge, unless the
-                    // peer hung up (then no further edge would come).
-                    if n < wanted && state.has(STREAM) && !state.has(HUP) {
-                        state.set(READABLE, false);
-                        rearm(&self.shared.poller, state, conn, Dir::Read);
-                    }
-                    let full = node.op == Op::Read || n >= wanted;
-                    if full {
-                        self.finish_head(conn, Dir::Read, None, swap);
-                    }
-                }
-                IoOutcome::WouldBlock => {
-                    state.set(READABLE, false);
-                    rearm(&self.shared.poller, state, conn, Dir::Read);
-                    return;
-                }
-                IoOutcome::Starved => {
-                    tracing::debug!(fd = conn.fd, "read starved of kernel buffers; retrying soon");
-                    self.starved.push((conn, Dir::Read));
-                    return;
-                }
-                IoOutcome::Failed(e) => {
-                    self.finish_head(conn, Dir::Read, Some(Error::Io(e)), Bytes::new());
-                }
+            let node = self.nodes.get_mut(state.reads.head);
+            let mut io = self.io.with(&self.shared.poller);
+            match io.read(state, conn, node) {
+                Attempt::Done(error, swap) => self.finish_head(conn, Dir::Read, error, swap),
+                Attempt::Wait => return,
             }
         }
     }
@@ -602,17 +538,17 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             if state.gen != conn.gen || state.writes.is_empty() || !state.has(WRITABLE) {
                 return;
             }
-            let head = self.nodes.get(state.writes.head);
-            let (outcome, offered) = if head.next() == NIL {
+            let head = self.nodes.get_mut(state.writes.head);
+            if head.next() == NIL {
                 // One request pending, the common case: no gather array.
-                let bytes = unwritten(head);
-                let outcome = (!bytes.is_empty()).then(|| {
-                    self.shared
-                        .poller
-                        .write(state.fd.as_fd(), state.kind(), &[IoSlice::new(bytes)])
-                });
-                (outcome, bytes.len())
-            } else {
+                let mut io = self.io.with(&self.shared.poller);
+                match io.write_one(state, conn, head) {
+                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
+                    Attempt::Wait => return,
+                }
+                continue;
+            }
+            let (outcome, offered) = {
                 let mut iov = [IoSlice::new(&[]); MAX_GATHER];
                 let mut count = 0;
                 let mut offered = 0;
@@ -653,7 +589,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 }
                 IoOutcome::Starved => {
                     tracing::debug!(fd = conn.fd, "write starved of kernel buffers; retrying soon");
-                    self.starved.push((conn, Dir::Write));
+                    self.io.starved.push((conn, Dir::Write));
                     return;
                 }
                 IoOutcome::Failed(e) => {
@@ -691,10 +627,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     }
 
     fn retry_starved(&mut self) {
-        if self.starved.is_empty() {
+        if self.io.starved.is_empty() {
             return;
         }
-        for (conn, dir) in std::mem::take(&mut self.starved) {
+        for (conn, dir) in std::mem::take(&mut self.io.starved) {
             self.drive(conn, dir);
         }
     }
@@ -717,7 +653,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             // The timer is the reason this request ends: do not count it
             // as stale.
             self.nodes.get_mut(entry.node).timer = 0;
-            self.finish_in(conn, dir, entry.node, Some(Error::Deadline), Bytes::new());
+            self.finish_in(conn, dir, Some(entry.node), Some(Error::Deadline), Bytes::new());
             if was_head {
                 // The next request in line may be able to run now.
                 self.drive(conn, dir);
@@ -727,45 +663,58 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Completes the head request of a connection's list.
     fn finish_head(&mut self, conn: Conn, dir: Dir, error: Option<Error>, swap: Bytes) {
-        if let Some(state) = self.conn_mut(conn) {
-            let head = state.list(dir).head;
-            self.finish_in(conn, dir, head, error, swap);
-        }
+        self.finish_in(conn, dir, None, error, swap);
     }
 
-    /// Completes request `idx` of a connection's list, wherever it stands.
-    fn finish_in(&mut self, conn: Conn, dir: Dir, idx: u32, error: Option<Error>, swap: Bytes) {
-        let Some(state) = self.conn_mut(conn) else {
+    /// Completes request `idx` of a connection's list, wherever it stands
+    /// (`None`: the head).
+    fn finish_in(&mut self, conn: Conn, dir: Dir, idx: Option<u32>, error: Option<Error>, swap: Bytes) {
+        let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
             return;
         };
-        // `finish` needs the slab and the list at once: work on a copy.
-        let mut list = *state.list(dir);
-        self.finish(&mut list, idx, error, swap);
-        if let Some(state) = self.conn_mut(conn) {
-            *state.list(dir) = list;
+        if state.gen != conn.gen {
+            return;
         }
+        let list = state.list(dir);
+        if list.is_empty() {
+            return;
+        }
+        let idx = idx.unwrap_or(list.head);
+        let node = self.nodes.remove(list, idx);
+        self.complete(node, error, swap);
     }
 
-    /// Takes node `idx` out of `list` and makes its completion ready.
+    /// Takes node `idx` out of `list` (a list of a connection no longer in
+    /// the table) and makes its completion ready.
     fn finish(&mut self, list: &mut List, idx: u32, error: Option<Error>, swap: Bytes) {
         let node = self.nodes.remove(list, idx);
+        self.complete(node, error, swap);
+    }
+
+    /// Makes the completion of a node taken out of the slab ready.
+    fn complete(&mut self, node: Node<C, B>, error: Option<Error>, swap: Bytes) {
         if node.timer != 0 {
             let nodes = &self.nodes;
             self.timers
                 .note_stale(|e| nodes.find_timer(e.node, e.timer).is_some());
         }
-        let buffer = match node.buf {
+        self.ready.push(completion(node, error, swap));
+    }
+}
+
+/// The completion of a request that ran: its progress, its buffer (or
+/// the swap slice read), and how it ended.
+fn completion<C, B>(node: Node<C, B>, error: Option<Error>, swap: Bytes) -> Completion<C, B> {
+    Completion {
+        op: node.op,
+        conn: node.conn,
+        context: node.context,
+        bytes: node.done,
+        buffer: match node.buf {
             Some(b) => Buffer::User(b),
             None => Buffer::Swap(swap),
-        };
-        self.ready.push(Completion {
-            op: node.op,
-            conn: node.conn,
-            context: node.context,
-            bytes: node.done,
-            buffer,
-            error,
-        });
+        },
+        error,
     }
 }
 
@@ -800,6 +749,19 @@ fn completion_of<C, B>(req: Request<C, B>, error: Error) -> Completion<C, B> {
         },
         error: Some(error),
     }
+}
+
+/// Moves every entry of `from` to the end of `to`. When `to` is empty the
+/// two vectors trade places instead of copying entries (a batch of a
+/// thousand completions is tens of kilobytes); `from` is then trimmed.
+pub(crate) fn hand_over<T>(from: &mut Vec<T>, to: &mut Vec<T>) {
+    let used = from.len();
+    if to.is_empty() {
+        std::mem::swap(from, to);
+    } else {
+        to.append(from);
+    }
+    trim(from, used);
 }
 
 /// Entries an emptied work vector always keeps room for.

@@ -1,0 +1,180 @@
+//! One request's I/O, tried once against its connection's readiness.
+//!
+//! The same attempt serves a request already pending in the slab (driven
+//! by an event) and a request just submitted to an idle connection, which
+//! is tried before it is stored: when it completes at once it never
+//! touches the slab or the timer heap.
+
+use std::io::IoSlice;
+use std::os::fd::AsFd;
+
+use bytes::Bytes;
+
+use super::slab::Node;
+use super::swap::Swap;
+use super::{rearm, unwritten, ConnState, Dir, EOF, HUP, READABLE, STREAM, WRITABLE};
+use crate::request::ReadView;
+use crate::{Conn, Error, IoBuf, IoOutcome, Op, Poller};
+
+/// What an attempt came to.
+pub(super) enum Attempt {
+    /// The request is over: complete it with this error (`None`: success)
+    /// and, for a swap read, the slice read.
+    Done(Option<Error>, Bytes),
+    /// The request waits for readiness (or for a retry after ENOBUFS);
+    /// its progress so far is recorded in the node.
+    Wait,
+}
+
+/// The engine state an attempt needs besides the connection and the node.
+pub(super) struct IoState<B> {
+    /// Swap memory for buffer-less reads.
+    pub(super) swap: Swap,
+    /// `<B as IoBufMut>::as_bytes_mut`, learnt from the first read with
+    /// its own buffer: the same function for every request of this buffer
+    /// type, so kept once here rather than in every pending request.
+    pub(super) read_view: Option<ReadView<B>>,
+    /// Connections to retry soon after ENOBUFS, with the direction.
+    pub(super) starved: Vec<(Conn, Dir)>,
+}
+
+/// An [`IoState`] together with the poller, for one attempt.
+pub(super) struct Io<'a, P, B> {
+    poller: &'a P,
+    state: &'a mut IoState<B>,
+}
+
+impl<B> IoState<B> {
+    pub(super) fn new(swap_size: usize) -> Self {
+        IoState {
+            swap: Swap::new(swap_size),
+            read_view: None,
+            starved: Vec::new(),
+        }
+    }
+
+    /// Pairs this state with the poller that does the system calls.
+    pub(super) fn with<'a, P>(&'a mut self, poller: &'a P) -> Io<'a, P, B> {
+        Io { poller, state: self }
+    }
+}
+
+impl<P: Poller, B: IoBuf> Io<'_, P, B> {
+    /// Reads for `node` while `conn` is readable: once for `Read`, until
+    /// the buffer is full for `ReadFull`.
+    pub(super) fn read<C>(
+        &mut self,
+        conn_state: &mut ConnState,
+        conn: Conn,
+        node: &mut Node<C, B>,
+    ) -> Attempt {
+        loop {
+            if conn_state.has(EOF) {
+                return Attempt::Done(Some(Error::Eof), Bytes::new());
+            }
+            if !conn_state.has(READABLE) {
+                return Attempt::Wait;
+            }
+            let fd = conn_state.fd.as_fd();
+            let kind = conn_state.kind();
+            let (outcome, wanted, swap) = match &mut node.buf {
+                None => self.state.swap.read(self.poller, fd, kind),
+                Some(buf) => {
+                    let region = match self.state.read_view {
+                        Some(view) => &mut view(buf)[node.done..],
+                        None => &mut [][..],
+                    };
+                    let wanted = region.len();
+                    // An empty region only happens with a buffer whose
+                    // `as_bytes_mut` disagrees with `as_bytes` (submission
+                    // refuses empty buffers): never read 0 bytes and mistake
+                    // that for end of stream.
+                    if wanted == 0 {
+                        return Attempt::Done(Some(Error::EmptyBuffer), Bytes::new());
+                    }
+                    (self.poller.read(fd, kind, region), wanted, Bytes::new())
+                }
+            };
+            match outcome {
+                IoOutcome::Done(0) => {
+                    conn_state.set(EOF, true);
+                    return Attempt::Done(Some(Error::Eof), Bytes::new());
+                }
+                IoOutcome::Done(n) => {
+                    node.done += n;
+                    // A short read from a stream socket drained its receive
+                    // buffer: the next read waits for an edge, unless the
+                    // peer hung up (then no further edge would come).
+                    if n < wanted && conn_state.has(STREAM) && !conn_state.has(HUP) {
+                        conn_state.set(READABLE, false);
+                        rearm(self.poller, conn_state, conn, Dir::Read);
+                    }
+                    if node.op == Op::Read || n >= wanted {
+                        return Attempt::Done(None, swap);
+                    }
+                }
+                IoOutcome::WouldBlock => {
+                    conn_state.set(READABLE, false);
+                    rearm(self.poller, conn_state, conn, Dir::Read);
+                    return Attempt::Wait;
+                }
+                IoOutcome::Starved => {
+                    tracing::debug!(fd = conn.fd, "read starved of kernel buffers; retrying soon");
+                    self.state.starved.push((conn, Dir::Read));
+                    return Attempt::Wait;
+                }
+                IoOutcome::Failed(e) => return Attempt::Done(Some(Error::Io(e)), Bytes::new()),
+            }
+        }
+    }
+
+    /// Writes `node`, the only write pending on `conn`, while `conn` is
+    /// writable, until it is all written.
+    pub(super) fn write_one<C>(
+        &mut self,
+        conn_state: &mut ConnState,
+        conn: Conn,
+        node: &mut Node<C, B>,
+    ) -> Attempt {
+        loop {
+            if !conn_state.has(WRITABLE) {
+                return Attempt::Wait;
+            }
+            let bytes = unwritten(node);
+            if bytes.is_empty() {
+                // Only a buffer that changed under the watcher can be empty
+                // here: complete it rather than send nothing forever.
+                return Attempt::Done(None, Bytes::new());
+            }
+            let offered = bytes.len();
+            let outcome = self
+                .poller
+                .write(conn_state.fd.as_fd(), conn_state.kind(), &[IoSlice::new(bytes)]);
+            match outcome {
+                IoOutcome::Done(n) => {
+                    node.done += n;
+                    if n >= offered {
+                        return Attempt::Done(None, Bytes::new());
+                    }
+                    // A short write to a stream socket filled its send
+                    // buffer: wait for an edge. Other descriptors try again.
+                    if conn_state.has(STREAM) {
+                        conn_state.set(WRITABLE, false);
+                        rearm(self.poller, conn_state, conn, Dir::Write);
+                    }
+                }
+                IoOutcome::WouldBlock => {
+                    conn_state.set(WRITABLE, false);
+                    rearm(self.poller, conn_state, conn, Dir::Write);
+                    return Attempt::Wait;
+                }
+                IoOutcome::Starved => {
+                    tracing::debug!(fd = conn.fd, "write starved of kernel buffers; retrying soon");
+                    self.state.starved.push((conn, Dir::Write));
+                    return Attempt::Wait;
+                }
+                IoOutcome::Failed(e) => return Attempt::Done(Some(Error::Io(e)), Bytes::new()),
+            }
+        }
+    }
+}
