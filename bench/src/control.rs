@@ -2,7 +2,7 @@
 //!
 //! Each server implementation calls [`note_accepted`] once per accepted
 //! connection. A thread started by [`spawn_stdin_thread`] answers each line
-//! `stats` on stdin with `allocs=N accepted=M` on stdout, and ends the
+//! `stats` on stdin with `allocs=N accepted=M live=B` on stdout, and ends the
 //! process when stdin closes, so a server never outlives its driver. The
 //! answer path allocates nothing once warmed up (the line buffer is reused).
 
@@ -40,8 +40,14 @@ fn serve_stdin() {
             Ok(0) | Err(_) => std::process::exit(0),
             Ok(_) if line.trim() == "stats" => {
                 let mut out = io::stdout().lock();
-                let written = writeln!(out, "allocs={} accepted={}", alloc_count::calls(), accepted())
-                    .and_then(|()| out.flush());
+                let written = writeln!(
+                    out,
+                    "allocs={} accepted={} live={}",
+                    alloc_count::calls(),
+                    accepted(),
+                    alloc_count::live_bytes()
+                )
+                .and_then(|()| out.flush());
                 if written.is_err() {
                     std::process::exit(0);
                 }
@@ -51,7 +57,8 @@ fn serve_stdin() {
     }
 }
 
-/// Parses an answer line `allocs=N accepted=M` into `(N, M)`.
+/// Parses an answer line `allocs=N accepted=M live=B` into `(N, M)`
+/// (`live`, the heap bytes in use while counting, is for people reading it).
 pub fn parse_stats(line: &str) -> Option<(u64, u64)> {
     let mut allocs = None;
     let mut accepted = None;

@@ -6,7 +6,7 @@
 //!   one of six implementations ([`servers::Impl`]). It binds
 //!   `127.0.0.1:0`, prints the bound address as its first line of stdout,
 //!   and echoes until killed or until its stdin closes. A line `stats` on
-//!   its stdin is answered by a line `allocs=N accepted=M` ([`control`]).
+//!   its stdin is answered by a line `allocs=N accepted=M live=B` ([`control`]).
 //! * `bench [--quick]`: the load generator and driver ([`driver`]). It
 //!   starts a fresh server process for every measurement, runs the same
 //!   load against each implementation in turn, and writes a Markdown

@@ -59,6 +59,20 @@ impl<T> CommandQueue<T> {
         }
         self.pending.store(false, Ordering::SeqCst);
     }
+
+    /// Room the queue's vector has.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.lock().capacity()
+    }
+
+    /// Gives back the memory of an empty queue beyond `keep` entries.
+    pub(crate) fn shrink_to(&self, keep: usize) {
+        let mut items = self.lock();
+        if items.is_empty() {
+            items.shrink_to(keep);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,17 @@ enum Driver<P: Poller, C, B> {
     Background(Background<C, B>),
 }
 
+#[cfg(test)]
+impl<P: Poller, C, B> Watcher<P, C, B> {
+    /// The inline engine, for tests that look at its internals.
+    pub(crate) fn inline_engine(&self) -> Option<&Engine<P, C, B>> {
+        match &self.driver {
+            Driver::Inline(engine) => Some(engine),
+            Driver::Background(_) => None,
+        }
+    }
+}
+
 impl<P: Poller, C: Send + 'static, B: IoBuf> Watcher<P, C, B> {
     /// A watcher with default settings (inline mode).
     pub fn new() -> Result<Self, Error> {

@@ -3,7 +3,7 @@
 //!
 //! Binds `127.0.0.1:0`, prints the bound address as the first line of
 //! stdout, and serves until killed or until stdin closes. A line `stats`
-//! on stdin is answered with `allocs=N accepted=M`. `NAME` is one of
+//! on stdin is answered with `allocs=N accepted=M live=B`. `NAME` is one of
 //! gaio-inline, gaio-background, mio, tokio-ct, tokio-mt, std-threads.
 //! `--idle` serves connections that only keep a buffer-less read pending;
 //! `--count-allocs` turns on the counting global allocator.

@@ -96,7 +96,7 @@ impl Plan {
         const MIB: u64 = 1 << 20;
         let (name, reps, volumes, conns, secs, settle_ms, requests) = if opts.quick {
             let volumes = [192 * MIB, 96 * MIB, 32 * MIB, 4 * MIB];
-            ("quick", 3, volumes, vec![1_000, 4_000, 8_000], 1.0, 60, 10_000)
+            ("quick", 3, volumes, vec![1_000, 4_000, 8_000], 1.0, 200, 10_000)
         } else {
             let volumes = [2048 * MIB, 1024 * MIB, 768 * MIB, 128 * MIB];
             let conns = vec![1_000, 2_000, 4_000, 8_000, 12_000, MAX_CONNS];

@@ -131,16 +131,24 @@ fn throughput(exe: &Path, imp: Impl, size: usize, volume: u64) -> Result<Metrics
 
 /// Connects `conns` clients and waits until the server has them all.
 fn connect(server: &mut ServerProc, conns: usize) -> Result<Clients, BenchError> {
+    connect_more(server, conns, 0)
+}
+
+/// Connects `conns` more clients to a server that has accepted `already`,
+/// and waits until it has them all.
+fn connect_more(server: &mut ServerProc, conns: usize, already: u64) -> Result<Clients, BenchError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let addr = server.addr;
-    let clients = Clients::connect(addr, conns, deadline, || Ok(server.stats()?.1))?;
-    server.wait_accepted(conns as u64, deadline)?;
+    let clients = Clients::connect(addr, conns, deadline, || {
+        Ok(server.stats()?.1.saturating_sub(already))
+    })?;
+    server.wait_accepted(already + conns as u64, deadline)?;
     Ok(clients)
 }
 
-/// Kills the server and closes the clients at the same time, then waits
-/// for the server to be gone.
-fn teardown(mut server: ServerProc, clients: Clients) {
+/// Kills the server and closes the clients (one set or several) at the
+/// same time, then waits for the server to be gone.
+fn teardown<T>(mut server: ServerProc, clients: T) {
     server.kill();
     drop(clients);
     drop(server);
@@ -189,19 +197,30 @@ fn ping_pong(exe: &Path, imp: Impl, conns: usize, secs: f64) -> Result<Metrics, 
     ])
 }
 
+/// Connections opened before the idle scenario's first RSS reading, so
+/// costs paid once per process (a thread's malloc arena, stack pages,
+/// the first chunk of each table) are not charged to connections.
+const IDLE_BASE_CONNS: usize = 1_000;
+
 fn idle(exe: &Path, imp: Impl, conns: usize, settle_ms: u64) -> Result<Metrics, BenchError> {
     let mut server = ServerProc::start(exe, imp, Variant::Idle)?;
     server.stats()?; // warms the control channel up
     std::thread::sleep(Duration::from_millis(settle_ms / 2));
+    let empty = server.rss_bytes()?;
+    let base_conns = IDLE_BASE_CONNS.min(conns / 2);
+    let base = connect(&mut server, base_conns)?;
+    std::thread::sleep(Duration::from_millis(settle_ms / 2));
     let before = server.rss_bytes()?;
-    let clients = connect(&mut server, conns)?;
+    let more = connect_more(&mut server, conns - base_conns, base_conns as u64)?;
     std::thread::sleep(Duration::from_millis(settle_ms));
     let after = server.rss_bytes()?;
-    teardown(server, clients);
+    teardown(server, (base, more));
     let mib = |b: u64| b as f64 / 1048576.0;
+    let per = |from: u64, n: usize| (after as f64 - from as f64) / n as f64;
     Ok(vec![
-        ("rss_per_conn_b", (after as f64 - before as f64) / conns as f64),
-        ("rss_before_mib", mib(before)),
+        ("rss_per_conn_b", per(before, conns - base_conns)),
+        ("rss_per_conn_from_empty_b", per(empty, conns)),
+        ("rss_empty_mib", mib(empty)),
         ("rss_after_mib", mib(after)),
     ])
 }

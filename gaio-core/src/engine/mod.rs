@@ -42,6 +42,9 @@ use timers::{Entry, Timers};
 const MAX_GATHER: usize = 64;
 /// Longest single sleep in the poller; the engine re-evaluates after it.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// How long the engine must have been idle before it gives back the memory
+/// of work vectors a burst grew (see `give_back_burst_memory`).
+const IDLE_TRIM: Duration = Duration::from_millis(50);
 /// How soon a connection starved of kernel buffers (ENOBUFS) is retried.
 const STARVED_RETRY: Duration = Duration::from_millis(1);
 
@@ -139,6 +142,12 @@ pub(crate) struct Engine<P: Poller, C, B> {
     epoch: Instant,
     /// The previous `wait` looked at the poller (see `wait`).
     polled_last: bool,
+    /// A work vector holds more than it needs when idle: give the memory
+    /// back once the engine has been idle for [`IDLE_TRIM`].
+    burst_memory: bool,
+    /// Since when the engine has had nothing to do (tracked only while it
+    /// holds burst memory).
+    idle_since: Option<Instant>,
     /// Shut down: every connection closed, every request completed.
     finished: bool,
 }
@@ -157,6 +166,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             commands: Vec::new(),
             epoch: Instant::now(),
             polled_last: false,
+            burst_memory: false,
+            idle_since: None,
             finished: false,
         }
     }
@@ -246,6 +257,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             return Err(Error::WatcherClosed);
         }
         let n = self.ready.len();
+        self.burst_memory |= n > KEEP_CAPACITY;
         hand_over(&mut self.ready, out);
         Ok(n)
     }
@@ -262,10 +274,18 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if !sleeping {
             timeout = Some(Duration::ZERO);
         }
+        // Holding memory from a burst: sleep no longer than IDLE_TRIM, so
+        // an engine that went idle notices and gives it back.
+        if sleeping && self.burst_memory {
+            timeout = Some(timeout.map_or(IDLE_TRIM, |t| t.min(IDLE_TRIM)));
+        }
         let mut events = std::mem::take(&mut self.events);
         let waited = self.shared.poller.wait(&mut self.raw, &mut events, timeout);
         if sleeping {
             self.shared.woke();
+        }
+        if self.burst_memory {
+            self.note_idleness(events.is_empty() && !self.shared.queue.is_pending());
         }
         self.polled_last = true;
         self.drain_commands();
@@ -273,9 +293,51 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             self.on_event(ev);
         }
         self.events = events;
+        self.burst_memory |= self.io.swap.holds_retired();
         self.retry_starved();
         self.fire_timers();
         waited
+    }
+
+    /// Capacity of the engine's command vector and of the shared queue's.
+    #[cfg(test)]
+    pub(crate) fn command_capacity(&self) -> (usize, usize) {
+        (self.commands.capacity(), self.shared.queue.capacity())
+    }
+
+    /// Tracks how long the engine has had nothing to do while holding
+    /// burst memory, and gives the memory back after [`IDLE_TRIM`].
+    fn note_idleness(&mut self, idle: bool) {
+        if !idle {
+            self.idle_since = None;
+            return;
+        }
+        let now = Instant::now();
+        let since = *self.idle_since.get_or_insert(now);
+        if now.duration_since(since) >= IDLE_TRIM {
+            self.give_back_burst_memory();
+            self.idle_since = None;
+        }
+    }
+
+    /// The engine went idle: shrink the work vectors a burst grew and drop
+    /// the retired swap slabs. The next burst grows them again: a few
+    /// allocations per idle period.
+    fn give_back_burst_memory(&mut self) {
+        tracing::trace!(
+            commands = self.commands.capacity(),
+            ready = self.ready.capacity(),
+            "idle: giving back burst memory"
+        );
+        if self.commands.is_empty() {
+            self.commands.shrink_to(IDLE_KEEP_CAPACITY);
+        }
+        if self.ready.is_empty() {
+            self.ready.shrink_to(KEEP_CAPACITY);
+        }
+        self.shared.queue.shrink_to(IDLE_KEEP_CAPACITY);
+        self.io.swap.drop_retired();
+        self.burst_memory = false;
     }
 
     /// How long the poller may sleep: until the nearest deadline, `limit`,
@@ -331,6 +393,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         self.commands = commands;
         trim(&mut self.commands, used);
+        // The queue's vector and this one trade places: both hold about
+        // this much.
+        self.burst_memory |= self.commands.capacity() > IDLE_KEEP_CAPACITY;
     }
 
     fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, kind: FdKind) {
@@ -392,7 +457,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             }
             Target::Swap => None,
         };
-        let mut node = Node::new(req.conn, req.op, req.context, buf, 0);
+        let mut node = Node::new(req.op, req.context, buf, 0);
         let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
         if state.list(dir).is_empty() {
             let mut io = self.io.with(&self.shared.poller);
@@ -401,7 +466,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 Dir::Write => io.write_one(state, conn, &mut node),
             };
             if let Attempt::Done(error, swap) = attempt {
-                self.ready.push(completion(node, error, swap));
+                self.ready.push(completion(conn, node, error, swap));
                 return;
             }
         }
@@ -417,6 +482,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 at_ns: to_ns(deadline.saturating_duration_since(self.epoch)),
                 timer,
                 node: idx,
+                fd: conn.fd,
             });
         }
     }
@@ -435,7 +501,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         for dir in [Dir::Read, Dir::Write] {
             while !state.list(dir).is_empty() {
                 let head = state.list(dir).head;
-                self.finish(state.list(dir), head, Some(error()), Bytes::new());
+                self.finish(conn, state.list(dir), head, Some(error()), Bytes::new());
             }
         }
         // Closing the descriptor would also drop the registration unless it
@@ -645,9 +711,15 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 self.timers.stale_dropped();
                 continue;
             };
-            let (conn, dir) = (node.conn, Dir::of(node.op));
-            let Some(state) = self.conn_mut(conn) else {
+            let dir = Dir::of(node.op);
+            // A pending node is in a list of the connection now at its
+            // descriptor: freeing a connection takes all its nodes out.
+            let Some(state) = self.conns.get_mut(entry.fd as usize).and_then(Option::as_mut) else {
                 continue;
+            };
+            let conn = Conn {
+                fd: entry.fd,
+                gen: state.gen,
             };
             let was_head = state.list(dir).head == entry.node;
             // The timer is the reason this request ends: do not count it
@@ -681,33 +753,33 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         let idx = idx.unwrap_or(list.head);
         let node = self.nodes.remove(list, idx);
-        self.complete(node, error, swap);
+        self.complete(conn, node, error, swap);
     }
 
-    /// Takes node `idx` out of `list` (a list of a connection no longer in
-    /// the table) and makes its completion ready.
-    fn finish(&mut self, list: &mut List, idx: u32, error: Option<Error>, swap: Bytes) {
+    /// Takes node `idx` out of `list` (a list of `conn`, no longer in the
+    /// table) and makes its completion ready.
+    fn finish(&mut self, conn: Conn, list: &mut List, idx: u32, error: Option<Error>, swap: Bytes) {
         let node = self.nodes.remove(list, idx);
-        self.complete(node, error, swap);
+        self.complete(conn, node, error, swap);
     }
 
-    /// Makes the completion of a node taken out of the slab ready.
-    fn complete(&mut self, node: Node<C, B>, error: Option<Error>, swap: Bytes) {
+    /// Makes the completion of `conn`'s node, taken out of the slab, ready.
+    fn complete(&mut self, conn: Conn, node: Node<C, B>, error: Option<Error>, swap: Bytes) {
         if node.timer != 0 {
             let nodes = &self.nodes;
             self.timers
                 .note_stale(|e| nodes.find_timer(e.node, e.timer).is_some());
         }
-        self.ready.push(completion(node, error, swap));
+        self.ready.push(completion(conn, node, error, swap));
     }
 }
 
 /// The completion of a request that ran: its progress, its buffer (or
 /// the swap slice read), and how it ended.
-fn completion<C, B>(node: Node<C, B>, error: Option<Error>, swap: Bytes) -> Completion<C, B> {
+fn completion<C, B>(conn: Conn, node: Node<C, B>, error: Option<Error>, swap: Bytes) -> Completion<C, B> {
     Completion {
         op: node.op,
-        conn: node.conn,
+        conn,
         context: node.context,
         bytes: node.done,
         buffer: match node.buf {
@@ -764,7 +836,13 @@ pub(crate) fn hand_over<T>(from: &mut Vec<T>, to: &mut Vec<T>) {
     trim(from, used);
 }
 
-/// Entries an emptied work vector always keeps room for.
+/// Entries the command vectors keep room for once the engine has been idle
+/// for [`IDLE_TRIM`]: a thousand connections handed over at once grow them
+/// to thousands of entries of about 70 bytes, and an idle server should
+/// not keep that.
+const IDLE_KEEP_CAPACITY: usize = 64;
+
+/// Entries an emptied work vector always keeps room for while busy.
 const KEEP_CAPACITY: usize = 1024;
 /// Above this many entries an emptied work vector is always shrunk, so a
 /// burst (ten thousand connections handed over at once) does not pin its

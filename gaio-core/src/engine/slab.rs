@@ -6,14 +6,15 @@
 //! completes, so a steady loop allocates nothing.
 
 use super::chunked::Chunked;
-use crate::{Conn, Op};
+use crate::Op;
 
 /// "No node" in list links.
 pub(super) const NIL: u32 = u32::MAX;
 
-/// A pending request.
+/// A pending request. Its connection is the one whose list holds it (a
+/// timer entry records the descriptor), so the node does not repeat it:
+/// a pending swap read stays at 64 bytes.
 pub(super) struct Node<C, B> {
-    pub(super) conn: Conn,
     pub(super) op: Op,
     pub(super) context: C,
     /// The request's own buffer; `None` for a read into swap memory.
@@ -27,9 +28,8 @@ pub(super) struct Node<C, B> {
 }
 
 impl<C, B> Node<C, B> {
-    pub(super) fn new(conn: Conn, op: Op, context: C, buf: Option<B>, timer: u64) -> Self {
+    pub(super) fn new(op: Op, context: C, buf: Option<B>, timer: u64) -> Self {
         Node {
-            conn,
             op,
             context,
             buf,
@@ -179,7 +179,7 @@ mod tests {
     use super::*;
 
     fn node(ctx: u32) -> Node<u32, Vec<u8>> {
-        Node::new(Conn { fd: 3, gen: 1 }, Op::Read, ctx, None, 0)
+        Node::new(Op::Read, ctx, None, 0)
     }
 
     fn collect(slab: &Slab<u32, Vec<u8>>, list: &List) -> Vec<u32> {
@@ -215,7 +215,7 @@ mod tests {
     fn timer_identity_must_match() {
         let mut slab: Slab<u32, Vec<u8>> = Slab::new();
         let mut l = List::EMPTY;
-        let i = slab.push_back(&mut l, Node::new(Conn { fd: 1, gen: 1 }, Op::Write, 7, None, 42));
+        let i = slab.push_back(&mut l, Node::new(Op::Write, 7, None, 42));
         assert!(slab.find_timer(i, 42).is_some());
         assert!(slab.find_timer(i, 41).is_none());
         slab.remove(&mut l, i);

@@ -17,8 +17,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{FdKind, IoOutcome, Poller};
 
-/// Most slabs kept for reuse besides the current one.
-const MAX_RETIRED: usize = 4;
+/// Most slabs kept for reuse besides the current one. A thousand busy
+/// connections can hold two batches of slices, several slabs' worth, at
+/// once; the engine drops the retired slabs when it goes idle.
+const MAX_RETIRED: usize = 8;
 
 pub(super) struct Swap {
     arena: BytesMut,
@@ -37,11 +39,22 @@ impl Swap {
         let slab = slab.max(1);
         Swap {
             arena: BytesMut::with_capacity(slab),
-            retired: Vec::with_capacity(MAX_RETIRED),
+            retired: Vec::new(),
             slab,
             #[cfg(test)]
             fresh: 0,
         }
+    }
+
+    /// True if slabs besides the current one are kept.
+    pub(super) fn holds_retired(&self) -> bool {
+        !self.retired.is_empty()
+    }
+
+    /// Forgets the retired slabs: memory nobody holds goes back now, and
+    /// slices still held keep theirs alive until dropped.
+    pub(super) fn drop_retired(&mut self) {
+        self.retired = Vec::new();
     }
 
     /// Gives the arena a whole slab: its own if no slice of it is held, a

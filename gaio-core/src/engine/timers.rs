@@ -9,12 +9,14 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// One deadline: when, which timer identity, which slab slot.
+/// One deadline: when, which timer identity, which slab slot, and the
+/// descriptor of the connection whose list holds that slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Entry {
     pub(super) at_ns: u64,
     pub(super) timer: u64,
     pub(super) node: u32,
+    pub(super) fd: u32,
 }
 
 /// The deadline heap.
@@ -100,6 +102,7 @@ mod tests {
                 at_ns: at,
                 timer,
                 node: i as u32,
+                fd: 3,
             });
         }
         assert_eq!(t.earliest(), Some(10));
@@ -122,6 +125,7 @@ mod tests {
                 at_ns: u64::from(i),
                 timer,
                 node: i,
+                fd: 3,
             });
         }
         // Every odd node stays live; even ones completed early.

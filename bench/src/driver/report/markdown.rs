@@ -209,9 +209,13 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
     }
     if has(plan, "idle") {
         o.push_str(
-            "## 4. Idle memory: connections with a buffer-less read pending\n\nServer RSS (VmRSS) after \
-             all connections are accepted and the server has settled, minus RSS before the first \
-             connect, divided by N. User-space memory only: kernel socket memory is not in RSS. \
+            "## 4. Idle memory: connections with a buffer-less read pending\n\nWhat each connection \
+             adds to the server's RSS (VmRSS): the server first takes 1,000 connections and settles, \
+             then N − 1,000 more; the growth between the two readings divided by N − 1,000 is the \
+             cost per connection. Costs paid once per process (a thread's malloc arena, stack \
+             pages, first table chunks) fall before the first reading. The growth from the empty \
+             server divided by N, which does include them, is shown too. User-space memory only: \
+             kernel socket memory is not in RSS. \
              100k idle connections are not possible here: the hard RLIMIT_NOFILE is 20000 per process, \
              so neither the server nor the driver can hold 100k sockets.\n\n",
         );
@@ -223,7 +227,8 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
             "conns",
             &[
                 col("RSS growth B/conn", "rss_per_conn_b", true),
-                col("RSS before MiB", "rss_before_mib", false),
+                col("from empty B/conn", "rss_per_conn_from_empty_b", false),
+                col("RSS empty MiB", "rss_empty_mib", false),
                 col("RSS after MiB", "rss_after_mib", false),
             ],
         );
