@@ -6,6 +6,7 @@
 //! shared, noisy machine hit them all alike; each figure reported is the
 //! median over the repetitions.
 
+mod cost;
 mod error;
 mod load;
 mod report;
@@ -46,7 +47,7 @@ pub struct Options {
 
 /// The usage line.
 pub const USAGE: &str = "usage: bench [--quick] [--out DIR] [--servers a,b,...] \
-                         [--scenarios throughput,concurrent,ping-pong,idle,allocs]";
+                         [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost]";
 
 impl Options {
     /// Parses the arguments after the program name.
@@ -112,6 +113,15 @@ impl Plan {
             conns: 10_000,
             settle_ms,
         });
+        let (cost_conns, cost_rounds): (&[usize], u64) = if opts.quick {
+            (&[64], 50)
+        } else {
+            (&[64, 1_024], 100)
+        };
+        cases.extend(cost_conns.iter().map(|&conns| Case::Cost {
+            conns,
+            rounds: cost_rounds,
+        }));
         // Few connections (small batches) and many (batches of hundreds of
         // completions per turn, where growing work vectors would show).
         cases.extend([16, 1_024].map(|conns| Case::Allocs {
@@ -132,7 +142,7 @@ impl Plan {
 
     /// Number of measurements.
     pub fn jobs(&self) -> usize {
-        self.cases.len() * self.reps * self.servers.len()
+        self.cases.iter().map(|c| c.reps(self.reps)).sum::<usize>() * self.servers.len()
     }
 }
 
@@ -175,14 +185,14 @@ pub fn run(opts: &Options) -> Result<(), String> {
     let mut records = Vec::with_capacity(total);
     let mut k = 0;
     for case in &plan.cases {
-        for rep in 1..=plan.reps {
+        let reps = case.reps(plan.reps);
+        for rep in 1..=reps {
             for &imp in &plan.servers {
                 k += 1;
                 eprint!(
-                    "[{k}/{total}] {} {} {imp} rep {rep}/{}",
+                    "[{k}/{total}] {} {} {imp} rep {rep}/{reps}",
                     case.scenario(),
-                    case.label(),
-                    plan.reps
+                    case.label()
                 );
                 let t = Instant::now();
                 let result = match needed_fds(case) {

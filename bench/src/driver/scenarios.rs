@@ -45,6 +45,14 @@ pub enum Case {
         /// Time left for the server to settle before RSS is read.
         settle_ms: u64,
     },
+    /// User-space instructions and system calls per 64-byte round trip,
+    /// counted under callgrind.
+    Cost {
+        /// Connections.
+        conns: usize,
+        /// Round trips counted per connection.
+        rounds: u64,
+    },
     /// Allocation calls per request in a steady echo loop.
     Allocs {
         /// Connections.
@@ -70,6 +78,7 @@ impl Case {
             Case::PingPong { .. } => "ping-pong",
             Case::Idle { .. } => "idle",
             Case::Allocs { .. } => "allocs",
+            Case::Cost { .. } => "cost",
         }
     }
 
@@ -80,10 +89,21 @@ impl Case {
             Case::Concurrent { conns }
             | Case::PingPong { conns, .. }
             | Case::Idle { conns, .. }
+            | Case::Cost { conns, .. }
             | Case::Allocs { conns, .. } => match conns {
                 1 => "1 conn".into(),
                 n => format!("{n} conns"),
             },
+        }
+    }
+}
+
+impl Case {
+    /// Repetitions of this case: counted costs do not vary, so one.
+    pub fn reps(&self, default: usize) -> usize {
+        match self {
+            Case::Cost { .. } => 1,
+            _ => default,
         }
     }
 }
@@ -110,6 +130,7 @@ pub fn measure(exe: &Path, case: &Case, imp: Impl) -> Result<Metrics, BenchError
             warmup,
             requests,
         } => allocs(exe, imp, conns, warmup, requests),
+        Case::Cost { conns, rounds } => super::cost::measure(exe, imp, conns, rounds),
     }
 }
 
@@ -130,7 +151,7 @@ fn throughput(exe: &Path, imp: Impl, size: usize, volume: u64) -> Result<Metrics
 }
 
 /// Connects `conns` clients and waits until the server has them all.
-fn connect(server: &mut ServerProc, conns: usize) -> Result<Clients, BenchError> {
+pub(super) fn connect(server: &mut ServerProc, conns: usize) -> Result<Clients, BenchError> {
     connect_more(server, conns, 0)
 }
 
@@ -148,7 +169,7 @@ fn connect_more(server: &mut ServerProc, conns: usize, already: u64) -> Result<C
 
 /// Kills the server and closes the clients (one set or several) at the
 /// same time, then waits for the server to be gone.
-fn teardown<T>(mut server: ServerProc, clients: T) {
+pub(super) fn teardown<T>(mut server: ServerProc, clients: T) {
     server.kill();
     drop(clients);
     drop(server);

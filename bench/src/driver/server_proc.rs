@@ -46,7 +46,25 @@ pub struct ServerProc {
 impl ServerProc {
     /// Starts `exe --impl imp` in `variant` and waits for its address.
     pub fn start(exe: &Path, imp: Impl, variant: Variant) -> Result<ServerProc, BenchError> {
-        let mut cmd = Command::new(exe);
+        ServerProc::start_wrapped(&[], exe, imp, variant)
+    }
+
+    /// Like [`start`](ServerProc::start), but runs `wrapper exe ...` (a
+    /// wrapper that keeps the process id, such as valgrind).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        exe: &Path,
+        imp: Impl,
+        variant: Variant,
+    ) -> Result<ServerProc, BenchError> {
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.args(["--impl", imp.name()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

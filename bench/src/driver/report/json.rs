@@ -20,6 +20,7 @@ fn case_json(c: &Case) -> Value {
             warmup,
             requests,
         } => json!({"conns": conns, "warmup": warmup, "requests": requests, "msg": PING_MSG}),
+        Case::Cost { conns, rounds } => json!({"conns": conns, "rounds": rounds, "msg": PING_MSG}),
     }
 }
 

@@ -258,6 +258,29 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
             ],
         );
     }
+    if has(plan, "cost") {
+        o.push_str(
+            "## 6. Counted cost per round trip (callgrind)\n\nThe server runs under valgrind's \
+             callgrind; after a warm-up the counters are zeroed and each connection does a fixed \
+             number of 64-byte round trips. Instructions are the server's user-space instructions \
+             (every thread); system calls are counted, not their kernel work. These counts do not \
+             move from run to run as CPU time does on a shared machine. Under valgrind the server \
+             is tens of times slower than the load generator, so its batches are larger than in the \
+             timed runs. One repetition.\n\n",
+        );
+        table(
+            &mut o,
+            plan,
+            records,
+            "cost",
+            "conns",
+            &[
+                col("instructions/rt", "instr_per_rt", true),
+                col("system calls/rt", "syscalls_per_rt", true),
+                col("round trips", "round_trips", false),
+            ],
+        );
+    }
     let failures: Vec<&Record> = records.iter().filter(|r| r.result.is_err()).collect();
     if !failures.is_empty() {
         o.push_str("## Failed measurements\n\n");
