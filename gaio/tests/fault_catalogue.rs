@@ -13,6 +13,7 @@
 //! CPU time, RSS and the signal disposition are process-wide.
 
 mod util;
+use util::peer::{is_pipe_or_reset, reset_on_close, timeouts};
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -29,24 +30,6 @@ const QUIET: Duration = Duration::from_millis(150);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Blocking peer sockets never block forever.
-fn timeouts(s: &TcpStream) {
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    s.set_write_timeout(Some(LIMIT)).unwrap();
-}
-
-/// True for the errors a write to a vanished peer may report.
-fn is_pipe_or_reset(e: &io::Error) -> bool {
-    let errno = e.raw_os_error();
-    errno == Some(rustix::io::Errno::PIPE.raw_os_error())
-        || errno == Some(rustix::io::Errno::CONNRESET.raw_os_error())
-}
-
-/// Makes the next close of `s` send a reset instead of a FIN.
-fn reset_on_close(s: &TcpStream) {
-    rustix::net::sockopt::set_socket_linger(s, Some(Duration::ZERO)).unwrap();
 }
 
 /// User plus system CPU time of the whole process so far.

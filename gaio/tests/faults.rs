@@ -6,47 +6,20 @@
 //! disposition rely on it.
 
 mod util;
+use util::peer::{is_pipe_or_reset, os_error, reset_on_close, timeouts};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gaio::{Buffer, Completion, Error, Op, Submit, Watcher};
+use gaio::{Buffer, Error, Op, Submit, Watcher};
 
 const LIMIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(150);
-
-fn timeouts(s: &TcpStream) {
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    s.set_write_timeout(Some(LIMIT)).unwrap();
-}
-
-/// The OS error of a completion, or a panic naming what came instead.
-fn os_error<C, B>(c: &Completion<C, B>) -> &io::Error {
-    match &c.error {
-        Some(Error::Io(e)) => e,
-        other => panic!("expected an OS error, got {other:?}"),
-    }
-}
-
-/// True for the errors a write to a vanished peer may report.
-fn is_pipe_or_reset(e: &io::Error) -> bool {
-    let errno = e.raw_os_error();
-    match e.kind() {
-        io::ErrorKind::BrokenPipe => errno == Some(rustix::io::Errno::PIPE.raw_os_error()),
-        io::ErrorKind::ConnectionReset => errno == Some(rustix::io::Errno::CONNRESET.raw_os_error()),
-        _ => false,
-    }
-}
-
-/// Makes the next close of `s` send a reset instead of a FIN.
-fn reset_on_close(s: &TcpStream) {
-    rustix::net::sockopt::set_socket_linger(s, Some(Duration::ZERO)).unwrap();
-}
 
 // ----- 12. closed peer, no SIGPIPE ------------------------------------------------
 

@@ -6,6 +6,7 @@
 //! relies on it.
 
 mod util;
+use util::peer::{read_to_eof, timeouts, unix_timeouts};
 
 use std::any::Any;
 use std::io::{self, Read, Write};
@@ -26,34 +27,6 @@ const QUIET: Duration = Duration::from_millis(150);
 const BIG: usize = 8 << 20;
 
 // ----- helpers ---------------------------------------------------------------
-
-/// Sets read and write timeouts on a blocking peer socket.
-fn timeouts(s: &TcpStream) {
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    s.set_write_timeout(Some(LIMIT)).unwrap();
-}
-
-fn unix_timeouts(s: &UnixStream) {
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    s.set_write_timeout(Some(LIMIT)).unwrap();
-}
-
-/// Reads from `s` until end of stream (bounded by the socket's read timeout
-/// per call and `LIMIT` overall) and returns everything read.
-fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
-    let end = Instant::now() + LIMIT;
-    let mut all = Vec::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        assert!(Instant::now() < end, "peer saw no end of stream within {LIMIT:?}");
-        match s.read(&mut buf) {
-            Ok(0) => return all,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("peer read failed before end of stream: {e}"),
-        }
-    }
-}
 
 /// Asserts that nothing arrives on `s` within `quiet`.
 fn assert_nothing_to_read(s: &mut TcpStream, quiet: Duration) {

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use gaio::{Completion, Mode, Watcher};
 
+pub mod peer;
+
 /// Both modes, for tests that must hold in each.
 pub const MODES: [Mode; 2] = [Mode::Inline, Mode::Background];
 
