@@ -42,6 +42,12 @@ use timers::{Entry, Timers};
 const MAX_GATHER: usize = 64;
 /// Longest single sleep in the poller; the engine re-evaluates after it.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// Longest the engine hands out completions made at submission without
+/// looking at the poller: how long a connection may wait to be seen while
+/// another keeps completing its requests at once (a bulk transfer).
+const MAX_POLL_GAP: Duration = Duration::from_micros(200);
+/// Most batches handed out in a row without looking at the poller.
+const MAX_UNPOLLED_BATCHES: u32 = 16;
 /// How long the engine must have been idle before it gives back the memory
 /// of work vectors a burst grew (see `give_back_burst_memory`).
 const IDLE_TRIM: Duration = Duration::from_millis(50);
@@ -84,7 +90,8 @@ const WRITABLE: u8 = 2;
 const HUP: u8 = 4;
 /// A read returned end of stream: every read from now on gets `Eof`.
 const EOF: u8 = 8;
-/// A stream socket (written with `sendmsg`; short reads mean drained).
+/// A stream socket (`recv`/`send` with `MSG_NOSIGNAL`; short reads mean
+/// drained).
 const STREAM: u8 = 16;
 
 impl ConnState {
@@ -140,8 +147,10 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// Commands taken from the shared queue, kept for its capacity.
     commands: Vec<Command<C, B>>,
     epoch: Instant,
-    /// The previous `wait` looked at the poller (see `wait`).
-    polled_last: bool,
+    /// When the poller was last looked at, and how many batches of
+    /// completions made at submission were handed out since (see `wait`).
+    last_poll: Instant,
+    unpolled_batches: u32,
     /// A work vector holds more than it needs when idle: give the memory
     /// back once the engine has been idle for [`IDLE_TRIM`].
     burst_memory: bool,
@@ -165,7 +174,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             ready: Vec::new(),
             commands: Vec::new(),
             epoch: Instant::now(),
-            polled_last: false,
+            last_poll: Instant::now(),
+            unpolled_batches: 0,
             burst_memory: false,
             idle_since: None,
             finished: false,
@@ -239,11 +249,13 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 break;
             }
             self.drain_commands();
-            if !self.ready.is_empty() && self.polled_last {
-                // Completions made at submission are ready; the previous
-                // call looked at the poller, so return them without a system
-                // call. The next call will poll, so no connection starves.
-                self.polled_last = false;
+            if !self.ready.is_empty() && self.may_skip_poll() {
+                // Completions made at submission are ready and the poller
+                // was looked at a moment ago: return them without a system
+                // call. A bulk transfer that completes every request at
+                // submission thus polls once per several chunks, and no
+                // connection waits more than MAX_POLL_GAP to be seen.
+                self.unpolled_batches += 1;
                 break;
             }
             let expired = limit.is_some_and(|l| Instant::now() >= l);
@@ -287,7 +299,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if self.burst_memory {
             self.note_idleness(events.is_empty() && !self.shared.queue.is_pending());
         }
-        self.polled_last = true;
+        self.last_poll = Instant::now();
+        self.unpolled_batches = 0;
         self.drain_commands();
         for ev in events.drain(..) {
             self.on_event(ev);
@@ -297,6 +310,13 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         self.retry_starved();
         self.fire_timers();
         waited
+    }
+
+    /// True if completions made at submission may be handed out without
+    /// looking at the poller first: it was looked at less than
+    /// [`MAX_POLL_GAP`] and fewer than [`MAX_UNPOLLED_BATCHES`] batches ago.
+    fn may_skip_poll(&self) -> bool {
+        self.unpolled_batches < MAX_UNPOLLED_BATCHES && self.last_poll.elapsed() < MAX_POLL_GAP
     }
 
     /// Capacity of the engine's command vector and of the shared queue's.

@@ -358,3 +358,35 @@ fn an_idle_engine_gives_back_what_a_burst_of_commands_grew() {
         "still holding ({engine}, {queue}) entries after idling"
     );
 }
+
+/// A connection whose requests keep completing at submission may skip the
+/// poller for a few batches, never for long: another connection's event
+/// is seen within MAX_UNPOLLED_BATCHES batches.
+#[test]
+fn completions_at_submission_never_hide_other_connections_for_long() {
+    use super::MAX_UNPOLLED_BATCHES;
+    let (mut w, f) = setup::<Vec<u8>>();
+    let busy = watch(&mut w);
+    let other = watch(&mut w);
+    w.read(other, 1_000, vec![0; 8]).unwrap(); // nothing inbound: waits for an edge
+    quiet(&mut w);
+    f.send(other.fd(), b"hi");
+    f.event(other.fd(), true, false, false);
+    let mut out = Vec::new();
+    let mut seen_at = None;
+    for round in 0..64 {
+        w.write(busy, round, vec![round as u8]).unwrap(); // completes at submission
+        out.clear();
+        w.wait_io(&mut out).unwrap();
+        if let Some(c) = out.iter().find(|c| c.conn == other) {
+            assert_eq!((c.context, c.data()), (1_000, &b"hi"[..]));
+            seen_at = Some(round);
+            break;
+        }
+    }
+    let seen_at = seen_at.expect("the other connection's read never completed");
+    assert!(
+        seen_at <= MAX_UNPOLLED_BATCHES,
+        "seen only after {seen_at} batches"
+    );
+}
