@@ -300,6 +300,9 @@ struct Inbox<C, B> {
     /// The engine has shut down (or failed) and will send nothing more.
     finished: bool,
     failure: Option<io::Error>,
+    /// The owning thread sleeps on the condition variable: only then does
+    /// the engine thread pay for a wake-up (a futex call) after a post.
+    waiting: bool,
 }
 
 struct Mailbox<C, B> {
@@ -330,6 +333,7 @@ impl<C, B: IoBuf> Background<C, B> {
                 batch: Vec::new(),
                 finished: false,
                 failure: None,
+                waiting: false,
             }),
             ready: Condvar::new(),
         });
@@ -363,20 +367,28 @@ impl<C, B: IoBuf> Background<C, B> {
             if inbox.finished {
                 return Err(inbox.failure.take().map_or(Error::WatcherClosed, Error::Io));
             }
-            inbox = match limit {
-                None => self.mailbox.ready.wait(inbox).unwrap_or_else(|p| p.into_inner()),
+            let timeout = match limit {
+                None => None,
                 Some(limit) => {
                     let now = Instant::now();
                     if now >= limit {
                         return Ok(0);
                     }
+                    Some(limit - now)
+                }
+            };
+            inbox.waiting = true;
+            inbox = match timeout {
+                None => self.mailbox.ready.wait(inbox).unwrap_or_else(|p| p.into_inner()),
+                Some(t) => {
                     self.mailbox
                         .ready
-                        .wait_timeout(inbox, limit - now)
+                        .wait_timeout(inbox, t)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
             };
+            inbox.waiting = false;
         }
     }
 }
@@ -410,8 +422,11 @@ fn run_background<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox:
                 inbox.failure = failure;
             }
             inbox.finished |= finished;
+            let waiting = inbox.waiting;
             drop(inbox);
-            mailbox.ready.notify_all();
+            if waiting {
+                mailbox.ready.notify_one();
+            }
         }
         if finished {
             return;
