@@ -10,7 +10,12 @@
 //! requests. Only the head of a list does I/O; it runs until it completes
 //! or the descriptor would block. The engine remembers readiness itself
 //! (edge-triggered pollers report each change once), so it never makes a
-//! system call it knows would block.
+//! system call it knows would block. A request that arrives first in its
+//! list is tried at once, before it is stored (see `attempt`).
+//!
+//! Memory follows use: work vectors keep the capacity steady traffic needs,
+//! and what a burst grew is given back once the engine has been idle for
+//! [`IDLE_TRIM`].
 
 mod attempt;
 mod chunked;
