@@ -106,24 +106,13 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                     // buffer: the next read waits for an edge, unless the
                     // peer hung up (then no further edge would come).
                     if n < wanted && conn_state.has(STREAM) && !conn_state.has(HUP) {
-                        conn_state.set(READABLE, false);
-                        rearm(self.poller, conn_state, conn, Dir::Read);
+                        self.not_ready(conn_state, conn, Dir::Read);
                     }
                     if node.op == Op::Read || n >= wanted {
                         return Attempt::Done(None, swap);
                     }
                 }
-                IoOutcome::WouldBlock => {
-                    conn_state.set(READABLE, false);
-                    rearm(self.poller, conn_state, conn, Dir::Read);
-                    return Attempt::Wait;
-                }
-                IoOutcome::Starved => {
-                    tracing::debug!(fd = conn.fd, "read starved of kernel buffers; retrying soon");
-                    self.state.starved.push((conn, Dir::Read));
-                    return Attempt::Wait;
-                }
-                IoOutcome::Failed(e) => return Attempt::Done(Some(Error::Io(e)), Bytes::new()),
+                other => return self.stopped(conn_state, conn, Dir::Read, other),
             }
         }
     }
@@ -159,22 +148,43 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                     // A short write to a stream socket filled its send
                     // buffer: wait for an edge. Other descriptors try again.
                     if conn_state.has(STREAM) {
-                        conn_state.set(WRITABLE, false);
-                        rearm(self.poller, conn_state, conn, Dir::Write);
+                        self.not_ready(conn_state, conn, Dir::Write);
                     }
                 }
-                IoOutcome::WouldBlock => {
-                    conn_state.set(WRITABLE, false);
-                    rearm(self.poller, conn_state, conn, Dir::Write);
-                    return Attempt::Wait;
-                }
-                IoOutcome::Starved => {
-                    tracing::debug!(fd = conn.fd, "write starved of kernel buffers; retrying soon");
-                    self.state.starved.push((conn, Dir::Write));
-                    return Attempt::Wait;
-                }
-                IoOutcome::Failed(e) => return Attempt::Done(Some(Error::Io(e)), Bytes::new()),
+                other => return self.stopped(conn_state, conn, Dir::Write, other),
             }
+        }
+    }
+
+    /// Records that `conn` would block in `dir`: the next attempt waits
+    /// for an edge (a level-triggered poller is re-armed for it).
+    pub(super) fn not_ready(&mut self, conn_state: &mut ConnState, conn: Conn, dir: Dir) {
+        conn_state.set(if dir == Dir::Read { READABLE } else { WRITABLE }, false);
+        rearm(self.poller, conn_state, conn, dir);
+    }
+
+    /// What an outcome other than `Done` means for a request in `dir`:
+    /// wait for an edge (would block) or for a retry soon (the kernel is
+    /// short of buffers), or finish with the error.
+    pub(super) fn stopped(
+        &mut self,
+        conn_state: &mut ConnState,
+        conn: Conn,
+        dir: Dir,
+        outcome: IoOutcome,
+    ) -> Attempt {
+        match outcome {
+            IoOutcome::Done(_) => unreachable!("only outcomes other than Done are given here"),
+            IoOutcome::WouldBlock => {
+                self.not_ready(conn_state, conn, dir);
+                Attempt::Wait
+            }
+            IoOutcome::Starved => {
+                tracing::debug!(fd = conn.fd, ?dir, "starved of kernel buffers; retrying soon");
+                self.state.starved.push((conn, dir));
+                Attempt::Wait
+            }
+            IoOutcome::Failed(e) => Attempt::Done(Some(Error::Io(e)), Bytes::new()),
         }
     }
 }

@@ -60,7 +60,7 @@ const IDLE_TRIM: Duration = Duration::from_millis(50);
 const STARVED_RETRY: Duration = Duration::from_millis(1);
 
 /// Which of a connection's two lists.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dir {
     Read,
     Write,
@@ -665,27 +665,20 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 self.finish_head(conn, Dir::Write, None, Bytes::new());
                 continue;
             };
+            let mut io = self.io.with(&self.shared.poller);
             match outcome {
                 IoOutcome::Done(n) => {
                     if n < offered && state.has(STREAM) {
-                        state.set(WRITABLE, false);
-                        rearm(&self.shared.poller, state, conn, Dir::Write);
+                        io.not_ready(state, conn, Dir::Write);
                     }
                     self.account_written(conn, n);
                 }
-                IoOutcome::WouldBlock => {
-                    state.set(WRITABLE, false);
-                    rearm(&self.shared.poller, state, conn, Dir::Write);
-                    return;
-                }
-                IoOutcome::Starved => {
-                    tracing::debug!(fd = conn.fd, "write starved of kernel buffers; retrying soon");
-                    self.io.starved.push((conn, Dir::Write));
-                    return;
-                }
-                IoOutcome::Failed(e) => {
-                    self.finish_head(conn, Dir::Write, Some(Error::Io(e)), Bytes::new());
-                }
+                other => match io.stopped(state, conn, Dir::Write, other) {
+                    // A failed gathered write fails the first request; the
+                    // next loop tries the rest, which fail the same way.
+                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
+                    Attempt::Wait => return,
+                },
             }
         }
     }
