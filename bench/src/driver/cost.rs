@@ -2,7 +2,8 @@
 //! per round trip, counted by valgrind's callgrind in the server.
 //!
 //! Wall-clock CPU time on a shared two-core machine moves by ±10 % from
-//! run to run; instruction and system-call counts do not. The server runs
+//! run to run; instruction and system-call counts move by a few percent
+//! (batch sizes vary with timing). The server runs
 //! under `valgrind --tool=callgrind --collect-systime=nsec`; after a
 //! warm-up the driver zeroes the counters (`callgrind_control -z`), runs a
 //! fixed number of 64-byte round trips, and dumps them

@@ -263,8 +263,9 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
             "## 6. Counted cost per round trip (callgrind)\n\nThe server runs under valgrind's \
              callgrind; after a warm-up the counters are zeroed and each connection does a fixed \
              number of 64-byte round trips. Instructions are the server's user-space instructions \
-             (every thread); system calls are counted, not their kernel work. These counts do not \
-             move from run to run as CPU time does on a shared machine. Under valgrind the server \
+             (every thread); system calls are counted, not their kernel work. These counts move by \
+             a few percent between runs (batch sizes vary), against ±10 % for CPU time on a shared \
+             machine. Under valgrind the server \
              is tens of times slower than the load generator, so its batches are larger than in the \
              timed runs. One repetition.\n\n",
         );
