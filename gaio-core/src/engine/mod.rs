@@ -301,10 +301,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if sleeping {
             self.shared.woke();
         }
+        let now = Instant::now();
         if self.burst_memory {
-            self.note_idleness(events.is_empty() && !self.shared.queue.is_pending());
+            self.note_idleness(events.is_empty() && !self.shared.queue.is_pending(), now);
         }
-        self.last_poll = Instant::now();
+        self.last_poll = now;
         self.unpolled_batches = 0;
         self.drain_commands();
         for ev in events.drain(..) {
@@ -332,12 +333,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Tracks how long the engine has had nothing to do while holding
     /// burst memory, and gives the memory back after [`IDLE_TRIM`].
-    fn note_idleness(&mut self, idle: bool) {
+    fn note_idleness(&mut self, idle: bool, now: Instant) {
         if !idle {
             self.idle_since = None;
             return;
         }
-        let now = Instant::now();
         let since = *self.idle_since.get_or_insert(now);
         if now.duration_since(since) >= IDLE_TRIM {
             self.give_back_burst_memory();
