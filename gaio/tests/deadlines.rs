@@ -264,21 +264,25 @@ fn many_idle_deadlines(n: usize) {
 
 #[test]
 fn idle_read_deadlines_1k_connections() {
+    let _lock = util::exclusive();
     many_idle_deadlines(1000);
 }
 
 #[test]
 fn idle_read_deadlines_2k_connections() {
+    let _lock = util::exclusive();
     many_idle_deadlines(2000);
 }
 
 #[test]
 fn idle_read_deadlines_4k_connections() {
+    let _lock = util::exclusive();
     many_idle_deadlines(4000);
 }
 
 #[test]
 fn idle_read_deadlines_8k_connections() {
+    let _lock = util::exclusive();
     many_idle_deadlines(8000);
 }
 

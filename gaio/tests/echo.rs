@@ -603,41 +603,49 @@ fn parallel_echo_all(n: usize, sizes: &[usize], server: Server, modes: &[Mode], 
 
 #[test]
 fn parallel_echo_1k_connections() {
+    let _lock = util::exclusive();
     parallel_echo_all(1000, &[KIB, 16], Server::Vec(Reads::Own), &util::MODES, 4);
 }
 
 #[test]
 fn parallel_echo_4k_connections() {
+    let _lock = util::exclusive();
     parallel_echo_all(4000, &[KIB, 16], Server::Vec(Reads::Own), &util::MODES, 5);
 }
 
 #[test]
 fn parallel_echo_10k_connections_1_kib() {
+    let _lock = util::exclusive();
     parallel_echo_all(10_000, &[KIB], Server::Vec(Reads::Own), &util::MODES, 6);
 }
 
 #[test]
 fn parallel_echo_10k_connections_16_bytes() {
+    let _lock = util::exclusive();
     parallel_echo_all(10_000, &[16], Server::Vec(Reads::Own), &util::MODES, 7);
 }
 
 #[test]
 fn swap_echo_10k_connections_inline() {
+    let _lock = util::exclusive();
     parallel_echo_all(10_000, &[KIB], Server::SwapBytes, &[Mode::Inline], 8);
 }
 
 #[test]
 fn swap_echo_10k_connections_background() {
+    let _lock = util::exclusive();
     parallel_echo_all(10_000, &[KIB], Server::SwapBytes, &[Mode::Background], 8);
 }
 
 #[test]
 fn mixed_swap_and_own_buffers_10k_connections_inline() {
+    let _lock = util::exclusive();
     parallel_echo_all(10_000, &[KIB], Server::Vec(Reads::Mixed), &[Mode::Inline], 9);
 }
 
 #[test]
 fn mixed_swap_and_own_buffers_10k_connections_background() {
+    let _lock = util::exclusive();
     parallel_echo_all(10_000, &[KIB], Server::Vec(Reads::Mixed), &[Mode::Background], 9);
 }
 
@@ -716,10 +724,12 @@ fn end_of_stream_right_behind_message(mode: Mode) {
 
 #[test]
 fn end_of_stream_right_behind_message_inline() {
+    let _lock = util::exclusive();
     end_of_stream_right_behind_message(Mode::Inline);
 }
 
 #[test]
 fn end_of_stream_right_behind_message_background() {
+    let _lock = util::exclusive();
     end_of_stream_right_behind_message(Mode::Background);
 }

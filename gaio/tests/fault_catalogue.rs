@@ -9,8 +9,9 @@
 //! * a storm of signals interrupting the wait (`EINTR`);
 //! * a reset while a write is blocked with more writes queued behind it.
 //!
-//! Run one test per process (nextest): descriptor counting, the fd limit,
-//! CPU time, RSS and the signal disposition are process-wide.
+//! Descriptor counting, the fd limit, CPU time, RSS and the signal
+//! disposition are process-wide: every test holds the test lock exclusively
+//! (through its `FdCheck`), see `util`.
 
 mod util;
 use util::peer::{is_pipe_or_reset, reset_on_close, timeouts};
@@ -214,8 +215,8 @@ fn emfile_on_accept_leaves_the_watcher_serving_without_spinning() {
     const EXISTING: usize = 4;
     const BACKLOG: usize = 6;
     const SPARE: usize = 2;
-    let emfile = rustix::io::Errno::MFILE.raw_os_error();
     let fds = util::FdCheck::new();
+    let emfile = rustix::io::Errno::MFILE.raw_os_error();
     for mode in util::MODES {
         let what = format!("{mode:?}");
         let mut w: Watcher<usize> = util::watcher(mode);
@@ -853,10 +854,11 @@ mod signal_storm {
             SaFlags::empty(),
             SigSet::empty(),
         );
+        // Before the handler changes: signal dispositions are process-wide.
+        let fds = util::FdCheck::new();
         // SAFETY: the handler only increments an atomic counter, which is
         // async-signal-safe.
         unsafe { sigaction(Signal::SIGUSR1, &action) }.expect("install SIGUSR1 handler");
-        let fds = util::FdCheck::new();
         for mode in util::MODES {
             let mut w: Watcher<usize, Vec<u8>> = util::watcher(mode);
             let mut conns = Vec::new();

@@ -2,8 +2,9 @@
 //! end of stream inside `read_full`, FIFO order of queued requests, and a
 //! thousand threads submitting at once.
 //!
-//! Run one test per process (nextest): descriptor counting and the SIGPIPE
-//! disposition rely on it.
+//! Descriptor counting and the SIGPIPE disposition are process-wide: every
+//! test holds the test lock exclusively (through its `FdCheck`), see
+//! `util`.
 
 mod util;
 use util::peer::{is_pipe_or_reset, os_error, reset_on_close, timeouts};
@@ -25,9 +26,9 @@ const QUIET: Duration = Duration::from_millis(150);
 
 #[test]
 fn write_to_closed_peer_fails_without_sigpipe() {
+    let fds = util::FdCheck::new();
     // A SIGPIPE would now kill this process instead of being ignored.
     util::sigpipe_default();
-    let fds = util::FdCheck::new();
     for mode in util::MODES {
         let (client, server) = util::tcp_pair();
         let mut w: Watcher<u32> = util::watcher(mode);
@@ -66,8 +67,8 @@ fn write_to_closed_peer_fails_without_sigpipe() {
 
 #[test]
 fn unix_stream_write_to_closed_peer_is_broken_pipe_without_sigpipe() {
-    util::sigpipe_default();
     let fds = util::FdCheck::new();
+    util::sigpipe_default();
     for mode in util::MODES {
         let (mine, peer) = UnixStream::pair().unwrap();
         let mut w: Watcher<u32> = util::watcher(mode);

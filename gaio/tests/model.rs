@@ -1178,6 +1178,8 @@ fn env_u64(name: &str) -> Option<u64> {
 
 #[test]
 fn random_programs_follow_the_contract() {
+    // Held across every case (each also takes it through its `FdCheck`).
+    let _lock = util::exclusive();
     let seeds: Vec<u64> = match env_u64("GAIO_MODEL_SEED") {
         Some(seed) => vec![seed],
         None => {
