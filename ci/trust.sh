@@ -65,7 +65,7 @@ miri() {
     # through the fake poller's pipe descriptors). The engine's own tests
     # wait on wall-clock time and take too long interpreted.
     MIRIFLAGS=-Zmiri-disable-isolation cargo +nightly miri test -p gaio-core --lib -- \
-        engine::slab engine::timers engine::swap command_queue
+        engine::slab engine::timers engine::swap engine::chunked command_queue
 }
 
 fuzz_fixed() {
@@ -107,9 +107,9 @@ valgrind_all() {
 }
 
 if has_nightly; then
-    step "miri (slab, timers, swap, queue)" miri
+    step "miri (slab, timers, swap, chunked tables, queue)" miri
 else
-    skip "miri (slab, timers, swap, queue)" "no nightly toolchain"
+    skip "miri (slab, timers, swap, chunked tables, queue)" "no nightly toolchain"
 fi
 
 step "fuzz: fixed inputs" fuzz_fixed

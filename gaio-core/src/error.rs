@@ -17,6 +17,18 @@ pub enum Error {
     ConnClosed,
     /// The watcher was closed.
     WatcherClosed,
+    /// The thread running the watcher's I/O panicked (in background mode:
+    /// user code such as an [`IoBuf`](crate::IoBuf) method or a `Drop` runs
+    /// on it), or an earlier call panicked and unwound out of the watcher
+    /// (inline mode). The watcher closed itself: its sockets are closed and
+    /// its pending requests came back with [`Error::WatcherClosed`].
+    Panicked {
+        /// The panic's message, when it had one.
+        message: String,
+    },
+    /// The connection handle was handed out by another watcher: a request
+    /// must go to the watcher that owns its connection.
+    ForeignConn,
     /// A buffer of length zero was submitted; reads need room for at least
     /// one byte and writes need at least one byte.
     EmptyBuffer,
@@ -26,6 +38,17 @@ pub enum Error {
     /// The descriptor is a socket, but not a stream socket (UDP, seqpacket).
     /// The descriptor was closed.
     NotStream,
+    /// A [`Builder`](crate::Builder) setting is out of its range.
+    InvalidSetting {
+        /// The setting, as the builder method is named (`swap_size`, ...).
+        name: &'static str,
+        /// The value given.
+        value: usize,
+        /// The smallest value allowed.
+        min: usize,
+        /// The largest value allowed.
+        max: usize,
+    },
     /// The CPU number passed to an affinity setter does not exist or is not
     /// available to this process.
     InvalidCpu {
@@ -51,7 +74,11 @@ impl Error {
             Error::Eof => io::ErrorKind::UnexpectedEof,
             Error::Deadline => io::ErrorKind::TimedOut,
             Error::ConnClosed | Error::WatcherClosed => io::ErrorKind::NotConnected,
-            Error::EmptyBuffer | Error::InvalidCpu { .. } => io::ErrorKind::InvalidInput,
+            Error::ForeignConn => io::ErrorKind::InvalidInput,
+            Error::Panicked { .. } => io::ErrorKind::Other,
+            Error::EmptyBuffer | Error::InvalidCpu { .. } | Error::InvalidSetting { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             Error::NotStream => io::ErrorKind::Unsupported,
             Error::NotPollable(e) | Error::Io(e) => e.kind(),
         }
@@ -65,9 +92,22 @@ impl fmt::Display for Error {
             Error::Deadline => f.write_str("deadline passed before the request completed"),
             Error::ConnClosed => f.write_str("connection closed"),
             Error::WatcherClosed => f.write_str("watcher closed"),
+            Error::ForeignConn => f.write_str("the connection belongs to another watcher"),
+            Error::Panicked { message } => write!(f, "the watcher's engine panicked: {message}"),
             Error::EmptyBuffer => f.write_str("empty buffer: a request needs at least one byte"),
             Error::NotPollable(e) => write!(f, "the poller cannot watch this descriptor: {e}"),
             Error::NotStream => f.write_str("not a stream socket"),
+            Error::InvalidSetting {
+                name,
+                value,
+                min,
+                max,
+            } => {
+                write!(
+                    f,
+                    "{name} = {value} is out of range: it must be between {min} and {max}"
+                )
+            }
             Error::InvalidCpu { cpu } => {
                 write!(f, "cpu {cpu} does not exist or is not available to this process")
             }

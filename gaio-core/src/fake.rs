@@ -126,6 +126,7 @@ impl FakeHandle {
                 readable,
                 writable,
                 hangup,
+                urgent: false,
             })
         });
     }

@@ -49,3 +49,11 @@ pub use watcher::{Builder, Mode, Watcher};
 pub const DEFAULT_SWAP_SIZE: usize = 64 * 1024;
 /// Default number of readiness events taken from the poller per wait.
 pub const DEFAULT_MAX_EVENTS: usize = 1024;
+/// Largest swap size a [`Builder`] accepts: 1 GiB. One swap read fills at
+/// most one slab, and Linux moves less than 2 GiB per `read` anyway; a
+/// larger slab would only be memory allocated up front for nothing.
+pub const MAX_SWAP_SIZE: usize = 1 << 30;
+/// Largest number of events per wait a [`Builder`] accepts: 1,048,576.
+/// The event buffers are allocated up front (about 28 MB at this size);
+/// one wait taking more than this many events gains nothing.
+pub const MAX_EVENTS_PER_WAIT: usize = 1 << 20;

@@ -23,6 +23,11 @@ pub struct Event {
     /// `EPOLLHUP`, `EPOLLERR`, `EV_EOF`): from now on reads and writes never
     /// wait for another edge, since none may come.
     pub hangup: bool,
+    /// Urgent (out-of-band) data is pending (`EPOLLPRI`): a read may stop
+    /// short at its mark with data still queued behind it, so until a read
+    /// would block the engine does not take a short read as drained. Only
+    /// pollers with [`Poller::REPORTS_URGENT`] set it.
+    pub urgent: bool,
 }
 
 /// An edge-triggered readiness source.
@@ -38,6 +43,22 @@ pub struct Event {
 pub trait Poller: Send + Sync + Sized + 'static {
     /// The raw event buffer `wait` fills, owned by the waiting thread.
     type Events: Send;
+
+    /// True if the poller reports a direction again, after the engine
+    /// [re-armed](Poller::rearm) it, for as long as the descriptor stays
+    /// ready in it (poll(2) emulating edges on a level-triggered wait).
+    /// The engine may then take any short read as "drained": if data was
+    /// left behind, the next wait reports it. Edge-triggered pollers
+    /// (epoll, kqueue) leave it false.
+    const LEVEL_TRIGGERED: bool = false;
+
+    /// True if every event that follows the arrival of urgent data on a
+    /// TCP socket, or is taken while such data is pending, carries
+    /// [`Event::urgent`]. With it, the engine takes a short read from a
+    /// plain TCP socket as drained unless urgent data was announced (and
+    /// saves a `recv` that would only say `EAGAIN`); without it, only a
+    /// read that would block proves a socket drained.
+    const REPORTS_URGENT: bool = false;
 
     /// Creates a poller with its wake-up mechanism.
     fn new() -> io::Result<Self>;

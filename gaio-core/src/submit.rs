@@ -41,7 +41,8 @@ pub trait Submit {
 
     /// Closes the connection; each of its pending requests completes with
     /// [`Error::ConnClosed`]. Freeing a connection twice, or through a stale
-    /// handle, does nothing. Fails only if the watcher is closed.
+    /// handle, does nothing. Fails if the watcher is closed, or with
+    /// [`Error::ForeignConn`] for a handle another watcher handed out.
     fn free(&mut self, conn: Conn) -> Result<(), Error>;
 
     /// Closes the watcher: every connection is closed, every pending
@@ -184,22 +185,27 @@ pub(crate) fn submit_shared<P: Poller, C, B: IoBuf>(
     if shared.is_closed() {
         return Err(request.reject(Error::WatcherClosed));
     }
-    shared.push(Command::Submit(request.validate()?));
-    Ok(())
+    if let Err(e) = shared.check_owner(request.conn) {
+        return Err(request.reject(e));
+    }
+    // The queue refuses the request if the watcher closed since the check
+    // above; it then comes back with its context and buffer.
+    match shared.push(Command::Submit(request.validate()?)) {
+        Ok(()) => Ok(()),
+        Err(Command::Submit(request)) => Err(request.reject(Error::WatcherClosed)),
+        Err(_) => unreachable!("push hands back the command it was given"),
+    }
 }
 
 pub(crate) fn watch_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, fd: OwnedFd) -> Result<Conn, Error> {
-    let (conn, fd, kind) = shared.register(fd)?;
-    shared.push(Command::Watch { conn, fd, kind });
+    let (conn, fd, info) = shared.register(fd)?;
+    shared.push_watch(conn, fd, info)?;
     Ok(conn)
 }
 
 pub(crate) fn free_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, conn: Conn) -> Result<(), Error> {
-    if shared.is_closed() {
-        return Err(Error::WatcherClosed);
-    }
-    shared.push(Command::Free(conn));
-    Ok(())
+    shared.check_owner(conn)?;
+    shared.push(Command::Free(conn)).map_err(|_| Error::WatcherClosed)
 }
 
 impl<P: Poller, C, B: IoBuf> Submit for Submitter<P, C, B> {

@@ -31,9 +31,26 @@ pub enum FdKind {
     Other,
 }
 
+/// What the engine learns about a descriptor at hand-over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FdInfo {
+    pub(crate) kind: FdKind,
+    /// A TCP socket with no upper-layer protocol (such as kernel TLS) on
+    /// its receive path. Only for these does the engine take a short read
+    /// as proof that the receive queue is empty (see `engine::attempt`):
+    /// Linux's `tcp_recvmsg` returns fewer bytes than asked only when the
+    /// queue ran dry or at the urgent mark, which epoll announces with
+    /// `EPOLLPRI`. Other stream sockets stop short with data left: AF_UNIX
+    /// after a message that carried descriptors, at a change of
+    /// credentials, at out-of-band data; SCTP after each message.
+    pub(crate) plain_tcp: bool,
+}
+
 /// Puts `fd` in non-blocking mode and tells what kind it is. Refuses
-/// sockets that are not stream sockets.
-pub(crate) fn prepare(fd: BorrowedFd<'_>) -> Result<FdKind, Error> {
+/// sockets that are not stream sockets. With `learn_protocol`, also finds
+/// out whether a stream socket is plain TCP (two more system calls, made
+/// only where the answer matters: see [`FdInfo::plain_tcp`]).
+pub(crate) fn prepare(fd: BorrowedFd<'_>, learn_protocol: bool) -> Result<FdInfo, Error> {
     let kind = match sockopt::socket_type(fd) {
         Ok(SocketType::STREAM) => {
             #[cfg(target_vendor = "apple")]
@@ -44,8 +61,48 @@ pub(crate) fn prepare(fd: BorrowedFd<'_>) -> Result<FdKind, Error> {
         Err(Errno::NOTSOCK) => FdKind::Other,
         Err(e) => return Err(Error::Io(e.into())),
     };
+    let plain_tcp = learn_protocol && kind == FdKind::StreamSocket && is_plain_tcp(fd);
     set_nonblocking(fd)?;
-    Ok(kind)
+    Ok(FdInfo { kind, plain_tcp })
+}
+
+/// True if stream socket `fd` is TCP with no upper-layer protocol. Any
+/// doubt (an error from either query) answers false, which only costs the
+/// engine one more `recv` per drained read.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn is_plain_tcp(fd: BorrowedFd<'_>) -> bool {
+    use rustix::net::ipproto;
+    if !matches!(sockopt::socket_protocol(fd), Ok(Some(p)) if p == ipproto::TCP) {
+        return false;
+    }
+    let mut name = [0u8; 16];
+    let mut len = name.len() as libc::socklen_t;
+    // SAFETY: `fd` is a valid open descriptor for the duration of the
+    // call (borrowed), `name` is a writable buffer of `len` bytes, and
+    // `len` points to its size, as getsockopt(2) requires; the kernel
+    // writes at most `len` bytes and updates `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::IPPROTO_TCP,
+            libc::TCP_ULP,
+            name.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        // Kernels before 4.13 have no upper-layer protocols at all.
+        return io::Error::last_os_error().raw_os_error() == Some(libc::ENOPROTOOPT);
+    }
+    // No upper-layer protocol: an empty name.
+    len == 0 || name[0] == 0
+}
+
+/// Only Linux's receive path has been argued through (see
+/// [`FdInfo::plain_tcp`]); elsewhere no socket counts as plain TCP.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn is_plain_tcp(_fd: BorrowedFd<'_>) -> bool {
+    false
 }
 
 /// `ioctl(FIONBIO)`: one system call.

@@ -1,8 +1,10 @@
 //! The `Watcher`: owns the engine (or the thread that turns it), hands out
 //! completions, and closes everything when dropped.
 
+use std::any::Any;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -64,13 +66,17 @@ impl<P: Poller> Builder<P> {
     }
 
     /// Size of one slab of swap memory, the memory reads without a buffer
-    /// fill. A single such read returns at most this many bytes.
+    /// fill. A single such read returns at most this many bytes. From 1 to
+    /// [`MAX_SWAP_SIZE`](crate::MAX_SWAP_SIZE); [`build`](Self::build)
+    /// refuses other values.
     pub fn swap_size(mut self, bytes: usize) -> Self {
         self.swap_size = bytes;
         self
     }
 
-    /// Most readiness events taken from the poller per wait.
+    /// Most readiness events taken from the poller per wait. From 1 to
+    /// [`MAX_EVENTS_PER_WAIT`](crate::MAX_EVENTS_PER_WAIT);
+    /// [`build`](Self::build) refuses other values.
     pub fn max_events(mut self, events: usize) -> Self {
         self.max_events = events;
         self
@@ -84,19 +90,13 @@ impl<P: Poller> Builder<P> {
 
     /// Creates the watcher.
     ///
-    /// Fails with [`Error::Io`] if the poller cannot be created, and with
-    /// [`Error::EmptyBuffer`] for a swap size of zero or
-    /// [`Error::Io`]/`InvalidInput` for zero events per wait.
+    /// Fails with [`Error::InvalidSetting`] for a swap size or an event
+    /// count out of range (checked before anything is allocated), and with
+    /// [`Error::Io`] if the poller or the background thread cannot be
+    /// created.
     pub fn build<C: Send + 'static, B: IoBuf>(self) -> Result<Watcher<P, C, B>, Error> {
-        if self.swap_size == 0 {
-            return Err(Error::EmptyBuffer);
-        }
-        if self.max_events == 0 {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "max_events must be at least 1",
-            )));
-        }
+        in_range("swap_size", self.swap_size, 1, crate::MAX_SWAP_SIZE)?;
+        in_range("max_events", self.max_events, 1, crate::MAX_EVENTS_PER_WAIT)?;
         let shared = Arc::new(Shared::new(P::new()?));
         let config = Config {
             swap_size: self.swap_size,
@@ -111,6 +111,20 @@ impl<P: Poller> Builder<P> {
     }
 }
 
+/// `Ok` if `min <= value <= max`, else the error naming the setting.
+fn in_range(name: &'static str, value: usize, min: usize, max: usize) -> Result<(), Error> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidSetting {
+            name,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
 /// The proactor: owns connections, runs their reads and writes, and hands
 /// out completions in batches.
 ///
@@ -118,6 +132,24 @@ impl<P: Poller> Builder<P> {
 /// user context every request carries, `B` the buffer type. Submit through
 /// the [`Submit`] trait; other threads submit through a
 /// [`Submitter`](Watcher::submitter).
+///
+/// # Panics in user code
+///
+/// The thread doing the I/O calls user code: the buffer's [`IoBuf`] and
+/// [`IoBufMut`](crate::IoBufMut) methods, and `Drop` of contexts and
+/// buffers. If that code panics, the watcher closes itself: every socket is
+/// closed, submissions are refused with [`Error::WatcherClosed`], the
+/// pending requests come back from `wait_io` with
+/// [`Error::WatcherClosed`], and from then on every `wait_io` fails with
+/// [`Error::Panicked`].
+/// * In [`Mode::Background`] the engine thread catches the panic and
+///   passes its message on; a `wait_io` blocked at that moment wakes up.
+/// * In [`Mode::Inline`] the panic happens on the caller's thread, inside
+///   the call that ran the user code (`wait_io`, or a submission that tried
+///   the I/O at once), and unwinds into the caller like any panic of its
+///   own. If the caller catches it and goes on, the watcher is *poisoned*,
+///   as a `Mutex` is: the next call closes it as above. Dropping the
+///   watcher, during the unwinding or later, closes every socket.
 pub struct Watcher<P: Poller, C, B> {
     shared: Arc<Shared<P, C, B>>,
     driver: Driver<P, C, B>,
@@ -204,7 +236,7 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
         limit: Option<Instant>,
     ) -> Result<usize, Error> {
         match &mut self.driver {
-            Driver::Inline(engine) => engine.wait(out, limit),
+            Driver::Inline(engine) => engine.guarded(|e| e.wait(out, limit)),
             Driver::Background(bg) => bg.wait(out, limit),
         }
     }
@@ -234,28 +266,28 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
 
     fn submit(&mut self, request: Request<C, B>) -> SubmitResult<C, B> {
         match &mut self.driver {
-            Driver::Inline(engine) => engine.submit(request),
+            Driver::Inline(engine) => engine.guarded(|e| e.submit(request)),
             Driver::Background(_) => submit_shared(&self.shared, request),
         }
     }
 
     fn watch(&mut self, fd: impl Into<OwnedFd>) -> Result<Conn, Error> {
         match &mut self.driver {
-            Driver::Inline(engine) => engine.watch(fd.into()),
+            Driver::Inline(engine) => engine.guarded(|e| e.watch(fd.into())),
             Driver::Background(_) => watch_shared(&self.shared, fd.into()),
         }
     }
 
     fn free(&mut self, conn: Conn) -> Result<(), Error> {
         match &mut self.driver {
-            Driver::Inline(engine) => engine.free(conn),
+            Driver::Inline(engine) => engine.guarded(|e| e.free(conn)),
             Driver::Background(_) => free_shared(&self.shared, conn),
         }
     }
 
     fn close(&mut self) {
         match &mut self.driver {
-            Driver::Inline(engine) => engine.shutdown(),
+            Driver::Inline(engine) => engine.guarded(|e| e.shutdown()),
             Driver::Background(bg) => {
                 // Wait for the I/O thread to finish shutting down, so every
                 // socket is closed when `close` returns, as in inline mode.
@@ -269,11 +301,21 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
 impl<P: Poller, C, B> Drop for Watcher<P, C, B> {
     fn drop(&mut self) {
         self.shared.close();
-        if let Driver::Background(bg) = &mut self.driver {
-            bg.join();
+        match &mut self.driver {
+            Driver::Background(bg) => bg.join(),
+            // Closes every descriptor, including those handed over through
+            // a `Submitter` and still queued (the queue outlives the
+            // watcher while a `Submitter` lives). After a panic went
+            // through the engine, or while one unwinds through this drop,
+            // only the descriptors: a second panic here would abort.
+            Driver::Inline(engine) => {
+                if engine.is_poisoned() || std::thread::panicking() {
+                    engine.close_descriptors();
+                } else {
+                    engine.shutdown();
+                }
+            }
         }
-        // Inline: dropping the engine closes every descriptor and drops
-        // every buffer.
     }
 }
 
@@ -300,6 +342,9 @@ struct Inbox<C, B> {
     /// The engine has shut down (or failed) and will send nothing more.
     finished: bool,
     failure: Option<io::Error>,
+    /// The engine thread panicked, with this message: every `wait_io`
+    /// after the last batch fails with `Error::Panicked`.
+    panicked: Option<String>,
     /// The owning thread sleeps on the condition variable: only then does
     /// the engine thread pay for a wake-up (a futex call) after a post.
     waiting: bool,
@@ -333,6 +378,7 @@ impl<C, B: IoBuf> Background<C, B> {
                 batch: Vec::new(),
                 finished: false,
                 failure: None,
+                panicked: None,
                 waiting: false,
             }),
             ready: Condvar::new(),
@@ -365,6 +411,11 @@ impl<C, B: IoBuf> Background<C, B> {
                 return Ok(n);
             }
             if inbox.finished {
+                if let Some(message) = &inbox.panicked {
+                    return Err(Error::Panicked {
+                        message: message.clone(),
+                    });
+                }
                 return Err(inbox.failure.take().map_or(Error::WatcherClosed, Error::Io));
             }
             let timeout = match limit {
@@ -404,8 +455,39 @@ impl<C, B> Background<C, B> {
 }
 
 /// The background thread: turn the engine, post each batch, stop after the
-/// engine has shut down.
+/// engine has shut down. A panic (in user code the engine called, or a bug)
+/// closes the watcher and is reported to `wait_io` (see `engine::panic`).
 fn run_background<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox: &Mailbox<C, B>) {
+    let Err(payload) = catch_unwind(AssertUnwindSafe(|| turn_until_finished(engine, mailbox))) else {
+        return;
+    };
+    let message = panic_message(payload.as_ref());
+    tracing::error!(%message, "the watcher's engine thread panicked; closing the watcher");
+    engine.close_after_panic();
+    let mut inbox = mailbox.lock();
+    crate::engine::hand_over(engine.ready_mut(), &mut inbox.batch);
+    inbox.panicked = Some(message);
+    inbox.finished = true;
+    let waiting = inbox.waiting;
+    drop(inbox);
+    if waiting {
+        mailbox.ready.notify_one();
+    }
+}
+
+/// The message a panic carried: its `&str` or `String` payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic payload that is not a string)".to_string()
+    }
+}
+
+/// The loop of [`run_background`].
+fn turn_until_finished<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox: &Mailbox<C, B>) {
     loop {
         let failure = engine.turn(true, None).err();
         if let Some(e) = &failure {

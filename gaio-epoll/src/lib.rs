@@ -48,6 +48,14 @@ pub struct EpollPoller {
 impl Poller for EpollPoller {
     type Events = EventBuf;
 
+    /// Every connection is registered for `EPOLLPRI`, and epoll computes an
+    /// event's flags from the socket's state when the event is taken
+    /// (`tcp_poll` reports `EPOLLPRI` while urgent data is pending). Urgent
+    /// data arriving after an event was taken makes a new event. So the
+    /// last event taken before a read that stopped at an urgent mark says
+    /// `urgent`.
+    const REPORTS_URGENT: bool = true;
+
     fn new() -> io::Result<Self> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
@@ -113,6 +121,7 @@ impl Poller for EpollPoller {
                 readable: flags.intersects(F::IN | F::PRI),
                 writable: flags.contains(F::OUT),
                 hangup: flags.intersects(F::RDHUP | F::HUP | F::ERR),
+                urgent: flags.contains(F::PRI),
             });
         }
         Ok(())
@@ -128,11 +137,11 @@ impl Poller for EpollPoller {
     }
 }
 
-/// What every connection is registered for: both directions and the peer's
-/// half-close, edge-triggered.
+/// What every connection is registered for: both directions, urgent data
+/// and the peer's half-close, edge-triggered.
 fn interest() -> epoll::EventFlags {
     use epoll::EventFlags as F;
-    F::IN | F::OUT | F::RDHUP | F::ET
+    F::IN | F::PRI | F::OUT | F::RDHUP | F::ET
 }
 
 impl EpollPoller {

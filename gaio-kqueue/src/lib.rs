@@ -152,6 +152,22 @@ impl KqueuePoller {
 impl Poller for KqueuePoller {
     type Events = EventBuf;
 
+    /// False: on kqueue only a read that would block proves a socket
+    /// drained, and a short read costs one more `recv` (it says EAGAIN).
+    ///
+    /// BSD's `soreceive` stops a read at the out-of-band mark
+    /// (`so_oobmark`) with data still queued behind it, and `EV_CLEAR`
+    /// brings no new `EVFILT_READ` event for data that was already there.
+    /// Taking such a short read for "drained" would leave the rest unread
+    /// until the peer sends more, as on Linux. Linux announces urgent data
+    /// in every event taken while it is pending (`EPOLLPRI`); kqueue has no
+    /// such flag on `EVFILT_READ` that every target shares (macOS has
+    /// `EV_OOBAND`, FreeBSD and OpenBSD a separate `EVFILT_EXCEPT` with
+    /// `NOTE_OOB`, NetBSD neither in all releases), and none of them can
+    /// be tested here. Until one can, correctness wins over the saved
+    /// system call.
+    const REPORTS_URGENT: bool = false;
+
     fn new() -> io::Result<Self> {
         let kq = kqueue::kqueue()?;
         rustix::io::fcntl_setfd(&kq, rustix::io::FdFlags::CLOEXEC)?;
@@ -167,13 +183,59 @@ impl Poller for KqueuePoller {
         EventBuf(Vec::with_capacity(capacity))
     }
 
+    /// Adds both filters in one `kevent` with `EV_RECEIPT`, which returns
+    /// one receipt per change instead of stopping at the first failure, so
+    /// each filter's outcome is known:
+    /// * the read filter must be added: without it no data would ever be
+    ///   reported;
+    /// * the write filter may fail with EPIPE: FreeBSD refuses
+    ///   `EVFILT_WRITE` on a pipe whose reader has gone, although data and
+    ///   end of stream are still there to read. The descriptor is watched
+    ///   for reading alone; a write on it is tried (the engine starts a
+    ///   connection writable) and fails with EPIPE, as it must.
+    ///
+    /// A failure removes whichever filter was added, so a refused
+    /// descriptor leaves nothing behind.
     fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         let raw = fd.as_raw_fd();
-        let flags = EventFlags::ADD | EventFlags::CLEAR;
-        self.apply(&[
+        let flags = EventFlags::ADD | EventFlags::CLEAR | EventFlags::RECEIPT;
+        let changes = [
             kqueue::Event::new(EventFilter::Read(raw), flags, token_ptr(token)),
             kqueue::Event::new(EventFilter::Write(raw), flags, token_ptr(token)),
-        ])
+        ];
+        let mut receipts = [std::mem::MaybeUninit::<kqueue::Event>::uninit(); 2];
+        let receipts = loop {
+            // SAFETY: `fd` is open for this call (borrowed), and kqueue
+            // removes a descriptor's filters when it is closed, so no
+            // filter ever refers to a closed descriptor. Adding a filter
+            // again (after EINTR) only updates it.
+            match unsafe { kqueue::kevent(&self.kq, &changes, &mut receipts[..], Some(Duration::ZERO)) } {
+                Ok((got, _)) => break got,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let (mut read, mut write) = (None, None);
+        for receipt in receipts.iter() {
+            // A receipt carries EV_ERROR, with 0 (success) or an errno in
+            // `data`.
+            let errno = receipt.data() as i32;
+            match receipt.filter() {
+                EventFilter::Read(_) => read = Some(errno),
+                EventFilter::Write(_) => write = Some(errno),
+                _ => {}
+            }
+        }
+        let failure = match (read, write) {
+            (Some(0), Some(0)) => return Ok(()),
+            (Some(0), Some(e)) if e == Errno::PIPE.raw_os_error() => return Ok(()),
+            (Some(0), Some(e)) | (Some(e), _) => io::Error::from_raw_os_error(e),
+            // A change without its receipt: the kernel did not do what
+            // EV_RECEIPT promises.
+            _ => io::Error::other("kevent returned no receipt for a filter"),
+        };
+        let _ = self.deregister(fd);
+        Err(failure)
     }
 
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -229,6 +291,8 @@ impl Poller for KqueuePoller {
                 readable,
                 writable,
                 hangup,
+                // See `REPORTS_URGENT` below.
+                urgent: false,
             });
         }
         Ok(())

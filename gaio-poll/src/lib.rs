@@ -15,6 +15,7 @@
 //! fallback, not for a million connections.
 #![cfg(unix)]
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -78,6 +79,10 @@ impl PollPoller {
 impl Poller for PollPoller {
     type Events = PollSet;
 
+    /// A direction the engine re-arms is polled again and reported while
+    /// ready: data a short read left behind is never missed.
+    const LEVEL_TRIGGERED: bool = true;
+
     fn new() -> io::Result<Self> {
         let (wake_rx, wake_tx) = rustix::pipe::pipe()?;
         for fd in [&wake_rx, &wake_tx] {
@@ -116,10 +121,16 @@ impl Poller for PollPoller {
                 write: true,
             },
         };
-        if self.registry().insert(fd.as_raw_fd(), entry).is_some() {
-            return Err(Errno::EXIST.into());
+        // An entry already there stays as it is (as epoll leaves an
+        // existing registration alone on EEXIST): the engine relies on a
+        // failed register changing nothing.
+        match self.registry().entry(fd.as_raw_fd()) {
+            Slot::Occupied(_) => Err(Errno::EXIST.into()),
+            Slot::Vacant(slot) => {
+                slot.insert(entry);
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -194,6 +205,9 @@ impl Poller for PollPoller {
                 readable: r.contains(PollFlags::IN),
                 writable: r.contains(PollFlags::OUT),
                 hangup,
+                // Level-triggered: data left behind a short read is
+                // reported again once the engine re-arms, urgent or not.
+                urgent: false,
             };
             if let Some(e) = registry.get_mut(&fd).filter(|e| e.token == token) {
                 // Report once, then wait for the engine to re-arm.
@@ -228,5 +242,49 @@ impl AsFd for PollPoller {
     /// The read end of the wake-up pipe.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.wake_rx.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+
+    use gaio_core::{Event, Poller};
+    use rustix::io::Errno;
+
+    use super::PollPoller;
+
+    #[test]
+    fn registering_a_registered_descriptor_fails_and_changes_nothing() {
+        let poller = PollPoller::new().unwrap();
+        let (rx, tx) = rustix::pipe::pipe().unwrap();
+        poller.register(rx.as_fd(), 1).unwrap();
+        let again = poller.register(rx.as_fd(), 2).unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(Errno::EXIST.raw_os_error()));
+        rustix::io::write(&tx, b"x").unwrap();
+        let mut set = PollPoller::events(8);
+        let mut events = Vec::new();
+        poller
+            .wait(&mut set, &mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(
+            events,
+            vec![Event {
+                token: 1,
+                readable: true,
+                writable: false,
+                hangup: false,
+                urgent: false,
+            }],
+            "the first registration must be intact"
+        );
+        // And deregistering removes it: nothing more is reported.
+        poller.deregister(rx.as_fd()).unwrap();
+        events.clear();
+        poller
+            .wait(&mut set, &mut events, Some(Duration::from_millis(10)))
+            .unwrap();
+        assert!(events.is_empty(), "{events:?}");
     }
 }

@@ -43,7 +43,7 @@
 
 pub use gaio_core::{
     Buffer, Bytes, BytesMut, Completion, Conn, Error, Event, IoBuf, IoBufMut, Mode, Op, Poller, Rejected,
-    Request, Submit, DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE,
+    Request, Submit, DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
 };
 
 pub use gaio_poll::PollPoller;

@@ -2,8 +2,8 @@
 //! hand-over of unsuitable descriptors, `free`, stale handles, `close`,
 //! drop with requests in flight, CPU affinity and builder settings.
 //!
-//! Run one test per process (nextest): descriptor and thread counting
-//! relies on it.
+//! Descriptor and thread counting are process-wide: every test holds the
+//! test lock (exclusively, through its `FdCheck`), see `util`.
 
 mod util;
 use util::peer::{read_to_eof, timeouts, unix_timeouts};
@@ -797,25 +797,45 @@ fn drop_with_requests_in_flight_closes_everything() {
 // ----- 11. builder -------------------------------------------------------------------
 
 #[test]
-fn builder_refuses_zero_sizes() {
+fn builder_refuses_sizes_out_of_range() {
     let fds = util::FdCheck::new();
     let threads = thread_count();
     for mode in util::MODES {
-        match gaio::Builder::new()
-            .mode(mode)
-            .swap_size(0)
-            .build::<(), Vec<u8>>()
-        {
-            Err(Error::EmptyBuffer) => {}
-            other => panic!("{mode:?}: swap_size(0): expected EmptyBuffer, got {other:?}"),
-        }
-        match gaio::Builder::new()
-            .mode(mode)
-            .max_events(0)
-            .build::<(), Vec<u8>>()
-        {
-            Err(Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::InvalidInput),
-            other => panic!("{mode:?}: max_events(0): expected InvalidInput, got {other:?}"),
+        let cases = [
+            ("swap_size", 0, gaio::Builder::new().swap_size(0)),
+            (
+                "swap_size",
+                usize::MAX,
+                gaio::Builder::new().swap_size(usize::MAX),
+            ),
+            ("max_events", 0, gaio::Builder::new().max_events(0)),
+            (
+                "max_events",
+                usize::MAX,
+                gaio::Builder::new().max_events(usize::MAX),
+            ),
+        ];
+        for (setting, given, builder) in cases {
+            match builder.mode(mode).build::<(), Vec<u8>>() {
+                Err(
+                    e @ Error::InvalidSetting {
+                        name,
+                        value,
+                        min,
+                        max,
+                    },
+                ) => {
+                    assert_eq!((name, value, min), (setting, given, 1), "{mode:?}");
+                    let limit = if setting == "swap_size" {
+                        gaio::MAX_SWAP_SIZE
+                    } else {
+                        gaio::MAX_EVENTS_PER_WAIT
+                    };
+                    assert_eq!(max, limit);
+                    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+                }
+                other => panic!("{mode:?}: {setting} = {given}: expected InvalidSetting, got {other:?}"),
+            }
         }
         // Nothing was started.
         assert_eq!(thread_count(), threads);
@@ -892,6 +912,7 @@ fn swap_reads_deliver_everything(swap: Option<usize>, len: usize) {
 
 #[test]
 fn small_swap_size_delivers_a_large_message_in_pieces() {
+    let _lock = util::exclusive();
     swap_reads_deliver_everything(Some(64), 20_000);
 }
 
@@ -900,6 +921,7 @@ fn small_swap_size_delivers_a_large_message_in_pieces() {
 /// clear the readable flag, stalling the next one).
 #[test]
 fn default_swap_delivers_a_message_larger_than_a_slab() {
+    let _lock = util::exclusive();
     swap_reads_deliver_everything(None, 4 * gaio::DEFAULT_SWAP_SIZE);
 }
 
@@ -937,6 +959,7 @@ fn one_event_per_wait_still_serves_every_connection() {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 #[test]
 fn set_affinity_reports_unsupported_off_linux() {
+    let _lock = util::shared();
     for mode in util::MODES {
         let w: Watcher = util::watcher(mode);
         let e = w.set_affinity(0).expect_err("affinity is not supported here");

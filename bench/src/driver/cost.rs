@@ -45,6 +45,13 @@ pub fn measure(exe: &Path, imp: Impl, conns: usize, rounds: u64) -> Result<Metri
             "valgrind (with callgrind_control) is not installed",
         ));
     }
+    // GAIO_BENCH_CALLGRIND_DIR keeps the dumps there, for
+    // `callgrind_annotate` (where the instructions went).
+    if let Some(keep) = std::env::var_os("GAIO_BENCH_CALLGRIND_DIR") {
+        let dir = PathBuf::from(keep).join(format!("{imp}-{conns}"));
+        fs::create_dir_all(&dir)?;
+        return measure_in(&dir, exe, imp, conns, rounds);
+    }
     let dir = std::env::temp_dir().join(format!("gaio-bench-callgrind-{}", std::process::id()));
     fs::create_dir_all(&dir)?;
     let result = measure_in(&dir, exe, imp, conns, rounds);

@@ -12,7 +12,9 @@ use bytes::Bytes;
 
 use super::slab::Node;
 use super::swap::Swap;
-use super::{rearm, unwritten, ConnState, Dir, EOF, HUP, READABLE, STREAM, WRITABLE};
+use super::{
+    rearm, unwritten, ConnState, Dir, EOF, HUP, READABLE, SHORT_READ_DRAINS, STREAM, URGENT, WRITABLE,
+};
 use crate::request::ReadView;
 use crate::{Conn, Error, IoBuf, IoOutcome, Op, Poller};
 
@@ -102,10 +104,14 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                 }
                 IoOutcome::Done(n) => {
                     node.done += n;
-                    // A short read from a stream socket drained its receive
-                    // buffer: the next read waits for an edge, unless the
-                    // peer hung up (then no further edge would come).
-                    if n < wanted && conn_state.has(STREAM) && !conn_state.has(HUP) {
+                    // A short read proves the receive queue empty only
+                    // where the kernel stops short for no other reason
+                    // (`SHORT_READ_DRAINS`: plain TCP, whose reads also stop
+                    // at an urgent mark, announced as `URGENT`), and while
+                    // the peer has not hung up (no further edge would
+                    // come). Then the next read waits for an edge and saves
+                    // the `recv` that would say EAGAIN; otherwise it tries.
+                    if n < wanted && conn_state.has(SHORT_READ_DRAINS) && !conn_state.has(HUP | URGENT) {
                         self.not_ready(conn_state, conn, Dir::Read);
                     }
                     if node.op == Op::Read || n >= wanted {
@@ -176,6 +182,10 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
         match outcome {
             IoOutcome::Done(_) => unreachable!("only outcomes other than Done are given here"),
             IoOutcome::WouldBlock => {
+                if dir == Dir::Read {
+                    // Drained for certain: past any urgent mark.
+                    conn_state.set(URGENT, false);
+                }
                 self.not_ready(conn_state, conn, dir);
                 Attempt::Wait
             }

@@ -5,11 +5,20 @@
 //! ten thousand connections can pin about as much garbage as it holds.
 //! Chunks are allocated once at their final size and never copied, so the
 //! memory a table holds is what it uses, rounded up to one chunk.
+//!
+//! A table does not shrink by itself. Its owner gives memory back with
+//! [`Chunked::truncate`] or [`Chunked::trim_trailing`], which free every
+//! chunk past the new end (and shrink the small vector of chunk pointers);
+//! the engine does so once it has been idle after a burst. Only trailing
+//! chunks can go: an entry's index is its identity (a descriptor number, a
+//! slab slot), so entries never move, and a chunk stays while it or any
+//! chunk after it holds an entry that must be kept. The last chunk kept
+//! keeps its full allocation, so entries kept in it do not move either.
 
 use std::ops::{Index, IndexMut};
 
 /// Entries per chunk (a power of two, so indexing is a shift and a mask).
-const CHUNK: usize = 1024;
+pub(super) const CHUNK: usize = 1024;
 
 pub(super) struct Chunked<T> {
     chunks: Vec<Vec<T>>,
@@ -26,6 +35,45 @@ impl<T> Chunked<T> {
 
     pub(super) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Entries the allocated chunks have room for: a multiple of the chunk
+    /// size, at least `len()`.
+    pub(super) fn capacity(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+
+    /// Shortens the table to `len` entries, dropping the ones past it,
+    /// frees every chunk that no longer holds an entry and shrinks the
+    /// vector of chunk pointers to fit. Entries kept never move. Does
+    /// nothing if the table is no longer than `len`.
+    ///
+    /// Costs one drop per entry dropped, and at most one reallocation of
+    /// the vector of chunks (24 bytes per chunk).
+    pub(super) fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        let keep = len.div_ceil(CHUNK);
+        self.chunks.truncate(keep);
+        self.chunks.shrink_to_fit();
+        if let Some(last) = self.chunks.last_mut() {
+            // Keeps its allocation: the entries left in it stay put.
+            last.truncate(len - (keep - 1) * CHUNK);
+        }
+        self.len = len;
+    }
+
+    /// Truncates the table after its last entry for which `empty` is false
+    /// (to nothing if there is none), freeing the chunks past it.
+    ///
+    /// Looks only at the trailing entries that go, plus one.
+    pub(super) fn trim_trailing(&mut self, empty: impl Fn(&T) -> bool) {
+        let mut end = self.len;
+        while end > 0 && empty(&self[end - 1]) {
+            end -= 1;
+        }
+        self.truncate(end);
     }
 
     /// Appends `value` at index `len()`.
@@ -91,5 +139,61 @@ mod tests {
         assert_eq!(c.get(CHUNK), Some(&99));
         assert_eq!(c.get(5 * CHUNK), None);
         assert_eq!(c.get_mut(5 * CHUNK + 3), None);
+    }
+
+    #[test]
+    fn truncation_frees_trailing_chunks_without_moving_entries() {
+        let mut c = Chunked::new();
+        for i in 0..(5 * CHUNK + 5) {
+            c.push(i);
+        }
+        assert_eq!(c.capacity(), 6 * CHUNK);
+        let kept = [0, CHUNK, 2 * CHUNK + 3].map(|i| &c[i] as *const usize);
+        c.truncate(2 * CHUNK + 4);
+        assert_eq!((c.len(), c.capacity()), (2 * CHUNK + 4, 3 * CHUNK));
+        // The vector of chunk pointers shrank too.
+        assert_eq!(c.chunks.capacity(), 3);
+        assert_eq!(kept, [0, CHUNK, 2 * CHUNK + 3].map(|i| &c[i] as *const usize));
+        assert_eq!((c[0], c[CHUNK], c[2 * CHUNK + 3]), (0, CHUNK, 2 * CHUNK + 3));
+        assert_eq!(c.get(2 * CHUNK + 4), None);
+        assert_eq!(c.get(5 * CHUNK), None);
+        // Growing again fills the last chunk kept in place, then adds one.
+        c.grow_to(3 * CHUNK + 1, || 7);
+        assert_eq!(&c[2 * CHUNK + 3] as *const usize, kept[2]);
+        assert_eq!((c[2 * CHUNK + 4], c[3 * CHUNK], c.capacity()), (7, 7, 4 * CHUNK));
+        // Truncating to a length not shorter is a no-op.
+        c.truncate(3 * CHUNK + 1);
+        c.truncate(usize::MAX);
+        assert_eq!((c.len(), c.capacity()), (3 * CHUNK + 1, 4 * CHUNK));
+        // A whole number of chunks keeps exactly those.
+        c.truncate(CHUNK);
+        assert_eq!((c.len(), c.capacity(), c[CHUNK - 1]), (CHUNK, CHUNK, CHUNK - 1));
+        assert_eq!(&c[0] as *const usize, kept[0]);
+        c.truncate(0);
+        assert_eq!((c.len(), c.capacity(), c.chunks.capacity()), (0, 0, 0));
+        c.push(5);
+        assert_eq!((c.len(), c.capacity(), c[0]), (1, CHUNK, 5));
+    }
+
+    #[test]
+    fn trailing_empty_entries_are_trimmed() {
+        let mut c: Chunked<Option<u32>> = Chunked::new();
+        c.grow_to(4 * CHUNK, || None);
+        c[5] = Some(5);
+        c[CHUNK + 1] = Some(1);
+        c.trim_trailing(Option::is_none);
+        assert_eq!((c.len(), c.capacity()), (CHUNK + 2, 2 * CHUNK));
+        assert_eq!((c[5], c[CHUNK + 1]), (Some(5), Some(1)));
+        // Nothing trailing is empty: nothing changes.
+        c.trim_trailing(Option::is_none);
+        assert_eq!((c.len(), c.capacity()), (CHUNK + 2, 2 * CHUNK));
+        c[CHUNK + 1] = None;
+        c.trim_trailing(Option::is_none);
+        assert_eq!((c.len(), c.capacity(), c[5]), (6, CHUNK, Some(5)));
+        c[5] = None;
+        c.trim_trailing(Option::is_none);
+        assert_eq!((c.len(), c.capacity()), (0, 0));
+        c.trim_trailing(Option::is_none);
+        assert_eq!(c.len(), 0);
     }
 }

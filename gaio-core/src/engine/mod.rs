@@ -19,6 +19,8 @@
 
 mod attempt;
 mod chunked;
+mod lifecycle;
+mod panic;
 mod slab;
 mod swap;
 mod timers;
@@ -95,9 +97,16 @@ const WRITABLE: u8 = 2;
 const HUP: u8 = 4;
 /// A read returned end of stream: every read from now on gets `Eof`.
 const EOF: u8 = 8;
-/// A stream socket (`recv`/`send` with `MSG_NOSIGNAL`; short reads mean
-/// drained).
+/// A stream socket (`recv`/`send` with `MSG_NOSIGNAL`; a short write
+/// means its send buffer is full).
 const STREAM: u8 = 16;
+/// A short read proves the receive queue empty (see `attempt::Io::read`):
+/// a plain TCP socket on a poller that reports urgent data, or any stream
+/// socket on a level-triggered poller.
+const SHORT_READ_DRAINS: u8 = 32;
+/// Urgent data was announced: a short read may have stopped at its mark,
+/// so only a read that would block proves the socket drained again.
+const URGENT: u8 = 64;
 
 impl ConnState {
     fn has(&self, flag: u8) -> bool {
@@ -159,11 +168,21 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// A work vector holds more than it needs when idle: give the memory
     /// back once the engine has been idle for [`IDLE_TRIM`].
     burst_memory: bool,
+    /// Slots the request slab, the connection table and the timer heap
+    /// held together when memory was last given back: growing past it is
+    /// a burst, whose memory the next idle period gives back.
+    tables_mark: usize,
     /// Since when the engine has had nothing to do (tracked only while it
     /// holds burst memory).
     idle_since: Option<Instant>,
     /// Shut down: every connection closed, every request completed.
     finished: bool,
+    /// Inside a call from the owning thread (inline mode); still set at
+    /// the next call only if a panic unwound out of the last one (see
+    /// `panic`).
+    in_call: bool,
+    /// A panic unwound out of a call and the watcher closed because of it.
+    panicked: bool,
 }
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
@@ -182,8 +201,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             last_poll: Instant::now(),
             unpolled_batches: 0,
             burst_memory: false,
+            tables_mark: 0,
             idle_since: None,
             finished: false,
+            in_call: false,
+            panicked: false,
         }
     }
 
@@ -205,8 +227,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Hands a descriptor over from the owning thread.
     pub(crate) fn watch(&mut self, fd: OwnedFd) -> Result<Conn, Error> {
-        let (conn, fd, kind) = self.shared.register(fd)?;
-        self.insert_conn(conn, fd, kind);
+        let (conn, fd, info) = self.shared.register(fd)?;
+        self.insert_conn(conn, fd, info);
         Ok(conn)
     }
 
@@ -215,6 +237,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     pub(crate) fn submit(&mut self, req: Request<C, B>) -> Result<(), Rejected<C, B>> {
         if self.finished || self.shared.is_closed() {
             return Err(req.reject(Error::WatcherClosed));
+        }
+        if let Err(e) = self.shared.check_owner(req.conn) {
+            return Err(req.reject(e));
         }
         let req = req.validate()?;
         // Commands queued by other threads may have happened before this
@@ -229,6 +254,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if self.finished || self.shared.is_closed() {
             return Err(Error::WatcherClosed);
         }
+        self.shared.check_owner(conn)?;
         self.drain_commands();
         self.free_conn(conn, || Error::ConnClosed);
         Ok(())
@@ -271,7 +297,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             }
         }
         if self.finished && self.ready.is_empty() {
-            return Err(Error::WatcherClosed);
+            return Err(self.closed_error());
         }
         let n = self.ready.len();
         self.burst_memory |= n > KEEP_CAPACITY;
@@ -312,7 +338,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             self.on_event(ev);
         }
         self.events = events;
-        self.burst_memory |= self.io.swap.holds_retired();
+        self.burst_memory |= self.io.swap.holds_retired() || self.tables_slots() > self.tables_mark;
         self.retry_starved();
         self.fire_timers();
         waited
@@ -329,6 +355,23 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     #[cfg(test)]
     pub(crate) fn command_capacity(&self) -> (usize, usize) {
         (self.commands.capacity(), self.shared.queue.capacity())
+    }
+
+    /// True while the engine holds memory it will give back when idle.
+    #[cfg(test)]
+    pub(crate) fn holds_burst_memory(&self) -> bool {
+        self.burst_memory
+    }
+
+    /// Slots held by the request slab, the connection table and the timer
+    /// heap.
+    #[cfg(test)]
+    pub(crate) fn table_capacities(&self) -> (usize, usize, usize) {
+        (
+            self.nodes.capacity(),
+            self.conns.capacity(),
+            self.timers.capacity(),
+        )
     }
 
     /// Tracks how long the engine has had nothing to do while holding
@@ -362,7 +405,21 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         self.shared.queue.shrink_to(IDLE_KEEP_CAPACITY);
         self.io.swap.drop_retired();
+        // The tables give back what lies past their last entry in use; see
+        // `Chunked` for what must stay (a connection on a high descriptor
+        // number keeps the table up to its chunk).
+        self.conns.trim_trailing(Option::is_none);
+        self.nodes.trim();
+        let nodes = &self.nodes;
+        self.timers.trim(|e| nodes.find_timer(e.node, e.timer).is_some());
+        self.tables_mark = self.tables_slots();
         self.burst_memory = false;
+    }
+
+    /// Slots the request slab, the connection table and the timer heap
+    /// hold (used or not).
+    fn tables_slots(&self) -> usize {
+        self.nodes.capacity() + self.conns.capacity() + self.timers.capacity()
     }
 
     /// How long the poller may sleep: until the nearest deadline, `limit`,
@@ -382,11 +439,6 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         Some(sleep.map_or(MAX_SLEEP, |s| s.min(MAX_SLEEP)))
     }
 
-    /// Requests pending on connections (not counting queued commands).
-    fn nodes_pending(&self) -> usize {
-        self.nodes.len()
-    }
-
     fn now_ns(&self) -> u64 {
         to_ns(self.epoch.elapsed())
     }
@@ -402,7 +454,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         let used = commands.len();
         for cmd in commands.drain(..) {
             match cmd {
-                Command::Watch { conn, fd, kind } => {
+                Command::Watch { conn, fd, info } => {
                     // Registered on another thread: events reported before
                     // now named an unknown connection and were dropped, a
                     // hang-up among them, and an edge is not repeated. Have
@@ -410,7 +462,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     if let Err(e) = self.shared.poller.reregister(fd.as_fd(), conn.token()) {
                         tracing::warn!(fd = conn.fd, error = %e, "re-registering a handed-over connection failed");
                     }
-                    self.insert_conn(conn, fd, kind);
+                    self.insert_conn(conn, fd, info);
                 }
                 Command::Submit(req) => self.apply_request(req),
                 Command::Free(conn) => self.free_conn(conn, || Error::ConnClosed),
@@ -421,41 +473,6 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         // The queue's vector and this one trade places: both hold about
         // this much.
         self.burst_memory |= self.commands.capacity() > IDLE_KEEP_CAPACITY;
-    }
-
-    fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, kind: FdKind) {
-        let idx = conn.fd as usize;
-        self.conns.grow_to(idx + 1, || None);
-        // The OS only hands out this number again once the previous owner
-        // closed it, so a slot still in use here means the descriptor was
-        // closed behind the watcher's back; that connection is gone.
-        if self.conns[idx].is_some() {
-            let stale = self.conns[idx].as_ref().map(|s| Conn {
-                fd: conn.fd,
-                gen: s.gen,
-            });
-            if let Some(stale) = stale {
-                self.free_conn(stale, || Error::ConnClosed);
-            }
-        }
-        tracing::trace!(fd = conn.fd, gen = conn.gen, ?kind, "connection watched");
-        let stream = if kind == FdKind::StreamSocket { STREAM } else { 0 };
-        self.conns[idx] = Some(ConnState {
-            fd,
-            gen: conn.gen,
-            reads: List::EMPTY,
-            writes: List::EMPTY,
-            // Readiness is unknown until tried: an edge may have been
-            // reported before the engine knew the connection.
-            flags: READABLE | WRITABLE | stream,
-        });
-    }
-
-    fn conn_mut(&mut self, conn: Conn) -> Option<&mut ConnState> {
-        match self.conns.get_mut(conn.fd as usize) {
-            Some(Some(s)) if s.gen == conn.gen => Some(s),
-            _ => None,
-        }
     }
 
     /// Adds a request to its connection. A request first in its list is
@@ -512,68 +529,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
     }
 
-    /// Closes a connection and completes each of its requests with
-    /// `error()`, reads then writes, each in submission order.
-    fn free_conn(&mut self, conn: Conn, error: impl Fn() -> Error) {
-        let Some(slot) = self.conns.get_mut(conn.fd as usize) else {
-            return;
-        };
-        if !matches!(slot, Some(s) if s.gen == conn.gen) {
-            return;
-        }
-        let mut state = slot.take().expect("checked above");
-        tracing::trace!(fd = conn.fd, gen = conn.gen, "connection freed");
-        for dir in [Dir::Read, Dir::Write] {
-            while !state.list(dir).is_empty() {
-                let head = state.list(dir).head;
-                self.finish(conn, state.list(dir), head, Some(error()), Bytes::new());
-            }
-        }
-        // Closing the descriptor would also drop the registration unless it
-        // was duplicated; deregistering makes sure no event for it arrives.
-        let _ = self.shared.poller.deregister(state.fd.as_fd());
-        drop(state);
-    }
-
-    /// Stops everything: each pending request completes with
-    /// `WatcherClosed`, queued commands are completed or dropped, every
-    /// descriptor is closed.
-    pub(crate) fn shutdown(&mut self) {
-        if self.finished {
-            return;
-        }
-        tracing::debug!(pending = self.nodes_pending(), "watcher shutting down");
-        self.shared.close();
-        for fd in 0..self.conns.len() {
-            if let Some(gen) = self.conns[fd].as_ref().map(|s| s.gen) {
-                self.free_conn(Conn { fd: fd as u32, gen }, || Error::WatcherClosed);
-            }
-        }
-        let mut commands = std::mem::take(&mut self.commands);
-        self.shared.queue.take_into(&mut commands);
-        for cmd in commands.drain(..) {
-            match cmd {
-                Command::Watch { fd, .. } => {
-                    // Registered but never known to the engine: deregister
-                    // before closing, as for every other connection.
-                    let _ = self.shared.poller.deregister(fd.as_fd());
-                    drop(fd);
-                }
-                Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
-                Command::Free(_) => {}
-            }
-        }
-        self.commands = commands;
-        self.conns = Chunked::new();
-        self.timers.clear();
-        self.io.starved.clear();
-        self.finished = true;
-    }
-
     // ----- readiness and I/O ---------------------------------------------
 
     fn on_event(&mut self, ev: Event) {
-        let conn = Conn::from_token(ev.token);
+        let conn = Conn::from_token(ev.token, self.shared.id);
         let Some(state) = self.conn_mut(conn) else {
             return;
         };
@@ -585,6 +544,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         if ev.hangup {
             state.set(HUP | READABLE | WRITABLE, true);
+        }
+        if ev.urgent {
+            state.set(URGENT, true);
         }
         if ev.readable || ev.hangup {
             self.drive(conn, Dir::Read);
@@ -738,6 +700,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let conn = Conn {
                 fd: entry.fd,
                 gen: state.gen,
+                owner: self.shared.id,
             };
             let was_head = state.list(dir).head == entry.node;
             // The timer is the reason this request ends: do not count it
@@ -749,46 +712,6 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 self.drive(conn, dir);
             }
         }
-    }
-
-    /// Completes the head request of a connection's list.
-    fn finish_head(&mut self, conn: Conn, dir: Dir, error: Option<Error>, swap: Bytes) {
-        self.finish_in(conn, dir, None, error, swap);
-    }
-
-    /// Completes request `idx` of a connection's list, wherever it stands
-    /// (`None`: the head).
-    fn finish_in(&mut self, conn: Conn, dir: Dir, idx: Option<u32>, error: Option<Error>, swap: Bytes) {
-        let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
-            return;
-        };
-        if state.gen != conn.gen {
-            return;
-        }
-        let list = state.list(dir);
-        if list.is_empty() {
-            return;
-        }
-        let idx = idx.unwrap_or(list.head);
-        let node = self.nodes.remove(list, idx);
-        self.complete(conn, node, error, swap);
-    }
-
-    /// Takes node `idx` out of `list` (a list of `conn`, no longer in the
-    /// table) and makes its completion ready.
-    fn finish(&mut self, conn: Conn, list: &mut List, idx: u32, error: Option<Error>, swap: Bytes) {
-        let node = self.nodes.remove(list, idx);
-        self.complete(conn, node, error, swap);
-    }
-
-    /// Makes the completion of `conn`'s node, taken out of the slab, ready.
-    fn complete(&mut self, conn: Conn, node: Node<C, B>, error: Option<Error>, swap: Bytes) {
-        if node.timer != 0 {
-            let nodes = &self.nodes;
-            self.timers
-                .note_stale(|e| nodes.find_timer(e.node, e.timer).is_some());
-        }
-        self.ready.push(completion(conn, node, error, swap));
     }
 }
 

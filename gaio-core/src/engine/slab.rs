@@ -4,6 +4,16 @@
 //! A connection with nothing pending costs two empty lists (16 bytes) and no
 //! allocation; a pending request costs one slab slot, re-used after it
 //! completes, so a steady loop allocates nothing.
+//!
+//! The slots live in chunks of 1024 that never move. A burst of pending
+//! requests grows the slab; [`Slab::trim`] gives back every chunk after the
+//! highest slot still in use (the engine calls it once it has been idle
+//! after a burst). A slot's index is its node's identity (lists and timer
+//! entries hold it), so nodes never move: a chunk stays while any slot in
+//! it or in a later chunk is in use, and one long-pending request in a high
+//! slot keeps every chunk up to its own. Trimming also relinks the free
+//! slots lowest first, so new requests fill the slab from the bottom and
+//! the next trim finds the top empty.
 
 use super::chunked::Chunked;
 use crate::Op;
@@ -89,6 +99,32 @@ impl<C, B> Slab<C, B> {
     /// Number of pending requests.
     pub(super) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Slots allocated, used or free: a multiple of the chunk size (1024),
+    /// at least `len()`.
+    pub(super) fn capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
+    /// Gives back the chunks after the highest slot in use (all of them if
+    /// none is) and relinks the remaining free slots in ascending order,
+    /// so the lowest are reused first.
+    ///
+    /// Used nodes keep their indices, contents and list links; `len()` is
+    /// unchanged. Any index past the highest used slot, one of a trimmed
+    /// chunk included, is free afterwards: `find_timer` returns `None`
+    /// for it. Costs one pass over the slots: meant for an idle engine.
+    pub(super) fn trim(&mut self) {
+        self.slots.trim_trailing(|s| matches!(s, Slot::Free { .. }));
+        self.free_head = NIL;
+        for idx in (0..self.slots.len()).rev() {
+            if let Slot::Free { next_free } = &mut self.slots[idx] {
+                *next_free = self.free_head;
+                // Below the table's length, which fits in u32 (`push_back`).
+                self.free_head = idx as u32;
+            }
+        }
     }
 
     /// Stores `node` at the tail of `list`; returns its index.
@@ -221,5 +257,98 @@ mod tests {
         slab.remove(&mut l, i);
         assert!(slab.find_timer(i, 42).is_none());
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn trim_gives_back_chunks_after_the_highest_used_slot() {
+        use super::super::chunked::CHUNK;
+        let chunk = CHUNK as u32;
+        // Under Miri: three chunks, the last one partly filled, and `high`
+        // in the second. Even, so in `lists[0]`.
+        let (total, high) = if cfg!(miri) {
+            (2 * chunk + 5, chunk + 8)
+        } else {
+            (10_000, 2 * chunk + 8)
+        };
+        let kept = (high / chunk + 1) as usize * CHUNK;
+        let mut slab: Slab<u32, Vec<u8>> = Slab::new();
+        let mut lists = [List::EMPTY; 2];
+        for i in 0..total {
+            // Timer identity i + 1: never 0.
+            let idx = slab.push_back(
+                &mut lists[i as usize % 2],
+                Node::new(Op::Read, i, None, u64::from(i) + 1),
+            );
+            assert_eq!(idx, i);
+        }
+        assert!(slab.capacity() >= total as usize);
+        // Keep 3, 4, 10 and `high`; complete the rest.
+        let live = [3, 4, 10, high];
+        for i in (0..total).filter(|i| !live.contains(i)) {
+            assert_eq!(slab.remove(&mut lists[i as usize % 2], i).context, i);
+        }
+        assert_eq!(slab.capacity(), (total as usize).div_ceil(CHUNK) * CHUNK);
+        slab.trim();
+        // Down to the chunk of `high`.
+        assert_eq!((slab.len(), slab.capacity()), (4, kept));
+        // Live nodes keep their indices, contents and FIFO order.
+        assert_eq!(collect(&slab, &lists[0]), vec![4, 10, high]);
+        assert_eq!(collect(&slab, &lists[1]), vec![3]);
+        assert_eq!(
+            slab.find_timer(high, u64::from(high) + 1).map(|n| n.context),
+            Some(high)
+        );
+        // Slots past the highest used one are gone, in its chunk or after.
+        assert!(slab.find_timer(high + 1, u64::from(high) + 2).is_none());
+        assert!(slab.find_timer(total - 1, u64::from(total)).is_none());
+        assert!(slab.find_timer(u32::MAX - 1, 1).is_none());
+        // Free slots are reused lowest first, then the slab grows from the
+        // top again without a new chunk.
+        let mut fresh = List::EMPTY;
+        let reused: Vec<u32> = (0..high - 3)
+            .map(|i| slab.push_back(&mut fresh, node(1_000_000 + i)))
+            .collect();
+        let expected: Vec<u32> = (0..high).filter(|i| !live.contains(i)).collect();
+        assert_eq!(reused, expected);
+        assert_eq!(slab.push_back(&mut fresh, node(7)), high + 1);
+        assert_eq!(slab.capacity(), kept);
+        assert_eq!(collect(&slab, &lists[0]), vec![4, 10, high]);
+        assert_eq!(slab.remove(&mut lists[0], 10).context, 10);
+        assert_eq!(collect(&slab, &lists[0]), vec![4, high]);
+        // Emptied completely, the slab trims to no chunk at all.
+        for i in [4, high] {
+            slab.remove(&mut lists[0], i);
+        }
+        slab.remove(&mut lists[1], 3);
+        while !fresh.is_empty() {
+            let head = fresh.head;
+            slab.remove(&mut fresh, head);
+        }
+        assert_eq!(slab.len(), 0);
+        slab.trim();
+        assert_eq!((slab.len(), slab.capacity()), (0, 0));
+        assert!(slab.find_timer(0, 1).is_none());
+        assert_eq!(slab.push_back(&mut fresh, node(9)), 0);
+        assert_eq!(collect(&slab, &fresh), vec![9]);
+    }
+
+    #[test]
+    fn trim_of_a_full_slab_keeps_everything() {
+        let mut slab: Slab<u32, Vec<u8>> = Slab::new();
+        let mut l = List::EMPTY;
+        let ids: Vec<u32> = (0..5).map(|i| slab.push_back(&mut l, node(i))).collect();
+        slab.trim();
+        assert_eq!((slab.len(), collect(&slab, &l)), (5, vec![0, 1, 2, 3, 4]));
+        // No free slot: the next push appends.
+        assert_eq!(slab.push_back(&mut l, node(5)), 5);
+        // Trimming relinks free slots lowest first, whatever order they
+        // were freed in.
+        for i in [ids[0], ids[3], ids[1]] {
+            slab.remove(&mut l, i);
+        }
+        slab.trim();
+        let again: Vec<u32> = (0..4).map(|i| slab.push_back(&mut l, node(10 + i))).collect();
+        assert_eq!(again, vec![0, 1, 3, 6]);
+        assert_eq!(collect(&slab, &l), vec![2, 4, 5, 10, 11, 12, 13]);
     }
 }

@@ -359,6 +359,57 @@ fn an_idle_engine_gives_back_what_a_burst_of_commands_grew() {
     );
 }
 
+/// A burst of pending requests with deadlines on thousands of connections
+/// grows the request slab, the connection table and the timer heap. Once
+/// those requests are over and the engine has been idle for a moment, all
+/// three give their memory back, while a connection still watched keeps
+/// its slot and its pending request.
+#[test]
+fn an_idle_engine_gives_back_the_tables_a_burst_grew() {
+    use super::IDLE_TRIM;
+    let (mut w, f) = setup::<Vec<u8>>();
+    let far = Instant::now() + Duration::from_secs(3600);
+    let keep = watch(&mut w);
+    w.read_timeout(keep, u32::MAX, vec![0; 4], far).unwrap();
+    let burst: Vec<Conn> = (0..3000).map(|_| watch(&mut w)).collect();
+    for (i, &c) in burst.iter().enumerate() {
+        for j in 0..2 {
+            w.read_timeout(c, (2 * i + j) as u32, vec![0; 4], far).unwrap();
+        }
+    }
+    let (nodes, conns, timers) = w.inline_engine().expect("inline").table_capacities();
+    assert!(
+        nodes >= 6001 && conns >= 3001 && timers >= 6001,
+        "the burst should have grown the tables: {nodes} request slots, {conns} connection slots, {timers} timer slots"
+    );
+    for &c in &burst {
+        w.free(c).unwrap();
+    }
+    let done = collect(&mut w, 6000, Duration::from_secs(10));
+    assert_eq!(done.len(), 6000);
+    assert!(done.iter().all(|c| matches!(c.error, Some(Error::ConnClosed))));
+    // Idle for longer than IDLE_TRIM: the memory goes back.
+    let mut out = Vec::new();
+    w.wait_io_timeout(&mut out, IDLE_TRIM * 3).expect("wait_io");
+    assert!(out.is_empty());
+    let (nodes, conns, timers) = w.inline_engine().expect("inline").table_capacities();
+    assert!(
+        nodes <= 1024 && conns <= 1024 && timers <= 64,
+        "still holding {nodes} request slots, {conns} connection slots, {timers} timer slots after idling"
+    );
+    // What stayed works: the kept connection's read completes.
+    f.send(keep.fd(), b"ping");
+    f.event(keep.fd(), true, false, false);
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].context, done[0].data()), (u32::MAX, &b"ping"[..]));
+    // And the engine does not keep waking to trim what cannot shrink: with
+    // nothing more to give back, it no longer counts as holding burst
+    // memory (which caps its sleep at IDLE_TRIM).
+    w.wait_io_timeout(&mut out, IDLE_TRIM * 3).expect("wait_io");
+    assert!(!w.inline_engine().expect("inline").holds_burst_memory());
+}
+
 /// A connection whose requests keep completing at submission may skip the
 /// poller for a few batches, never for long: another connection's event
 /// is seen within MAX_UNPOLLED_BATCHES batches.
@@ -389,4 +440,54 @@ fn completions_at_submission_never_hide_other_connections_for_long() {
         seen_at <= MAX_UNPOLLED_BATCHES,
         "seen only after {seen_at} batches"
     );
+}
+
+/// Builder settings out of range are refused with an error naming the
+/// setting and its range, before anything is allocated: a huge value used
+/// to panic on capacity overflow.
+#[test]
+fn builder_refuses_settings_out_of_range() {
+    use crate::{MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE};
+    let cases: [(&str, usize, Builder<FakePoller>); 6] = [
+        ("swap_size", 0, Builder::new().swap_size(0)),
+        ("swap_size", usize::MAX, Builder::new().swap_size(usize::MAX)),
+        (
+            "swap_size",
+            MAX_SWAP_SIZE + 1,
+            Builder::new().swap_size(MAX_SWAP_SIZE + 1),
+        ),
+        ("max_events", 0, Builder::new().max_events(0)),
+        ("max_events", usize::MAX, Builder::new().max_events(usize::MAX)),
+        (
+            "max_events",
+            MAX_EVENTS_PER_WAIT + 1,
+            Builder::new().max_events(MAX_EVENTS_PER_WAIT + 1),
+        ),
+    ];
+    for (setting, given, builder) in cases {
+        match builder.build::<u32, Vec<u8>>() {
+            Err(
+                e @ Error::InvalidSetting {
+                    name,
+                    value,
+                    min: 1,
+                    max,
+                },
+            ) => {
+                assert_eq!((name, value), (setting, given));
+                assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+                assert_eq!(
+                    e.to_string(),
+                    format!("{setting} = {given} is out of range: it must be between 1 and {max}")
+                );
+            }
+            other => panic!("{setting} = {given}: expected InvalidSetting, got {other:?}"),
+        }
+    }
+    // The largest event count is accepted (and allocated).
+    let w: W = Builder::new()
+        .max_events(MAX_EVENTS_PER_WAIT)
+        .build()
+        .expect("build");
+    drop(w);
 }

@@ -5,9 +5,20 @@
 //! longer matches). To keep memory bounded when most requests complete
 //! before their deadline, the heap is rebuilt without stale entries once
 //! they outnumber the live ones.
+//!
+//! Neither that rebuild nor popping shrinks the heap's allocation, so a
+//! burst of requests with deadlines leaves it at its peak size.
+//! [`Timers::trim`] drops every stale entry and shrinks the allocation to
+//! the live entries, but no lower than [`TRIM_KEEP`]; the engine calls it
+//! once it has been idle after a burst. What stays is one entry per
+//! pending request with a deadline, and room for a few more so that a
+//! quiet engine does not allocate for its next deadlines.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+/// Entries the heap keeps room for after [`Timers::trim`].
+pub(super) const TRIM_KEEP: usize = 64;
 
 /// One deadline: when, which timer identity, which slab slot, and the
 /// descriptor of the connection whose list holds that slot.
@@ -78,6 +89,23 @@ impl Timers {
         self.stale = self.stale.saturating_sub(1);
     }
 
+    /// Drops every stale entry (those for which `is_live` is false, as
+    /// in `note_stale`), forgets the count of stale entries, and shrinks
+    /// the allocation to the live entries but no lower than [`TRIM_KEEP`].
+    ///
+    /// Costs a rebuild of the heap and a reallocation: meant for an idle
+    /// engine. Live entries keep their deadline order.
+    pub(super) fn trim(&mut self, is_live: impl Fn(&Entry) -> bool) {
+        self.heap.retain(|e| is_live(&e.0));
+        self.stale = 0;
+        self.heap.shrink_to(TRIM_KEEP);
+    }
+
+    /// Entries the heap has room for, live or stale.
+    pub(super) fn capacity(&self) -> usize {
+        self.heap.capacity()
+    }
+
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.heap.len()
@@ -138,5 +166,59 @@ mod tests {
             assert!(e.at_ns >= last);
             last = e.at_ns;
         }
+    }
+
+    #[test]
+    fn trim_keeps_only_live_entries_and_gives_back_memory() {
+        let total: u32 = if cfg!(miri) { 1000 } else { 10_000 };
+        let mut t = Timers::new();
+        for i in 0..total {
+            let timer = t.next_identity();
+            // A permutation of 0..total (7919 is prime to both sizes).
+            let at_ns = u64::from(i) * 7919 % u64::from(total);
+            t.insert(Entry {
+                at_ns,
+                timer,
+                node: i,
+                fd: 3,
+            });
+        }
+        let live = |e: &Entry| e.node % 100 == 0;
+        for _ in 0..10 {
+            t.note_stale(live);
+        }
+        let before = t.capacity();
+        assert!(before >= total as usize);
+        t.trim(live);
+        assert_eq!((t.len(), t.stale), (total as usize / 100, 0));
+        assert!(
+            t.capacity() >= TRIM_KEEP && t.capacity() < before / 10,
+            "capacity {}",
+            t.capacity()
+        );
+        let mut expected: Vec<(u64, u32)> = (0..total)
+            .filter(|i| i % 100 == 0)
+            .map(|i| (u64::from(i) * 7919 % u64::from(total), i))
+            .collect();
+        expected.sort_unstable();
+        let mut popped = Vec::new();
+        while let Some(e) = t.pop_due(u64::MAX) {
+            popped.push((e.at_ns, e.node));
+        }
+        assert_eq!(popped, expected);
+        // An empty heap keeps room for a few deadlines.
+        t.trim(live);
+        assert_eq!((t.len(), t.capacity()), (0, TRIM_KEEP));
+        // A small heap is not grown by a trim.
+        let mut small = Timers::new();
+        small.insert(Entry {
+            at_ns: 1,
+            timer: 1,
+            node: 0,
+            fd: 3,
+        });
+        small.trim(|_| true);
+        assert_eq!(small.len(), 1);
+        assert!(small.capacity() < TRIM_KEEP);
     }
 }

@@ -1,0 +1,207 @@
+//! Connections coming and going: hand-over into the table, `free`, a
+//! descriptor number handed over again while the table still holds it,
+//! shutdown, and completing requests wherever they stand in their lists.
+//!
+//! None of this runs user code (no buffer is looked at, no context
+//! dropped: completions carry them out), so it needs no buffer bound and
+//! is safe to run after a panic elsewhere in the engine.
+
+use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
+
+use bytes::Bytes;
+
+use super::chunked::Chunked;
+use super::slab::{List, Node};
+use super::{
+    completion, completion_of, ConnState, Dir, Engine, READABLE, SHORT_READ_DRAINS, STREAM, WRITABLE,
+};
+use crate::shared::Command;
+use crate::sys::FdInfo;
+use crate::{Conn, Error, FdKind, Poller};
+
+impl<P: Poller, C, B> Engine<P, C, B> {
+    /// Requests pending on connections (not counting queued commands).
+    pub(super) fn nodes_pending(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Puts a registered descriptor in the table under `conn`.
+    pub(super) fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, info: FdInfo) {
+        let idx = conn.fd as usize;
+        self.conns.grow_to(idx + 1, || None);
+        if let Some(stale) = self.conns[idx].take() {
+            self.forget_stale(conn.fd, stale);
+        }
+        tracing::trace!(fd = conn.fd, gen = conn.gen, ?info, "connection watched");
+        let stream = if info.kind == FdKind::StreamSocket {
+            let drains = P::LEVEL_TRIGGERED || (P::REPORTS_URGENT && info.plain_tcp);
+            STREAM | if drains { SHORT_READ_DRAINS } else { 0 }
+        } else {
+            0
+        };
+        self.conns[idx] = Some(ConnState {
+            fd,
+            gen: conn.gen,
+            reads: List::EMPTY,
+            writes: List::EMPTY,
+            // Readiness is unknown until tried: an edge may have been
+            // reported before the engine knew the connection.
+            flags: READABLE | WRITABLE | stream,
+        });
+    }
+
+    /// Retires a connection found in the table at a descriptor number that
+    /// was just handed over again.
+    ///
+    /// The OS hands a number out again only after its holder was closed,
+    /// so the user closed this descriptor behind the watcher's back (or
+    /// made a second `OwnedFd` for one descriptor). Its requests complete
+    /// with [`Error::ConnClosed`]. Its `OwnedFd` is forgotten, not closed
+    /// and not deregistered: the number now names the descriptor just
+    /// handed over, and closing or deregistering by number would hit that
+    /// one. The old registration went away with its file; if the file
+    /// lives on elsewhere (a `dup` the user kept), its events carry the old
+    /// generation and are ignored.
+    fn forget_stale(&mut self, fd: u32, mut stale: ConnState) {
+        let conn = Conn {
+            fd,
+            gen: stale.gen,
+            owner: self.shared.id,
+        };
+        tracing::warn!(
+            fd,
+            gen = stale.gen,
+            "descriptor handed over again while watched: it was closed behind the watcher's back"
+        );
+        self.complete_all(conn, &mut stale, || Error::ConnClosed);
+        let _forgotten = stale.fd.into_raw_fd();
+    }
+
+    pub(super) fn conn_mut(&mut self, conn: Conn) -> Option<&mut ConnState> {
+        match self.conns.get_mut(conn.fd as usize) {
+            Some(Some(s)) if s.gen == conn.gen => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Closes a connection and completes each of its requests with
+    /// `error()`, reads then writes, each in submission order.
+    pub(super) fn free_conn(&mut self, conn: Conn, error: impl Fn() -> Error) {
+        let Some(slot) = self.conns.get_mut(conn.fd as usize) else {
+            return;
+        };
+        if !matches!(slot, Some(s) if s.gen == conn.gen) {
+            return;
+        }
+        let mut state = slot.take().expect("checked above");
+        tracing::trace!(fd = conn.fd, gen = conn.gen, "connection freed");
+        self.complete_all(conn, &mut state, error);
+        // Closing the descriptor would also drop the registration unless it
+        // was duplicated; deregistering makes sure no event for it arrives.
+        let _ = self.shared.poller.deregister(state.fd.as_fd());
+        drop(state);
+    }
+
+    /// Completes every request of `state` (taken out of the table) with
+    /// `error()`, reads then writes, each in submission order.
+    fn complete_all(&mut self, conn: Conn, state: &mut ConnState, error: impl Fn() -> Error) {
+        for dir in [Dir::Read, Dir::Write] {
+            while !state.list(dir).is_empty() {
+                let head = state.list(dir).head;
+                self.finish(conn, state.list(dir), head, Some(error()), Bytes::new());
+            }
+        }
+    }
+
+    /// Stops everything: each pending request completes with
+    /// `WatcherClosed`, queued commands are completed or dropped, every
+    /// descriptor is closed.
+    pub(crate) fn shutdown(&mut self) {
+        if self.finished {
+            return;
+        }
+        tracing::debug!(pending = self.nodes_pending(), "watcher shutting down");
+        // From here on the command queue refuses pushes, so the one look at
+        // it below sees every command ever accepted.
+        self.shared.close();
+        for fd in 0..self.conns.len() {
+            if let Some(gen) = self.conns[fd].as_ref().map(|s| s.gen) {
+                let conn = Conn {
+                    fd: fd as u32,
+                    gen,
+                    owner: self.shared.id,
+                };
+                self.free_conn(conn, || Error::WatcherClosed);
+            }
+        }
+        let mut commands = std::mem::take(&mut self.commands);
+        self.shared.queue.take_into(&mut commands);
+        for cmd in commands.drain(..) {
+            match cmd {
+                Command::Watch { fd, .. } => {
+                    // Registered but never known to the engine: deregister
+                    // before closing, as for every other connection.
+                    let _ = self.shared.poller.deregister(fd.as_fd());
+                    drop(fd);
+                }
+                Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
+                Command::Free(_) => {}
+            }
+        }
+        self.commands = commands;
+        self.conns = Chunked::new();
+        // Every request has completed: the slab is empty and gives back
+        // all its memory.
+        self.nodes.trim();
+        self.timers.clear();
+        self.io.starved.clear();
+        self.finished = true;
+    }
+
+    /// Completes the head request of a connection's list.
+    pub(super) fn finish_head(&mut self, conn: Conn, dir: Dir, error: Option<Error>, swap: Bytes) {
+        self.finish_in(conn, dir, None, error, swap);
+    }
+
+    /// Completes request `idx` of a connection's list, wherever it stands
+    /// (`None`: the head).
+    pub(super) fn finish_in(
+        &mut self,
+        conn: Conn,
+        dir: Dir,
+        idx: Option<u32>,
+        error: Option<Error>,
+        swap: Bytes,
+    ) {
+        let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if state.gen != conn.gen {
+            return;
+        }
+        let list = state.list(dir);
+        if list.is_empty() {
+            return;
+        }
+        let idx = idx.unwrap_or(list.head);
+        let node = self.nodes.remove(list, idx);
+        self.complete(conn, node, error, swap);
+    }
+
+    /// Takes node `idx` out of `list` (a list of `conn`, no longer in the
+    /// table) and makes its completion ready.
+    fn finish(&mut self, conn: Conn, list: &mut List, idx: u32, error: Option<Error>, swap: Bytes) {
+        let node = self.nodes.remove(list, idx);
+        self.complete(conn, node, error, swap);
+    }
+
+    /// Makes the completion of `conn`'s node, taken out of the slab, ready.
+    fn complete(&mut self, conn: Conn, node: Node<C, B>, error: Option<Error>, swap: Bytes) {
+        if node.timer != 0 {
+            let nodes = &self.nodes;
+            self.timers
+                .note_stale(|e| nodes.find_timer(e.node, e.timer).is_some());
+        }
+        self.ready.push(completion(conn, node, error, swap));
+    }
+}

@@ -1,0 +1,213 @@
+//! Submissions and hand-overs racing `close` from another thread: each one
+//! is either accepted and later completed (or its socket closed), or
+//! refused with everything it carried handed back. Nothing is accepted and
+//! then lost.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gaio::{Error, Mode, Submit, Watcher};
+
+/// Rounds per mode: each round races one close against one submitting
+/// thread; the window is a few instructions wide, so it takes many.
+const ROUNDS: u64 = 300;
+const LIMIT: Duration = Duration::from_secs(5);
+/// Threads submitting at once: more runnable threads than this machine's
+/// two cores, so one is often preempted inside a submission.
+const SUBMITTERS: usize = 3;
+
+/// Spins for about `micros` microseconds, to vary where the close lands.
+fn spin(micros: u64) {
+    let end = Instant::now() + Duration::from_micros(micros);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
+/// Collects completions until `wait_io` says the watcher is closed; returns
+/// their contexts, checking each arrives once.
+fn drain_until_closed(w: &mut Watcher<u64, Vec<u8>>) -> BTreeSet<u64> {
+    let end = Instant::now() + LIMIT;
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "wait_io never reported the watcher closed");
+        match w.wait_io_timeout(&mut out, left) {
+            Ok(_) => {}
+            Err(Error::WatcherClosed) => break,
+            Err(e) => panic!("wait_io failed: {e}"),
+        }
+        for c in out.drain(..) {
+            assert!(seen.insert(c.context), "context {} completed twice", c.context);
+        }
+    }
+    seen
+}
+
+fn submissions_racing_close(mode: Mode) {
+    let fds = util::FdCheck::new();
+    let mut lost_rounds = Vec::new();
+    for round in 0..ROUNDS {
+        let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+        let (_client, server) = util::tcp_pair();
+        let conn = w.watch(server).expect("watch");
+        let start = Arc::new(Barrier::new(SUBMITTERS + 1));
+        let submitters: Vec<_> = (0..SUBMITTERS as u64)
+            .map(|t| {
+                let mut sub = w.submitter();
+                let go = Arc::clone(&start);
+                thread::spawn(move || submit_until_refused(&mut sub, conn, &go, (round << 32) | (t << 28)))
+            })
+            .collect();
+        start.wait();
+        spin(round % 40);
+        w.close();
+        let completed = drain_until_closed(&mut w);
+        let mut accepted = BTreeSet::new();
+        for s in submitters {
+            accepted.extend(s.join().expect("submitter"));
+        }
+        let lost: Vec<u64> = accepted.difference(&completed).copied().collect();
+        let extra: Vec<u64> = completed.difference(&accepted).copied().collect();
+        assert!(
+            extra.is_empty(),
+            "round {round}: completions never accepted: {extra:?}"
+        );
+        if !lost.is_empty() {
+            lost_rounds.push((round, lost.len()));
+        }
+    }
+    assert!(
+        lost_rounds.is_empty(),
+        "{mode:?}: accepted requests never completed in {} of {ROUNDS} rounds (round, lost): {lost_rounds:?}",
+        lost_rounds.len()
+    );
+    fds.check();
+}
+
+/// Submits reads and writes with contexts `base + i` until one is
+/// refused; checks the refusal hands everything back; returns the
+/// contexts accepted.
+fn submit_until_refused(
+    sub: &mut gaio::Submitter<u64, Vec<u8>>,
+    conn: gaio::Conn,
+    start: &Barrier,
+    base: u64,
+) -> Vec<u64> {
+    let mut accepted = Vec::new();
+    start.wait();
+    let end = Instant::now() + LIMIT;
+    for i in 0.. {
+        assert!(Instant::now() < end, "submissions never refused after close");
+        let ctx = base + i;
+        // Reads stay pending (the peer sends nothing); writes of one
+        // byte complete. Both must come back exactly once.
+        let result = if i % 2 == 0 {
+            sub.read(conn, ctx, vec![0; 8])
+        } else {
+            sub.write(conn, ctx, vec![i as u8])
+        };
+        match result {
+            Ok(()) => accepted.push(ctx),
+            Err(refused) => {
+                assert!(
+                    matches!(refused.error, Error::WatcherClosed),
+                    "refused with {:?}",
+                    refused.error
+                );
+                assert_eq!(refused.context, ctx, "the refusal lost the context");
+                let want = if i % 2 == 0 { vec![0; 8] } else { vec![i as u8] };
+                assert_eq!(refused.buffer, Some(want), "the refusal lost the buffer");
+                return accepted;
+            }
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_request_racing_close_is_completed_or_refused_inline() {
+    submissions_racing_close(Mode::Inline);
+}
+
+#[test]
+fn a_request_racing_close_is_completed_or_refused_background() {
+    submissions_racing_close(Mode::Background);
+}
+
+/// Hands sockets over from another thread while the owner closes: after
+/// `close` returns and the handing thread is done, the peer of every socket
+/// (accepted or refused) sees end of stream.
+fn watches_racing_close(mode: Mode) {
+    const PER_ROUND: usize = 8;
+    let fds = util::FdCheck::new();
+    let mut open_after_close = 0;
+    for round in 0..ROUNDS {
+        let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+        let (clients, mut servers): (Vec<TcpStream>, Vec<TcpStream>) =
+            util::tcp_pairs(PER_ROUND).into_iter().unzip();
+        let start = Arc::new(Barrier::new(3));
+        let handing: Vec<_> = [servers.split_off(PER_ROUND / 2), servers]
+            .into_iter()
+            .map(|mine| {
+                let mut sub = w.submitter();
+                let go = Arc::clone(&start);
+                thread::spawn(move || {
+                    go.wait();
+                    for s in mine {
+                        match sub.watch(s) {
+                            Ok(_) | Err(Error::WatcherClosed) => {}
+                            Err(e) => panic!("watch failed: {e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        start.wait();
+        spin(round % 100);
+        w.close();
+        for h in handing {
+            h.join().expect("handing thread");
+        }
+        for mut c in clients {
+            c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            let mut buf = [0u8; 8];
+            match c.read(&mut buf) {
+                Ok(0) => {}
+                Ok(n) => panic!("peer read {n} unexpected bytes"),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    open_after_close += 1
+                }
+                Err(e) => panic!("peer read failed: {e}"),
+            }
+        }
+        drop(w);
+    }
+    assert_eq!(
+        open_after_close, 0,
+        "{mode:?}: sockets left open after close (peer saw no end of stream)"
+    );
+    fds.check();
+}
+
+#[test]
+fn a_watch_racing_close_never_leaves_the_socket_open_inline() {
+    watches_racing_close(Mode::Inline);
+}
+
+#[test]
+fn a_watch_racing_close_never_leaves_the_socket_open_background() {
+    watches_racing_close(Mode::Background);
+}
