@@ -178,6 +178,7 @@ impl<P: Poller, C, B: IoBuf> Submitter<P, C, B> {
 
 /// Submission through the shared queue, used by `Submitter` and by a
 /// background-mode `Watcher`.
+#[inline]
 pub(crate) fn submit_shared<P: Poller, C, B: IoBuf>(
     shared: &Shared<P, C, B>,
     request: Request<C, B>,
