@@ -160,12 +160,12 @@ impl Poller for KqueuePoller {
     /// brings no new `EVFILT_READ` event for data that was already there.
     /// Taking such a short read for "drained" would leave the rest unread
     /// until the peer sends more, as on Linux. Linux announces urgent data
-    /// in every event taken while it is pending (`EPOLLPRI`); kqueue has no
-    /// such flag on `EVFILT_READ` that every target shares (macOS has
-    /// `EV_OOBAND`, FreeBSD and OpenBSD a separate `EVFILT_EXCEPT` with
-    /// `NOTE_OOB`, NetBSD neither in all releases), and none of them can
-    /// be tested here. Until one can, correctness wins over the saved
-    /// system call.
+    /// in every event taken while it is pending (`EPOLLPRI`). kqueue has no
+    /// such report that every target shares: macOS, DragonFly and OpenBSD
+    /// (since 2020) have a separate `EVFILT_EXCEPT` filter with
+    /// `NOTE_OOB`, FreeBSD and NetBSD have no out-of-band notification at
+    /// all, and none of them can be tested here. Until they can,
+    /// correctness wins over the saved system call.
     const REPORTS_URGENT: bool = false;
 
     fn new() -> io::Result<Self> {
