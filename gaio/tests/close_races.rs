@@ -21,6 +21,9 @@ const LIMIT: Duration = Duration::from_secs(5);
 /// Threads submitting at once: more runnable threads than this machine's
 /// two cores, so one is often preempted inside a submission.
 const SUBMITTERS: usize = 3;
+/// Submissions per thread before it waits for the close (and then makes
+/// one more, which must be refused).
+const MAX_SUBMISSIONS: u64 = 2_000;
 
 /// Spins for about `micros` microseconds, to vary where the close lands.
 fn spin(micros: u64) {
@@ -106,6 +109,14 @@ fn submit_until_refused(
     let end = Instant::now() + LIMIT;
     for i in 0.. {
         assert!(Instant::now() < end, "submissions never refused after close");
+        if i >= MAX_SUBMISSIONS {
+            // Enough for the race (the close lands within microseconds of
+            // the start); wait for it rather than pile up requests.
+            std::thread::yield_now();
+            if !sub.is_closed() {
+                continue;
+            }
+        }
         let ctx = base + i;
         // Reads stay pending (the peer sends nothing); writes of one
         // byte complete. Both must come back exactly once.
