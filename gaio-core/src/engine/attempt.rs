@@ -82,15 +82,17 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
             let (outcome, wanted, swap) = match &mut node.buf {
                 None => self.state.swap.read(self.poller, fd, kind),
                 Some(buf) => {
+                    // A buffer whose `as_bytes_mut` disagrees with
+                    // `as_bytes` (or shrank under a `read_full`) gives an
+                    // empty region here rather than a slicing panic.
                     let region = match self.state.read_view {
-                        Some(view) => &mut view(buf)[node.done..],
+                        Some(view) => view(buf).get_mut(node.done..).unwrap_or_default(),
                         None => &mut [][..],
                     };
                     let wanted = region.len();
-                    // An empty region only happens with a buffer whose
-                    // `as_bytes_mut` disagrees with `as_bytes` (submission
-                    // refuses empty buffers): never read 0 bytes and mistake
-                    // that for end of stream.
+                    // An empty region only happens with such a buffer
+                    // (submission refuses empty buffers): never read 0 bytes
+                    // and mistake that for end of stream.
                     if wanted == 0 {
                         return Attempt::Done(Some(Error::EmptyBuffer), Bytes::new());
                     }

@@ -491,3 +491,37 @@ fn builder_refuses_settings_out_of_range() {
         .expect("build");
     drop(w);
 }
+
+/// A buffer whose readable region shrinks between two reads of one
+/// `read_full` (a broken `IoBufMut`) ends that request with `EmptyBuffer`
+/// and its progress; the engine does not panic slicing it.
+#[test]
+fn a_read_buffer_that_shrinks_midway_ends_the_request_instead_of_panicking() {
+    struct Shrinking(Vec<u8>, usize);
+    impl crate::IoBuf for Shrinking {
+        fn as_bytes(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl crate::IoBufMut for Shrinking {
+        fn as_bytes_mut(&mut self) -> &mut [u8] {
+            // The first call sees all 8 bytes; every later one only 2.
+            self.1 += 1;
+            let len = if self.1 == 1 { self.0.len() } else { 2 };
+            &mut self.0[..len]
+        }
+    }
+    let (mut w, f) = setup::<Shrinking>();
+    let c = watch(&mut w);
+    f.send(c.fd(), b"abcd");
+    // The first read fills 4 of 8 bytes; the next finds the region gone.
+    w.read_full(c, 5, Shrinking(vec![0; 8], 0)).unwrap();
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert_eq!(done.len(), 1);
+    assert!(
+        matches!(done[0].error, Some(Error::EmptyBuffer)),
+        "{:?}",
+        done[0].error
+    );
+    assert_eq!((done[0].context, done[0].bytes), (5, 4));
+}
