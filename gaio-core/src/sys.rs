@@ -42,7 +42,11 @@ pub(crate) struct FdInfo {
     /// queue ran dry or at the urgent mark, which epoll announces with
     /// `EPOLLPRI`. Other stream sockets stop short with data left: AF_UNIX
     /// after a message that carried descriptors, at a change of
-    /// credentials, at out-of-band data; SCTP after each message.
+    /// credentials, at out-of-band data; SCTP after each message. One case
+    /// cannot be seen from the socket: a TCP socket that a BPF program
+    /// puts in a sockmap gets a replaced receive path; deployments that do
+    /// that to a server's sockets (some service meshes) should know that
+    /// this saving assumes the plain one.
     pub(crate) plain_tcp: bool,
 }
 
