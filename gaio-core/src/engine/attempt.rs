@@ -10,11 +10,11 @@ use std::os::fd::AsFd;
 
 use bytes::Bytes;
 
+use super::conn_state::{rearm, ConnState, EOF, HUP, READABLE, SHORT_READ_DRAINS, STREAM, URGENT, WRITABLE};
+use super::drive::unwritten;
 use super::slab::Node;
 use super::swap::Swap;
-use super::{
-    rearm, unwritten, ConnState, Dir, EOF, HUP, READABLE, SHORT_READ_DRAINS, STREAM, URGENT, WRITABLE,
-};
+use super::Dir;
 use crate::request::ReadView;
 use crate::{Conn, Error, IoBuf, IoOutcome, Op, Poller};
 

@@ -11,10 +11,10 @@ use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 use bytes::Bytes;
 
 use super::chunked::Chunked;
-use super::slab::{List, Node};
-use super::{
-    completion, completion_of, ConnState, Dir, Engine, READABLE, SHORT_READ_DRAINS, STREAM, WRITABLE,
-};
+use super::complete::completion_of;
+use super::conn_state::{ConnState, READABLE, SHORT_READ_DRAINS, STREAM, WRITABLE};
+use super::slab::List;
+use super::{Dir, Engine};
 use crate::shared::Command;
 use crate::sys::FdInfo;
 use crate::{Conn, Error, FdKind, Poller};
@@ -156,52 +156,5 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         self.timers.clear();
         self.io.starved.clear();
         self.finished = true;
-    }
-
-    /// Completes the head request of a connection's list.
-    pub(super) fn finish_head(&mut self, conn: Conn, dir: Dir, error: Option<Error>, swap: Bytes) {
-        self.finish_in(conn, dir, None, error, swap);
-    }
-
-    /// Completes request `idx` of a connection's list, wherever it stands
-    /// (`None`: the head).
-    pub(super) fn finish_in(
-        &mut self,
-        conn: Conn,
-        dir: Dir,
-        idx: Option<u32>,
-        error: Option<Error>,
-        swap: Bytes,
-    ) {
-        let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
-            return;
-        };
-        if state.gen != conn.gen {
-            return;
-        }
-        let list = state.list(dir);
-        if list.is_empty() {
-            return;
-        }
-        let idx = idx.unwrap_or(list.head);
-        let node = self.nodes.remove(list, idx);
-        self.complete(conn, node, error, swap);
-    }
-
-    /// Takes node `idx` out of `list` (a list of `conn`, no longer in the
-    /// table) and makes its completion ready.
-    fn finish(&mut self, conn: Conn, list: &mut List, idx: u32, error: Option<Error>, swap: Bytes) {
-        let node = self.nodes.remove(list, idx);
-        self.complete(conn, node, error, swap);
-    }
-
-    /// Makes the completion of `conn`'s node, taken out of the slab, ready.
-    fn complete(&mut self, conn: Conn, node: Node<C, B>, error: Option<Error>, swap: Bytes) {
-        if node.timer != 0 {
-            let nodes = &self.nodes;
-            self.timers
-                .note_stale(|e| nodes.find_timer(e.node, e.timer).is_some());
-        }
-        self.ready.push(completion(conn, node, error, swap));
     }
 }

@@ -16,10 +16,24 @@
 //! Memory follows use: work vectors keep the capacity steady traffic needs,
 //! and what a burst grew is given back once the engine has been idle for
 //! [`IDLE_TRIM`].
+//!
+//! One job per file: this one holds the engine, its submission entry
+//! points and its loop. `conn_state` is what a connection holds, `intake`
+//! takes commands and requests in, `attempt` tries one request's I/O,
+//! `drive` turns readiness into attempts, `deadlines` fires timers,
+//! `complete` makes every completion, `lifecycle` brings connections in
+//! and out, `memory` is the memory policy, `panic` what happens after a
+//! panic; `slab`, `chunked`, `timers` and `swap` are the data structures.
 
 mod attempt;
 mod chunked;
+mod complete;
+mod conn_state;
+mod deadlines;
+mod drive;
+mod intake;
 mod lifecycle;
+mod memory;
 mod panic;
 mod slab;
 mod swap;
@@ -28,22 +42,21 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-use std::io::IoSlice;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use crate::request::{Request, Target};
+use crate::request::Request;
 use crate::shared::{Command, Shared};
-use crate::{Buffer, Completion, Conn, Error, Event, IoBuf, Op, Poller, Rejected};
-use crate::{FdKind, IoOutcome};
+use crate::{Completion, Conn, Error, Event, IoBuf, Op, Poller, Rejected};
 
-use attempt::{Attempt, IoState};
+use attempt::IoState;
 use chunked::Chunked;
-use slab::{List, Node, Slab, NIL};
-use timers::{Entry, Timers};
+use conn_state::ConnState;
+pub(crate) use memory::hand_over;
+use memory::KEEP_CAPACITY;
+use slab::Slab;
+use timers::Timers;
 
 /// Most requests gathered into one `writev`/`sendmsg`.
 const MAX_GATHER: usize = 64;
@@ -74,65 +87,6 @@ impl Dir {
             Dir::Read
         } else {
             Dir::Write
-        }
-    }
-}
-
-/// A connection the engine owns.
-struct ConnState {
-    fd: OwnedFd,
-    gen: u32,
-    reads: List,
-    writes: List,
-    /// Readiness and state bits, one byte (see the `ConnState` methods):
-    /// a connection slot stays at 28 bytes.
-    flags: u8,
-}
-
-/// A read may make progress without waiting for an edge.
-const READABLE: u8 = 1;
-/// A write may make progress without waiting for an edge.
-const WRITABLE: u8 = 2;
-/// The peer hung up or the connection failed: reads never wait again.
-const HUP: u8 = 4;
-/// A read returned end of stream: every read from now on gets `Eof`.
-const EOF: u8 = 8;
-/// A stream socket (`recv`/`send` with `MSG_NOSIGNAL`; a short write
-/// means its send buffer is full).
-const STREAM: u8 = 16;
-/// A short read proves the receive queue empty (see `attempt::Io::read`):
-/// a plain TCP socket on a poller that reports urgent data, or any stream
-/// socket on a level-triggered poller.
-const SHORT_READ_DRAINS: u8 = 32;
-/// Urgent data was announced: a short read may have stopped at its mark,
-/// so only a read that would block proves the socket drained again.
-const URGENT: u8 = 64;
-
-impl ConnState {
-    fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-
-    fn set(&mut self, flag: u8, on: bool) {
-        if on {
-            self.flags |= flag;
-        } else {
-            self.flags &= !flag;
-        }
-    }
-
-    fn kind(&self) -> FdKind {
-        if self.has(STREAM) {
-            FdKind::StreamSocket
-        } else {
-            FdKind::Other
-        }
-    }
-
-    fn list(&mut self, dir: Dir) -> &mut List {
-        match dir {
-            Dir::Read => &mut self.reads,
-            Dir::Write => &mut self.writes,
         }
     }
 }
@@ -374,54 +328,6 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         )
     }
 
-    /// Tracks how long the engine has had nothing to do while holding
-    /// burst memory, and gives the memory back after [`IDLE_TRIM`].
-    fn note_idleness(&mut self, idle: bool, now: Instant) {
-        if !idle {
-            self.idle_since = None;
-            return;
-        }
-        let since = *self.idle_since.get_or_insert(now);
-        if now.duration_since(since) >= IDLE_TRIM {
-            self.give_back_burst_memory();
-            self.idle_since = None;
-        }
-    }
-
-    /// The engine went idle: shrink the work vectors a burst grew and drop
-    /// the retired swap slabs. The next burst grows them again: a few
-    /// allocations per idle period.
-    fn give_back_burst_memory(&mut self) {
-        tracing::trace!(
-            commands = self.commands.capacity(),
-            ready = self.ready.capacity(),
-            "idle: giving back burst memory"
-        );
-        if self.commands.is_empty() {
-            self.commands.shrink_to(IDLE_KEEP_CAPACITY);
-        }
-        if self.ready.is_empty() {
-            self.ready.shrink_to(KEEP_CAPACITY);
-        }
-        self.shared.queue.shrink_to(IDLE_KEEP_CAPACITY);
-        self.io.swap.drop_retired();
-        // The tables give back what lies past their last entry in use; see
-        // `Chunked` for what must stay (a connection on a high descriptor
-        // number keeps the table up to its chunk).
-        self.conns.trim_trailing(Option::is_none);
-        self.nodes.trim();
-        let nodes = &self.nodes;
-        self.timers.trim(|e| nodes.find_timer(e.node, e.timer).is_some());
-        self.tables_mark = self.tables_slots();
-        self.burst_memory = false;
-    }
-
-    /// Slots the request slab, the connection table and the timer heap
-    /// hold (used or not).
-    fn tables_slots(&self) -> usize {
-        self.nodes.capacity() + self.conns.capacity() + self.timers.capacity()
-    }
-
     /// How long the poller may sleep: until the nearest deadline, `limit`,
     /// or a retry of a starved connection.
     fn sleep_time(&self, limit: Option<Instant>) -> Option<Duration> {
@@ -445,362 +351,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     // ----- commands ----------------------------------------------------------
 
-    fn drain_commands(&mut self) {
-        if !self.shared.queue.is_pending() {
-            return;
-        }
-        let mut commands = std::mem::take(&mut self.commands);
-        self.shared.queue.take_into(&mut commands);
-        let used = commands.len();
-        for cmd in commands.drain(..) {
-            match cmd {
-                Command::Watch { conn, fd, info } => {
-                    // Registered on another thread: events reported before
-                    // now named an unknown connection and were dropped, a
-                    // hang-up among them, and an edge is not repeated. Have
-                    // the poller report the current readiness again.
-                    if let Err(e) = self.shared.poller.reregister(fd.as_fd(), conn.token()) {
-                        tracing::warn!(fd = conn.fd, error = %e, "re-registering a handed-over connection failed");
-                    }
-                    self.insert_conn(conn, fd, info);
-                }
-                Command::Submit(req) => self.apply_request(req),
-                Command::Free(conn) => self.free_conn(conn, || Error::ConnClosed),
-            }
-        }
-        self.commands = commands;
-        trim(&mut self.commands, used);
-        // The queue's vector and this one trade places: both hold about
-        // this much.
-        self.burst_memory |= self.commands.capacity() > IDLE_KEEP_CAPACITY;
-    }
-
-    /// Adds a request to its connection. A request first in its list is
-    /// tried at once, before it is stored: one that completes never
-    /// touches the slab or the timer heap.
-    fn apply_request(&mut self, req: Request<C, B>) {
-        if self.conn_mut(req.conn).is_none() {
-            self.ready.push(completion_of(req, Error::ConnClosed));
-            return;
-        }
-        if req.deadline.is_some_and(|d| d <= Instant::now()) {
-            self.ready.push(completion_of(req, Error::Deadline));
-            return;
-        }
-        let dir = Dir::of(req.op);
-        let conn = req.conn;
-        let deadline = req.deadline;
-        let buf = match req.target {
-            Target::User(buf, view) => {
-                if view.is_some() {
-                    self.io.read_view = view;
-                }
-                Some(buf)
-            }
-            Target::Swap => None,
-        };
-        let mut node = Node::new(req.op, req.context, buf, 0);
-        let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
-        if state.list(dir).is_empty() {
-            let mut io = self.io.with(&self.shared.poller);
-            let attempt = match dir {
-                Dir::Read => io.read(state, conn, &mut node),
-                Dir::Write => io.write_one(state, conn, &mut node),
-            };
-            if let Attempt::Done(error, swap) = attempt {
-                self.ready.push(completion(conn, node, error, swap));
-                return;
-            }
-        }
-        let timer = if deadline.is_some() {
-            self.timers.next_identity()
-        } else {
-            0
-        };
-        node.timer = timer;
-        let idx = self.nodes.push_back(state.list(dir), node);
-        if let Some(deadline) = deadline {
-            self.timers.insert(Entry {
-                at_ns: to_ns(deadline.saturating_duration_since(self.epoch)),
-                timer,
-                node: idx,
-                fd: conn.fd,
-            });
-        }
-    }
-
     // ----- readiness and I/O ---------------------------------------------
-
-    fn on_event(&mut self, ev: Event) {
-        let conn = Conn::from_token(ev.token, self.shared.id);
-        let Some(state) = self.conn_mut(conn) else {
-            return;
-        };
-        if ev.readable {
-            state.set(READABLE, true);
-        }
-        if ev.writable {
-            state.set(WRITABLE, true);
-        }
-        if ev.hangup {
-            state.set(HUP | READABLE | WRITABLE, true);
-        }
-        if ev.urgent {
-            state.set(URGENT, true);
-        }
-        if ev.readable || ev.hangup {
-            self.drive(conn, Dir::Read);
-        }
-        if ev.writable || ev.hangup {
-            self.drive(conn, Dir::Write);
-        }
-    }
-
-    fn drive(&mut self, conn: Conn, dir: Dir) {
-        match dir {
-            Dir::Read => self.drive_reads(conn),
-            Dir::Write => self.drive_writes(conn),
-        }
-    }
-
-    /// Runs the connection's reads, head first, until one would block.
-    fn drive_reads(&mut self, conn: Conn) {
-        loop {
-            let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
-                return;
-            };
-            if state.gen != conn.gen || state.reads.is_empty() {
-                return;
-            }
-            let node = self.nodes.get_mut(state.reads.head);
-            let mut io = self.io.with(&self.shared.poller);
-            match io.read(state, conn, node) {
-                Attempt::Done(error, swap) => self.finish_head(conn, Dir::Read, error, swap),
-                Attempt::Wait => return,
-            }
-        }
-    }
-
-    /// Runs the connection's writes, gathering queued ones into one system
-    /// call, until they are done or the descriptor would block.
-    fn drive_writes(&mut self, conn: Conn) {
-        loop {
-            let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
-                return;
-            };
-            if state.gen != conn.gen || state.writes.is_empty() || !state.has(WRITABLE) {
-                return;
-            }
-            let head = self.nodes.get_mut(state.writes.head);
-            if head.next() == NIL {
-                // One request pending, the common case: no gather array.
-                let mut io = self.io.with(&self.shared.poller);
-                match io.write_one(state, conn, head) {
-                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
-                    Attempt::Wait => return,
-                }
-                continue;
-            }
-            let (outcome, offered) = {
-                let mut iov = [IoSlice::new(&[]); MAX_GATHER];
-                let mut count = 0;
-                let mut offered = 0;
-                let mut idx = state.writes.head;
-                while idx != NIL && count < MAX_GATHER {
-                    let node = self.nodes.get(idx);
-                    let bytes = unwritten(node);
-                    iov[count] = IoSlice::new(bytes);
-                    offered += bytes.len();
-                    count += 1;
-                    idx = node.next();
-                }
-                let outcome = (offered > 0).then(|| {
-                    self.shared
-                        .poller
-                        .write(state.fd.as_fd(), state.kind(), &iov[..count])
-                });
-                (outcome, offered)
-            };
-            let Some(outcome) = outcome else {
-                // Only buffers that changed under the watcher can be empty
-                // here: complete them rather than send nothing forever.
-                self.finish_head(conn, Dir::Write, None, Bytes::new());
-                continue;
-            };
-            let mut io = self.io.with(&self.shared.poller);
-            match outcome {
-                IoOutcome::Done(n) => {
-                    if n < offered && state.has(STREAM) {
-                        io.not_ready(state, conn, Dir::Write);
-                    }
-                    self.account_written(conn, n);
-                }
-                other => match io.stopped(state, conn, Dir::Write, other) {
-                    // A failed gathered write fails the first request; the
-                    // next loop tries the rest, which fail the same way.
-                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
-                    Attempt::Wait => return,
-                },
-            }
-        }
-    }
-
-    /// Spreads `n` written bytes over the connection's writes, head first,
-    /// completing each one that is now fully written.
-    fn account_written(&mut self, conn: Conn, mut n: usize) {
-        while n > 0 {
-            let Some(state) = self.conn_mut(conn) else {
-                return;
-            };
-            let head = state.writes.head;
-            if head == NIL {
-                return;
-            }
-            let node = self.nodes.get_mut(head);
-            let len = match &node.buf {
-                Some(b) => b.as_bytes().len(),
-                None => 0,
-            };
-            let left = len.saturating_sub(node.done);
-            if n < left {
-                node.done += n;
-                return;
-            }
-            node.done = len;
-            n -= left;
-            self.finish_head(conn, Dir::Write, None, Bytes::new());
-        }
-    }
-
-    fn retry_starved(&mut self) {
-        if self.io.starved.is_empty() {
-            return;
-        }
-        for (conn, dir) in std::mem::take(&mut self.io.starved) {
-            self.drive(conn, dir);
-        }
-    }
-
-    fn fire_timers(&mut self) {
-        if self.timers.earliest().is_none() {
-            return;
-        }
-        let now = self.now_ns();
-        while let Some(entry) = self.timers.pop_due(now) {
-            let Some(node) = self.nodes.find_timer(entry.node, entry.timer) else {
-                self.timers.stale_dropped();
-                continue;
-            };
-            let dir = Dir::of(node.op);
-            // A pending node is in a list of the connection now at its
-            // descriptor: freeing a connection takes all its nodes out.
-            let Some(state) = self.conns.get_mut(entry.fd as usize).and_then(Option::as_mut) else {
-                continue;
-            };
-            let conn = Conn {
-                fd: entry.fd,
-                gen: state.gen,
-                owner: self.shared.id,
-            };
-            let was_head = state.list(dir).head == entry.node;
-            // The timer is the reason this request ends: do not count it
-            // as stale.
-            self.nodes.get_mut(entry.node).timer = 0;
-            self.finish_in(conn, dir, Some(entry.node), Some(Error::Deadline), Bytes::new());
-            if was_head {
-                // The next request in line may be able to run now.
-                self.drive(conn, dir);
-            }
-        }
-    }
-}
-
-/// The completion of a request that ran: its progress, its buffer (or
-/// the swap slice read), and how it ended.
-fn completion<C, B>(conn: Conn, node: Node<C, B>, error: Option<Error>, swap: Bytes) -> Completion<C, B> {
-    Completion {
-        op: node.op,
-        conn,
-        context: node.context,
-        bytes: node.done,
-        buffer: match node.buf {
-            Some(b) => Buffer::User(b),
-            None => Buffer::Swap(swap),
-        },
-        error,
-    }
-}
-
-/// The bytes of a write request not yet written.
-fn unwritten<C, B: IoBuf>(node: &Node<C, B>) -> &[u8] {
-    match &node.buf {
-        Some(b) => b.as_bytes().get(node.done..).unwrap_or(&[]),
-        None => &[],
-    }
-}
-
-/// Tells the poller the engine now waits for `dir` on `state`'s descriptor.
-/// A no-op for edge-triggered pollers; a level-triggered one resumes
-/// watching the direction.
-fn rearm<P: Poller>(poller: &P, state: &ConnState, conn: Conn, dir: Dir) {
-    let (read, write) = (dir == Dir::Read, dir == Dir::Write);
-    if let Err(e) = poller.rearm(state.fd.as_fd(), conn.token(), read, write) {
-        tracing::warn!(fd = conn.fd, error = %e, "poller failed to re-arm a connection");
-    }
-}
-
-/// The completion of a request that never reached a connection's list.
-fn completion_of<C, B>(req: Request<C, B>, error: Error) -> Completion<C, B> {
-    Completion {
-        op: req.op,
-        conn: req.conn,
-        context: req.context,
-        bytes: 0,
-        buffer: match req.target {
-            Target::User(b, _) => Buffer::User(b),
-            Target::Swap => Buffer::Swap(Bytes::new()),
-        },
-        error: Some(error),
-    }
-}
-
-/// Moves every entry of `from` to the end of `to`. When `to` is empty the
-/// two vectors trade places instead of copying entries (a batch of a
-/// thousand completions is tens of kilobytes); `from` is then trimmed.
-pub(crate) fn hand_over<T>(from: &mut Vec<T>, to: &mut Vec<T>) {
-    let used = from.len();
-    if to.is_empty() {
-        std::mem::swap(from, to);
-    } else {
-        to.append(from);
-    }
-    trim(from, used);
-}
-
-/// Entries the command vectors keep room for once the engine has been idle
-/// for [`IDLE_TRIM`]: a thousand connections handed over at once grow them
-/// to thousands of entries of about 70 bytes, and an idle server should
-/// not keep that.
-const IDLE_KEEP_CAPACITY: usize = 64;
-
-/// Entries an emptied work vector always keeps room for while busy.
-const KEEP_CAPACITY: usize = 1024;
-/// Above this many entries an emptied work vector is always shrunk, so a
-/// burst (ten thousand connections handed over at once) does not pin its
-/// peak memory for ever. Growing back costs a few allocations per this
-/// many requests.
-const BURST_CAPACITY: usize = 8 * KEEP_CAPACITY;
-
-/// Gives back the memory of a work vector that was just emptied after
-/// holding `used` entries, when it is far larger than that: past
-/// [`BURST_CAPACITY`], or more than four times `used`. Steady traffic that
-/// needs between [`KEEP_CAPACITY`] and [`BURST_CAPACITY`] entries per turn
-/// (a thousand busy connections) keeps its vector and allocates nothing.
-pub(crate) fn trim<T>(v: &mut Vec<T>, used: usize) {
-    let cap = v.capacity();
-    if v.is_empty() && cap > KEEP_CAPACITY && (cap > BURST_CAPACITY || used <= cap / 4) {
-        v.shrink_to(KEEP_CAPACITY);
-    }
 }
 
 fn to_ns(d: Duration) -> u64 {

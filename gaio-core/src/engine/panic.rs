@@ -18,7 +18,8 @@
 use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::{completion_of, Engine};
+use super::complete::completion_of;
+use super::Engine;
 use crate::shared::Command;
 use crate::{Error, Poller};
 

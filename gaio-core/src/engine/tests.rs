@@ -295,7 +295,7 @@ fn an_idle_connection_with_a_swap_read_pending_stays_small() {
 /// left behind.
 #[test]
 fn work_vectors_keep_steady_capacity_and_shed_bursts() {
-    use super::{trim, BURST_CAPACITY, KEEP_CAPACITY};
+    use super::memory::{trim, BURST_CAPACITY, KEEP_CAPACITY};
     let emptied = |cap: usize| Vec::<u64>::with_capacity(cap);
     // Steady: 1500 entries a turn in a vector of 2048 stays put.
     let mut v = emptied(2 * KEEP_CAPACITY);
@@ -323,7 +323,8 @@ fn work_vectors_keep_steady_capacity_and_shed_bursts() {
 /// and every request of the burst still completes.
 #[test]
 fn an_idle_engine_gives_back_what_a_burst_of_commands_grew() {
-    use super::{IDLE_KEEP_CAPACITY, IDLE_TRIM};
+    use super::memory::IDLE_KEEP_CAPACITY;
+    use super::IDLE_TRIM;
     let (mut w, f) = setup::<Vec<u8>>();
     let mut s = w.submitter();
     let conns: Vec<Conn> = std::thread::spawn(move || {

@@ -1,0 +1,174 @@
+//! Readiness into I/O: events mark connections ready and run the heads of
+//! their lists (reads one by one, writes gathered into one call), and
+//! connections starved of kernel buffers are retried.
+
+use std::io::IoSlice;
+use std::os::fd::AsFd;
+
+use bytes::Bytes;
+
+use super::attempt::Attempt;
+use super::conn_state::{HUP, READABLE, STREAM, URGENT, WRITABLE};
+use super::slab::{Node, NIL};
+use super::{Dir, Engine, MAX_GATHER};
+use crate::{Conn, Event, IoBuf, IoOutcome, Poller};
+
+impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
+    pub(super) fn on_event(&mut self, ev: Event) {
+        let conn = Conn::from_token(ev.token, self.shared.id);
+        let Some(state) = self.conn_mut(conn) else {
+            return;
+        };
+        if ev.readable {
+            state.set(READABLE, true);
+        }
+        if ev.writable {
+            state.set(WRITABLE, true);
+        }
+        if ev.hangup {
+            state.set(HUP | READABLE | WRITABLE, true);
+        }
+        if ev.urgent {
+            state.set(URGENT, true);
+        }
+        if ev.readable || ev.hangup {
+            self.drive(conn, Dir::Read);
+        }
+        if ev.writable || ev.hangup {
+            self.drive(conn, Dir::Write);
+        }
+    }
+
+    pub(super) fn drive(&mut self, conn: Conn, dir: Dir) {
+        match dir {
+            Dir::Read => self.drive_reads(conn),
+            Dir::Write => self.drive_writes(conn),
+        }
+    }
+
+    /// Runs the connection's reads, head first, until one would block.
+    pub(super) fn drive_reads(&mut self, conn: Conn) {
+        loop {
+            let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
+                return;
+            };
+            if state.gen != conn.gen || state.reads.is_empty() {
+                return;
+            }
+            let node = self.nodes.get_mut(state.reads.head);
+            let mut io = self.io.with(&self.shared.poller);
+            match io.read(state, conn, node) {
+                Attempt::Done(error, swap) => self.finish_head(conn, Dir::Read, error, swap),
+                Attempt::Wait => return,
+            }
+        }
+    }
+
+    /// Runs the connection's writes, gathering queued ones into one system
+    /// call, until they are done or the descriptor would block.
+    pub(super) fn drive_writes(&mut self, conn: Conn) {
+        loop {
+            let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
+                return;
+            };
+            if state.gen != conn.gen || state.writes.is_empty() || !state.has(WRITABLE) {
+                return;
+            }
+            let head = self.nodes.get_mut(state.writes.head);
+            if head.next() == NIL {
+                // One request pending, the common case: no gather array.
+                let mut io = self.io.with(&self.shared.poller);
+                match io.write_one(state, conn, head) {
+                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
+                    Attempt::Wait => return,
+                }
+                continue;
+            }
+            let (outcome, offered) = {
+                let mut iov = [IoSlice::new(&[]); MAX_GATHER];
+                let mut count = 0;
+                let mut offered = 0;
+                let mut idx = state.writes.head;
+                while idx != NIL && count < MAX_GATHER {
+                    let node = self.nodes.get(idx);
+                    let bytes = unwritten(node);
+                    iov[count] = IoSlice::new(bytes);
+                    offered += bytes.len();
+                    count += 1;
+                    idx = node.next();
+                }
+                let outcome = (offered > 0).then(|| {
+                    self.shared
+                        .poller
+                        .write(state.fd.as_fd(), state.kind(), &iov[..count])
+                });
+                (outcome, offered)
+            };
+            let Some(outcome) = outcome else {
+                // Only buffers that changed under the watcher can be empty
+                // here: complete them rather than send nothing forever.
+                self.finish_head(conn, Dir::Write, None, Bytes::new());
+                continue;
+            };
+            let mut io = self.io.with(&self.shared.poller);
+            match outcome {
+                IoOutcome::Done(n) => {
+                    if n < offered && state.has(STREAM) {
+                        io.not_ready(state, conn, Dir::Write);
+                    }
+                    self.account_written(conn, n);
+                }
+                other => match io.stopped(state, conn, Dir::Write, other) {
+                    // A failed gathered write fails the first request; the
+                    // next loop tries the rest, which fail the same way.
+                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
+                    Attempt::Wait => return,
+                },
+            }
+        }
+    }
+
+    /// Spreads `n` written bytes over the connection's writes, head first,
+    /// completing each one that is now fully written.
+    pub(super) fn account_written(&mut self, conn: Conn, mut n: usize) {
+        while n > 0 {
+            let Some(state) = self.conn_mut(conn) else {
+                return;
+            };
+            let head = state.writes.head;
+            if head == NIL {
+                return;
+            }
+            let node = self.nodes.get_mut(head);
+            let len = match &node.buf {
+                Some(b) => b.as_bytes().len(),
+                None => 0,
+            };
+            let left = len.saturating_sub(node.done);
+            if n < left {
+                node.done += n;
+                return;
+            }
+            node.done = len;
+            n -= left;
+            self.finish_head(conn, Dir::Write, None, Bytes::new());
+        }
+    }
+
+    pub(super) fn retry_starved(&mut self) {
+        if self.io.starved.is_empty() {
+            return;
+        }
+        for (conn, dir) in std::mem::take(&mut self.io.starved) {
+            self.drive(conn, dir);
+        }
+    }
+}
+
+/// The bytes of a write request not yet written.
+pub(super) fn unwritten<C, B: IoBuf>(node: &Node<C, B>) -> &[u8] {
+    match &node.buf {
+        Some(b) => b.as_bytes().get(node.done..).unwrap_or(&[]),
+        None => &[],
+    }
+}
