@@ -107,6 +107,8 @@ pub enum Buffer<B> {
     /// watcher whose buffer type is [`Bytes`]) without a copy. Holding it
     /// keeps its whole swap slab alive, so copy out data kept for long.
     Swap(Bytes),
+    /// The request carried no buffer (accept, connect, shutdown, detach).
+    None,
 }
 
 impl<B> Buffer<B> {
@@ -114,14 +116,14 @@ impl<B> Buffer<B> {
     pub fn into_user(self) -> Option<B> {
         match self {
             Buffer::User(b) => Some(b),
-            Buffer::Swap(_) => None,
+            Buffer::Swap(_) | Buffer::None => None,
         }
     }
 
     /// The swap slice, if this is one.
     pub fn into_swap(self) -> Option<Bytes> {
         match self {
-            Buffer::User(_) => None,
+            Buffer::User(_) | Buffer::None => None,
             Buffer::Swap(b) => Some(b),
         }
     }
@@ -133,6 +135,7 @@ impl<B: IoBuf> Buffer<B> {
         match self {
             Buffer::User(b) => b.as_bytes(),
             Buffer::Swap(b) => b,
+            Buffer::None => &[],
         }
     }
 }

@@ -1,22 +1,57 @@
 //! Completions: what `wait_io` hands back for each finished request.
 
-use crate::{Buffer, Conn, Error, IoBuf};
+use std::os::fd::OwnedFd;
+
+use crate::{Buffer, Conn, Error, IoBuf, PeerAddr};
 
 /// The kind of operation a completion reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Op {
-    /// A read of at least one byte (own buffer or swap memory).
+    /// A read of at least one byte (own buffer or swap memory); on a
+    /// datagram socket, one datagram.
     Read,
     /// A read that fills its whole buffer or fails.
     ReadFull,
-    /// A write of all the buffer's bytes.
+    /// A write of all the buffer's bytes; on a datagram socket, one
+    /// datagram.
     Write,
+    /// A connection accepted from a listener.
+    Accept,
+    /// A connection dialled with [`Submit::connect`](crate::Submit::connect).
+    Connect,
+    /// The write side shut down after every earlier write.
+    Shutdown,
+    /// The socket handed back after every earlier request.
+    Detach,
+    /// One datagram received, with its sender's address.
+    RecvFrom,
+    /// One datagram sent to an address.
+    SendTo,
 }
 
 impl Op {
-    /// True for reads of either kind.
+    /// True for the operations that wait for the socket to be readable
+    /// (reads, accepts, receives): they complete in order among
+    /// themselves. The others wait for writability and complete in order
+    /// among themselves.
     pub fn is_read(self) -> bool {
-        !matches!(self, Op::Write)
+        matches!(self, Op::Read | Op::ReadFull | Op::Accept | Op::RecvFrom)
+    }
+
+    /// The operation's name, as in the `Submit` method that starts it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Read => "read",
+            Op::ReadFull => "read_full",
+            Op::Write => "write",
+            Op::Accept => "accept",
+            Op::Connect => "connect",
+            Op::Shutdown => "shutdown",
+            Op::Detach => "detach",
+            Op::RecvFrom => "recv_from",
+            Op::SendTo => "send_to",
+        }
     }
 }
 
@@ -36,6 +71,15 @@ pub struct Completion<C, B> {
     pub buffer: Buffer<B>,
     /// `None` on success, otherwise why the request ended.
     pub error: Option<Error>,
+    /// [`Op::Accept`]: the new connection's peer; [`Op::RecvFrom`] (and a
+    /// read on a datagram socket): the sender; [`Op::Connect`]: the address
+    /// dialled.
+    pub peer: Option<PeerAddr>,
+    /// [`Op::Accept`]: the new connection, already watched.
+    pub accepted: Option<Conn>,
+    /// [`Op::Detach`]: the socket, handed back (deregistered, open, still
+    /// in non-blocking mode); the watcher never touches it again.
+    pub detached: Option<OwnedFd>,
 }
 
 impl<C, B: IoBuf> Completion<C, B> {

@@ -22,6 +22,15 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// A handle that names no connection (a connect request's, before it
+    /// is submitted). No watcher hands it out: watcher identities start at
+    /// 1.
+    pub(crate) const NONE: Conn = Conn {
+        fd: u32::MAX,
+        gen: 0,
+        owner: 0,
+    };
+
     /// The file descriptor number the connection had when it was handed over.
     ///
     /// Useful for logging and for spreading connections over several
@@ -43,6 +52,73 @@ impl Conn {
             gen: (token >> 32) as u32,
             owner,
         }
+    }
+}
+
+/// Options every connection accepted on a listener gets, set once when the
+/// listener is handed over with
+/// [`watch_listener_with`](crate::Submit::watch_listener_with).
+///
+/// ```
+/// use gaio_core::AcceptOptions;
+/// let opts = AcceptOptions::new().nodelay(false);
+/// assert!(!opts.nodelay);
+/// assert!(AcceptOptions::default().nodelay);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AcceptOptions {
+    /// `TCP_NODELAY` on each accepted TCP connection (default: on). Small
+    /// responses then leave at once instead of waiting for the peer's
+    /// acknowledgement of the previous one (Nagle's algorithm): an echo
+    /// server moves about a third more data per CPU second with it.
+    pub nodelay: bool,
+}
+
+impl Default for AcceptOptions {
+    fn default() -> Self {
+        AcceptOptions { nodelay: true }
+    }
+}
+
+impl AcceptOptions {
+    /// The defaults: `TCP_NODELAY` on.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `TCP_NODELAY` on accepted TCP connections, or not.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+}
+
+/// A handle to a listening socket owned by a watcher, returned by
+/// [`Submit::watch_listener`](crate::Submit::watch_listener); accept
+/// connections on it with [`Submit::accept`](crate::Submit::accept).
+///
+/// A distinct type, so that reading from a listener or accepting on a
+/// connection does not compile. [`conn`](Listener::conn) is the handle its
+/// accept completions carry, and the one [`Submit::free`](crate::Submit::free)
+/// takes to close it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Listener(pub(crate) Conn);
+
+impl Listener {
+    /// The connection handle of the listening socket.
+    pub fn conn(self) -> Conn {
+        self.0
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Listener(fd {}, gen {}, watcher {})",
+            self.0.fd, self.0.gen, self.0.owner
+        )
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::{fmt, io};
 
+use crate::Op;
+
 /// Why a request failed or was refused.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -35,9 +37,36 @@ pub enum Error {
     /// The poller refused the file descriptor at hand-over (for example a
     /// regular file, which epoll cannot watch). The descriptor was closed.
     NotPollable(io::Error),
-    /// The descriptor is a socket, but not a stream socket (UDP, seqpacket).
-    /// The descriptor was closed.
-    NotStream,
+    /// The descriptor is a socket of a type the watcher does not handle:
+    /// neither a stream socket (TCP, Unix stream) nor a datagram socket
+    /// (UDP, Unix datagram); seqpacket and raw sockets, for instance. The
+    /// descriptor was closed.
+    UnsupportedSocket,
+    /// [`watch_listener`](crate::Submit::watch_listener) was given a socket
+    /// that is not listening (call `listen` first, or use
+    /// [`listen`](crate::listen)). The descriptor was closed.
+    NotListening,
+    /// The operation does not apply to this kind of connection: `accept`
+    /// on a connection that is not a listener, a read on a listener,
+    /// `read_full` or `shutdown` on a datagram socket, `send_to` on a
+    /// stream socket.
+    NotSupported {
+        /// The operation refused.
+        op: Op,
+    },
+    /// A write would take the bytes queued on its connection past the
+    /// watcher's [`max_queued_write_bytes`](crate::Builder::max_queued_write_bytes).
+    /// The write was not queued; its buffer comes back.
+    WriteQueueFull {
+        /// Bytes queued on the connection and not yet written.
+        queued: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A datagram was longer than the buffer it was received into: the
+    /// buffer holds its first bytes (the completion's `bytes`), the rest
+    /// was discarded by the kernel.
+    Truncated,
     /// A [`Builder`](crate::Builder) setting is out of its range.
     InvalidSetting {
         /// The setting, as the builder method is named (`swap_size`, ...).
@@ -79,7 +108,10 @@ impl Error {
             Error::EmptyBuffer | Error::InvalidCpu { .. } | Error::InvalidSetting { .. } => {
                 io::ErrorKind::InvalidInput
             }
-            Error::NotStream => io::ErrorKind::Unsupported,
+            Error::UnsupportedSocket | Error::NotSupported { .. } => io::ErrorKind::Unsupported,
+            Error::NotListening => io::ErrorKind::InvalidInput,
+            Error::WriteQueueFull { .. } => io::ErrorKind::WouldBlock,
+            Error::Truncated => io::ErrorKind::InvalidData,
             Error::NotPollable(e) | Error::Io(e) => e.kind(),
         }
     }
@@ -96,7 +128,15 @@ impl fmt::Display for Error {
             Error::Panicked { message } => write!(f, "the watcher's engine panicked: {message}"),
             Error::EmptyBuffer => f.write_str("empty buffer: a request needs at least one byte"),
             Error::NotPollable(e) => write!(f, "the poller cannot watch this descriptor: {e}"),
-            Error::NotStream => f.write_str("not a stream socket"),
+            Error::UnsupportedSocket => f.write_str("neither a stream nor a datagram socket"),
+            Error::NotListening => f.write_str("the socket is not listening"),
+            Error::NotSupported { op } => {
+                write!(f, "{} is not supported on this kind of connection", op.name())
+            }
+            Error::WriteQueueFull { queued, limit } => {
+                write!(f, "write queue full: {queued} bytes queued, the limit is {limit}")
+            }
+            Error::Truncated => f.write_str("datagram truncated: it was longer than the buffer"),
             Error::InvalidSetting {
                 name,
                 value,

@@ -18,6 +18,7 @@
 //! for the target and re-exports everything here.
 #![cfg(unix)]
 
+mod addr;
 mod affinity;
 mod buf;
 mod command_queue;
@@ -27,6 +28,7 @@ mod engine;
 mod error;
 #[cfg(any(test, feature = "fake-poller"))]
 pub mod fake;
+mod net;
 mod poller;
 mod request;
 mod shared;
@@ -34,11 +36,13 @@ mod submit;
 mod sys;
 mod watcher;
 
+pub use addr::{PeerAddr, UnixAddr};
 pub use buf::{Buffer, IoBuf, IoBufMut};
 pub use bytes::{Bytes, BytesMut};
 pub use completion::{Completion, Op};
-pub use conn::Conn;
+pub use conn::{AcceptOptions, Conn, Listener};
 pub use error::{Error, Rejected};
+pub use net::{listen, listen_unix, Datagram};
 pub use poller::{Event, Poller};
 pub use request::Request;
 pub use submit::{Submit, SubmitResult, Submitter};

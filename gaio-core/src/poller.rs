@@ -2,10 +2,12 @@
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use crate::net::{self, Datagram};
 use crate::sys::{self, FdKind, IoOutcome};
+use crate::PeerAddr;
 
 /// Readiness of one registered descriptor, as reported by a poller.
 ///
@@ -132,5 +134,45 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// `writev` otherwise.
     fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
         sys::write(fd, kind, bufs)
+    }
+
+    /// Receives one datagram into `buf`: the outcome (`Done(n)`: `n` bytes
+    /// kept) and what the receive learnt (sender, truncation). The default
+    /// is `recvmsg`, retried on EINTR.
+    fn recv_from(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> (IoOutcome, Datagram) {
+        net::recv_from(fd, buf)
+    }
+
+    /// Receives one datagram into uninitialised memory (the swap slab). The
+    /// engine gives one byte more than it keeps: a datagram that reaches
+    /// that byte is truncated, and the returned slice (a prefix of `buf`,
+    /// which the engine checks) stops before it. The default is
+    /// `recvfrom`, retried on EINTR.
+    fn recv_from_uninit<'a>(
+        &self,
+        fd: BorrowedFd<'_>,
+        buf: &'a mut [MaybeUninit<u8>],
+    ) -> (IoOutcome, &'a mut [u8], Datagram) {
+        net::recv_from_uninit(fd, buf)
+    }
+
+    /// Sends `buf` as one datagram to `addr`. The default is `sendto` with
+    /// `MSG_NOSIGNAL`, retried on EINTR.
+    fn send_to(&self, fd: BorrowedFd<'_>, buf: &[u8], addr: &PeerAddr) -> IoOutcome {
+        net::send_to(fd, buf, addr)
+    }
+
+    /// Accepts one connection on listening socket `fd`, non-blocking and
+    /// close-on-exec, with its peer's address. The default is `accept4`
+    /// (or `accept` and `fcntl` where the system has no `accept4`),
+    /// retried on EINTR; errors come back as the OS reported them.
+    fn accept(&self, fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<PeerAddr>)> {
+        net::accept(fd).map_err(io::Error::from)
+    }
+
+    /// How a non-blocking connect on `fd` ended, once the socket is
+    /// writable (`SO_ERROR`).
+    fn connect_result(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        net::connect_result(fd)
     }
 }

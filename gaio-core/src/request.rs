@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::{Conn, Error, IoBuf, IoBufMut, Op, Rejected};
+use crate::{Conn, Error, IoBuf, IoBufMut, Listener, Op, PeerAddr, Rejected};
 
 /// The mutable view of a read's own buffer: `<B as IoBufMut>::as_bytes_mut`,
 /// captured where `B: IoBufMut` is known so the engine needs only `B: IoBuf`.
@@ -14,6 +14,12 @@ pub(crate) enum Target<B> {
     User(B, Option<ReadView<B>>),
     /// The watcher's shared swap memory.
     Swap,
+    /// No buffer (accept, shutdown, detach).
+    None,
+    /// Where a connect request dials.
+    Addr(PeerAddr),
+    /// A datagram to send to an address.
+    Dest(B, PeerAddr),
 }
 
 /// One operation on one connection: what to do, with which buffer, carrying
@@ -61,6 +67,54 @@ impl<C, B: IoBuf> Request<C, B> {
         Self::new(conn, Op::Write, context, Target::User(buf, None))
     }
 
+    /// Dials `addr` (see [`Submit::connect`](crate::Submit::connect)). The
+    /// request's connection is made when it is submitted; until then
+    /// [`conn`](Request::conn) names none.
+    pub fn connect(addr: impl Into<PeerAddr>, context: C) -> Self {
+        Self::new(Conn::NONE, Op::Connect, context, Target::Addr(addr.into()))
+    }
+
+    /// Accepts a connection on `listener` (see
+    /// [`Submit::accept`](crate::Submit::accept)).
+    pub fn accept(listener: Listener, context: C) -> Self {
+        Self::new(listener.conn(), Op::Accept, context, Target::None)
+    }
+
+    /// Shuts the write side down once every write before it is done (see
+    /// [`Submit::shutdown`](crate::Submit::shutdown)).
+    pub fn shutdown(conn: Conn, context: C) -> Self {
+        Self::new(conn, Op::Shutdown, context, Target::None)
+    }
+
+    /// Hands the socket back once every request before it is done (see
+    /// [`Submit::detach`](crate::Submit::detach)).
+    pub fn detach(conn: Conn, context: C) -> Self {
+        Self::new(conn, Op::Detach, context, Target::None)
+    }
+
+    /// Receives one datagram into `buf`, with its sender's address.
+    pub fn recv_from(conn: Conn, context: C, buf: B) -> Self
+    where
+        B: IoBufMut,
+    {
+        Self::new(
+            conn,
+            Op::RecvFrom,
+            context,
+            Target::User(buf, Some(B::as_bytes_mut)),
+        )
+    }
+
+    /// Receives one datagram into swap memory, with its sender's address.
+    pub fn recv_from_swap(conn: Conn, context: C) -> Self {
+        Self::new(conn, Op::RecvFrom, context, Target::Swap)
+    }
+
+    /// Sends `buf` as one datagram to `addr`.
+    pub fn send_to(conn: Conn, context: C, buf: B, addr: impl Into<PeerAddr>) -> Self {
+        Self::new(conn, Op::SendTo, context, Target::Dest(buf, addr.into()))
+    }
+
     /// Sets a deadline: if the request has not completed by then, it
     /// completes with [`Error::Deadline`] and the bytes moved so far. A
     /// deadline already past at submission completes at once, without I/O.
@@ -95,8 +149,10 @@ impl<C, B: IoBuf> Request<C, B> {
         // A read target's length is the same through `as_bytes` and
         // `as_bytes_mut`, so one check serves reads and writes.
         let empty = match &self.target {
-            Target::Swap => false,
+            Target::Swap | Target::None | Target::Addr(_) => false,
             Target::User(b, _) => b.as_bytes().is_empty(),
+            // An empty datagram is a datagram.
+            Target::Dest(..) => false,
         };
         if empty {
             Err(self.reject(Error::EmptyBuffer))
@@ -111,8 +167,8 @@ impl<C, B: IoBuf> Request<C, B> {
             error,
             context: self.context,
             buffer: match self.target {
-                Target::User(b, _) => Some(b),
-                Target::Swap => None,
+                Target::User(b, _) | Target::Dest(b, _) => Some(b),
+                Target::Swap | Target::None | Target::Addr(_) => None,
             },
         }
     }

@@ -6,15 +6,38 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use crate::command_queue::CommandQueue;
+use crate::net::{self, Dialled};
 use crate::request::Request;
-use crate::sys::{self, FdInfo};
-use crate::{Conn, Error, Poller};
+use crate::sys::{self, FdInfo, FdKind};
+use crate::{AcceptOptions, Conn, Error, PeerAddr, Poller};
+
+/// What a watched descriptor is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A connection (or a pipe, a datagram socket): reads and writes.
+    Connection,
+    /// A listening socket: accepts, each accepted socket configured so.
+    Listener(AcceptOptions),
+}
 
 /// A command travelling from a submitting thread to the engine.
 pub(crate) enum Command<C, B> {
     /// A descriptor handed over (already registered with the poller).
-    Watch { conn: Conn, fd: OwnedFd, info: FdInfo },
-    /// A read or write.
+    Watch {
+        conn: Conn,
+        fd: OwnedFd,
+        info: FdInfo,
+        role: Role,
+    },
+    /// A socket dialled for a connect request (registered, the connect
+    /// started, `dialled` says how far it got).
+    Connect {
+        fd: OwnedFd,
+        info: FdInfo,
+        request: Request<C, B>,
+        dialled: Dialled,
+    },
+    /// Any other request.
     Submit(Request<C, B>),
     /// Free a connection.
     Free(Conn),
@@ -71,22 +94,62 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         first
     }
 
+    /// Whether a socket being handed over must be asked if it is plain
+    /// TCP: it matters only to an edge-triggered poller that reports urgent
+    /// data (see `FdInfo::plain_tcp`).
+    const LEARN_PROTOCOL: bool = P::REPORTS_URGENT && !P::LEVEL_TRIGGERED;
+
     /// Checks, prepares and registers a descriptor. On success the caller
     /// owns a registered descriptor and a fresh handle for it.
     pub(crate) fn register(&self, fd: OwnedFd) -> Result<(Conn, OwnedFd, FdInfo), Error> {
         if self.is_closed() {
             return Err(Error::WatcherClosed);
         }
-        // Whether a socket is plain TCP matters only to an edge-triggered
-        // poller that reports urgent data (see `FdInfo::plain_tcp`).
-        let info = sys::prepare(fd.as_fd(), P::REPORTS_URGENT && !P::LEVEL_TRIGGERED)?;
+        let info = sys::prepare(fd.as_fd(), Self::LEARN_PROTOCOL)?;
+        let conn = self.enroll(fd.as_fd())?;
+        Ok((conn, fd, info))
+    }
+
+    /// [`register`](Self::register) for a listening socket.
+    pub(crate) fn register_listener(&self, fd: OwnedFd) -> Result<(Conn, OwnedFd, FdInfo), Error> {
+        if self.is_closed() {
+            return Err(Error::WatcherClosed);
+        }
+        let info = net::prepare_listener(fd.as_fd(), Self::LEARN_PROTOCOL)?;
+        let conn = self.enroll(fd.as_fd())?;
+        Ok((conn, fd, info))
+    }
+
+    /// Creates a socket for `addr`, starts connecting it and registers it.
+    /// Fails only if no socket can be made or registered; a connect that
+    /// fails at once is reported in `Dialled`, for the engine to complete.
+    pub(crate) fn dial(&self, addr: &PeerAddr) -> Result<(Conn, OwnedFd, FdInfo, Dialled), Error> {
+        if self.is_closed() {
+            return Err(Error::WatcherClosed);
+        }
+        // Sockets made here carry no upper-layer protocol: a TCP one is
+        // plain TCP.
+        let tcp = matches!(addr, PeerAddr::Inet(_));
+        let (fd, dialled) = net::dial(addr, true)?;
+        let info = FdInfo {
+            kind: FdKind::StreamSocket,
+            plain_tcp: tcp && Self::LEARN_PROTOCOL,
+            tcp,
+        };
+        let conn = self.enroll(fd.as_fd())?;
+        Ok((conn, fd, info, dialled))
+    }
+
+    /// Gives an open descriptor a fresh handle and registers it with the
+    /// poller under that handle's token.
+    pub(crate) fn enroll(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<Conn, Error> {
         let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
         let conn = Conn {
             fd: raw as u32,
             gen: self.next_gen.fetch_add(1, Ordering::Relaxed),
             owner: self.id,
         };
-        match self.poller.register(fd.as_fd(), conn.token()) {
+        match self.poller.register(fd, conn.token()) {
             Ok(()) => {}
             // The poller already holds this descriptor number: the engine
             // does too, for a descriptor closed behind the watcher's back
@@ -96,14 +159,14 @@ impl<P: Poller, C, B> Shared<P, C, B> {
             // the stale connection, without closing or deregistering the
             // number again, when this hand-over reaches it.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
-                let _ = self.poller.deregister(fd.as_fd());
+                let _ = self.poller.deregister(fd);
                 self.poller
-                    .register(fd.as_fd(), conn.token())
+                    .register(fd, conn.token())
                     .map_err(Error::NotPollable)?;
             }
             Err(e) => return Err(Error::NotPollable(e)),
         }
-        Ok((conn, fd, info))
+        Ok(conn)
     }
 
     /// `Err(ForeignConn)` if `conn` was handed out by another watcher.
@@ -130,8 +193,8 @@ impl<P: Poller, C, B> Shared<P, C, B> {
     /// Hands a registered descriptor over to the engine. If the watcher
     /// closed meanwhile, the descriptor is deregistered and closed here,
     /// since the engine will never see it.
-    pub(crate) fn push_watch(&self, conn: Conn, fd: OwnedFd, info: FdInfo) -> Result<(), Error> {
-        match self.push(Command::Watch { conn, fd, info }) {
+    pub(crate) fn push_watch(&self, conn: Conn, fd: OwnedFd, info: FdInfo, role: Role) -> Result<(), Error> {
+        match self.push(Command::Watch { conn, fd, info, role }) {
             Ok(()) => Ok(()),
             Err(Command::Watch { fd, .. }) => {
                 let _ = self.poller.deregister(fd.as_fd());

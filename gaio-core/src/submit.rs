@@ -1,13 +1,13 @@
 //! The `Submit` trait (every way to hand work to a watcher) and the
 //! cloneable `Submitter` for threads other than the one that waits.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::request::Request;
-use crate::shared::{Command, Shared};
-use crate::{Conn, Error, IoBuf, IoBufMut, Poller, Rejected};
+use crate::request::{Request, Target};
+use crate::shared::{Command, Role, Shared};
+use crate::{AcceptOptions, Conn, Error, IoBuf, IoBufMut, Listener, Op, PeerAddr, Poller, Rejected};
 
 /// Result of a submission: on refusal the request's context and buffer
 /// come back inside [`Rejected`].
@@ -32,12 +32,36 @@ pub trait Submit {
         request: Request<Self::Context, Self::Buf>,
     ) -> SubmitResult<Self::Context, Self::Buf>;
 
-    /// Hands a connected stream socket (or any other descriptor the poller
-    /// accepts) over to the watcher and returns its handle. The descriptor
-    /// is put in non-blocking mode and closed by the watcher when the
-    /// connection is freed or the watcher closes; on error it is closed at
-    /// once.
+    /// Hands a connected stream socket, a datagram socket (UDP, Unix
+    /// datagram) or any other descriptor the poller accepts (a pipe) over
+    /// to the watcher and returns its handle. The descriptor is put in
+    /// non-blocking mode and closed by the watcher when the connection is
+    /// freed or the watcher closes; on error it is closed at once.
     fn watch(&mut self, fd: impl Into<OwnedFd>) -> Result<Conn, Error>;
+
+    /// Hands a listening socket over, for [`accept`](Submit::accept):
+    /// every connection accepted on it gets `options`. Fails with
+    /// [`Error::NotListening`] for a socket that is not listening (the
+    /// descriptor is then closed, as on every error).
+    fn watch_listener_with(
+        &mut self,
+        listener: impl Into<OwnedFd>,
+        options: AcceptOptions,
+    ) -> Result<Listener, Error>;
+
+    /// [`watch_listener_with`](Submit::watch_listener_with) the default
+    /// options (`TCP_NODELAY` on accepted TCP connections).
+    ///
+    /// ```no_run
+    /// use gaio_core::Submit;
+    /// # fn f(w: &mut impl Submit<Context = (), Buf = Vec<u8>>) -> Result<(), gaio_core::Error> {
+    /// let listener = w.watch_listener(gaio_core::listen("127.0.0.1:0")?)?;
+    /// w.accept(listener, ()).map_err(|r| r.error)?;
+    /// # Ok(()) }
+    /// ```
+    fn watch_listener(&mut self, listener: impl Into<OwnedFd>) -> Result<Listener, Error> {
+        self.watch_listener_with(listener, AcceptOptions::default())
+    }
 
     /// Closes the connection; each of its pending requests completes with
     /// [`Error::ConnClosed`]. Freeing a connection twice, or through a stale
@@ -150,6 +174,125 @@ pub trait Submit {
     ) -> SubmitResult<Self::Context, Self::Buf> {
         self.submit(Request::write(conn, context, buf).deadline(deadline))
     }
+
+    /// Accepts one connection on `listener`. The completion
+    /// ([`Op::Accept`](crate::Op::Accept)) carries the new connection,
+    /// already watched, in `accepted`, and its peer's address in `peer`.
+    /// Several accepts may wait on one listener; they complete in order.
+    ///
+    /// When the process or the system is out of descriptors (EMFILE,
+    /// ENFILE), a pending accept does not fail and does not spin: it is
+    /// retried every 20 ms while connections wait. If it has a deadline
+    /// that passes meanwhile, it completes with that error rather than
+    /// [`Error::Deadline`], so the cause shows.
+    fn accept(
+        &mut self,
+        listener: Listener,
+        context: Self::Context,
+    ) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::accept(listener, context))
+    }
+
+    /// Like [`accept`](Submit::accept), failing with [`Error::Deadline`]
+    /// if no connection came by `deadline`.
+    fn accept_timeout(
+        &mut self,
+        listener: Listener,
+        context: Self::Context,
+        deadline: Instant,
+    ) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::accept(listener, context).deadline(deadline))
+    }
+
+    /// Dials `addr` (TCP over IPv4 or IPv6, or a Unix socket path) without
+    /// blocking. The completion ([`Op::Connect`](crate::Op::Connect))
+    /// carries the new connection in `conn` (already watched, with
+    /// `TCP_NODELAY` on for TCP) and `addr` in `peer`; on failure (refused,
+    /// unreachable, deadline) its error, the socket already closed. Refused
+    /// at submission only if no socket could be made (out of descriptors).
+    fn connect(
+        &mut self,
+        addr: impl Into<PeerAddr>,
+        context: Self::Context,
+    ) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::connect(addr, context))
+    }
+
+    /// Like [`connect`](Submit::connect), failing with [`Error::Deadline`]
+    /// if the connection was not made by `deadline`.
+    fn connect_timeout(
+        &mut self,
+        addr: impl Into<PeerAddr>,
+        context: Self::Context,
+        deadline: Instant,
+    ) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::connect(addr, context).deadline(deadline))
+    }
+
+    /// Shuts the connection's write side down (`SHUT_WR`: the peer reads
+    /// end of stream) once every write submitted before has been written;
+    /// reads keep working. "Send the response, then close" is a `write`
+    /// and a `shutdown`, and a `free` when the peer has closed too.
+    fn shutdown(&mut self, conn: Conn, context: Self::Context) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::shutdown(conn, context))
+    }
+
+    /// Hands the socket back once every request submitted before has
+    /// completed: the completion ([`Op::Detach`](crate::Op::Detach))
+    /// carries it in `detached`, deregistered, open and still in
+    /// non-blocking mode; the watcher never touches it again. Requests
+    /// submitted after the detach complete with [`Error::ConnClosed`].
+    fn detach(&mut self, conn: Conn, context: Self::Context) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::detach(conn, context))
+    }
+
+    /// Receives one datagram into `buf` (from its start). The completion
+    /// carries the sender in `peer`; a datagram longer than `buf` keeps its
+    /// first bytes and completes with [`Error::Truncated`].
+    fn recv_from(
+        &mut self,
+        conn: Conn,
+        context: Self::Context,
+        buf: Self::Buf,
+    ) -> SubmitResult<Self::Context, Self::Buf>
+    where
+        Self::Buf: IoBufMut,
+    {
+        self.submit(Request::recv_from(conn, context, buf))
+    }
+
+    /// Receives one datagram into the watcher's swap memory (one datagram
+    /// per completion, at most the swap size: longer ones are truncated
+    /// and say so).
+    fn recv_from_swap(
+        &mut self,
+        conn: Conn,
+        context: Self::Context,
+    ) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::recv_from_swap(conn, context))
+    }
+
+    /// Sends `buf` as one datagram to `addr`.
+    fn send_to(
+        &mut self,
+        conn: Conn,
+        context: Self::Context,
+        buf: Self::Buf,
+        addr: impl Into<PeerAddr>,
+    ) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::send_to(conn, context, buf, addr))
+    }
+
+    /// Sends `buf` as one datagram on a connected datagram socket (the same
+    /// as [`write`](Submit::write) there).
+    fn send(
+        &mut self,
+        conn: Conn,
+        context: Self::Context,
+        buf: Self::Buf,
+    ) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::write(conn, context, buf))
+    }
 }
 
 /// A cloneable handle that submits to a watcher from any thread.
@@ -186,6 +329,9 @@ pub(crate) fn submit_shared<P: Poller, C, B: IoBuf>(
     if shared.is_closed() {
         return Err(request.reject(Error::WatcherClosed));
     }
+    if request.op == Op::Connect {
+        return connect_shared(shared, request);
+    }
     if let Err(e) = shared.check_owner(request.conn) {
         return Err(request.reject(e));
     }
@@ -198,10 +344,52 @@ pub(crate) fn submit_shared<P: Poller, C, B: IoBuf>(
     }
 }
 
+/// A connect request through the shared queue: the socket is made, the
+/// connect started and the socket registered here, on the submitting
+/// thread; the engine waits for the connect to end.
+fn connect_shared<P: Poller, C, B: IoBuf>(
+    shared: &Shared<P, C, B>,
+    mut request: Request<C, B>,
+) -> SubmitResult<C, B> {
+    let addr = match &request.target {
+        Target::Addr(addr) => addr.clone(),
+        _ => unreachable!("a connect request carries its address"),
+    };
+    let (conn, fd, info, dialled) = match shared.dial(&addr) {
+        Ok(dialled) => dialled,
+        Err(e) => return Err(request.reject(e)),
+    };
+    request.conn = conn;
+    match shared.push(Command::Connect {
+        fd,
+        info,
+        request,
+        dialled,
+    }) {
+        Ok(()) => Ok(()),
+        Err(Command::Connect { fd, request, .. }) => {
+            let _ = shared.poller.deregister(fd.as_fd());
+            drop(fd);
+            Err(request.reject(Error::WatcherClosed))
+        }
+        Err(_) => unreachable!("push hands back the command it was given"),
+    }
+}
+
 pub(crate) fn watch_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, fd: OwnedFd) -> Result<Conn, Error> {
     let (conn, fd, info) = shared.register(fd)?;
-    shared.push_watch(conn, fd, info)?;
+    shared.push_watch(conn, fd, info, Role::Connection)?;
     Ok(conn)
+}
+
+pub(crate) fn watch_listener_shared<P: Poller, C, B>(
+    shared: &Shared<P, C, B>,
+    fd: OwnedFd,
+    options: AcceptOptions,
+) -> Result<Listener, Error> {
+    let (conn, fd, info) = shared.register_listener(fd)?;
+    shared.push_watch(conn, fd, info, Role::Listener(options))?;
+    Ok(Listener(conn))
 }
 
 pub(crate) fn free_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, conn: Conn) -> Result<(), Error> {
@@ -219,6 +407,14 @@ impl<P: Poller, C, B: IoBuf> Submit for Submitter<P, C, B> {
 
     fn watch(&mut self, fd: impl Into<OwnedFd>) -> Result<Conn, Error> {
         watch_shared(&self.shared, fd.into())
+    }
+
+    fn watch_listener_with(
+        &mut self,
+        listener: impl Into<OwnedFd>,
+        options: AcceptOptions,
+    ) -> Result<Listener, Error> {
+        watch_listener_shared(&self.shared, listener.into(), options)
     }
 
     fn free(&mut self, conn: Conn) -> Result<(), Error> {

@@ -27,6 +27,10 @@ pub enum FdKind {
     /// A `SOCK_STREAM` socket: read with `recv`, written with `send` or
     /// `sendmsg`, with `MSG_NOSIGNAL`.
     StreamSocket,
+    /// A `SOCK_DGRAM` socket (UDP, Unix datagram): one datagram per read
+    /// (see [`Poller::recv_from`](crate::Poller::recv_from)) and per write
+    /// (`send`, never gathered).
+    DatagramSocket,
     /// Anything else the poller accepts (pipe, tty, ...).
     Other,
 }
@@ -48,10 +52,14 @@ pub(crate) struct FdInfo {
     /// that to a server's sockets (some service meshes) should know that
     /// this saving assumes the plain one.
     pub(crate) plain_tcp: bool,
+    /// An IPv4 or IPv6 stream socket: `TCP_NODELAY` applies. Learnt for
+    /// listeners and dialled sockets, where it is read.
+    pub(crate) tcp: bool,
 }
 
 /// Puts `fd` in non-blocking mode and tells what kind it is. Refuses
-/// sockets that are not stream sockets. With `learn_protocol`, also finds
+/// sockets that are neither stream nor datagram sockets. With
+/// `learn_protocol`, also finds
 /// out whether a stream socket is plain TCP (two more system calls, made
 /// only where the answer matters: see [`FdInfo::plain_tcp`]).
 pub(crate) fn prepare(fd: BorrowedFd<'_>, learn_protocol: bool) -> Result<FdInfo, Error> {
@@ -61,13 +69,18 @@ pub(crate) fn prepare(fd: BorrowedFd<'_>, learn_protocol: bool) -> Result<FdInfo
             sockopt::set_socket_nosigpipe(fd, true)?;
             FdKind::StreamSocket
         }
-        Ok(_) => return Err(Error::NotStream),
+        Ok(SocketType::DGRAM) => FdKind::DatagramSocket,
+        Ok(_) => return Err(Error::UnsupportedSocket),
         Err(Errno::NOTSOCK) => FdKind::Other,
         Err(e) => return Err(Error::Io(e.into())),
     };
     let plain_tcp = learn_protocol && kind == FdKind::StreamSocket && is_plain_tcp(fd);
     set_nonblocking(fd)?;
-    Ok(FdInfo { kind, plain_tcp })
+    Ok(FdInfo {
+        kind,
+        plain_tcp,
+        tcp: false,
+    })
 }
 
 /// True if stream socket `fd` is TCP with no upper-layer protocol. Any
@@ -111,13 +124,13 @@ fn is_plain_tcp(_fd: BorrowedFd<'_>) -> bool {
 
 /// `ioctl(FIONBIO)`: one system call.
 #[cfg(not(miri))]
-fn set_nonblocking(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
     rustix::io::ioctl_fionbio(fd, true)
 }
 
 /// Miri has no `ioctl`; `fcntl` does the same in two calls.
 #[cfg(miri)]
-fn set_nonblocking(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
     use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
     fcntl_setfl(fd, fcntl_getfl(fd)? | OFlags::NONBLOCK)
 }
@@ -136,7 +149,7 @@ pub enum IoOutcome {
     Failed(io::Error),
 }
 
-fn classify(r: Result<usize, Errno>) -> Option<IoOutcome> {
+pub(crate) fn classify(r: Result<usize, Errno>) -> Option<IoOutcome> {
     match r {
         Ok(n) => Some(IoOutcome::Done(n)),
         Err(Errno::INTR) => None,
@@ -155,7 +168,9 @@ fn classify(r: Result<usize, Errno>) -> Option<IoOutcome> {
 pub(crate) fn read(fd: BorrowedFd<'_>, kind: FdKind, buf: &mut [u8]) -> IoOutcome {
     loop {
         let r = match kind {
-            FdKind::StreamSocket => rustix::net::recv(fd, &mut *buf, RecvFlags::empty()).map(|(n, _)| n),
+            FdKind::StreamSocket | FdKind::DatagramSocket => {
+                rustix::net::recv(fd, &mut *buf, RecvFlags::empty()).map(|(n, _)| n)
+            }
             FdKind::Other => rustix::io::read(fd, &mut *buf),
         };
         if let Some(out) = classify(r) {
@@ -173,7 +188,7 @@ pub(crate) fn read_uninit<'a>(
 ) -> (IoOutcome, &'a mut [u8]) {
     let n = loop {
         let r = match kind {
-            FdKind::StreamSocket => {
+            FdKind::StreamSocket | FdKind::DatagramSocket => {
                 rustix::net::recv(fd, &mut *buf, RecvFlags::empty()).map(|((init, _), _)| init.len())
             }
             FdKind::Other => rustix::io::read(fd, &mut *buf).map(|(init, _)| init.len()),
@@ -193,17 +208,21 @@ pub(crate) fn read_uninit<'a>(
 
 /// `send` flags that keep a write to a vanished peer from raising SIGPIPE.
 #[cfg(not(target_vendor = "apple"))]
-const NO_SIGPIPE: SendFlags = SendFlags::NOSIGNAL;
+pub(crate) const NO_SIGPIPE: SendFlags = SendFlags::NOSIGNAL;
 /// Apple has no `MSG_NOSIGNAL`: `SO_NOSIGPIPE`, set in [`prepare`], does it.
 #[cfg(target_vendor = "apple")]
-const NO_SIGPIPE: SendFlags = SendFlags::empty();
+pub(crate) const NO_SIGPIPE: SendFlags = SendFlags::empty();
 
 /// Writes the gathered slices, retrying on EINTR; never raises SIGPIPE on a
 /// stream socket.
 pub(crate) fn write(fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
     loop {
         let r = match (kind, bufs) {
-            (FdKind::StreamSocket, [one]) => rustix::net::send(fd, one, NO_SIGPIPE),
+            (FdKind::StreamSocket | FdKind::DatagramSocket, [one]) => rustix::net::send(fd, one, NO_SIGPIPE),
+            // The engine never gathers datagrams: one request, one datagram.
+            (FdKind::DatagramSocket, _) => {
+                rustix::net::sendmsg(fd.as_fd(), bufs, &mut SendAncillaryBuffer::default(), NO_SIGPIPE)
+            }
             (FdKind::StreamSocket, _) => {
                 rustix::net::sendmsg(fd.as_fd(), bufs, &mut SendAncillaryBuffer::default(), NO_SIGPIPE)
             }

@@ -14,8 +14,8 @@ use std::{fmt, io};
 use crate::engine::{Config, Engine};
 use crate::request::Request;
 use crate::shared::Shared;
-use crate::submit::{free_shared, submit_shared, watch_shared, SubmitResult};
-use crate::{affinity, Completion, Conn, Error, IoBuf, Poller, Submit, Submitter};
+use crate::submit::{free_shared, submit_shared, watch_listener_shared, watch_shared, SubmitResult};
+use crate::{affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, Submit, Submitter};
 
 /// Who turns the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,6 +34,7 @@ pub enum Mode {
 pub struct Builder<P> {
     swap_size: usize,
     max_events: usize,
+    max_queued_write_bytes: Option<usize>,
     mode: Mode,
     poller: PhantomData<fn() -> P>,
 }
@@ -43,6 +44,7 @@ impl<P> fmt::Debug for Builder<P> {
         f.debug_struct("Builder")
             .field("swap_size", &self.swap_size)
             .field("max_events", &self.max_events)
+            .field("max_queued_write_bytes", &self.max_queued_write_bytes)
             .field("mode", &self.mode)
             .finish()
     }
@@ -60,6 +62,7 @@ impl<P: Poller> Builder<P> {
         Builder {
             swap_size: crate::DEFAULT_SWAP_SIZE,
             max_events: crate::DEFAULT_MAX_EVENTS,
+            max_queued_write_bytes: None,
             mode: Mode::Inline,
             poller: PhantomData,
         }
@@ -82,6 +85,20 @@ impl<P: Poller> Builder<P> {
         self
     }
 
+    /// Most bytes queued for writing on one connection, not yet written
+    /// (default: no limit). A write that would take its connection past
+    /// it is refused with [`Error::WriteQueueFull`] and its buffer handed
+    /// back, so a peer that never reads cannot grow the server's memory
+    /// without bound; a single write larger than the limit is always
+    /// refused. From the owning thread in inline mode the refusal is
+    /// immediate (a [`Rejected`](crate::Rejected)); through a
+    /// [`Submitter`] or in background mode the write completes at once
+    /// with the error. From 1 to 4 GiB.
+    pub fn max_queued_write_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_write_bytes = Some(bytes);
+        self
+    }
+
     /// Inline or background-thread mode.
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
@@ -97,10 +114,14 @@ impl<P: Poller> Builder<P> {
     pub fn build<C: Send + 'static, B: IoBuf>(self) -> Result<Watcher<P, C, B>, Error> {
         in_range("swap_size", self.swap_size, 1, crate::MAX_SWAP_SIZE)?;
         in_range("max_events", self.max_events, 1, crate::MAX_EVENTS_PER_WAIT)?;
+        if let Some(limit) = self.max_queued_write_bytes {
+            in_range("max_queued_write_bytes", limit, 1, u32::MAX as usize)?;
+        }
         let shared = Arc::new(Shared::new(P::new()?));
         let config = Config {
             swap_size: self.swap_size,
             max_events: self.max_events,
+            max_queued_write_bytes: self.max_queued_write_bytes,
         };
         let engine = Engine::new(Arc::clone(&shared), config);
         let driver = match self.mode {
@@ -241,6 +262,17 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
         }
     }
 
+    /// The bytes queued for writing on `conn` and not yet written: `None`
+    /// for a connection this watcher does not have, and in background mode
+    /// (the count lives on the I/O thread; a completion with
+    /// [`Error::WriteQueueFull`] reports it there).
+    pub fn queued_write_bytes(&self, conn: Conn) -> Option<usize> {
+        match &self.driver {
+            Driver::Inline(engine) => engine.queued_write_bytes(conn),
+            Driver::Background(_) => None,
+        }
+    }
+
     /// Pins the thread that runs the I/O to CPU `cpu`: the background
     /// thread in background mode, the calling thread in inline mode (call
     /// it from the thread that calls `wait_io`).
@@ -275,6 +307,17 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
         match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.watch(fd.into())),
             Driver::Background(_) => watch_shared(&self.shared, fd.into()),
+        }
+    }
+
+    fn watch_listener_with(
+        &mut self,
+        listener: impl Into<OwnedFd>,
+        options: AcceptOptions,
+    ) -> Result<Listener, Error> {
+        match &mut self.driver {
+            Driver::Inline(engine) => engine.guarded(|e| e.watch_listener(listener.into(), options)),
+            Driver::Background(_) => watch_listener_shared(&self.shared, listener.into(), options),
         }
     }
 

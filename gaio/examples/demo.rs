@@ -130,7 +130,7 @@ fn echo_server(streams: Vec<TcpStream>) -> Result<usize, gaio::Error> {
                     echoed += data.len();
                     w.write(c.conn, (), data)?;
                 }
-                (None, Buffer::User(_)) => w.read_swap(c.conn, ())?,
+                (None, _) => w.read_swap(c.conn, ())?,
             }
         }
     }

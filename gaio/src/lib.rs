@@ -42,8 +42,9 @@
 #![cfg(unix)]
 
 pub use gaio_core::{
-    Buffer, Bytes, BytesMut, Completion, Conn, Error, Event, IoBuf, IoBufMut, Mode, Op, Poller, Rejected,
-    Request, Submit, DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
+    listen, listen_unix, AcceptOptions, Buffer, Bytes, BytesMut, Completion, Conn, Datagram, Error, Event,
+    IoBuf, IoBufMut, Listener, Mode, Op, PeerAddr, Poller, Rejected, Request, Submit, UnixAddr,
+    DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
 };
 
 pub use gaio_poll::PollPoller;

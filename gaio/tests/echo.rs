@@ -149,6 +149,7 @@ fn echo_one_byte_buffer() {
                         w.read(conn, seq, buf).unwrap();
                     }
                     Op::ReadFull => panic!("no read_full was submitted"),
+                    other => panic!("unexpected {other:?} completion"),
                 }
             }
         }
@@ -249,6 +250,7 @@ fn echo_100_mib_byte_for_byte() {
                         w.read(conn, 0, buf).unwrap();
                     }
                     Op::ReadFull => panic!("no read_full was submitted"),
+                    other => panic!("unexpected {other:?} completion"),
                 }
             }
         }
@@ -473,6 +475,7 @@ fn serve_vec(mode: Mode, servers: Vec<TcpStream>, size: usize, test: u64, reads:
                             b.truncate(got);
                             b
                         }
+                        Buffer::None => unreachable!("a read always hands a buffer back"),
                     };
                     w.write(c.conn, i as u64, buf).unwrap();
                 }
@@ -493,6 +496,7 @@ fn serve_vec(mode: Mode, servers: Vec<TcpStream>, size: usize, test: u64, reads:
                     }
                 }
                 Op::ReadFull => panic!("no read_full was submitted"),
+                other => panic!("unexpected {other:?} completion"),
             }
         }
     }
@@ -556,6 +560,7 @@ fn serve_swap_bytes(mode: Mode, servers: Vec<TcpStream>, size: usize, test: u64)
                     w.read_swap(c.conn, i as u64).unwrap();
                 }
                 Op::ReadFull => panic!("no read_full was submitted"),
+                other => panic!("unexpected {other:?} completion"),
             }
         }
     }

@@ -1,15 +1,20 @@
 //! The gaio echo server: the README's echo loop, in either mode.
 //!
-//! An accept thread hands each socket to the watcher through a
-//! `Submitter` and submits a swap read (no buffer held while idle); the
-//! thread calling `wait_io` writes each swap slice straight back without a
-//! copy and reads again once the write is done.
+//! The listener is handed to the watcher, which accepts (with
+//! `TCP_NODELAY`, its default) as long as accepts are pending; each new
+//! connection gets a swap read (no buffer held while idle); each swap slice
+//! read is written straight back without a copy, and the connection reads
+//! again once the write is done.
 
 use std::net::TcpListener;
 
-use gaio::{Buffer, Bytes, Mode, Submit, Watcher};
+use gaio::{Buffer, Bytes, Mode, Op, Submit, Watcher};
 
 use crate::control::note_accepted;
+
+/// Accepts kept pending on the listener: a burst of connections is taken
+/// in one go, several per readiness edge.
+const PENDING_ACCEPTS: usize = 16;
 
 /// Serves until the process ends.
 pub fn run(listener: TcpListener, mode: Mode) -> Result<(), Box<dyn std::error::Error>> {
@@ -17,33 +22,29 @@ pub fn run(listener: TcpListener, mode: Mode) -> Result<(), Box<dyn std::error::
         .mode(mode)
         .swap_size(super::ECHO_BUF)
         .build()?;
-    let mut submitter = w.submitter();
-    std::thread::Builder::new().name("accept".into()).spawn(move || {
-        for stream in listener.incoming() {
-            match stream {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    let watched = submitter
-                        .watch(s)
-                        .and_then(|conn| Ok(submitter.read_swap(conn, ())?));
-                    match watched {
-                        Ok(()) => note_accepted(),
-                        Err(e) => eprintln!("bench-server: cannot watch a connection: {e}"),
-                    }
-                }
-                Err(e) => super::accept_failed(&e),
-            }
-        }
-    })?;
-
+    let listener = w.watch_listener(listener)?;
+    for _ in 0..PENDING_ACCEPTS {
+        w.accept(listener, ())?;
+    }
     let mut batch = Vec::with_capacity(1024);
     loop {
         w.wait_io(&mut batch)?;
         for c in batch.drain(..) {
+            if c.op == Op::Accept {
+                match (c.error, c.accepted) {
+                    (None, Some(conn)) => {
+                        note_accepted();
+                        w.read_swap(conn, ())?;
+                    }
+                    (error, _) => eprintln!("bench-server: accept failed: {error:?}"),
+                }
+                w.accept(listener, ())?;
+                continue;
+            }
             match (c.error, c.buffer) {
                 (Some(_), _) => w.free(c.conn)?,
                 (None, Buffer::Swap(data)) => w.write(c.conn, (), data)?,
-                (None, Buffer::User(_)) => w.read_swap(c.conn, ())?,
+                (None, _) => w.read_swap(c.conn, ())?,
             }
         }
     }

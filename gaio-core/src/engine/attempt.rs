@@ -10,7 +10,10 @@ use std::os::fd::AsFd;
 
 use bytes::Bytes;
 
-use super::conn_state::{rearm, ConnState, EOF, HUP, READABLE, SHORT_READ_DRAINS, STREAM, URGENT, WRITABLE};
+use super::complete::Outcome;
+use super::conn_state::{
+    rearm, ConnState, DGRAM, EOF, HUP, READABLE, SHORT_READ_DRAINS, STREAM, URGENT, WRITABLE,
+};
 use super::drive::unwritten;
 use super::slab::Node;
 use super::swap::Swap;
@@ -20,9 +23,8 @@ use crate::{Conn, Error, IoBuf, IoOutcome, Op, Poller};
 
 /// What an attempt came to.
 pub(super) enum Attempt {
-    /// The request is over: complete it with this error (`None`: success)
-    /// and, for a swap read, the slice read.
-    Done(Option<Error>, Bytes),
+    /// The request is over: complete it so.
+    Done(Outcome),
     /// The request waits for readiness (or for a retry after ENOBUFS);
     /// its progress so far is recorded in the node.
     Wait,
@@ -42,8 +44,8 @@ pub(super) struct IoState<B> {
 
 /// An [`IoState`] together with the poller, for one attempt.
 pub(super) struct Io<'a, P, B> {
-    poller: &'a P,
-    state: &'a mut IoState<B>,
+    pub(super) poller: &'a P,
+    pub(super) state: &'a mut IoState<B>,
 }
 
 impl<B> IoState<B> {
@@ -63,16 +65,19 @@ impl<B> IoState<B> {
 
 impl<P: Poller, B: IoBuf> Io<'_, P, B> {
     /// Reads for `node` while `conn` is readable: once for `Read`, until
-    /// the buffer is full for `ReadFull`.
+    /// the buffer is full for `ReadFull`; one datagram on a datagram socket.
     pub(super) fn read<C>(
         &mut self,
         conn_state: &mut ConnState,
         conn: Conn,
         node: &mut Node<C, B>,
     ) -> Attempt {
+        if conn_state.has(DGRAM) {
+            return self.recv(conn_state, conn, node);
+        }
         loop {
             if conn_state.has(EOF) {
-                return Attempt::Done(Some(Error::Eof), Bytes::new());
+                return Attempt::Done(Outcome::failed(Error::Eof));
             }
             if !conn_state.has(READABLE) {
                 return Attempt::Wait;
@@ -85,16 +90,13 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                     // A buffer whose `as_bytes_mut` disagrees with
                     // `as_bytes` (or shrank under a `read_full`) gives an
                     // empty region here rather than a slicing panic.
-                    let region = match self.state.read_view {
-                        Some(view) => view(buf).get_mut(node.done..).unwrap_or_default(),
-                        None => &mut [][..],
-                    };
+                    let region = self.region(buf, node.done);
                     let wanted = region.len();
                     // An empty region only happens with such a buffer
                     // (submission refuses empty buffers): never read 0 bytes
                     // and mistake that for end of stream.
                     if wanted == 0 {
-                        return Attempt::Done(Some(Error::EmptyBuffer), Bytes::new());
+                        return Attempt::Done(Outcome::failed(Error::EmptyBuffer));
                     }
                     (self.poller.read(fd, kind, region), wanted, Bytes::new())
                 }
@@ -102,7 +104,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
             match outcome {
                 IoOutcome::Done(0) => {
                     conn_state.set(EOF, true);
-                    return Attempt::Done(Some(Error::Eof), Bytes::new());
+                    return Attempt::Done(Outcome::failed(Error::Eof));
                 }
                 IoOutcome::Done(n) => {
                     node.done += n;
@@ -117,7 +119,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                         self.not_ready(conn_state, conn, Dir::Read);
                     }
                     if node.op == Op::Read || n >= wanted {
-                        return Attempt::Done(None, swap);
+                        return Attempt::Done(Outcome::read(None, swap));
                     }
                 }
                 other => return self.stopped(conn_state, conn, Dir::Read, other),
@@ -125,14 +127,29 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
         }
     }
 
+    /// The region of a read's own buffer from `done` on. A buffer whose
+    /// `as_bytes_mut` disagrees with `as_bytes` (or shrank under a
+    /// `read_full`) gives an empty region rather than a slicing panic.
+    pub(super) fn region<'b>(&self, buf: &'b mut B, done: usize) -> &'b mut [u8] {
+        match self.state.read_view {
+            Some(view) => view(buf).get_mut(done..).unwrap_or_default(),
+            None => &mut [][..],
+        }
+    }
+
     /// Writes `node`, the only write pending on `conn`, while `conn` is
-    /// writable, until it is all written.
+    /// writable, until it is all written; on a datagram socket, sends it as
+    /// one datagram (to `dest`, for a send-to).
     pub(super) fn write_one<C>(
         &mut self,
         conn_state: &mut ConnState,
         conn: Conn,
         node: &mut Node<C, B>,
+        dest: Option<&crate::PeerAddr>,
     ) -> Attempt {
+        if conn_state.has(DGRAM) {
+            return self.send(conn_state, conn, node, dest);
+        }
         loop {
             if !conn_state.has(WRITABLE) {
                 return Attempt::Wait;
@@ -141,7 +158,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
             if bytes.is_empty() {
                 // Only a buffer that changed under the watcher can be empty
                 // here: complete it rather than send nothing forever.
-                return Attempt::Done(None, Bytes::new());
+                return Attempt::Done(Outcome::ok());
             }
             let offered = bytes.len();
             let outcome = self
@@ -151,7 +168,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                 IoOutcome::Done(n) => {
                     node.done += n;
                     if n >= offered {
-                        return Attempt::Done(None, Bytes::new());
+                        return Attempt::Done(Outcome::ok());
                     }
                     // A short write to a stream socket filled its send
                     // buffer: wait for an edge. Other descriptors try again.
@@ -196,7 +213,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                 self.state.starved.push((conn, dir));
                 Attempt::Wait
             }
-            IoOutcome::Failed(e) => Attempt::Done(Some(Error::Io(e)), Bytes::new()),
+            IoOutcome::Failed(e) => Attempt::Done(Outcome::failed(Error::Io(e))),
         }
     }
 }

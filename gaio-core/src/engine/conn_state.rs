@@ -1,5 +1,6 @@
 //! What the engine keeps per connection: the descriptor, its generation,
-//! its two request lists, and readiness and state bits in one byte.
+//! its two request lists, the bytes its queued writes still hold, and
+//! readiness and state bits.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -13,42 +14,79 @@ pub(super) struct ConnState {
     pub(super) gen: u32,
     pub(super) reads: List,
     pub(super) writes: List,
-    /// Readiness and state bits, one byte (see the `ConnState` methods):
-    /// a connection slot stays at 28 bytes.
-    pub(super) flags: u8,
+    /// Bytes of the writes stored in `writes` not yet written, for the
+    /// write-queue cap (saturating at 4 GiB).
+    pub(super) queued: u32,
+    /// Readiness and state bits (see the constants below): with `queued`,
+    /// a connection slot stays at 32 bytes.
+    pub(super) flags: u16,
 }
 
 /// A read may make progress without waiting for an edge.
-pub(super) const READABLE: u8 = 1;
+pub(super) const READABLE: u16 = 1;
 
 /// A write may make progress without waiting for an edge.
-pub(super) const WRITABLE: u8 = 2;
+pub(super) const WRITABLE: u16 = 2;
 
 /// The peer hung up or the connection failed: reads never wait again.
-pub(super) const HUP: u8 = 4;
+pub(super) const HUP: u16 = 4;
 
 /// A read returned end of stream: every read from now on gets `Eof`.
-pub(super) const EOF: u8 = 8;
+pub(super) const EOF: u16 = 8;
 
 /// A stream socket (`recv`/`send` with `MSG_NOSIGNAL`; a short write
 /// means its send buffer is full).
-pub(super) const STREAM: u8 = 16;
+pub(super) const STREAM: u16 = 16;
 
 /// A short read proves the receive queue empty (see `attempt::Io::read`):
 /// a plain TCP socket on a poller that reports urgent data, or any stream
 /// socket on a level-triggered poller.
-pub(super) const SHORT_READ_DRAINS: u8 = 32;
+pub(super) const SHORT_READ_DRAINS: u16 = 32;
 
 /// Urgent data was announced: a short read may have stopped at its mark,
 /// so only a read that would block proves the socket drained again.
-pub(super) const URGENT: u8 = 64;
+pub(super) const URGENT: u16 = 64;
+
+/// A datagram socket: one datagram per read and per write, never
+/// gathered.
+pub(super) const DGRAM: u16 = 128;
+
+/// A listening socket: only accepts (and detach) run on it.
+pub(super) const LISTENER: u16 = 256;
+
+/// A plain TCP socket (see `FdInfo::plain_tcp`); on a listener, what its
+/// accepted connections are.
+pub(super) const PLAIN_TCP: u16 = 512;
+
+/// A listener whose accepted sockets get `TCP_NODELAY`.
+pub(super) const NODELAY: u16 = 1024;
+
+/// A connect is in progress: the head of `writes` is its request.
+pub(super) const CONNECTING: u16 = 2048;
+
+/// A detach is queued: requests submitted after it complete with
+/// `ConnClosed`; the detach completes once the requests before it have.
+pub(super) const DETACHING: u16 = 4096;
+
+/// The last accept on this listener failed for want of descriptors
+/// (EMFILE, ENFILE): pending accepts retry on a timer, and one whose
+/// deadline passes reports that error.
+pub(super) const OUT_OF_FDS: u16 = 8192;
+
+/// With `OUT_OF_FDS`: the system's limit (ENFILE) rather than the
+/// process's (EMFILE).
+pub(super) const SYSTEM_OUT_OF_FDS: u16 = 16384;
+
+/// With `CONNECTING`: a Unix listener's queue was full (EAGAIN); the
+/// connect is to be made again rather than waited for.
+pub(super) const REDIAL: u16 = 32768;
 
 impl ConnState {
-    pub(super) fn has(&self, flag: u8) -> bool {
+    pub(super) fn has(&self, flag: u16) -> bool {
         self.flags & flag != 0
     }
 
-    pub(super) fn set(&mut self, flag: u8, on: bool) {
+    pub(super) fn set(&mut self, flag: u16, on: bool) {
         if on {
             self.flags |= flag;
         } else {
@@ -59,6 +97,8 @@ impl ConnState {
     pub(super) fn kind(&self) -> FdKind {
         if self.has(STREAM) {
             FdKind::StreamSocket
+        } else if self.has(DGRAM) {
+            FdKind::DatagramSocket
         } else {
             FdKind::Other
         }

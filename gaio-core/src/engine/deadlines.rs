@@ -1,11 +1,15 @@
 //! Deadlines firing: a request whose deadline passed completes with
-//! `Error::Deadline` and its progress, wherever it stands in its list.
+//! `Error::Deadline` and its progress, wherever it stands in its list. An
+//! accept waiting out a shortage of descriptors reports that shortage
+//! instead; a connect that ran out of time takes its socket with it.
 
-use bytes::Bytes;
+use std::io;
 
+use super::complete::Outcome;
+use super::conn_state::{OUT_OF_FDS, SYSTEM_OUT_OF_FDS};
 use super::Dir;
 use super::Engine;
-use crate::{Conn, Error, IoBuf, Poller};
+use crate::{Conn, Error, IoBuf, Op, Poller};
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     pub(super) fn fire_timers(&mut self) {
@@ -18,7 +22,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 self.timers.stale_dropped();
                 continue;
             };
-            let dir = Dir::of(node.op);
+            let op = node.op;
+            let dir = Dir::of(op);
             // A pending node is in a list of the connection now at its
             // descriptor: freeing a connection takes all its nodes out.
             let Some(state) = self.conns.get_mut(entry.fd as usize).and_then(Option::as_mut) else {
@@ -30,11 +35,25 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 owner: self.shared.id,
             };
             let was_head = state.list(dir).head == entry.node;
+            let error = match op {
+                Op::Accept if state.has(OUT_OF_FDS) => {
+                    let errno = if state.has(SYSTEM_OUT_OF_FDS) {
+                        rustix::io::Errno::NFILE
+                    } else {
+                        rustix::io::Errno::MFILE
+                    };
+                    Error::Io(io::Error::from_raw_os_error(errno.raw_os_error()))
+                }
+                _ => Error::Deadline,
+            };
             // The timer is the reason this request ends: do not count it
             // as stale.
             self.nodes.get_mut(entry.node).timer = 0;
-            self.finish_in(conn, dir, Some(entry.node), Some(Error::Deadline), Bytes::new());
-            if was_head {
+            self.finish_in(conn, dir, Some(entry.node), Outcome::failed(error));
+            if op == Op::Connect {
+                // Nobody has the connection yet: it goes with its request.
+                self.free_conn(conn, || Error::ConnClosed);
+            } else if was_head {
                 // The next request in line may be able to run now.
                 self.drive(conn, dir);
             }

@@ -1,17 +1,17 @@
 //! Readiness into I/O: events mark connections ready and run the heads of
-//! their lists (reads one by one, writes gathered into one call), and
-//! connections starved of kernel buffers are retried.
+//! their lists (reads one by one, writes gathered into one call; accepts,
+//! connects, shutdowns and detaches by their own rules), and connections
+//! starved of kernel buffers are retried.
 
 use std::io::IoSlice;
 use std::os::fd::AsFd;
 
-use bytes::Bytes;
-
 use super::attempt::Attempt;
-use super::conn_state::{HUP, READABLE, STREAM, URGENT, WRITABLE};
+use super::complete::Outcome;
+use super::conn_state::{DETACHING, DGRAM, HUP, LISTENER, READABLE, STREAM, URGENT, WRITABLE};
 use super::slab::{Node, NIL};
 use super::{Dir, Engine, MAX_GATHER};
-use crate::{Conn, Event, IoBuf, IoOutcome, Poller};
+use crate::{Conn, Event, IoBuf, IoOutcome, Op, Poller};
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     pub(super) fn on_event(&mut self, ev: Event) {
@@ -46,40 +46,93 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
     }
 
-    /// Runs the connection's reads, head first, until one would block.
+    /// Runs the connection's reads (accepts, on a listener), head first,
+    /// until one would block. A detach waiting for the reads then goes.
     pub(super) fn drive_reads(&mut self, conn: Conn) {
         loop {
             let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
                 return;
             };
-            if state.gen != conn.gen || state.reads.is_empty() {
+            if state.gen != conn.gen {
+                return;
+            }
+            if state.reads.is_empty() {
+                if state.has(DETACHING) {
+                    self.drive_writes(conn);
+                }
+                return;
+            }
+            if state.has(LISTENER) {
+                self.drive_accepts(conn);
                 return;
             }
             let node = self.nodes.get_mut(state.reads.head);
             let mut io = self.io.with(&self.shared.poller);
             match io.read(state, conn, node) {
-                Attempt::Done(error, swap) => self.finish_head(conn, Dir::Read, error, swap),
+                Attempt::Done(outcome) => self.finish_head(conn, Dir::Read, outcome),
                 Attempt::Wait => return,
             }
         }
     }
 
     /// Runs the connection's writes, gathering queued ones into one system
-    /// call, until they are done or the descriptor would block.
+    /// call, until they are done or the descriptor would block. A connect,
+    /// a shutdown or a detach at the head runs by its own rule.
     pub(super) fn drive_writes(&mut self, conn: Conn) {
         loop {
             let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
                 return;
             };
-            if state.gen != conn.gen || state.writes.is_empty() || !state.has(WRITABLE) {
+            if state.gen != conn.gen || state.writes.is_empty() {
                 return;
             }
-            let head = self.nodes.get_mut(state.writes.head);
-            if head.next() == NIL {
-                // One request pending, the common case: no gather array.
+            let head_idx = state.writes.head;
+            let (head_op, next) = {
+                let head = self.nodes.get(head_idx);
+                (head.op, head.next())
+            };
+            match head_op {
+                Op::Connect => {
+                    if !self.drive_connect(conn) {
+                        return;
+                    }
+                    continue;
+                }
+                Op::Shutdown => {
+                    let result = crate::net::shutdown_write(state.fd.as_fd());
+                    let outcome = match result {
+                        Ok(()) => Outcome::ok(),
+                        Err(e) => Outcome::failed(crate::Error::Io(e)),
+                    };
+                    self.finish_head(conn, Dir::Write, outcome);
+                    continue;
+                }
+                Op::Detach => {
+                    self.try_detach(conn);
+                    return;
+                }
+                _ => {}
+            }
+            if !state.has(WRITABLE) {
+                return;
+            }
+            let next_is_write = next != NIL && self.nodes.get(next).op == Op::Write;
+            if !next_is_write || state.has(DGRAM) {
+                // One write to make, the common case: no gather array. A
+                // datagram is always sent alone.
+                let head = self.nodes.get_mut(head_idx);
+                let before = head.done;
+                let dest = if head.op == Op::SendTo {
+                    self.addrs.get(&head_idx)
+                } else {
+                    None
+                };
                 let mut io = self.io.with(&self.shared.poller);
-                match io.write_one(state, conn, head) {
-                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
+                let attempt = io.write_one(state, conn, head, dest);
+                let moved = u32::try_from(head.done - before).unwrap_or(u32::MAX);
+                state.queued = state.queued.saturating_sub(moved);
+                match attempt {
+                    Attempt::Done(outcome) => self.finish_head(conn, Dir::Write, outcome),
                     Attempt::Wait => return,
                 }
                 continue;
@@ -88,9 +141,12 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 let mut iov = [IoSlice::new(&[]); MAX_GATHER];
                 let mut count = 0;
                 let mut offered = 0;
-                let mut idx = state.writes.head;
+                let mut idx = head_idx;
                 while idx != NIL && count < MAX_GATHER {
                     let node = self.nodes.get(idx);
+                    if node.op != Op::Write {
+                        break;
+                    }
                     let bytes = unwritten(node);
                     iov[count] = IoSlice::new(bytes);
                     offered += bytes.len();
@@ -107,7 +163,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let Some(outcome) = outcome else {
                 // Only buffers that changed under the watcher can be empty
                 // here: complete them rather than send nothing forever.
-                self.finish_head(conn, Dir::Write, None, Bytes::new());
+                self.finish_head(conn, Dir::Write, Outcome::ok());
                 continue;
             };
             let mut io = self.io.with(&self.shared.poller);
@@ -121,7 +177,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 other => match io.stopped(state, conn, Dir::Write, other) {
                     // A failed gathered write fails the first request; the
                     // next loop tries the rest, which fail the same way.
-                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
+                    Attempt::Done(outcome) => self.finish_head(conn, Dir::Write, outcome),
                     Attempt::Wait => return,
                 },
             }
@@ -131,6 +187,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// Spreads `n` written bytes over the connection's writes, head first,
     /// completing each one that is now fully written.
     pub(super) fn account_written(&mut self, conn: Conn, mut n: usize) {
+        if let Some(state) = self.conn_mut(conn) {
+            state.queued = state.queued.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+        }
         while n > 0 {
             let Some(state) = self.conn_mut(conn) else {
                 return;
@@ -151,7 +210,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             }
             node.done = len;
             n -= left;
-            self.finish_head(conn, Dir::Write, None, Bytes::new());
+            self.finish_head(conn, Dir::Write, Outcome::ok());
         }
     }
 

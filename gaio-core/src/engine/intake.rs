@@ -1,19 +1,27 @@
 //! Command intake: requests and hand-overs from the shared queue, and each
-//! request's way into its connection's list (tried first when it would be
-//! at the head).
+//! request's way into its connection's list: refused if the connection
+//! cannot run it, tried at once when it would be at the head (the common
+//! read or write then never touches the slab), else stored behind the
+//! others.
 
 use std::os::fd::AsFd;
 use std::time::Instant;
 
 use super::attempt::Attempt;
 use super::complete::{completion, completion_of};
+use super::conn_state::{ConnState, DETACHING, DGRAM, LISTENER, STREAM};
 use super::memory::{trim, IDLE_KEEP_CAPACITY};
 use super::slab::Node;
 use super::timers::Entry;
 use super::{to_ns, Dir, Engine};
 use crate::request::{Request, Target};
 use crate::shared::Command;
-use crate::{Error, IoBuf, Poller};
+use crate::{Error, IoBuf, Op, Poller};
+
+/// A request the engine refused, with why: the owning thread's submission
+/// hands it back ([`Rejected`](crate::Rejected)); one from the queue
+/// completes with the error.
+pub(super) type Refused<C, B> = (Request<C, B>, Error);
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     pub(super) fn drain_commands(&mut self) {
@@ -25,7 +33,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         let used = commands.len();
         for cmd in commands.drain(..) {
             match cmd {
-                Command::Watch { conn, fd, info } => {
+                Command::Watch { conn, fd, info, role } => {
                     // Registered on another thread: events reported before
                     // now named an unknown connection and were dropped, a
                     // hang-up among them, and an edge is not repeated. Have
@@ -33,9 +41,26 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     if let Err(e) = self.shared.poller.reregister(fd.as_fd(), conn.token()) {
                         tracing::warn!(fd = conn.fd, error = %e, "re-registering a handed-over connection failed");
                     }
-                    self.insert_conn(conn, fd, info);
+                    self.insert_conn(conn, fd, info, role);
                 }
-                Command::Submit(req) => self.apply_request(req),
+                Command::Connect {
+                    fd,
+                    info,
+                    request,
+                    dialled,
+                } => {
+                    // As for a hand-over: the connect may have ended before
+                    // the engine knew the socket.
+                    if let Err(e) = self.shared.poller.reregister(fd.as_fd(), request.conn.token()) {
+                        tracing::warn!(fd = request.conn.fd, error = %e, "re-registering a dialled socket failed");
+                    }
+                    self.start_connect(fd, info, request, dialled);
+                }
+                Command::Submit(req) => {
+                    if let Err((req, error)) = self.apply_request(req) {
+                        self.ready.push(completion_of(req, error));
+                    }
+                }
                 Command::Free(conn) => self.free_conn(conn, || Error::ConnClosed),
             }
         }
@@ -46,41 +71,60 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         self.burst_memory |= self.commands.capacity() > IDLE_KEEP_CAPACITY;
     }
 
-    /// Adds a request to its connection. A request first in its list is
-    /// tried at once, before it is stored: one that completes never
-    /// touches the slab or the timer heap.
-    pub(super) fn apply_request(&mut self, req: Request<C, B>) {
-        if self.conn_mut(req.conn).is_none() {
+    /// Adds a request to its connection. A read or write first in its list
+    /// is tried at once, before it is stored: one that completes never
+    /// touches the slab or the timer heap. A request the connection cannot
+    /// run (the wrong kind of socket, a full write queue) is refused.
+    pub(super) fn apply_request(&mut self, req: Request<C, B>) -> Result<(), Refused<C, B>> {
+        let max_queued = self.config.max_queued_write_bytes;
+        let Some(state) = self.conn_mut(req.conn) else {
             self.ready.push(completion_of(req, Error::ConnClosed));
-            return;
+            return Ok(());
+        };
+        if state.has(DETACHING) {
+            // Requests after a detach never run: the socket is leaving.
+            self.ready.push(completion_of(req, Error::ConnClosed));
+            return Ok(());
+        }
+        if let Some(error) = refusal(state, &req, max_queued) {
+            return Err((req, error));
         }
         if req.deadline.is_some_and(|d| d <= Instant::now()) {
             self.ready.push(completion_of(req, Error::Deadline));
-            return;
+            return Ok(());
         }
-        let dir = Dir::of(req.op);
+        let op = req.op;
+        let dir = Dir::of(op);
         let conn = req.conn;
         let deadline = req.deadline;
-        let buf = match req.target {
+        let (buf, dest) = match req.target {
             Target::User(buf, view) => {
                 if view.is_some() {
                     self.io.read_view = view;
                 }
-                Some(buf)
+                (Some(buf), None)
             }
-            Target::Swap => None,
+            Target::Dest(buf, addr) => (Some(buf), Some(addr)),
+            Target::Swap | Target::None | Target::Addr(_) => (None, None),
         };
-        let mut node = Node::new(req.op, req.context, buf, 0);
+        let mut node = Node::new(op, req.context, buf, 0);
         let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
-        if state.list(dir).is_empty() {
+        if op == Op::Detach {
+            state.set(DETACHING, true);
+        }
+        let data = matches!(
+            op,
+            Op::Read | Op::ReadFull | Op::RecvFrom | Op::Write | Op::SendTo
+        );
+        if data && state.list(dir).is_empty() {
             let mut io = self.io.with(&self.shared.poller);
             let attempt = match dir {
                 Dir::Read => io.read(state, conn, &mut node),
-                Dir::Write => io.write_one(state, conn, &mut node),
+                Dir::Write => io.write_one(state, conn, &mut node, dest.as_ref()),
             };
-            if let Attempt::Done(error, swap) = attempt {
-                self.ready.push(completion(conn, node, error, swap));
-                return;
+            if let Attempt::Done(outcome) = attempt {
+                self.ready.push(completion(conn, node, outcome));
+                return Ok(());
             }
         }
         let timer = if deadline.is_some() {
@@ -89,7 +133,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             0
         };
         node.timer = timer;
+        if dir == Dir::Write {
+            let left = u32::try_from(super::drive::unwritten(&node).len()).unwrap_or(u32::MAX);
+            state.queued = state.queued.saturating_add(left);
+        }
         let idx = self.nodes.push_back(state.list(dir), node);
+        if let Some(addr) = dest {
+            self.addrs.insert(idx, addr);
+        }
         if let Some(deadline) = deadline {
             self.timers.insert(Entry {
                 at_ns: to_ns(deadline.saturating_duration_since(self.epoch)),
@@ -98,5 +149,48 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 fd: conn.fd,
             });
         }
+        if !data {
+            // Accepts, shutdowns and detaches run by their own rules, which
+            // the drivers know; at the head, they may run now.
+            let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
+            if state.list(dir).head == idx {
+                self.drive(conn, dir);
+            }
+        }
+        Ok(())
     }
+}
+
+/// Why `state` cannot run `req`, if it cannot: an operation its kind of
+/// socket does not have, or a write that would take its queue past the
+/// limit.
+fn refusal<C, B: IoBuf>(state: &ConnState, req: &Request<C, B>, max_queued: Option<usize>) -> Option<Error> {
+    let op = req.op;
+    let supported = if state.has(LISTENER) {
+        matches!(op, Op::Accept | Op::Detach)
+    } else if state.has(DGRAM) {
+        matches!(op, Op::Read | Op::Write | Op::RecvFrom | Op::SendTo | Op::Detach)
+    } else if state.has(STREAM) {
+        matches!(
+            op,
+            Op::Read | Op::ReadFull | Op::Write | Op::Shutdown | Op::Detach
+        )
+    } else {
+        // Pipes and the like.
+        matches!(op, Op::Read | Op::ReadFull | Op::Write | Op::Detach)
+    };
+    if !supported {
+        return Some(Error::NotSupported { op });
+    }
+    if let (Some(limit), Op::Write | Op::SendTo) = (max_queued, op) {
+        let len = match &req.target {
+            Target::User(b, _) | Target::Dest(b, _) => b.as_bytes().len(),
+            _ => 0,
+        };
+        let queued = state.queued as usize;
+        if queued.saturating_add(len) > limit {
+            return Some(Error::WriteQueueFull { queued, limit });
+        }
+    }
+    None
 }

@@ -1,6 +1,6 @@
-//! Connections coming and going: hand-over into the table, `free`, a
-//! descriptor number handed over again while the table still holds it,
-//! shutdown, and completing requests wherever they stand in their lists.
+//! Connections coming and going: hand-over into the table, `free`, detach,
+//! a descriptor number handed over again while the table still holds it,
+//! and shutdown of the whole engine.
 //!
 //! None of this runs user code (no buffer is looked at, no context
 //! dropped: completions carry them out), so it needs no buffer bound and
@@ -8,16 +8,16 @@
 
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 
-use bytes::Bytes;
-
 use super::chunked::Chunked;
-use super::complete::completion_of;
-use super::conn_state::{ConnState, READABLE, SHORT_READ_DRAINS, STREAM, WRITABLE};
+use super::complete::{completion_of, Outcome};
+use super::conn_state::{
+    ConnState, DETACHING, DGRAM, LISTENER, NODELAY, PLAIN_TCP, READABLE, SHORT_READ_DRAINS, STREAM, WRITABLE,
+};
 use super::slab::List;
 use super::{Dir, Engine};
-use crate::shared::Command;
+use crate::shared::{Command, Role};
 use crate::sys::FdInfo;
-use crate::{Conn, Error, FdKind, Poller};
+use crate::{Conn, Error, FdKind, Op, Poller};
 
 impl<P: Poller, C, B> Engine<P, C, B> {
     /// Requests pending on connections (not counting queued commands).
@@ -26,27 +26,38 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     }
 
     /// Puts a registered descriptor in the table under `conn`.
-    pub(super) fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, info: FdInfo) {
+    pub(super) fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, info: FdInfo, role: Role) {
         let idx = conn.fd as usize;
         self.conns.grow_to(idx + 1, || None);
         if let Some(stale) = self.conns[idx].take() {
             self.forget_stale(conn.fd, stale);
         }
         tracing::trace!(fd = conn.fd, gen = conn.gen, ?info, "connection watched");
-        let stream = if info.kind == FdKind::StreamSocket {
-            let drains = P::LEVEL_TRIGGERED || (P::REPORTS_URGENT && info.plain_tcp);
-            STREAM | if drains { SHORT_READ_DRAINS } else { 0 }
-        } else {
-            0
+        let mut kind = match info.kind {
+            FdKind::StreamSocket => {
+                let drains = P::LEVEL_TRIGGERED || (P::REPORTS_URGENT && info.plain_tcp);
+                STREAM | if drains { SHORT_READ_DRAINS } else { 0 }
+            }
+            FdKind::DatagramSocket => DGRAM,
+            FdKind::Other => 0,
         };
+        if let Role::Listener(options) = role {
+            // A listener itself is never read; what it knows of TCP is
+            // what its accepted connections get.
+            kind = LISTENER | if info.plain_tcp { PLAIN_TCP } else { 0 };
+            if options.nodelay && info.tcp {
+                kind |= NODELAY;
+            }
+        }
         self.conns[idx] = Some(ConnState {
             fd,
             gen: conn.gen,
             reads: List::EMPTY,
             writes: List::EMPTY,
+            queued: 0,
             // Readiness is unknown until tried: an edge may have been
             // reported before the engine knew the connection.
-            flags: READABLE | WRITABLE | stream,
+            flags: READABLE | WRITABLE | kind,
         });
     }
 
@@ -108,9 +119,36 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         for dir in [Dir::Read, Dir::Write] {
             while !state.list(dir).is_empty() {
                 let head = state.list(dir).head;
-                self.finish(conn, state.list(dir), head, Some(error()), Bytes::new());
+                self.finish(conn, state.list(dir), head, Outcome::failed(error()));
             }
         }
+    }
+
+    /// Hands `conn`'s socket back if its detach is all that is left: no
+    /// read pending, the detach at the head of its writes (everything
+    /// written before it done). The socket leaves the table and the
+    /// poller, still open; the detach completes carrying it.
+    pub(super) fn try_detach(&mut self, conn: Conn) {
+        let Some(slot) = self.conns.get_mut(conn.fd as usize) else {
+            return;
+        };
+        let ready = matches!(slot, Some(s) if s.gen == conn.gen
+            && s.has(DETACHING)
+            && s.reads.is_empty()
+            && !s.writes.is_empty()
+            && self.nodes.get(s.writes.head).op == Op::Detach);
+        if !ready {
+            return;
+        }
+        let mut state = slot.take().expect("checked above");
+        let _ = self.shared.poller.deregister(state.fd.as_fd());
+        tracing::trace!(fd = conn.fd, gen = conn.gen, "connection detached");
+        let head = state.writes.head;
+        let outcome = Outcome {
+            detached: Some(state.fd),
+            ..Outcome::ok()
+        };
+        self.finish(conn, &mut state.writes, head, outcome);
     }
 
     /// Stops everything: each pending request completes with
@@ -143,6 +181,11 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                     // before closing, as for every other connection.
                     let _ = self.shared.poller.deregister(fd.as_fd());
                     drop(fd);
+                }
+                Command::Connect { fd, request, .. } => {
+                    let _ = self.shared.poller.deregister(fd.as_fd());
+                    drop(fd);
+                    self.ready.push(completion_of(request, Error::WatcherClosed));
                 }
                 Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
                 Command::Free(_) => {}

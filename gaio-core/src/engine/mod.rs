@@ -25,10 +25,13 @@
 //! and out, `memory` is the memory policy, `panic` what happens after a
 //! panic; `slab`, `chunked`, `timers` and `swap` are the data structures.
 
+mod accept;
 mod attempt;
 mod chunked;
 mod complete;
 mod conn_state;
+mod connect;
+mod datagram;
 mod deadlines;
 mod drive;
 mod intake;
@@ -46,9 +49,11 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::request::Request;
-use crate::shared::{Command, Shared};
-use crate::{Completion, Conn, Error, Event, IoBuf, Op, Poller, Rejected};
+use std::collections::HashMap;
+
+use crate::request::{Request, Target};
+use crate::shared::{Command, Role, Shared};
+use crate::{AcceptOptions, Completion, Conn, Error, Event, IoBuf, Listener, Op, PeerAddr, Poller, Rejected};
 
 use attempt::IoState;
 use chunked::Chunked;
@@ -96,6 +101,8 @@ impl Dir {
 pub(crate) struct Config {
     pub(crate) swap_size: usize,
     pub(crate) max_events: usize,
+    /// Most bytes queued for writing on one connection; `None`: no limit.
+    pub(crate) max_queued_write_bytes: Option<usize>,
 }
 
 /// The engine. See the module documentation.
@@ -108,6 +115,14 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// Swap memory, the read view and the starved list: what an I/O
     /// attempt needs besides the connection and the request.
     io: IoState<B>,
+    /// The addresses of stored send-to and connect requests, by slab
+    /// index: kept beside the slab so that a pending request stays small.
+    addrs: HashMap<u32, PeerAddr>,
+    /// Listeners out of descriptors, retried at `fd_retry_at` (see
+    /// `accept`).
+    fd_retry: Vec<Conn>,
+    fd_retry_at: Option<Instant>,
+    config: Config,
     raw: P::Events,
     events: Vec<Event>,
     /// Completions not yet handed out.
@@ -147,6 +162,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             nodes: Slab::new(),
             timers: Timers::new(),
             io: IoState::new(config.swap_size),
+            addrs: HashMap::new(),
+            fd_retry: Vec::new(),
+            fd_retry_at: None,
+            config,
             raw: P::events(config.max_events.max(1)),
             events: Vec::with_capacity(config.max_events.max(1)),
             ready: Vec::new(),
@@ -182,8 +201,23 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// Hands a descriptor over from the owning thread.
     pub(crate) fn watch(&mut self, fd: OwnedFd) -> Result<Conn, Error> {
         let (conn, fd, info) = self.shared.register(fd)?;
-        self.insert_conn(conn, fd, info);
+        self.insert_conn(conn, fd, info, Role::Connection);
         Ok(conn)
+    }
+
+    /// Hands a listening socket over from the owning thread.
+    pub(crate) fn watch_listener(&mut self, fd: OwnedFd, options: AcceptOptions) -> Result<Listener, Error> {
+        let (conn, fd, info) = self.shared.register_listener(fd)?;
+        self.insert_conn(conn, fd, info, Role::Listener(options));
+        Ok(Listener(conn))
+    }
+
+    /// The bytes queued for writing on `conn` and not yet written.
+    pub(crate) fn queued_write_bytes(&self, conn: Conn) -> Option<usize> {
+        match self.conns.get(conn.fd as usize) {
+            Some(Some(s)) if s.gen == conn.gen && conn.owner == self.shared.id => Some(s.queued as usize),
+            _ => None,
+        }
     }
 
     /// Submits from the owning thread: the I/O is tried at once when the
@@ -192,6 +226,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if self.finished || self.shared.is_closed() {
             return Err(req.reject(Error::WatcherClosed));
         }
+        if req.op == Op::Connect {
+            return self.connect(req);
+        }
         if let Err(e) = self.shared.check_owner(req.conn) {
             return Err(req.reject(e));
         }
@@ -199,8 +236,24 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         // Commands queued by other threads may have happened before this
         // call (a `Watch` of this very connection, say): apply them first.
         self.drain_commands();
-        self.apply_request(req);
-        Ok(())
+        self.apply_request(req).map_err(|(req, error)| req.reject(error))
+    }
+
+    /// A connect from the owning thread: dialled here, taken in at once.
+    fn connect(&mut self, mut req: Request<C, B>) -> Result<(), Rejected<C, B>> {
+        let addr = match &req.target {
+            Target::Addr(addr) => addr.clone(),
+            _ => unreachable!("a connect request carries its address"),
+        };
+        match self.shared.dial(&addr) {
+            Ok((conn, fd, info, dialled)) => {
+                req.conn = conn;
+                self.drain_commands();
+                self.start_connect(fd, info, req, dialled);
+                Ok(())
+            }
+            Err(e) => Err(req.reject(e)),
+        }
     }
 
     /// Frees a connection from the owning thread.
@@ -294,6 +347,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         self.events = events;
         self.burst_memory |= self.io.swap.holds_retired() || self.tables_slots() > self.tables_mark;
         self.retry_starved();
+        self.retry_out_of_fds(now);
         self.fire_timers();
         waited
     }
@@ -341,6 +395,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         if !self.io.starved.is_empty() {
             cap(STARVED_RETRY);
+        }
+        if let Some(at) = self.fd_retry_at {
+            cap(at.saturating_duration_since(Instant::now()));
         }
         Some(sleep.map_or(MAX_SLEEP, |s| s.min(MAX_SLEEP)))
     }

@@ -85,6 +85,11 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                 Command::Watch { fd, .. } => {
                     let _ = self.shared.poller.deregister(fd.as_fd());
                 }
+                Command::Connect { fd, request, .. } => {
+                    let _ = self.shared.poller.deregister(fd.as_fd());
+                    drop(fd);
+                    self.ready.push(completion_of(request, Error::WatcherClosed));
+                }
                 Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
                 Command::Free(_) => {}
             }

@@ -9,13 +9,15 @@
 //! it asks for the next read (an echo writing the slice back) allocates
 //! nothing in steady state. At most [`MAX_RETIRED`] slabs are kept. A read
 //! is never given a tiny remainder: it always has at least a quarter of a
-//! slab.
+//! slab. A datagram receive needs room for the largest datagram that fits
+//! the swap size, plus one byte to tell a longer one (truncated) from one
+//! that fits: it takes a whole slab (each slab has that extra byte).
 
 use std::os::fd::BorrowedFd;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::{FdKind, IoOutcome, Poller};
+use crate::{Datagram, FdKind, IoOutcome, Poller};
 
 /// Most slabs kept for reuse besides the current one. A thousand busy
 /// connections can hold two batches of slices, several slabs' worth, at
@@ -38,7 +40,7 @@ impl Swap {
         // 0-byte read would look like end of stream).
         let slab = slab.max(1);
         Swap {
-            arena: BytesMut::with_capacity(slab),
+            arena: BytesMut::with_capacity(slab + 1),
             retired: Vec::new(),
             slab,
             #[cfg(test)]
@@ -60,12 +62,14 @@ impl Swap {
     /// Gives the arena a whole slab: its own if no slice of it is held, a
     /// free retired one, or a fresh one.
     fn refill(&mut self) {
+        // Every slab has room for a whole datagram and the byte after it.
+        let room = self.slab + 1;
         // The arena is empty (its bytes were all split off), so reclaiming
         // copies nothing.
-        if self.arena.try_reclaim(self.slab) {
+        if self.arena.try_reclaim(room) {
             return;
         }
-        let slab = self.slab;
+        let slab = room;
         if let Some(free) = self
             .retired
             .iter_mut()
@@ -78,12 +82,45 @@ impl Swap {
         {
             self.fresh += 1;
         }
-        let old = std::mem::replace(&mut self.arena, BytesMut::with_capacity(slab));
+        let old = std::mem::replace(&mut self.arena, BytesMut::with_capacity(room));
         if self.retired.len() == MAX_RETIRED {
             // Forget the oldest; its holders keep it alive until they drop it.
             self.retired.remove(0);
         }
         self.retired.push(old);
+    }
+
+    /// Receives one datagram from `fd` into swap memory: the outcome, what
+    /// the receive learnt, and on `Done(n)` the slice of the `n` bytes kept.
+    pub(super) fn recv_from<P: Poller>(
+        &mut self,
+        poller: &P,
+        fd: BorrowedFd<'_>,
+    ) -> (IoOutcome, Datagram, Bytes) {
+        if self.arena.capacity() < self.slab + 1 {
+            self.refill();
+        }
+        let spare = self.arena.spare_capacity_mut();
+        // The configured size, and one byte to tell a longer datagram.
+        let offered = spare.len().min(self.slab + 1);
+        let spare = &mut spare[..offered];
+        let start = spare.as_ptr() as *const u8;
+        let (outcome, filled, datagram) = poller.recv_from_uninit(fd, spare);
+        let n = filled.len();
+        assert!(
+            n < offered && (n == 0 || std::ptr::eq(filled.as_ptr(), start)),
+            "Poller::recv_from_uninit returned a slice outside the buffer it was given"
+        );
+        match outcome {
+            IoOutcome::Done(_) => {
+                // SAFETY: `filled` is a `&mut [u8]` of `n` bytes starting at
+                // the spare capacity (checked above), so the first `n` bytes
+                // of the spare capacity are initialised.
+                unsafe { self.arena.set_len(n) };
+                (IoOutcome::Done(n), datagram, self.arena.split().freeze())
+            }
+            other => (other, datagram, Bytes::new()),
+        }
     }
 
     /// Reads from `fd` into swap memory. Returns the outcome, how many

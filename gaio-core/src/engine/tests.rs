@@ -286,7 +286,9 @@ fn an_idle_connection_with_a_swap_read_pending_stays_small() {
     let conn = size_of::<Option<super::ConnState>>();
     let node = size_of::<super::slab::SlotFor<(), crate::Bytes>>();
     eprintln!("connection slot {conn} B, pending request slot {node} B");
-    assert!(conn <= 28, "connection slot grew to {conn} bytes");
+    // 32: the descriptor, its generation, two lists, the bytes its queued
+    // writes hold (for the write-queue cap) and 16 state bits.
+    assert!(conn <= 32, "connection slot grew to {conn} bytes");
     assert!(node <= 64, "request slot grew to {node} bytes");
 }
 

@@ -272,6 +272,8 @@ fn serve(mut w: Watcher<u8, SrvBuf>, stop: &AtomicBool, stats: &SrvStats, seed: 
                             SrvBuf::Own(v)
                         }
                         Buffer::User(other) => other,
+                        // Reads always carry a buffer or swap memory.
+                        Buffer::None => unreachable!("a read completed without a buffer"),
                     };
                     w.write(conn, 0, out).is_ok()
                 }
@@ -580,6 +582,11 @@ impl ClientSide {
                     }
                     return false;
                 }
+            }
+            other => {
+                let what = format!("a client got a completion for {other:?}, which it never submits");
+                self.fail_conn(slot, what);
+                return false;
             }
         }
         let cl = self.clients[slot].as_ref().expect("live slot");
