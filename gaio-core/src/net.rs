@@ -12,7 +12,9 @@ use std::path::Path;
 use rustix::io::Errno;
 #[cfg(not(target_vendor = "apple"))]
 use rustix::net::SocketFlags;
-use rustix::net::{sockopt, AddressFamily, RecvAncillaryBuffer, RecvFlags, ReturnFlags, Shutdown, SocketType};
+use rustix::net::{
+    sockopt, AddressFamily, RecvAncillaryBuffer, RecvFlags, ReturnFlags, Shutdown, SocketType,
+};
 
 use crate::sys::{classify, FdInfo, FdKind, IoOutcome, NO_SIGPIPE};
 use crate::{Error, PeerAddr};
