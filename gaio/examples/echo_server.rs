@@ -15,7 +15,7 @@
 
 use std::io::Read;
 
-use gaio::{Buffer, Bytes, Op, Submit, Watcher};
+use gaio::{Buffer, Bytes, Error, Op, Submit, Watcher};
 
 /// Accepts kept pending on the listener: a burst of connections is
 /// accepted several per readiness edge.
@@ -46,6 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // by then.
     while w.wait_io(&mut batch).is_ok() {
         for c in batch.drain(..) {
+            if matches!(c.error, Some(Error::WatcherClosed)) {
+                continue; // closing: nothing to resubmit
+            }
             if c.op == Op::Accept {
                 if let Some(conn) = c.accepted {
                     w.read_swap(conn, ())?; // no buffer held while idle
