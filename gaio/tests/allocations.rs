@@ -1,0 +1,193 @@
+//! Steady state allocates nothing on the thread that runs the I/O: a
+//! server that accepts, echoes and frees connections over and over, and a
+//! client that connects, echoes and closes over and over, both in inline
+//! mode, make no heap allocation per connection once warmed up.
+//!
+//! A counting global allocator counts allocations per thread (a
+//! thread-local counter), so the peers' allocations on other threads do not
+//! count.
+
+mod util;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gaio::{Buffer, Bytes, Error, Op, Submit, Watcher};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every method forwards to the system allocator unchanged; the
+// thread-local counter is a `const`-initialised `Cell` with no destructor,
+// so touching it from inside the allocator neither allocates nor recurses.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc`/`realloc` above, i.e. from
+        // `System`, with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract for `realloc` is passed on
+        // unchanged, and `ptr` came from `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const LIMIT: Duration = Duration::from_secs(20);
+const WARM_UP: usize = 300;
+const COUNTED: usize = 1_000;
+
+/// Accepts, echoes one message, frees: `WARM_UP + COUNTED` connections.
+/// Returns the allocations made on this thread while serving the last
+/// `COUNTED` connections.
+fn serve(w: &mut Watcher<u8, Bytes>, listener: gaio::Listener, total: usize) -> u64 {
+    const ACCEPT: u8 = 0;
+    const ECHO: u8 = 1;
+    for _ in 0..4 {
+        w.accept(listener, ACCEPT).unwrap();
+    }
+    let (mut batch, mut freed, mut at_warm) = (Vec::with_capacity(64), 0, None);
+    let end = Instant::now() + LIMIT;
+    while freed < total {
+        assert!(Instant::now() < end, "served only {freed} of {total} connections");
+        w.wait_io_timeout(&mut batch, Duration::from_secs(1)).unwrap();
+        for c in batch.drain(..) {
+            match (c.op, c.error, c.buffer) {
+                (Op::Accept, None, _) => {
+                    w.read_swap(c.accepted.expect("accepted connection"), ECHO)
+                        .unwrap();
+                    w.accept(listener, ACCEPT).unwrap();
+                }
+                (Op::Read, None, Buffer::Swap(data)) => w.write(c.conn, ECHO, data).unwrap(),
+                (Op::Write, None, _) => w.read_swap(c.conn, ECHO).unwrap(),
+                (Op::Read, Some(Error::Eof), _) => {
+                    w.free(c.conn).unwrap();
+                    freed += 1;
+                    if freed == total - COUNTED {
+                        at_warm = Some(allocations());
+                    }
+                }
+                (op, error, _) => panic!("unexpected {op:?} completion: {error:?}"),
+            }
+        }
+    }
+    allocations() - at_warm.expect("warmed up")
+}
+
+/// Connects, echoes one 64-byte message, closes, `total` times, one at a
+/// time, from a std client.
+fn clients(addr: std::net::SocketAddr, total: usize) {
+    for i in 0..total {
+        let mut s = TcpStream::connect(addr).unwrap();
+        util::peer::timeouts(&s);
+        let msg = util::pattern(i as u64, 64);
+        s.write_all(&msg).unwrap();
+        let mut back = vec![0; 64];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg, "connection {i}");
+    }
+}
+
+#[test]
+fn accepting_echoing_and_freeing_allocate_nothing_in_steady_state() {
+    let fds = util::FdCheck::new();
+    let mut w: Watcher<u8, Bytes> = util::watcher(gaio::Mode::Inline);
+    let listener = gaio::listen("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = w.watch_listener(listener).unwrap();
+    let total = WARM_UP + COUNTED;
+    let peers = thread::spawn(move || clients(addr, total));
+    let counted = serve(&mut w, listener, total);
+    peers.join().unwrap();
+    assert_eq!(
+        counted, 0,
+        "{counted} allocations while serving {COUNTED} connections"
+    );
+    drop(w);
+    fds.check();
+}
+
+#[test]
+fn connecting_echoing_and_freeing_allocate_nothing_in_steady_state() {
+    const CONNECT: u8 = 0;
+    const ECHO: u8 = 1;
+    let fds = util::FdCheck::new();
+    let listener = gaio::listen("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let total = WARM_UP + COUNTED;
+    // A std echo server on another thread: one connection at a time.
+    let server = thread::spawn(move || {
+        for _ in 0..total {
+            let (mut s, _) = listener.accept().unwrap();
+            util::peer::timeouts(&s);
+            let mut buf = [0u8; 64];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+        }
+    });
+    let mut w: Watcher<u8, Vec<u8>> = util::watcher(gaio::Mode::Inline);
+    let (mut batch, mut at_warm) = (Vec::with_capacity(8), None);
+    let mut msg = vec![0u8; 64];
+    let end = Instant::now() + LIMIT;
+    for i in 0..total {
+        if i == WARM_UP {
+            at_warm = Some(allocations());
+        }
+        w.connect(addr, CONNECT).unwrap();
+        let mut done = false;
+        while !done {
+            assert!(Instant::now() < end, "connection {i} did not finish");
+            w.wait_io_timeout(&mut batch, Duration::from_secs(1)).unwrap();
+            for c in batch.drain(..) {
+                match (c.op, c.error) {
+                    (Op::Connect, None) => {
+                        let out = std::mem::take(&mut msg);
+                        w.write(c.conn, ECHO, out).unwrap();
+                    }
+                    (Op::Write, None) => {
+                        msg = c.buffer.into_user().expect("the write's buffer");
+                        w.read_full(c.conn, ECHO, std::mem::take(&mut msg)).unwrap();
+                    }
+                    (Op::ReadFull, None) => {
+                        msg = c.buffer.into_user().expect("the read's buffer");
+                        w.free(c.conn).unwrap();
+                        done = true;
+                    }
+                    (op, error) => panic!("connection {i}: unexpected {op:?} completion: {error:?}"),
+                }
+            }
+        }
+    }
+    let counted = allocations() - at_warm.expect("warmed up");
+    server.join().unwrap();
+    assert_eq!(
+        counted, 0,
+        "{counted} allocations while making {COUNTED} connections"
+    );
+    drop(w);
+    fds.check();
+}
