@@ -56,6 +56,10 @@ pub struct PollPoller {
 #[derive(Debug, Default)]
 pub struct PollSet {
     fds: Vec<(RawFd, PollFlags, u64)>,
+    /// The array handed to poll(2), kept between waits for its capacity
+    /// (a wait allocates nothing once it has grown). Empty outside `wait`:
+    /// the descriptors it names are borrowed for one call only.
+    pollfds: Vec<PollFd<'static>>,
 }
 
 impl PollPoller {
@@ -100,6 +104,7 @@ impl Poller for PollPoller {
     fn events(capacity: usize) -> Self::Events {
         PollSet {
             fds: Vec::with_capacity(capacity),
+            pollfds: Vec::with_capacity(capacity + 1),
         }
     }
 
@@ -171,13 +176,44 @@ impl Poller for PollPoller {
                 set.fds.push((fd, flags, e.token));
             }
         }
-        let mut pollfds: Vec<PollFd<'_>> = Vec::with_capacity(set.fds.len() + 1);
-        pollfds.push(PollFd::new(&self.wake_rx, PollFlags::IN));
+        let result = self.poll_set(set, out, timeout);
+        // The borrowed descriptors must not outlive this call.
+        set.pollfds.clear();
+        result
+    }
+
+    fn wake(&self) -> io::Result<()> {
+        if self.wake_pending.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match rustix::io::write(&self.wake_tx, &[1]) {
+            // EAGAIN: the pipe is full, so the poller is already due to wake.
+            Ok(_) | Err(Errno::AGAIN) => Ok(()),
+            Err(e) => {
+                self.wake_pending.store(false, Ordering::Release);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl PollPoller {
+    /// One poll(2) over `set.fds` (and the wake-up pipe), its results
+    /// turned into events.
+    fn poll_set(&self, set: &mut PollSet, out: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        let pollfds = &mut set.pollfds;
+        pollfds.clear();
+        // SAFETY: the wake-up pipe is owned by `self`, which outlives this
+        // call, and `wait` clears the array before it returns: the
+        // descriptor is open for as long as it is borrowed.
+        let wake = unsafe { BorrowedFd::borrow_raw(self.wake_rx.as_raw_fd()) };
+        pollfds.push(PollFd::from_borrowed_fd(wake, PollFlags::IN));
         for &(fd, flags, _) in &set.fds {
             // SAFETY: `fd` is registered, and the engine closes a
             // connection's descriptor only after deregistering it, on the
             // thread that calls `wait` (this one). So every registered
-            // descriptor stays open for the whole of this call.
+            // descriptor stays open for the whole of this call, and `wait`
+            // clears the array before it returns.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
             pollfds.push(PollFd::from_borrowed_fd(fd, flags));
         }
@@ -185,7 +221,7 @@ impl Poller for PollPoller {
             tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(t.subsec_nanos()),
         });
-        match poll(&mut pollfds, timeout.as_ref()) {
+        match poll(pollfds, timeout.as_ref()) {
             Ok(_) => {}
             Err(Errno::INTR) => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -221,20 +257,6 @@ impl Poller for PollPoller {
             out.push(ev);
         }
         Ok(())
-    }
-
-    fn wake(&self) -> io::Result<()> {
-        if self.wake_pending.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        match rustix::io::write(&self.wake_tx, &[1]) {
-            // EAGAIN: the pipe is full, so the poller is already due to wake.
-            Ok(_) | Err(Errno::AGAIN) => Ok(()),
-            Err(e) => {
-                self.wake_pending.store(false, Ordering::Release);
-                Err(e.into())
-            }
-        }
     }
 }
 
