@@ -103,14 +103,11 @@ impl UnixAddr {
     }
 
     fn from_rustix(addr: &SocketAddrUnix) -> Self {
-        if addr.is_unnamed() {
-            return UnixAddr::unnamed();
-        }
         if let Some(path) = addr.path_bytes() {
             return UnixAddr::from_path(OsStr::from_bytes(path));
         }
-        // An unnamed peer's address can come back as an empty abstract
-        // name: it names nothing either.
+        // An unnamed peer's address comes back as an empty abstract name
+        // (a lone NUL): it names nothing.
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(name) = addr.abstract_name().filter(|n| !n.is_empty()) {
             return UnixAddr::from_abstract_name(name);
