@@ -467,6 +467,7 @@ impl Harness {
             (Op::Read, false) => gaio_core::Request::read(conn, ctx, buf),
             (Op::ReadFull, _) => gaio_core::Request::read_full(conn, ctx, buf),
             (Op::Write, _) => gaio_core::Request::write(conn, ctx, buf),
+            (other, _) => unreachable!("the fuzzer only makes reads and writes, not {other:?}"),
         };
         let req = match deadline {
             Some(d) => req.deadline(d),

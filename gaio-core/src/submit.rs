@@ -181,9 +181,11 @@ pub trait Submit {
     /// Several accepts may wait on one listener; they complete in order.
     ///
     /// When the process or the system is out of descriptors (EMFILE,
-    /// ENFILE), a pending accept does not fail and does not spin: it is
-    /// retried every 20 ms while connections wait. If it has a deadline
-    /// that passes meanwhile, it completes with that error rather than
+    /// ENFILE) or the kernel out of memory for sockets (ENOBUFS, ENOMEM), a
+    /// pending accept does not fail and does not spin: it is retried every
+    /// 20 ms while connections wait. If it has a deadline that passes while
+    /// the shortage lasts, it completes with that error (EMFILE, ENFILE,
+    /// or ENOBUFS for either memory error) rather than
     /// [`Error::Deadline`], so the cause shows.
     fn accept(
         &mut self,

@@ -49,6 +49,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 }
                 Err(e) => match Errno::from_io_error(&e) {
                     Some(Errno::AGAIN) => {
+                        // Nothing queued: whatever shortage there was is
+                        // not what holds the accepts up now.
+                        state.set(OUT_OF_FDS | SYSTEM_OUT_OF_FDS, false);
                         let mut io = self.io.with(&self.shared.poller);
                         io.not_ready(state, listener, Dir::Read);
                         return;
@@ -66,8 +69,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                         | Errno::OPNOTSUPP,
                     ) => continue,
                     Some(errno @ (Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)) => {
-                        state.set(OUT_OF_FDS, true);
-                        state.set(SYSTEM_OUT_OF_FDS, errno == Errno::NFILE);
+                        state.set(OUT_OF_FDS, matches!(errno, Errno::MFILE | Errno::NFILE));
+                        state.set(SYSTEM_OUT_OF_FDS, errno != Errno::MFILE);
                         tracing::warn!(fd = listener.fd, error = %e, "accept: out of descriptors or memory; retrying");
                         self.retry_accepts_later(listener);
                         return;

@@ -68,13 +68,15 @@ pub(super) const CONNECTING: u16 = 2048;
 /// `ConnClosed`; the detach completes once the requests before it have.
 pub(super) const DETACHING: u16 = 4096;
 
-/// The last accept on this listener failed for want of descriptors
-/// (EMFILE, ENFILE): pending accepts retry on a timer, and one whose
-/// deadline passes reports that error.
+/// The last accept on this listener failed for want of resources: pending
+/// accepts retry on a timer, and one whose deadline passes reports the
+/// error. Which error, with `SYSTEM_OUT_OF_FDS`: `OUT_OF_FDS` alone is the
+/// process's descriptor limit (EMFILE), both are the system's (ENFILE),
+/// `SYSTEM_OUT_OF_FDS` alone is kernel memory (ENOBUFS, also standing for
+/// ENOMEM).
 pub(super) const OUT_OF_FDS: u16 = 8192;
 
-/// With `OUT_OF_FDS`: the system's limit (ENFILE) rather than the
-/// process's (EMFILE).
+/// See [`OUT_OF_FDS`].
 pub(super) const SYSTEM_OUT_OF_FDS: u16 = 16384;
 
 /// With `CONNECTING`: a Unix listener's queue was full (EAGAIN); the

@@ -6,7 +6,7 @@
 use std::io;
 
 use super::complete::Outcome;
-use super::conn_state::{OUT_OF_FDS, SYSTEM_OUT_OF_FDS};
+use super::conn_state::{ConnState, OUT_OF_FDS, SYSTEM_OUT_OF_FDS};
 use super::Dir;
 use super::Engine;
 use crate::{Conn, Error, IoBuf, Op, Poller};
@@ -35,15 +35,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 owner: self.shared.id,
             };
             let was_head = state.list(dir).head == entry.node;
-            let error = match op {
-                Op::Accept if state.has(OUT_OF_FDS) => {
-                    let errno = if state.has(SYSTEM_OUT_OF_FDS) {
-                        rustix::io::Errno::NFILE
-                    } else {
-                        rustix::io::Errno::MFILE
-                    };
-                    Error::Io(io::Error::from_raw_os_error(errno.raw_os_error()))
-                }
+            let error = match (op, shortage(state)) {
+                (Op::Accept, Some(errno)) => Error::Io(io::Error::from_raw_os_error(errno.raw_os_error())),
                 _ => Error::Deadline,
             };
             // The timer is the reason this request ends: do not count it
@@ -58,5 +51,17 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 self.drive(conn, dir);
             }
         }
+    }
+}
+
+/// The shortage that holds a listener's accepts up, if one does (see
+/// `OUT_OF_FDS`).
+fn shortage(state: &ConnState) -> Option<rustix::io::Errno> {
+    use rustix::io::Errno;
+    match (state.has(OUT_OF_FDS), state.has(SYSTEM_OUT_OF_FDS)) {
+        (true, false) => Some(Errno::MFILE),
+        (true, true) => Some(Errno::NFILE),
+        (false, true) => Some(Errno::NOBUFS),
+        (false, false) => None,
     }
 }

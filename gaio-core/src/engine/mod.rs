@@ -44,6 +44,8 @@ mod timers;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ops;
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
