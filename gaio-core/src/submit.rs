@@ -286,7 +286,8 @@ pub trait Submit {
     }
 
     /// Sends `buf` as one datagram on a connected datagram socket (the same
-    /// as [`write`](Submit::write) there).
+    /// as [`write`](Submit::write) there, which refuses an empty buffer:
+    /// send an empty datagram with [`send_to`](Submit::send_to)).
     fn send(
         &mut self,
         conn: Conn,

@@ -48,10 +48,16 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
         match outcome {
             IoOutcome::Done(n) => {
                 node.done = n;
+                // A datagram socket is IP or Unix, and IP always names the
+                // sender: no address is a Unix sender bound to no name,
+                // reported as such (as an accepted unnamed Unix peer is).
+                let from = datagram
+                    .from
+                    .unwrap_or_else(|| PeerAddr::Unix(crate::UnixAddr::unnamed()));
                 Attempt::Done(Outcome {
                     error: datagram.truncated.then_some(Error::Truncated),
                     swap,
-                    peer: datagram.from,
+                    peer: Some(from),
                     ..Outcome::default()
                 })
             }
