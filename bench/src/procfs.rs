@@ -121,6 +121,13 @@ pub struct Machine {
     pub rustc: String,
     /// Clock ticks per second used to read CPU times.
     pub clk_tck: u64,
+    /// The ephemeral port range (`net.ipv4.ip_local_port_range`), which
+    /// bounds how many connections per second the accept-rate load can
+    /// open to one server address.
+    pub ephemeral_ports: Option<(u32, u32)>,
+    /// `net.ipv4.tcp_tw_reuse` (2: ports in TIME_WAIT are reused for
+    /// loopback connects).
+    pub tcp_tw_reuse: Option<u32>,
 }
 
 impl Machine {
@@ -152,6 +159,36 @@ impl Machine {
             kernel,
             rustc,
             clk_tck: clock_ticks_per_second(),
+            ephemeral_ports: fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .ok()
+                .and_then(|t| parse_port_range(&t)),
+            tcp_tw_reuse: fs::read_to_string("/proc/sys/net/ipv4/tcp_tw_reuse")
+                .ok()
+                .and_then(|t| t.trim().parse().ok()),
         }
+    }
+}
+
+/// Parses `ip_local_port_range` (`"32768\t60999\n"`) into `(low, high)`.
+pub fn parse_port_range(text: &str) -> Option<(u32, u32)> {
+    let mut it = text.split_whitespace().map(str::parse::<u32>);
+    match (it.next(), it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi)), None) if lo <= hi => Some((lo, hi)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_parse() {
+        assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_port_range("1024 65535"), Some((1024, 65535)));
+        assert_eq!(parse_port_range("60999 32768"), None);
+        assert_eq!(parse_port_range("32768"), None);
+        assert_eq!(parse_port_range("a b"), None);
+        assert_eq!(parse_port_range("1 2 3"), None);
     }
 }

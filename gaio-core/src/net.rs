@@ -145,6 +145,13 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> Result<(OwnedFd, Option<PeerAddr>), 
     }
 }
 
+/// True where a socket accepted from a listener with `TCP_NODELAY` has it
+/// too. Linux makes an accepted socket as a copy of its listener's TCP
+/// state (`sk_clone_lock`), `nonagle` included; the accept tests check it
+/// (an accepted connection, detached, has `TCP_NODELAY`). Elsewhere it is
+/// set on each accepted socket.
+pub(crate) const NODELAY_INHERITED: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
 /// What an accepted or dialled socket gets before it is watched:
 /// `TCP_NODELAY` on TCP sockets when asked, and `SO_NOSIGPIPE` on Apple
 /// systems (which have no `MSG_NOSIGNAL`). Accepted sockets already are

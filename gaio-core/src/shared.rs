@@ -110,12 +110,22 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         Ok((conn, fd, info))
     }
 
-    /// [`register`](Self::register) for a listening socket.
-    pub(crate) fn register_listener(&self, fd: OwnedFd) -> Result<(Conn, OwnedFd, FdInfo), Error> {
+    /// [`register`](Self::register) for a listening socket, whose
+    /// accepted connections get `options`.
+    pub(crate) fn register_listener(
+        &self,
+        fd: OwnedFd,
+        options: AcceptOptions,
+    ) -> Result<(Conn, OwnedFd, FdInfo), Error> {
         if self.is_closed() {
             return Err(Error::WatcherClosed);
         }
         let info = net::prepare_listener(fd.as_fd(), Self::LEARN_PROTOCOL)?;
+        if options.nodelay && info.tcp && net::NODELAY_INHERITED {
+            // Set once here, it reaches every accepted connection: no
+            // system call per accept.
+            rustix::net::sockopt::set_tcp_nodelay(fd.as_fd(), true)?;
+        }
         let conn = self.enroll(fd.as_fd())?;
         Ok((conn, fd, info))
     }

@@ -390,7 +390,7 @@ pub(crate) fn watch_listener_shared<P: Poller, C, B>(
     fd: OwnedFd,
     options: AcceptOptions,
 ) -> Result<Listener, Error> {
-    let (conn, fd, info) = shared.register_listener(fd)?;
+    let (conn, fd, info) = shared.register_listener(fd, options)?;
     shared.push_watch(conn, fd, info, Role::Listener(options))?;
     Ok(Listener(conn))
 }

@@ -6,6 +6,7 @@
 //! shared, noisy machine hit them all alike; each figure reported is the
 //! median over the repetitions.
 
+mod accept;
 mod cost;
 mod error;
 mod load;
@@ -32,6 +33,12 @@ use crate::servers::Impl;
 /// `RLIMIT_NOFILE` of 20000, so the top point is 19k.
 pub const MAX_CONNS: usize = 19_000;
 
+/// Load threads of the accept-rate scenario, one per core of the
+/// two-core machine it was tuned on (the `accept` module says why).
+pub const ACCEPT_WORKERS: usize = 2;
+/// Connections each of them keeps in flight.
+pub const ACCEPT_IN_FLIGHT: usize = 16;
+
 /// Command-line options of `bench`.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -47,7 +54,7 @@ pub struct Options {
 
 /// The usage line.
 pub const USAGE: &str = "usage: bench [--quick] [--out DIR] [--servers a,b,...] \
-                         [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost]";
+                         [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost,accept-rate]";
 
 impl Options {
     /// Parses the arguments after the program name.
@@ -129,6 +136,14 @@ impl Plan {
             warmup: requests / 10,
             requests,
         }));
+        // New connections per second: a fixed window after a warm-up.
+        let (accept_secs, warmup_ms) = if opts.quick { (2.0, 500) } else { (5.0, 1_000) };
+        cases.push(Case::AcceptRate {
+            workers: ACCEPT_WORKERS,
+            in_flight: ACCEPT_IN_FLIGHT,
+            secs: accept_secs,
+            warmup_ms,
+        });
         if !opts.scenarios.is_empty() {
             cases.retain(|c| opts.scenarios.iter().any(|s| s == c.scenario()));
         }
@@ -256,13 +271,55 @@ pub fn run(opts: &Options) -> Result<(), String> {
 fn needed_fds(case: &Case) -> Option<u64> {
     match *case {
         Case::Concurrent { conns } | Case::Idle { conns, .. } => Some(conns as u64 + 64),
+        Case::AcceptRate {
+            workers, in_flight, ..
+        } => Some((workers * in_flight) as u64 + 64),
         _ => None,
     }
 }
 
-/// The first figure of a measurement, for the progress line.
+/// The first figure of a measurement, for the progress line, and the
+/// count of failed connections when there were any.
 fn headline(m: &Metrics) -> String {
-    m.first()
+    let mut line = m
+        .first()
         .map(|(k, v)| format!("{k}={}", report::fmt_num(*v)))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if let Some((k, v)) = m.iter().find(|(k, v)| *k == "failed_conns" && *v > 0.0) {
+        line.push_str(&format!(" {k}={v}"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Plan {
+        Plan::new(&Options::parse(args.iter().map(|a| a.to_string())).unwrap())
+    }
+
+    #[test]
+    fn accept_rate_is_in_both_plans_and_selectable() {
+        for (args, secs) in [(&["--quick"][..], 2.0), (&[][..], 5.0)] {
+            assert!(plan(args).cases.iter().any(|c| c.scenario() == "accept-rate"));
+            let mut only = args.to_vec();
+            only.extend(["--scenarios", "accept-rate"]);
+            let p = plan(&only);
+            assert_eq!(p.cases.len(), 1);
+            let Case::AcceptRate {
+                workers,
+                in_flight,
+                secs: s,
+                ..
+            } = p.cases[0]
+            else {
+                panic!("{:?}", p.cases[0]);
+            };
+            assert_eq!((workers, in_flight, s), (ACCEPT_WORKERS, ACCEPT_IN_FLIGHT, secs));
+            assert_eq!(p.cases[0].label(), "32 in flight");
+            assert_eq!(p.jobs(), p.reps * Impl::ALL.len());
+        }
+        assert!(USAGE.contains("accept-rate"));
+    }
 }

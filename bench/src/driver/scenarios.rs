@@ -6,11 +6,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::accept::{Churn, Failure};
 use super::error::BenchError;
 use super::load::{Clients, Stop};
 use super::server_proc::{ServerProc, Variant};
 use super::stats::percentile;
 use super::stream;
+use crate::procfs;
 use crate::servers::Impl;
 
 /// Named figures of one measurement, in display order.
@@ -53,6 +55,18 @@ pub enum Case {
         /// Round trips counted per connection.
         rounds: u64,
     },
+    /// New connections per second, each doing one 64-byte echo and
+    /// closing (client first), and the server's CPU per connection.
+    AcceptRate {
+        /// Load worker threads.
+        workers: usize,
+        /// Connections each worker keeps in flight.
+        in_flight: usize,
+        /// Measured window.
+        secs: f64,
+        /// Load before the window opens.
+        warmup_ms: u64,
+    },
     /// Allocation calls per request in a steady echo loop.
     Allocs {
         /// Connections.
@@ -79,6 +93,7 @@ impl Case {
             Case::Idle { .. } => "idle",
             Case::Allocs { .. } => "allocs",
             Case::Cost { .. } => "cost",
+            Case::AcceptRate { .. } => "accept-rate",
         }
     }
 
@@ -86,6 +101,9 @@ impl Case {
     pub fn label(&self) -> String {
         match *self {
             Case::Throughput { size, .. } => size_label(size),
+            Case::AcceptRate {
+                workers, in_flight, ..
+            } => format!("{} in flight", workers * in_flight),
             Case::Concurrent { conns }
             | Case::PingPong { conns, .. }
             | Case::Idle { conns, .. }
@@ -131,6 +149,12 @@ pub fn measure(exe: &Path, case: &Case, imp: Impl) -> Result<Metrics, BenchError
             requests,
         } => allocs(exe, imp, conns, warmup, requests),
         Case::Cost { conns, rounds } => super::cost::measure(exe, imp, conns, rounds),
+        Case::AcceptRate {
+            workers,
+            in_flight,
+            secs,
+            warmup_ms,
+        } => accept_rate(exe, imp, workers, in_flight, secs, warmup_ms),
     }
 }
 
@@ -265,4 +289,69 @@ fn allocs(exe: &Path, imp: Impl, conns: usize, warmup: u64, requests: u64) -> Re
         ("requests", out.completed as f64),
         ("control_allocs", control as f64),
     ])
+}
+
+fn accept_rate(
+    exe: &Path,
+    imp: Impl,
+    workers: usize,
+    in_flight: usize,
+    secs: f64,
+    warmup_ms: u64,
+) -> Result<Metrics, BenchError> {
+    let mut server = ServerProc::start(exe, imp, Variant::Echo)?;
+    let churn = Churn::start(server.addr, workers, in_flight)?;
+    std::thread::sleep(Duration::from_millis(warmup_ms));
+    let (_, accepted0) = server.stats()?;
+    let me = std::process::id();
+    let client0 = procfs::cpu_seconds(me)?;
+    let cpu0 = server.cpu()?;
+    let tally0 = churn.tally();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let window = churn.tally().since(&tally0);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (cpu_sched, cpu) = server.cpu()?.since(&cpu0);
+    let client = procfs::cpu_seconds(me)? - client0;
+    let (_, accepted1) = server.stats()?;
+    // Stopped before the server is, so its end is not counted as failures.
+    let (whole, errors) = churn.stop()?;
+    teardown(server, ());
+    if whole.failures(Failure::Mismatch) > 0 {
+        return Err(BenchError::Mismatch(format!(
+            "{} connections echoed wrong bytes; first errors: {}",
+            whole.failures(Failure::Mismatch),
+            errors.join("; ")
+        )));
+    }
+    if whole.total_failed() > 0 {
+        eprint!(
+            " [{} failed connections ({}); first: {}]",
+            whole.total_failed(),
+            whole.failure_summary(),
+            errors.join("; ")
+        );
+    }
+    let conns = window.completed as f64;
+    if window.completed == 0 {
+        return Err(BenchError::other(format!(
+            "no connection completed in {secs} s ({} failed: {})",
+            window.total_failed(),
+            errors.join("; ")
+        )));
+    }
+    let mut m = vec![
+        ("conns_per_s", conns / elapsed),
+        ("cpu_us_per_conn", cpu * 1e6 / conns),
+        ("failed_conns", whole.total_failed() as f64),
+        ("client_cpu_us_per_conn", client * 1e6 / conns),
+        ("cpu_us_per_conn_sched", cpu_sched * 1e6 / conns),
+        ("conns", conns),
+        ("server_accepted", accepted1.saturating_sub(accepted0) as f64),
+        ("seconds", elapsed),
+        ("cpu_s", cpu),
+        ("cpu_s_sched", cpu_sched),
+    ];
+    m.extend(Failure::ALL.iter().map(|&k| (k.key(), whole.failures(k) as f64)));
+    Ok(m)
 }

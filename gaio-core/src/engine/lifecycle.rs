@@ -45,7 +45,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             // A listener itself is never read; what it knows of TCP is
             // what its accepted connections get.
             kind = LISTENER | if info.plain_tcp { PLAIN_TCP } else { 0 };
-            if options.nodelay && info.tcp {
+            // Where accepted sockets inherit the listener's TCP_NODELAY,
+            // it was set on the listener (`Shared::register_listener`).
+            if options.nodelay && info.tcp && !crate::net::NODELAY_INHERITED {
                 kind |= NODELAY;
             }
         }

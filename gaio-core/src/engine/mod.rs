@@ -209,7 +209,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Hands a listening socket over from the owning thread.
     pub(crate) fn watch_listener(&mut self, fd: OwnedFd, options: AcceptOptions) -> Result<Listener, Error> {
-        let (conn, fd, info) = self.shared.register_listener(fd)?;
+        let (conn, fd, info) = self.shared.register_listener(fd, options)?;
         self.insert_conn(conn, fd, info, Role::Listener(options));
         Ok(Listener(conn))
     }

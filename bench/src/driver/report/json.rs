@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::med;
+use crate::driver::accept::ACCEPT_MSG;
 use crate::driver::scenarios::{CONCURRENT_MSG, PING_MSG};
 use crate::driver::{Case, Plan, Record};
 use crate::procfs::Machine;
@@ -21,6 +22,18 @@ fn case_json(c: &Case) -> Value {
             requests,
         } => json!({"conns": conns, "warmup": warmup, "requests": requests, "msg": PING_MSG}),
         Case::Cost { conns, rounds } => json!({"conns": conns, "rounds": rounds, "msg": PING_MSG}),
+        Case::AcceptRate {
+            workers,
+            in_flight,
+            secs,
+            warmup_ms,
+        } => json!({
+            "workers": workers,
+            "in_flight_per_worker": in_flight,
+            "secs": secs,
+            "warmup_ms": warmup_ms,
+            "msg": ACCEPT_MSG,
+        }),
     }
 }
 
@@ -84,6 +97,8 @@ pub fn json(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Duratio
             "kernel": machine.kernel,
             "rustc": machine.rustc,
             "clk_tck": machine.clk_tck,
+            "ephemeral_ports": machine.ephemeral_ports,
+            "tcp_tw_reuse": machine.tcp_tw_reuse,
         },
         "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
         "runs": runs,

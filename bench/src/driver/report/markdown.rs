@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::{fmt_num, has, med, range, ratio, REFS};
+use crate::driver::accept::{Failure, ACCEPT_MSG, CONN_TIMEOUT};
 use crate::driver::scenarios::{CONCURRENT_MSG, PING_MSG};
 use crate::driver::stats::least_squares;
 use crate::driver::{Case, Plan, Record, MAX_CONNS};
@@ -102,9 +103,10 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
          each measurement against a fresh server process. `÷ mio` / `÷ tokio-mt`: this server's \
          figure divided by that server's (for rates higher is better, for CPU, time, memory lower \
          is better). Server CPU is the server process's run time over the measurement: the sum \
-         of /proc/PID/task/*/schedstat (ns resolution; no server thread exits during a measurement). \
-         utime + stime from /proc/PID/stat (CLK_TCK = {}, so ±{} ms per reading) is kept in \
-         results.json as `cpu_s_stat` to cross-check. The run took {:.0} s.\n",
+         of /proc/PID/task/*/schedstat (ns resolution; no server thread exits during a measurement \
+         of sections 1–6). utime + stime from /proc/PID/stat (CLK_TCK = {}, so ±{} ms per reading) \
+         is kept in results.json as `cpu_s_stat` to cross-check; section 7, where threads do exit, \
+         uses it instead. The run took {:.0} s.\n",
         plan.reps,
         machine.clk_tck,
         1000 / machine.clk_tck.max(1),
@@ -282,6 +284,9 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
             ],
         );
     }
+    if has(plan, "accept-rate") {
+        accept_rate(&mut o, machine, plan, records);
+    }
     let failures: Vec<&Record> = records.iter().filter(|r| r.result.is_err()).collect();
     if !failures.is_empty() {
         o.push_str("## Failed measurements\n\n");
@@ -300,4 +305,139 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
         o.push('\n');
     }
     o
+}
+
+/// Section 7: connections per second and server CPU per connection, then
+/// every measurement that had failed connections.
+fn accept_rate(o: &mut String, machine: &Machine, plan: &Plan, records: &[Record]) {
+    let Some(&Case::AcceptRate {
+        workers,
+        in_flight,
+        secs,
+        warmup_ms,
+    }) = plan.cases.iter().find(|c| c.scenario() == "accept-rate")
+    else {
+        return;
+    };
+    let ports = match machine.ephemeral_ports {
+        Some((lo, hi)) => format!("{lo}–{hi} ({} ports)", hi - lo + 1),
+        None => "unknown".into(),
+    };
+    let reuse = machine.tcp_tw_reuse.map_or("unknown".into(), |r| r.to_string());
+    let _ = write!(
+        o,
+        "## 7. Accept rate: a new connection per {ACCEPT_MSG}-byte echo\n\n{workers} load threads \
+         (non-blocking loops on mio) keep {in_flight} connections in flight each. A connection \
+         connects, sets TCP_NODELAY, sends {ACCEPT_MSG} bytes (different from the previous \
+         connection's), reads the echo back and checks it, and closes, client first, with a \
+         reset (SO_LINGER 0): the server's read fails with ECONNRESET instead of seeing end of \
+         stream, and it frees the connection. Its slot opens the next connection at once. After \
+         {warmup_ms} ms of load, the connections completed in a {secs} s window are counted. \
+         Server CPU here is utime + stime from /proc/PID/stat over the window (±{} ms per \
+         reading), because it includes exited threads: std-threads' connection threads end \
+         inside the window, which the schedstat sum of the other sections would miss (it is in \
+         results.json as `cpu_s_sched`). Client CPU is the load generator's, per connection. \
+         Why a reset: with a normal close the client's sockets wait in TIME_WAIT, and above \
+         about 14k connections/s the kernel's search for a free ephemeral port (here {ports}, \
+         tcp_tw_reuse = {reuse}) tripled the client's CPU per connection whenever the \
+         system-wide TIME_WAIT table was not full, so the rate depended on what else had run in \
+         the last minute. A reset leaves no TIME_WAIT; it spares every server its FIN and \
+         LAST_ACK, about 9 µs per connection measured here, so these figures are lower than a \
+         graceful close would give. A connection refused, reset before its echo, closed early, \
+         without its echo after {} s, or failing otherwise (out of ports: EADDRNOTAVAIL) is \
+         counted in `failed` (over warm-up and window) and listed below; a wrong echo aborts \
+         the run.\n\n",
+        1000 / machine.clk_tck.max(1),
+        CONN_TIMEOUT.as_secs()
+    );
+    table(
+        o,
+        plan,
+        records,
+        "accept-rate",
+        "load",
+        &[
+            col("conns/s", "conns_per_s", true),
+            col("server CPU µs/conn", "cpu_us_per_conn", true),
+            col("client CPU µs/conn", "client_cpu_us_per_conn", false),
+            col("failed", "failed_conns", false),
+        ],
+    );
+    let failed: Vec<(&Record, &Vec<(&str, f64)>)> = records
+        .iter()
+        .filter(|r| r.case.scenario() == "accept-rate")
+        .filter_map(|r| r.result.as_ref().ok().map(|m| (r, m)))
+        .filter(|(_, m)| m.iter().any(|(k, v)| *k == "failed_conns" && *v > 0.0))
+        .collect();
+    if !failed.is_empty() {
+        o.push_str("Failed connections:\n\n");
+        for (r, m) in failed {
+            let kinds: Vec<String> = Failure::ALL
+                .iter()
+                .filter_map(|k| {
+                    m.iter()
+                        .find(|(key, v)| *key == k.key() && *v > 0.0)
+                        .map(|(key, v)| format!("{key} {v}"))
+                })
+                .collect();
+            let _ = writeln!(o, "* {} rep {}: {}", r.imp, r.rep, kinds.join(", "));
+        }
+        o.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{Options, Plan};
+
+    #[test]
+    fn accept_rate_table_has_ratios_and_lists_failed_connections() {
+        let opts = Options::parse(["--quick", "--scenarios", "accept-rate"].map(String::from)).unwrap();
+        let plan = Plan::new(&opts);
+        let case = plan.cases[0];
+        let records: Vec<Record> = Impl::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &imp)| {
+                let mut m = vec![
+                    ("conns_per_s", 10_000.0 + i as f64),
+                    ("cpu_us_per_conn", if imp == Impl::Mio { 20.0 } else { 30.0 }),
+                    ("client_cpu_us_per_conn", 35.0),
+                    ("failed_conns", 0.0),
+                ];
+                m.extend(Failure::ALL.iter().map(|k| (k.key(), 0.0)));
+                if imp == Impl::TokioCt {
+                    for (k, v) in m.iter_mut() {
+                        if *k == "failed_conns" || *k == "reset" {
+                            *v = 3.0;
+                        }
+                    }
+                }
+                Record {
+                    case,
+                    imp,
+                    rep: 1,
+                    result: Ok(m),
+                }
+            })
+            .collect();
+        let machine = Machine {
+            cpus: 2,
+            model: "test".into(),
+            kernel: "6".into(),
+            rustc: "rustc".into(),
+            clk_tck: 100,
+            ephemeral_ports: Some((32768, 60999)),
+            tcp_tw_reuse: Some(2),
+        };
+        let md = markdown(&machine, &plan, &records, Duration::from_secs(1));
+        assert!(md.contains("## 7. Accept rate"), "{md}");
+        assert!(md.contains("32768–60999 (28232 ports)"), "{md}");
+        assert!(
+            md.contains("| 32 in flight | gaio-inline | 10000 | 10000–10000 | 1.00 | 1.00 | 30.0 | 30.0–30.0 | 1.50 | 1.00 | 35.0 | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("* tokio-ct rep 1: reset 3"), "{md}");
+    }
 }

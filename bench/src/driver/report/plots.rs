@@ -2,6 +2,7 @@
 //! scenario.
 
 use super::{has, med};
+use crate::driver::accept::ACCEPT_MSG;
 use crate::driver::scenarios::{size_label, CONCURRENT_MSG, PING_MSG};
 use crate::driver::svg::{self, Bar, Series, COLORS};
 use crate::driver::{Case, Plan, Record};
@@ -84,6 +85,22 @@ pub fn plots(plan: &Plan, records: &[Record]) -> Vec<(String, String)> {
             "pingpong.svg".into(),
             svg::bar_panels(&title, "round trips/s", &p),
         ));
+    }
+    if has(plan, "accept-rate") {
+        // One case: a panel for the rate and one for the CPU it cost.
+        let rate = panels(plan, records, "accept-rate", "conns_per_s");
+        let cpu = panels(plan, records, "accept-rate", "cpu_us_per_conn");
+        if let (Some((_, rate)), Some((_, cpu))) = (rate.into_iter().next(), cpu.into_iter().next()) {
+            let p = [
+                ("connections/s".to_string(), rate),
+                ("server CPU µs per connection".to_string(), cpu),
+            ];
+            let title = format!("Accept rate: a new connection per {ACCEPT_MSG} B echo");
+            out.push((
+                "accept.svg".into(),
+                svg::bar_panels(&title, "each panel has its own scale", &p),
+            ));
+        }
     }
     if has(plan, "idle") {
         let p = panels(plan, records, "idle", "rss_per_conn_b");
