@@ -26,7 +26,7 @@ pub enum Error {
     /// its pending requests came back with [`Error::WatcherClosed`].
     Panicked {
         /// The panic's message, when it had one.
-        message: String,
+        message: Box<str>,
     },
     /// The connection handle was handed out by another watcher: a request
     /// must go to the watcher that owns its connection.
@@ -67,17 +67,9 @@ pub enum Error {
     /// buffer holds its first bytes (the completion's `bytes`), the rest
     /// was discarded by the kernel.
     Truncated,
-    /// A [`Builder`](crate::Builder) setting is out of its range.
-    InvalidSetting {
-        /// The setting, as the builder method is named (`swap_size`, ...).
-        name: &'static str,
-        /// The value given.
-        value: usize,
-        /// The smallest value allowed.
-        min: usize,
-        /// The largest value allowed.
-        max: usize,
-    },
+    /// A [`Builder`](crate::Builder) setting is out of its range (boxed:
+    /// every completion carries an `Option<Error>`, kept small).
+    InvalidSetting(Box<InvalidSetting>),
     /// The CPU number passed to an affinity setter does not exist or is not
     /// available to this process.
     InvalidCpu {
@@ -105,7 +97,7 @@ impl Error {
             Error::ConnClosed | Error::WatcherClosed => io::ErrorKind::NotConnected,
             Error::ForeignConn => io::ErrorKind::InvalidInput,
             Error::Panicked { .. } => io::ErrorKind::Other,
-            Error::EmptyBuffer | Error::InvalidCpu { .. } | Error::InvalidSetting { .. } => {
+            Error::EmptyBuffer | Error::InvalidCpu { .. } | Error::InvalidSetting(_) => {
                 io::ErrorKind::InvalidInput
             }
             Error::UnsupportedSocket | Error::NotSupported { .. } => io::ErrorKind::Unsupported,
@@ -137,17 +129,11 @@ impl fmt::Display for Error {
                 write!(f, "write queue full: {queued} bytes queued, the limit is {limit}")
             }
             Error::Truncated => f.write_str("datagram truncated: it was longer than the buffer"),
-            Error::InvalidSetting {
-                name,
-                value,
-                min,
-                max,
-            } => {
-                write!(
-                    f,
-                    "{name} = {value} is out of range: it must be between {min} and {max}"
-                )
-            }
+            Error::InvalidSetting(s) => write!(
+                f,
+                "{} = {} is out of range: it must be between {} and {}",
+                s.name, s.value, s.min, s.max
+            ),
             Error::InvalidCpu { cpu } => {
                 write!(f, "cpu {cpu} does not exist or is not available to this process")
             }
@@ -184,6 +170,20 @@ impl From<Error> for io::Error {
             other => io::Error::new(other.kind(), other),
         }
     }
+}
+
+/// A [`Builder`](crate::Builder) setting out of its range: which, what was
+/// given, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSetting {
+    /// The setting, as the builder method is named (`swap_size`, ...).
+    pub name: &'static str,
+    /// The value given.
+    pub value: usize,
+    /// The smallest value allowed.
+    pub min: usize,
+    /// The largest value allowed.
+    pub max: usize,
 }
 
 /// A request the watcher refused at submission, with everything it carried,

@@ -41,7 +41,7 @@ pub use buf::{Buffer, IoBuf, IoBufMut};
 pub use bytes::{Bytes, BytesMut};
 pub use completion::{Completion, Op};
 pub use conn::{AcceptOptions, Conn, Listener};
-pub use error::{Error, Rejected};
+pub use error::{Error, InvalidSetting, Rejected};
 pub use net::{listen, listen_unix, Datagram};
 pub use poller::{Event, Poller};
 pub use request::Request;

@@ -137,12 +137,12 @@ fn in_range(name: &'static str, value: usize, min: usize, max: usize) -> Result<
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(Error::InvalidSetting {
+        Err(Error::InvalidSetting(Box::new(crate::InvalidSetting {
             name,
             value,
             min,
             max,
-        })
+        })))
     }
 }
 
@@ -296,6 +296,7 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     type Context = C;
     type Buf = B;
 
+    #[inline]
     fn submit(&mut self, request: Request<C, B>) -> SubmitResult<C, B> {
         match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.submit(request)),
@@ -456,7 +457,7 @@ impl<C, B: IoBuf> Background<C, B> {
             if inbox.finished {
                 if let Some(message) = &inbox.panicked {
                     return Err(Error::Panicked {
-                        message: message.clone(),
+                        message: message.as_str().into(),
                     });
                 }
                 return Err(inbox.failure.take().map_or(Error::WatcherClosed, Error::Io));

@@ -824,15 +824,10 @@ fn builder_refuses_sizes_out_of_range() {
         ];
         for (setting, given, builder) in cases {
             match builder.mode(mode).build::<(), Vec<u8>>() {
-                Err(
-                    e @ Error::InvalidSetting {
-                        name,
-                        value,
-                        min,
-                        max,
-                    },
-                ) => {
-                    assert_eq!((name, value, min), (setting, given, 1), "{mode:?}");
+                Err(e @ Error::InvalidSetting(_)) => {
+                    let Error::InvalidSetting(s) = &e else { unreachable!() };
+                    let max = s.max;
+                    assert_eq!((s.name, s.value, s.min), (setting, given, 1), "{mode:?}");
                     let limit = if setting == "swap_size" {
                         gaio::MAX_SWAP_SIZE
                     } else {

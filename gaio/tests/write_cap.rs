@@ -587,15 +587,10 @@ fn the_builder_refuses_a_cap_of_zero_or_beyond_4_gib() {
     for value in bad {
         let r: Result<W, Error> = gaio::Builder::new().max_queued_write_bytes(value).build();
         match r {
-            Err(Error::InvalidSetting {
-                name,
-                value: v,
-                min,
-                max,
-            }) => {
-                assert_eq!(name, "max_queued_write_bytes");
-                assert_eq!(v, value);
-                assert_eq!((min, max), (1, u32::MAX as usize));
+            Err(Error::InvalidSetting(s)) => {
+                assert_eq!(s.name, "max_queued_write_bytes");
+                assert_eq!(s.value, value);
+                assert_eq!((s.min, s.max), (1, u32::MAX as usize));
             }
             Err(e) => panic!("max_queued_write_bytes({value}): {e:?}"),
             Ok(_) => panic!("max_queued_write_bytes({value}) was accepted"),

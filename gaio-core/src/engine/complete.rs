@@ -30,11 +30,13 @@ pub(super) struct Outcome {
 
 impl Outcome {
     /// Success, nothing more to say.
+    #[inline]
     pub(super) fn ok() -> Self {
         Outcome::default()
     }
 
     /// Failure with `error`.
+    #[inline]
     pub(super) fn failed(error: Error) -> Self {
         Outcome {
             error: Some(error),
@@ -43,6 +45,7 @@ impl Outcome {
     }
 
     /// A read's end: its error if any, and the swap slice it filled.
+    #[inline]
     pub(super) fn read(error: Option<Error>, swap: Bytes) -> Self {
         Outcome {
             error,
@@ -116,6 +119,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
 /// The completion of a request that ran: its progress, its buffer (or
 /// the swap slice read), and how it ended.
+#[inline]
 pub(super) fn completion<C, B>(conn: Conn, node: Node<C, B>, outcome: Outcome) -> Completion<C, B> {
     let buffer = match node.buf {
         Some(b) => Buffer::User(b),

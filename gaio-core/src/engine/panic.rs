@@ -32,6 +32,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     /// never returned (a panic unwound out of it), the watcher closes
     /// first: `call` then finds it closed, and `wait` ends with
     /// [`Error::Panicked`] instead of `WatcherClosed`.
+    #[inline]
     pub(crate) fn guarded<R>(&mut self, call: impl FnOnce(&mut Self) -> R) -> R {
         if self.in_call && !self.panicked {
             tracing::error!("{UNWOUND}; closing the watcher");
