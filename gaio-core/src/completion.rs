@@ -60,7 +60,10 @@ impl Op {
 pub struct Completion<C, B> {
     /// What the request was.
     pub op: Op,
-    /// The connection it ran on.
+    /// The connection it ran on; for a successful [`Op::Accept`], the new
+    /// connection (already watched), and for [`Op::Connect`], the dialled
+    /// one (dead if the connect failed). The request's context tells which
+    /// listener an accept was on.
     pub conn: Conn,
     /// The context it carried, unchanged.
     pub context: C,
@@ -72,11 +75,9 @@ pub struct Completion<C, B> {
     /// `None` on success, otherwise why the request ended.
     pub error: Option<Error>,
     /// [`Op::Accept`]: the new connection's peer; [`Op::RecvFrom`] (and a
-    /// read on a datagram socket): the sender; [`Op::Connect`]: the address
-    /// dialled.
+    /// read on a datagram socket): the sender; [`Op::SendTo`]: the
+    /// destination; [`Op::Connect`]: the address dialled.
     pub peer: Option<PeerAddr>,
-    /// [`Op::Accept`]: the new connection, already watched.
-    pub accepted: Option<Conn>,
     /// [`Op::Detach`]: the socket, handed back (deregistered, open, still
     /// in non-blocking mode); the watcher never touches it again.
     pub detached: Option<OwnedFd>,

@@ -99,9 +99,9 @@ impl AcceptOptions {
 /// connections on it with [`Submit::accept`](crate::Submit::accept).
 ///
 /// A distinct type, so that reading from a listener or accepting on a
-/// connection does not compile. [`conn`](Listener::conn) is the handle its
-/// accept completions carry, and the one [`Submit::free`](crate::Submit::free)
-/// takes to close it.
+/// connection does not compile. [`conn`](Listener::conn) is the handle a
+/// failed accept's completion carries, and the one
+/// [`Submit::free`](crate::Submit::free) takes to close it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Listener(pub(crate) Conn);
 

@@ -145,7 +145,10 @@ impl<C, B: IoBuf> Request<C, B> {
 
     /// Checks what can be checked without the engine: the buffer is not
     /// empty. Hands the request back as a rejection otherwise.
-    pub(crate) fn validate(self) -> Result<Self, Rejected<C, B>> {
+    /// (Checked by reference: a request is moved as little as possible on
+    /// the way to the engine.)
+    #[inline]
+    pub(crate) fn check(&self) -> Result<(), Error> {
         // A read target's length is the same through `as_bytes` and
         // `as_bytes_mut`, so one check serves reads and writes.
         let empty = match &self.target {
@@ -155,9 +158,9 @@ impl<C, B: IoBuf> Request<C, B> {
             Target::Dest(..) => false,
         };
         if empty {
-            Err(self.reject(Error::EmptyBuffer))
+            Err(Error::EmptyBuffer)
         } else {
-            Ok(self)
+            Ok(())
         }
     }
 

@@ -177,8 +177,10 @@ pub trait Submit {
 
     /// Accepts one connection on `listener`. The completion
     /// ([`Op::Accept`](crate::Op::Accept)) carries the new connection,
-    /// already watched, in `accepted`, and its peer's address in `peer`.
-    /// Several accepts may wait on one listener; they complete in order.
+    /// already watched, in `conn`, and its peer's address in `peer`; a
+    /// failed accept carries the listener's handle in `conn` (use the
+    /// context to tell listeners apart). Several accepts may wait on one
+    /// listener; they complete in order.
     ///
     /// When the process or the system is out of descriptors (EMFILE,
     /// ENFILE) or the kernel out of memory for sockets (ENOBUFS, ENOMEM), a
@@ -340,7 +342,10 @@ pub(crate) fn submit_shared<P: Poller, C, B: IoBuf>(
     }
     // The queue refuses the request if the watcher closed since the check
     // above; it then comes back with its context and buffer.
-    match shared.push(Command::Submit(request.validate()?)) {
+    if let Err(e) = request.check() {
+        return Err(request.reject(e));
+    }
+    match shared.push(Command::Submit(request)) {
         Ok(()) => Ok(()),
         Err(Command::Submit(request)) => Err(request.reject(Error::WatcherClosed)),
         Err(_) => unreachable!("push hands back the command it was given"),

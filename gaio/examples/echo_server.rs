@@ -50,10 +50,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue; // closing: nothing to resubmit
             }
             if c.op == Op::Accept {
-                if let Some(conn) = c.accepted {
-                    w.read_swap(conn, ())?; // no buffer held while idle
-                } else if let Some(e) = c.error {
-                    eprintln!("echo_server: accept: {e}");
+                match c.error {
+                    None => w.read_swap(c.conn, ())?, // the new connection: no buffer held while idle
+                    Some(e) => eprintln!("echo_server: accept: {e}"),
                 }
                 w.accept(listener, ())?;
                 continue;

@@ -151,7 +151,8 @@ fn step(
 ) -> Result<(), Error> {
     match c.context {
         Ctx::Accept => {
-            if let Some(client) = c.accepted {
+            if c.error.is_none() {
+                let client = c.conn;
                 let slot = relay.insert(Pair {
                     conns: [Some(client), None],
                     ended: [false; 2],

@@ -68,9 +68,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             match (c.context, c.op) {
                 (Ctx::Accept, _) => {
-                    if let Some(conn) = c.accepted {
-                        w.read_swap(conn, Ctx::Watch)?;
-                        clients.insert(conn);
+                    if c.error.is_none() {
+                        w.read_swap(c.conn, Ctx::Watch)?;
+                        clients.insert(c.conn);
                     }
                     w.accept(listener, Ctx::Accept)?;
                 }

@@ -76,8 +76,7 @@ fn serve(w: &mut Watcher<u8, Bytes>, listener: gaio::Listener, total: usize) -> 
         for c in batch.drain(..) {
             match (c.op, c.error, c.buffer) {
                 (Op::Accept, None, _) => {
-                    w.read_swap(c.accepted.expect("accepted connection"), ECHO)
-                        .unwrap();
+                    w.read_swap(c.conn, ECHO).unwrap();
                     w.accept(listener, ACCEPT).unwrap();
                 }
                 (Op::Read, None, Buffer::Swap(data)) => w.write(c.conn, ECHO, data).unwrap(),

@@ -825,7 +825,9 @@ fn builder_refuses_sizes_out_of_range() {
         for (setting, given, builder) in cases {
             match builder.mode(mode).build::<(), Vec<u8>>() {
                 Err(e @ Error::InvalidSetting(_)) => {
-                    let Error::InvalidSetting(s) = &e else { unreachable!() };
+                    let Error::InvalidSetting(s) = &e else {
+                        unreachable!()
+                    };
                     let max = s.max;
                     assert_eq!((s.name, s.value, s.min), (setting, given, 1), "{mode:?}");
                     let limit = if setting == "swap_size" {

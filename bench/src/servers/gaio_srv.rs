@@ -31,12 +31,12 @@ pub fn run(listener: TcpListener, mode: Mode) -> Result<(), Box<dyn std::error::
         w.wait_io(&mut batch)?;
         for c in batch.drain(..) {
             if c.op == Op::Accept {
-                match (c.error, c.accepted) {
-                    (None, Some(conn)) => {
+                match c.error {
+                    None => {
                         note_accepted();
-                        w.read_swap(conn, ())?;
+                        w.read_swap(c.conn, ())?;
                     }
-                    (error, _) => eprintln!("bench-server: accept failed: {error:?}"),
+                    Some(error) => eprintln!("bench-server: accept failed: {error}"),
                 }
                 w.accept(listener, ())?;
                 continue;

@@ -12,9 +12,9 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rustix::io::Errno;
 
-use super::complete::Outcome;
 use super::conn_state::{NODELAY, OUT_OF_FDS, PLAIN_TCP, READABLE, SYSTEM_OUT_OF_FDS};
 use super::{Dir, Engine};
 use crate::shared::Role;
@@ -76,7 +76,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                         return;
                     }
                     _ => {
-                        self.finish_head(listener, Dir::Read, Outcome::failed(Error::Io(e)));
+                        self.finish_head(listener, Dir::Read, Some(Error::Io(e)), Bytes::new());
                         continue;
                     }
                 },
@@ -87,7 +87,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 tracing::debug!(error = %e, "accept: configuring the new connection failed");
                 continue;
             }
-            let outcome = match self.shared.enroll(fd.as_fd()) {
+            let error = match self.shared.enroll(fd.as_fd()) {
                 Ok(conn) => {
                     let info = FdInfo {
                         kind: FdKind::StreamSocket,
@@ -96,15 +96,13 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                         tcp: false,
                     };
                     self.insert_conn(conn, fd, info, Role::Connection);
-                    Outcome {
-                        accepted: Some(conn),
-                        peer,
-                        ..Outcome::ok()
-                    }
+                    self.io.extra_mut().accepted = Some(conn);
+                    self.io.extra_mut().peer = peer;
+                    None
                 }
-                Err(e) => Outcome::failed(e),
+                Err(e) => Some(e),
             };
-            self.finish_head(listener, Dir::Read, outcome);
+            self.finish_head(listener, Dir::Read, error, Bytes::new());
         }
     }
 

@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 
 use bytes::Bytes;
 
-use super::complete::Outcome;
+use super::complete::Extra;
 use super::conn_state::{
     rearm, ConnState, DGRAM, EOF, HUP, READABLE, SHORT_READ_DRAINS, STREAM, URGENT, WRITABLE,
 };
@@ -23,8 +23,10 @@ use crate::{Conn, Error, IoBuf, IoOutcome, Op, Poller};
 
 /// What an attempt came to.
 pub(super) enum Attempt {
-    /// The request is over: complete it so.
-    Done(Outcome),
+    /// The request is over: complete it with this error (`None`:
+    /// success) and, for a swap read, the slice read; anything more is in
+    /// [`IoState::extra`].
+    Done(Option<Error>, Bytes),
     /// The request waits for readiness (or for a retry after ENOBUFS);
     /// its progress so far is recorded in the node.
     Wait,
@@ -40,6 +42,11 @@ pub(super) struct IoState<B> {
     pub(super) read_view: Option<ReadView<B>>,
     /// Connections to retry soon after ENOBUFS, with the direction.
     pub(super) starved: Vec<(Conn, Dir)>,
+    /// What the next completion made adds besides an error and a swap
+    /// slice (see [`Extra`]), and whether anything was set: most
+    /// completions have nothing to take.
+    extra: Extra,
+    has_extra: bool,
 }
 
 /// An [`IoState`] together with the poller, for one attempt.
@@ -54,6 +61,25 @@ impl<B> IoState<B> {
             swap: Swap::new(swap_size),
             read_view: None,
             starved: Vec::new(),
+            extra: Extra::default(),
+            has_extra: false,
+        }
+    }
+
+    /// The extra of the next completion, to fill in.
+    pub(super) fn extra_mut(&mut self) -> &mut Extra {
+        self.has_extra = true;
+        &mut self.extra
+    }
+
+    /// The extra of the completion being made (empty unless set).
+    #[inline]
+    pub(super) fn take_extra(&mut self) -> Extra {
+        if self.has_extra {
+            self.has_extra = false;
+            std::mem::take(&mut self.extra)
+        } else {
+            Extra::default()
         }
     }
 
@@ -77,7 +103,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
         }
         loop {
             if conn_state.has(EOF) {
-                return Attempt::Done(Outcome::failed(Error::Eof));
+                return Attempt::Done(Some(Error::Eof), Bytes::new());
             }
             if !conn_state.has(READABLE) {
                 return Attempt::Wait;
@@ -96,7 +122,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                     // (submission refuses empty buffers): never read 0 bytes
                     // and mistake that for end of stream.
                     if wanted == 0 {
-                        return Attempt::Done(Outcome::failed(Error::EmptyBuffer));
+                        return Attempt::Done(Some(Error::EmptyBuffer), Bytes::new());
                     }
                     (self.poller.read(fd, kind, region), wanted, Bytes::new())
                 }
@@ -104,7 +130,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
             match outcome {
                 IoOutcome::Done(0) => {
                     conn_state.set(EOF, true);
-                    return Attempt::Done(Outcome::failed(Error::Eof));
+                    return Attempt::Done(Some(Error::Eof), Bytes::new());
                 }
                 IoOutcome::Done(n) => {
                     node.done += n;
@@ -119,7 +145,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                         self.not_ready(conn_state, conn, Dir::Read);
                     }
                     if node.op == Op::Read || n >= wanted {
-                        return Attempt::Done(Outcome::read(None, swap));
+                        return Attempt::Done(None, swap);
                     }
                 }
                 other => return self.stopped(conn_state, conn, Dir::Read, other),
@@ -158,7 +184,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
             if bytes.is_empty() {
                 // Only a buffer that changed under the watcher can be empty
                 // here: complete it rather than send nothing forever.
-                return Attempt::Done(Outcome::ok());
+                return Attempt::Done(None, Bytes::new());
             }
             let offered = bytes.len();
             let outcome = self
@@ -168,7 +194,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                 IoOutcome::Done(n) => {
                     node.done += n;
                     if n >= offered {
-                        return Attempt::Done(Outcome::ok());
+                        return Attempt::Done(None, Bytes::new());
                     }
                     // A short write to a stream socket filled its send
                     // buffer: wait for an edge. Other descriptors try again.
@@ -213,7 +239,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                 self.state.starved.push((conn, dir));
                 Attempt::Wait
             }
-            IoOutcome::Failed(e) => Attempt::Done(Outcome::failed(Error::Io(e))),
+            IoOutcome::Failed(e) => Attempt::Done(Some(Error::Io(e)), Bytes::new()),
         }
     }
 }

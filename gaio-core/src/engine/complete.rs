@@ -11,131 +11,128 @@ use super::{Dir, Engine};
 use crate::request::{Request, Target};
 use crate::{Buffer, Completion, Conn, Error, IoBuf, Op, PeerAddr, Poller};
 
-/// How a request ended, besides what its node records (its progress and
-/// its buffer): everything [`completion`] puts into the completion.
+/// What a few operations add to their completion besides an error and a
+/// swap slice: the peer (accept, datagrams, connect), the accepted
+/// connection, the detached socket. It travels beside the hot path, in
+/// [`IoState::extra`](super::attempt::IoState): whoever finishes such an
+/// operation sets it just before completing it, and [`complete`] takes it,
+/// so reads and writes carry nothing more than before.
 #[derive(Debug, Default)]
-pub(super) struct Outcome {
-    /// `None`: success.
-    pub(super) error: Option<Error>,
-    /// For a swap read: the slice read.
-    pub(super) swap: Bytes,
-    /// The peer of an accepted connection, the sender of a datagram, the
-    /// address a connect dialled.
+pub(super) struct Extra {
     pub(super) peer: Option<PeerAddr>,
-    /// The connection an accept made.
     pub(super) accepted: Option<Conn>,
-    /// The socket a detach hands back.
     pub(super) detached: Option<OwnedFd>,
-}
-
-impl Outcome {
-    /// Success, nothing more to say.
-    #[inline]
-    pub(super) fn ok() -> Self {
-        Outcome::default()
-    }
-
-    /// Failure with `error`.
-    #[inline]
-    pub(super) fn failed(error: Error) -> Self {
-        Outcome {
-            error: Some(error),
-            ..Outcome::default()
-        }
-    }
-
-    /// A read's end: its error if any, and the swap slice it filled.
-    #[inline]
-    pub(super) fn read(error: Option<Error>, swap: Bytes) -> Self {
-        Outcome {
-            error,
-            swap,
-            ..Outcome::default()
-        }
-    }
 }
 
 impl<P: Poller, C, B> Engine<P, C, B> {
     /// Takes node `idx` out of `list` (a list of `conn`, no longer in the
     /// table) and makes its completion ready.
-    pub(super) fn finish(&mut self, conn: Conn, list: &mut List, idx: u32, outcome: Outcome) {
+    pub(super) fn finish(
+        &mut self,
+        conn: Conn,
+        list: &mut List,
+        idx: u32,
+        error: Option<Error>,
+        swap: Bytes,
+    ) {
         let node = self.nodes.remove(list, idx);
-        let outcome = self.with_addr(idx, &node, outcome);
-        self.complete(conn, node, outcome);
+        self.take_addr(idx, &node);
+        self.complete(conn, node, error, swap);
     }
 
     /// A send-to's or a connect's address, kept beside the slab while its
     /// node was stored, goes into its completion.
-    fn with_addr(&mut self, idx: u32, node: &Node<C, B>, mut outcome: Outcome) -> Outcome {
+    fn take_addr(&mut self, idx: u32, node: &Node<C, B>) {
         if matches!(node.op, Op::SendTo | Op::Connect) {
             if let Some(addr) = self.addrs.remove(&idx) {
-                outcome.peer.get_or_insert(addr);
+                self.io.extra_mut().peer.get_or_insert(addr);
             }
         }
-        outcome
     }
 
-    /// Makes the completion of `conn`'s node, taken out of the slab, ready.
-    pub(super) fn complete(&mut self, conn: Conn, node: Node<C, B>, outcome: Outcome) {
+    /// Makes the completion of `conn`'s node, taken out of the slab, ready,
+    /// with the [`Extra`] set for it.
+    pub(super) fn complete(&mut self, conn: Conn, node: Node<C, B>, error: Option<Error>, swap: Bytes) {
         if node.timer != 0 {
             let nodes = &self.nodes;
             self.timers
                 .note_stale(|e| nodes.find_timer(e.node, e.timer).is_some());
         }
-        self.ready.push(completion(conn, node, outcome));
+        let extra = self.io.take_extra();
+        self.ready.push(completion(conn, node, error, swap, extra));
     }
 }
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// Completes the head request of a connection's list.
-    pub(super) fn finish_head(&mut self, conn: Conn, dir: Dir, outcome: Outcome) {
-        self.finish_in(conn, dir, None, outcome);
+    pub(super) fn finish_head(&mut self, conn: Conn, dir: Dir, error: Option<Error>, swap: Bytes) {
+        self.finish_in(conn, dir, None, error, swap);
     }
 
     /// Completes request `idx` of a connection's list, wherever it stands
     /// (`None`: the head). A write's unwritten bytes leave the
     /// connection's queued count.
-    pub(super) fn finish_in(&mut self, conn: Conn, dir: Dir, idx: Option<u32>, outcome: Outcome) {
-        let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
+    pub(super) fn finish_in(
+        &mut self,
+        conn: Conn,
+        dir: Dir,
+        idx: Option<u32>,
+        error: Option<Error>,
+        swap: Bytes,
+    ) {
+        let Some(state) = self
+            .conns
+            .get_mut(conn.fd as usize)
+            .and_then(Option::as_mut)
+            .filter(|s| {
+                let list = if dir == Dir::Read { &s.reads } else { &s.writes };
+                s.gen == conn.gen && !list.is_empty()
+            })
+        else {
+            // Nothing to complete: an extra set for it must not reach
+            // another completion.
+            let _ = self.io.take_extra();
             return;
         };
-        if state.gen != conn.gen {
-            return;
-        }
         let list = state.list(dir);
-        if list.is_empty() {
-            return;
-        }
         let idx = idx.unwrap_or(list.head);
         let node = self.nodes.remove(list, idx);
         if dir == Dir::Write {
             let left = u32::try_from(unwritten(&node).len()).unwrap_or(u32::MAX);
             state.queued = state.queued.saturating_sub(left);
         }
-        let outcome = self.with_addr(idx, &node, outcome);
-        self.complete(conn, node, outcome);
+        self.take_addr(idx, &node);
+        self.complete(conn, node, error, swap);
     }
 }
 
 /// The completion of a request that ran: its progress, its buffer (or
 /// the swap slice read), and how it ended.
 #[inline]
-pub(super) fn completion<C, B>(conn: Conn, node: Node<C, B>, outcome: Outcome) -> Completion<C, B> {
+pub(super) fn completion<C, B>(
+    conn: Conn,
+    node: Node<C, B>,
+    error: Option<Error>,
+    swap: Bytes,
+    extra: Extra,
+) -> Completion<C, B> {
     let buffer = match node.buf {
         Some(b) => Buffer::User(b),
-        None if node.op.is_read() && node.op != Op::Accept => Buffer::Swap(outcome.swap),
+        None if node.op.is_read() && node.op != Op::Accept => Buffer::Swap(swap),
         None => Buffer::None,
     };
     Completion {
         op: node.op,
-        conn,
+        // A completion stays within 128 bytes, which the compiler moves
+        // without a call to `memcpy`: an accept names its new connection
+        // in `conn` rather than in a field of its own.
+        conn: extra.accepted.unwrap_or(conn),
         context: node.context,
         bytes: node.done,
         buffer,
-        error: outcome.error,
-        peer: outcome.peer,
-        accepted: outcome.accepted,
-        detached: outcome.detached,
+        error,
+        peer: extra.peer,
+        detached: extra.detached,
     }
 }
 
@@ -156,7 +153,6 @@ pub(super) fn completion_of<C, B>(req: Request<C, B>, error: Error) -> Completio
         buffer,
         error: Some(error),
         peer,
-        accepted: None,
         detached: None,
     }
 }

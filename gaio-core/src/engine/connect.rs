@@ -7,7 +7,8 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use super::complete::Outcome;
+use bytes::Bytes;
+
 use super::conn_state::{CONNECTING, HUP, REDIAL, WRITABLE};
 use super::slab::Node;
 use super::timers::Entry;
@@ -102,10 +103,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     state.set(CONNECTING | REDIAL, false);
                     state.set(WRITABLE, true);
                 }
-                self.finish_head(conn, Dir::Write, Outcome::ok());
+                self.finish_head(conn, Dir::Write, None, Bytes::new());
             }
             Err(e) => {
-                self.finish_head(conn, Dir::Write, Outcome::failed(Error::Io(e)));
+                self.finish_head(conn, Dir::Write, Some(Error::Io(e)), Bytes::new());
                 self.free_conn(conn, || Error::ConnClosed);
             }
         }

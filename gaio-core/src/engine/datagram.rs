@@ -9,7 +9,6 @@ use std::os::fd::AsFd;
 use bytes::Bytes;
 
 use super::attempt::{Attempt, Io};
-use super::complete::Outcome;
 use super::conn_state::{ConnState, READABLE, WRITABLE};
 use super::drive::unwritten;
 use super::slab::Node;
@@ -39,7 +38,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
             Some(buf) => {
                 let region = self.region(buf, 0);
                 if region.is_empty() {
-                    return Attempt::Done(Outcome::failed(Error::EmptyBuffer));
+                    return Attempt::Done(Some(Error::EmptyBuffer), Bytes::new());
                 }
                 let (outcome, datagram) = self.poller.recv_from(fd, region);
                 (outcome, datagram, Bytes::new())
@@ -54,12 +53,8 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                 let from = datagram
                     .from
                     .unwrap_or_else(|| PeerAddr::Unix(crate::UnixAddr::unnamed()));
-                Attempt::Done(Outcome {
-                    error: datagram.truncated.then_some(Error::Truncated),
-                    swap,
-                    peer: Some(from),
-                    ..Outcome::default()
-                })
+                self.state.extra_mut().peer = Some(from);
+                Attempt::Done(datagram.truncated.then_some(Error::Truncated), swap)
             }
             // A datagram socket stays readable until a receive would block:
             // each receive takes one datagram, whatever its size.
@@ -90,10 +85,8 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
         match outcome {
             IoOutcome::Done(n) => {
                 node.done += n;
-                Attempt::Done(Outcome {
-                    peer: dest.cloned(),
-                    ..Outcome::ok()
-                })
+                self.state.extra_mut().peer = dest.cloned();
+                Attempt::Done(None, Bytes::new())
             }
             other => self.stopped(conn_state, conn, Dir::Write, other),
         }

@@ -5,7 +5,6 @@
 
 use std::io;
 
-use super::complete::Outcome;
 use super::conn_state::{ConnState, OUT_OF_FDS, SYSTEM_OUT_OF_FDS};
 use super::Dir;
 use super::Engine;
@@ -42,7 +41,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             // The timer is the reason this request ends: do not count it
             // as stale.
             self.nodes.get_mut(entry.node).timer = 0;
-            self.finish_in(conn, dir, Some(entry.node), Outcome::failed(error));
+            self.finish_in(conn, dir, Some(entry.node), Some(error), bytes::Bytes::new());
             if op == Op::Connect {
                 // Nobody has the connection yet: it goes with its request.
                 self.free_conn(conn, || Error::ConnClosed);

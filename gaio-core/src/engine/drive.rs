@@ -6,8 +6,9 @@
 use std::io::IoSlice;
 use std::os::fd::AsFd;
 
+use bytes::Bytes;
+
 use super::attempt::Attempt;
-use super::complete::Outcome;
 use super::conn_state::{DETACHING, DGRAM, HUP, LISTENER, READABLE, STREAM, URGENT, WRITABLE};
 use super::slab::{Node, NIL};
 use super::{Dir, Engine, MAX_GATHER};
@@ -69,7 +70,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let node = self.nodes.get_mut(state.reads.head);
             let mut io = self.io.with(&self.shared.poller);
             match io.read(state, conn, node) {
-                Attempt::Done(outcome) => self.finish_head(conn, Dir::Read, outcome),
+                Attempt::Done(error, swap) => self.finish_head(conn, Dir::Read, error, swap),
                 Attempt::Wait => return,
             }
         }
@@ -100,11 +101,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 }
                 Op::Shutdown => {
                     let result = crate::net::shutdown_write(state.fd.as_fd());
-                    let outcome = match result {
-                        Ok(()) => Outcome::ok(),
-                        Err(e) => Outcome::failed(crate::Error::Io(e)),
-                    };
-                    self.finish_head(conn, Dir::Write, outcome);
+                    let error = result.err().map(crate::Error::Io);
+                    self.finish_head(conn, Dir::Write, error, Bytes::new());
                     continue;
                 }
                 Op::Detach => {
@@ -132,7 +130,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 let moved = u32::try_from(head.done - before).unwrap_or(u32::MAX);
                 state.queued = state.queued.saturating_sub(moved);
                 match attempt {
-                    Attempt::Done(outcome) => self.finish_head(conn, Dir::Write, outcome),
+                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
                     Attempt::Wait => return,
                 }
                 continue;
@@ -163,7 +161,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let Some(outcome) = outcome else {
                 // Only buffers that changed under the watcher can be empty
                 // here: complete them rather than send nothing forever.
-                self.finish_head(conn, Dir::Write, Outcome::ok());
+                self.finish_head(conn, Dir::Write, None, Bytes::new());
                 continue;
             };
             let mut io = self.io.with(&self.shared.poller);
@@ -177,7 +175,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 other => match io.stopped(state, conn, Dir::Write, other) {
                     // A failed gathered write fails the first request; the
                     // next loop tries the rest, which fail the same way.
-                    Attempt::Done(outcome) => self.finish_head(conn, Dir::Write, outcome),
+                    Attempt::Done(error, _) => self.finish_head(conn, Dir::Write, error, Bytes::new()),
                     Attempt::Wait => return,
                 },
             }
@@ -210,7 +208,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             }
             node.done = len;
             n -= left;
-            self.finish_head(conn, Dir::Write, Outcome::ok());
+            self.finish_head(conn, Dir::Write, None, Bytes::new());
         }
     }
 

@@ -122,8 +122,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 Dir::Read => io.read(state, conn, &mut node),
                 Dir::Write => io.write_one(state, conn, &mut node, dest.as_ref()),
             };
-            if let Attempt::Done(outcome) = attempt {
-                self.ready.push(completion(conn, node, outcome));
+            if let Attempt::Done(error, swap) = attempt {
+                let extra = self.io.take_extra();
+                self.ready.push(completion(conn, node, error, swap, extra));
                 return Ok(());
             }
         }

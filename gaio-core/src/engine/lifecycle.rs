@@ -9,7 +9,7 @@
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 
 use super::chunked::Chunked;
-use super::complete::{completion_of, Outcome};
+use super::complete::completion_of;
 use super::conn_state::{
     ConnState, DETACHING, DGRAM, LISTENER, NODELAY, PLAIN_TCP, READABLE, SHORT_READ_DRAINS, STREAM, WRITABLE,
 };
@@ -121,7 +121,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         for dir in [Dir::Read, Dir::Write] {
             while !state.list(dir).is_empty() {
                 let head = state.list(dir).head;
-                self.finish(conn, state.list(dir), head, Outcome::failed(error()));
+                self.finish(conn, state.list(dir), head, Some(error()), bytes::Bytes::new());
             }
         }
     }
@@ -146,11 +146,8 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         let _ = self.shared.poller.deregister(state.fd.as_fd());
         tracing::trace!(fd = conn.fd, gen = conn.gen, "connection detached");
         let head = state.writes.head;
-        let outcome = Outcome {
-            detached: Some(state.fd),
-            ..Outcome::ok()
-        };
-        self.finish(conn, &mut state.writes, head, outcome);
+        self.io.extra_mut().detached = Some(state.fd);
+        self.finish(conn, &mut state.writes, head, None, bytes::Bytes::new());
     }
 
     /// Stops everything: each pending request completes with

@@ -224,6 +224,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Submits from the owning thread: the I/O is tried at once when the
     /// request is first in its list and the descriptor is known ready.
+    #[inline]
     pub(crate) fn submit(&mut self, req: Request<C, B>) -> Result<(), Rejected<C, B>> {
         if self.finished || self.shared.is_closed() {
             return Err(req.reject(Error::WatcherClosed));
@@ -234,7 +235,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if let Err(e) = self.shared.check_owner(req.conn) {
             return Err(req.reject(e));
         }
-        let req = req.validate()?;
+        if let Err(e) = req.check() {
+            return Err(req.reject(e));
+        }
         // Commands queued by other threads may have happened before this
         // call (a `Watch` of this very connection, say): apply them first.
         self.drain_commands();

@@ -470,7 +470,9 @@ fn builder_refuses_settings_out_of_range() {
     for (setting, given, builder) in cases {
         match builder.build::<u32, Vec<u8>>() {
             Err(e @ Error::InvalidSetting(_)) => {
-                let Error::InvalidSetting(s) = &e else { unreachable!() };
+                let Error::InvalidSetting(s) = &e else {
+                    unreachable!()
+                };
                 let max = s.max;
                 assert_eq!((s.name, s.value, s.min), (setting, given, 1));
                 assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);

@@ -107,10 +107,12 @@ fn accepts(f: &FakeHandle, l: Listener) -> usize {
 }
 
 fn assert_accepted(d: &Done, l: Listener, context: u32, fd: u32, peer: &Option<PeerAddr>) {
-    assert_eq!((d.op, d.conn, d.context), (Op::Accept, l.conn(), context));
+    assert_eq!((d.op, d.context), (Op::Accept, context));
     assert!(d.error.is_none(), "accept {context}: {:?}", d.error);
     assert_eq!((d.bytes, &d.buffer), (0, &Buffer::None));
-    let accepted = d.accepted.expect("an accepted connection");
+    // A successful accept names the new connection.
+    let accepted = d.conn;
+    assert_ne!(accepted, l.conn(), "accept {context} named the listener");
     assert_eq!(accepted.fd(), fd, "accept {context} took another connection");
     assert_eq!(&d.peer, peer);
     assert!(d.detached.is_none());
@@ -155,7 +157,7 @@ fn a_burst_of_connections_completes_every_pending_accept_from_one_event_in_order
     // One accept per pending request: no extra call to find the queue empty.
     assert_eq!(accepts(&f, l), 1 + N as usize);
     // Each accepted connection is watched under its own handle and works.
-    let conns: Vec<Conn> = out.iter().map(|d| d.accepted.unwrap()).collect();
+    let conns: Vec<Conn> = out.iter().map(|d| d.conn).collect();
     for (i, c) in conns.iter().enumerate() {
         assert!(conns[..i].iter().all(|o| o != c), "handle handed out twice");
         assert_eq!(f.conn(c.fd(), |k| k.token), c.token());
@@ -270,7 +272,8 @@ fn an_accept_error_that_is_not_transient_fails_only_the_head_accept() {
         "{:?}",
         done[0].error
     );
-    assert!(done[0].accepted.is_none() && done[0].peer.is_none());
+    // A failed accept names the listener.
+    assert!(done[0].conn == l.conn() && done[0].peer.is_none());
     assert_accepted(&done[1], l, 1, fd, &None);
 }
 
@@ -341,7 +344,7 @@ fn a_deadline_passing_while_out_of_descriptors_reports_emfile_or_enfile() {
             "{errno:?}: {:?}",
             done[0].error
         );
-        assert!(done[0].accepted.is_none());
+        assert_eq!(done[0].conn, l.conn());
         assert!(accepts(&f, l) >= 2, "retried meanwhile");
     }
     // Without a shortage, a deadline is a deadline.
@@ -422,7 +425,7 @@ fn accepted_sockets_get_nodelay_as_the_listener_asks_and_unusable_ones_are_skipp
         assert_accepted(&done[0], l, 1, fd, &Some(inet(999)));
         assert_eq!(accepts(&f, l), if nodelay { 2 } else { 1 });
         // Take the socket back to look at it.
-        let accepted = done[0].accepted.unwrap();
+        let accepted = done[0].conn;
         w.detach(accepted, 2).unwrap();
         let mut done = collect(&mut w, 1, Duration::from_secs(1));
         let sock: OwnedFd = done[0].detached.take().expect("detached socket");
@@ -478,7 +481,7 @@ fn a_connect_completes_with_its_connection_once_writable_and_connected() {
         (d.conn.fd(), &d.peer, &d.buffer),
         (fd, &Some(addr), &Buffer::None)
     );
-    assert!(d.accepted.is_none() && d.detached.is_none());
+    assert!(d.detached.is_none());
     assert_eq!(f.conn(fd, |k| (k.connect_checks, k.token)), (1, d.conn.token()));
     // The connection is watched and writable.
     let conn = d.conn;
