@@ -6,6 +6,8 @@
 //! allocates nothing. The watcher only touches the bytes while it owns the
 //! value; no `unsafe` is needed to implement these traits.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 
 /// A buffer whose bytes can be written to a connection.
@@ -26,6 +28,52 @@ pub trait IoBuf: Send + 'static {
 pub trait IoBufMut: IoBuf {
     /// The region a read fills.
     fn as_bytes_mut(&mut self) -> &mut [u8];
+}
+
+/// A growable buffer that reads can append to: a
+/// [`read_append`](crate::Submit::read_append) fills its spare capacity
+/// (what lies between its length and its capacity) and extends its length
+/// by the bytes read. The watcher never grows it: reserve room before
+/// submitting. Implemented for `Vec<u8>` and `BytesMut`.
+///
+/// A server reading a request that may arrive in pieces keeps one such
+/// buffer per connection and appends to it until the request is whole,
+/// with no copy and no second "pending" buffer.
+pub trait IoBufAppend: IoBuf {
+    /// The spare capacity a read may fill.
+    fn spare_capacity(&mut self) -> &mut [MaybeUninit<u8>];
+
+    /// Extends the length over the first `n` bytes of the spare capacity.
+    ///
+    /// # Safety
+    ///
+    /// The first `n` bytes of [`spare_capacity`](IoBufAppend::spare_capacity)
+    /// have been initialised, and `n` is at most its length.
+    unsafe fn extend_filled(&mut self, n: usize);
+}
+
+impl IoBufAppend for Vec<u8> {
+    fn spare_capacity(&mut self) -> &mut [MaybeUninit<u8>] {
+        self.spare_capacity_mut()
+    }
+
+    unsafe fn extend_filled(&mut self, n: usize) {
+        // SAFETY: the caller initialised the first `n` bytes after the
+        // length, within the capacity.
+        unsafe { self.set_len(self.len() + n) }
+    }
+}
+
+impl IoBufAppend for BytesMut {
+    fn spare_capacity(&mut self) -> &mut [MaybeUninit<u8>] {
+        self.spare_capacity_mut()
+    }
+
+    unsafe fn extend_filled(&mut self, n: usize) {
+        // SAFETY: the caller initialised the first `n` bytes after the
+        // length, within the capacity.
+        unsafe { self.set_len(self.len() + n) }
+    }
 }
 
 impl IoBuf for Vec<u8> {

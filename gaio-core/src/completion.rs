@@ -13,6 +13,8 @@ pub enum Op {
     Read,
     /// A read that fills its whole buffer or fails.
     ReadFull,
+    /// A read that appends to its buffer's spare capacity.
+    ReadAppend,
     /// A write of all the buffer's bytes; on a datagram socket, one
     /// datagram.
     Write,
@@ -36,7 +38,10 @@ impl Op {
     /// themselves. The others wait for writability and complete in order
     /// among themselves.
     pub fn is_read(self) -> bool {
-        matches!(self, Op::Read | Op::ReadFull | Op::Accept | Op::RecvFrom)
+        matches!(
+            self,
+            Op::Read | Op::ReadFull | Op::ReadAppend | Op::Accept | Op::RecvFrom
+        )
     }
 
     /// The operation's name, as in the `Submit` method that starts it.
@@ -44,6 +49,7 @@ impl Op {
         match self {
             Op::Read => "read",
             Op::ReadFull => "read_full",
+            Op::ReadAppend => "read_append",
             Op::Write => "write",
             Op::Accept => "accept",
             Op::Connect => "connect",
@@ -85,10 +91,17 @@ pub struct Completion<C, B> {
 
 impl<C, B: IoBuf> Completion<C, B> {
     /// The bytes moved: for a read, the bytes read; for a write, the bytes
-    /// written. Valid on error completions too (partial progress).
+    /// written. Valid on error completions too (partial progress). For a
+    /// [`read_append`](crate::Submit::read_append), the bytes this read
+    /// appended (at the end of the buffer).
     pub fn data(&self) -> &[u8] {
         let all = self.buffer.as_bytes();
-        &all[..self.bytes.min(all.len())]
+        let n = self.bytes.min(all.len());
+        if self.op == Op::ReadAppend {
+            &all[all.len() - n..]
+        } else {
+            &all[..n]
+        }
     }
 
     /// `Ok(bytes)` on success, the error otherwise (consuming the error).

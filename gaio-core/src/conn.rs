@@ -65,6 +65,11 @@ impl Conn {
 /// assert!(!opts.nodelay);
 /// assert!(AcceptOptions::default().nodelay);
 /// ```
+///
+/// Socket-level options (`keepalive`, buffer sizes) are set on the
+/// listener, once: accepted sockets inherit them, on every system. So is
+/// `TCP_NODELAY` where accepted sockets inherit it (Linux); elsewhere it is
+/// set on each accepted socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AcceptOptions {
@@ -73,11 +78,25 @@ pub struct AcceptOptions {
     /// acknowledgement of the previous one (Nagle's algorithm): an echo
     /// server moves about a third more data per CPU second with it.
     pub nodelay: bool,
+    /// `SO_KEEPALIVE` on each accepted connection (default: off, the
+    /// system's default).
+    pub keepalive: bool,
+    /// `SO_SNDBUF` for each accepted connection (default: the system's).
+    pub send_buffer_size: Option<usize>,
+    /// `SO_RCVBUF` for each accepted connection (default: the system's).
+    /// Set on the listener before connections arrive, it also sizes the
+    /// window the handshake offers.
+    pub recv_buffer_size: Option<usize>,
 }
 
 impl Default for AcceptOptions {
     fn default() -> Self {
-        AcceptOptions { nodelay: true }
+        AcceptOptions {
+            nodelay: true,
+            keepalive: false,
+            send_buffer_size: None,
+            recv_buffer_size: None,
+        }
     }
 }
 
@@ -90,6 +109,24 @@ impl AcceptOptions {
     /// Sets `TCP_NODELAY` on accepted TCP connections, or not.
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
+        self
+    }
+
+    /// Sets `SO_KEEPALIVE` on accepted connections, or not.
+    pub fn keepalive(mut self, on: bool) -> Self {
+        self.keepalive = on;
+        self
+    }
+
+    /// Sets the send buffer size (`SO_SNDBUF`) of accepted connections.
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// Sets the receive buffer size (`SO_RCVBUF`) of accepted connections.
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.recv_buffer_size = Some(bytes);
         self
     }
 }

@@ -24,6 +24,7 @@ mod buf;
 mod command_queue;
 mod completion;
 mod conn;
+mod conn_map;
 mod engine;
 mod error;
 #[cfg(any(test, feature = "fake-poller"))]
@@ -37,10 +38,11 @@ mod sys;
 mod watcher;
 
 pub use addr::{PeerAddr, UnixAddr};
-pub use buf::{Buffer, IoBuf, IoBufMut};
+pub use buf::{Buffer, IoBuf, IoBufAppend, IoBufMut};
 pub use bytes::{Bytes, BytesMut};
 pub use completion::{Completion, Op};
 pub use conn::{AcceptOptions, Conn, Listener};
+pub use conn_map::ConnMap;
 pub use error::{Error, InvalidSetting, Rejected};
 pub use net::{listen, listen_unix, Datagram};
 pub use poller::{Event, Poller};

@@ -152,6 +152,29 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> Result<(OwnedFd, Option<PeerAddr>), 
 /// set on each accepted socket.
 pub(crate) const NODELAY_INHERITED: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
+/// Sets on listener `fd` the options its accepted sockets inherit:
+/// socket-level ones everywhere, `TCP_NODELAY` where
+/// [`NODELAY_INHERITED`].
+pub(crate) fn configure_listener(
+    fd: BorrowedFd<'_>,
+    tcp: bool,
+    options: &crate::AcceptOptions,
+) -> io::Result<()> {
+    if options.nodelay && tcp && NODELAY_INHERITED {
+        sockopt::set_tcp_nodelay(fd, true)?;
+    }
+    if options.keepalive {
+        sockopt::set_socket_keepalive(fd, true)?;
+    }
+    if let Some(size) = options.send_buffer_size {
+        sockopt::set_socket_send_buffer_size(fd, size)?;
+    }
+    if let Some(size) = options.recv_buffer_size {
+        sockopt::set_socket_recv_buffer_size(fd, size)?;
+    }
+    Ok(())
+}
+
 /// What an accepted or dialled socket gets before it is watched:
 /// `TCP_NODELAY` on TCP sockets when asked, and `SO_NOSIGPIPE` on Apple
 /// systems (which have no `MSG_NOSIGNAL`). Accepted sockets already are

@@ -2,11 +2,25 @@
 
 use std::time::Instant;
 
-use crate::{Conn, Error, IoBuf, IoBufMut, Listener, Op, PeerAddr, Rejected};
+use crate::{Conn, Error, IoBuf, IoBufAppend, IoBufMut, Listener, Op, PeerAddr, Rejected};
 
 /// The mutable view of a read's own buffer: `<B as IoBufMut>::as_bytes_mut`,
 /// captured where `B: IoBufMut` is known so the engine needs only `B: IoBuf`.
 pub(crate) type ReadView<B> = fn(&mut B) -> &mut [u8];
+
+/// `<B as IoBufAppend>`'s two methods, captured as [`ReadView`] is.
+pub(crate) struct AppendView<B> {
+    pub(crate) spare: fn(&mut B) -> &mut [std::mem::MaybeUninit<u8>],
+    pub(crate) extend: unsafe fn(&mut B, usize),
+}
+
+// Function pointers copy whatever `B` is (a derive would ask `B: Copy`).
+impl<B> Clone for AppendView<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B> Copy for AppendView<B> {}
 
 /// Where a read puts its bytes, or what a write sends.
 pub(crate) enum Target<B> {
@@ -18,6 +32,8 @@ pub(crate) enum Target<B> {
     None,
     /// Where a connect request dials.
     Addr(PeerAddr),
+    /// A buffer whose spare capacity a read fills (see `IoBufAppend`).
+    Append(B, AppendView<B>),
     /// A datagram to send to an address.
     Dest(B, PeerAddr),
 }
@@ -47,6 +63,19 @@ impl<C, B: IoBuf> Request<C, B> {
     /// A read of at least one byte into the watcher's swap memory.
     pub fn read_swap(conn: Conn, context: C) -> Self {
         Self::new(conn, Op::Read, context, Target::Swap)
+    }
+
+    /// A read of at least one byte into `buf`'s spare capacity, extending
+    /// its length (see [`Submit::read_append`](crate::Submit::read_append)).
+    pub fn read_append(conn: Conn, context: C, buf: B) -> Self
+    where
+        B: IoBufAppend,
+    {
+        let view = AppendView {
+            spare: B::spare_capacity,
+            extend: B::extend_filled,
+        };
+        Self::new(conn, Op::ReadAppend, context, Target::Append(buf, view))
     }
 
     /// A read that fills the whole of `buf`, or fails.
@@ -148,14 +177,16 @@ impl<C, B: IoBuf> Request<C, B> {
     /// (Checked by reference: a request is moved as little as possible on
     /// the way to the engine.)
     #[inline]
-    pub(crate) fn check(&self) -> Result<(), Error> {
+    pub(crate) fn check(&mut self) -> Result<(), Error> {
         // A read target's length is the same through `as_bytes` and
         // `as_bytes_mut`, so one check serves reads and writes.
-        let empty = match &self.target {
+        let empty = match &mut self.target {
             Target::Swap | Target::None | Target::Addr(_) => false,
             Target::User(b, _) => b.as_bytes().is_empty(),
             // An empty datagram is a datagram.
             Target::Dest(..) => false,
+            // No room to append to.
+            Target::Append(b, view) => (view.spare)(b).is_empty(),
         };
         if empty {
             Err(Error::EmptyBuffer)
@@ -170,7 +201,7 @@ impl<C, B: IoBuf> Request<C, B> {
             error,
             context: self.context,
             buffer: match self.target {
-                Target::User(b, _) | Target::Dest(b, _) => Some(b),
+                Target::User(b, _) | Target::Dest(b, _) | Target::Append(b, _) => Some(b),
                 Target::Swap | Target::None | Target::Addr(_) => None,
             },
         }

@@ -121,11 +121,9 @@ impl<P: Poller, C, B> Shared<P, C, B> {
             return Err(Error::WatcherClosed);
         }
         let info = net::prepare_listener(fd.as_fd(), Self::LEARN_PROTOCOL)?;
-        if options.nodelay && info.tcp && net::NODELAY_INHERITED {
-            // Set once here, it reaches every accepted connection: no
-            // system call per accept.
-            rustix::net::sockopt::set_tcp_nodelay(fd.as_fd(), true)?;
-        }
+        // Set once here, these reach every accepted connection: no system
+        // call per accept.
+        net::configure_listener(fd.as_fd(), info.tcp, &options)?;
         let conn = self.enroll(fd.as_fd())?;
         Ok((conn, fd, info))
     }

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use crate::request::{Request, Target};
 use crate::shared::{Command, Role, Shared};
-use crate::{AcceptOptions, Conn, Error, IoBuf, IoBufMut, Listener, Op, PeerAddr, Poller, Rejected};
+use crate::{
+    AcceptOptions, Conn, Error, IoBuf, IoBufAppend, IoBufMut, Listener, Op, PeerAddr, Poller, Rejected,
+};
 
 /// Result of a submission: on refusal the request's context and buffer
 /// come back inside [`Rejected`].
@@ -64,9 +66,11 @@ pub trait Submit {
     }
 
     /// Closes the connection; each of its pending requests completes with
-    /// [`Error::ConnClosed`]. Freeing a connection twice, or through a stale
-    /// handle, does nothing. Fails if the watcher is closed, or with
-    /// [`Error::ForeignConn`] for a handle another watcher handed out.
+    /// [`Error::ConnClosed`]. Freeing a connection twice, through a stale
+    /// handle, or after the watcher closed (which closes every connection)
+    /// does nothing. Fails only with [`Error::ForeignConn`], for a handle
+    /// another watcher handed out: so a loop handling the completions that
+    /// a `close` from another thread brings can `free` with `?`.
     fn free(&mut self, conn: Conn) -> Result<(), Error>;
 
     /// Closes the watcher: every connection is closed, every pending
@@ -121,6 +125,51 @@ pub trait Submit {
         deadline: Instant,
     ) -> SubmitResult<Self::Context, Self::Buf> {
         self.submit(Request::read_swap(conn, context).deadline(deadline))
+    }
+
+    /// Reads at least one byte into `buf`'s spare capacity and extends its
+    /// length by the bytes read; the completion's `bytes` is how many, and
+    /// [`data`](crate::Completion::data) those bytes. The watcher grows
+    /// nothing: reserve room first (a buffer with no spare capacity is
+    /// refused with [`Error::EmptyBuffer`]).
+    ///
+    /// A message that may arrive in pieces collects in one buffer, with no
+    /// copy and no second buffer of "pending" bytes:
+    ///
+    /// ```no_run
+    /// use gaio_core::{BytesMut, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = BytesMut>>(w: &mut S, conn: gaio_core::Conn) {
+    /// let mut request = BytesMut::with_capacity(4096);
+    /// // ... later, while the request is not whole yet:
+    /// request.reserve(1024);
+    /// w.read_append(conn, (), request).unwrap();
+    /// # }
+    /// ```
+    fn read_append(
+        &mut self,
+        conn: Conn,
+        context: Self::Context,
+        buf: Self::Buf,
+    ) -> SubmitResult<Self::Context, Self::Buf>
+    where
+        Self::Buf: IoBufAppend,
+    {
+        self.submit(Request::read_append(conn, context, buf))
+    }
+
+    /// Like [`read_append`](Submit::read_append), failing with
+    /// [`Error::Deadline`] if nothing arrived by `deadline`.
+    fn read_append_timeout(
+        &mut self,
+        conn: Conn,
+        context: Self::Context,
+        buf: Self::Buf,
+        deadline: Instant,
+    ) -> SubmitResult<Self::Context, Self::Buf>
+    where
+        Self::Buf: IoBufAppend,
+    {
+        self.submit(Request::read_append(conn, context, buf).deadline(deadline))
     }
 
     /// Fills the whole of `buf`. End of stream first completes with
@@ -329,7 +378,7 @@ impl<P: Poller, C, B: IoBuf> Submitter<P, C, B> {
 #[inline]
 pub(crate) fn submit_shared<P: Poller, C, B: IoBuf>(
     shared: &Shared<P, C, B>,
-    request: Request<C, B>,
+    mut request: Request<C, B>,
 ) -> SubmitResult<C, B> {
     if shared.is_closed() {
         return Err(request.reject(Error::WatcherClosed));
@@ -340,11 +389,11 @@ pub(crate) fn submit_shared<P: Poller, C, B: IoBuf>(
     if let Err(e) = shared.check_owner(request.conn) {
         return Err(request.reject(e));
     }
-    // The queue refuses the request if the watcher closed since the check
-    // above; it then comes back with its context and buffer.
     if let Err(e) = request.check() {
         return Err(request.reject(e));
     }
+    // The queue refuses the request if the watcher closed since the check
+    // above; it then comes back with its context and buffer.
     match shared.push(Command::Submit(request)) {
         Ok(()) => Ok(()),
         Err(Command::Submit(request)) => Err(request.reject(Error::WatcherClosed)),
@@ -402,7 +451,10 @@ pub(crate) fn watch_listener_shared<P: Poller, C, B>(
 
 pub(crate) fn free_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, conn: Conn) -> Result<(), Error> {
     shared.check_owner(conn)?;
-    shared.push(Command::Free(conn)).map_err(|_| Error::WatcherClosed)
+    // Refused only once the watcher is closed, which closes every
+    // connection anyway: nothing left to do.
+    let _ = shared.push(Command::Free(conn));
+    Ok(())
 }
 
 impl<P: Poller, C, B: IoBuf> Submit for Submitter<P, C, B> {

@@ -616,8 +616,10 @@ fn close_returns_pending_requests_then_refuses_everything() {
             .expect_err("submitter write after close");
         assert!(matches!(rej.error, Error::WatcherClosed));
         assert_eq!((rej.context, rej.buffer), (14, Some(marker.clone())));
-        assert!(matches!(w.free(conn), Err(Error::WatcherClosed)));
-        assert!(matches!(sub2.free(conn), Err(Error::WatcherClosed)));
+        // Freeing after close does nothing and does not fail: the loop
+        // that handles the last completions can free with `?`.
+        assert!(matches!(w.free(conn), Ok(())));
+        assert!(matches!(sub2.free(conn), Ok(())));
         sub2.close();
 
         // Watch after close fails, and the descriptor is closed anyway.

@@ -24,7 +24,8 @@
 //!   and later requests complete with `ConnClosed`; after `close`, pending
 //!   requests complete (with `WatcherClosed` unless already done), later
 //!   submissions are refused with `WatcherClosed` and their buffer handed
-//!   back, and `wait_io` reports `WatcherClosed` once everything is out;
+//!   back, `free` still succeeds, and `wait_io` reports `WatcherClosed`
+//!   once everything is out;
 //! * progress: before the final `close`, everything the sockets allow
 //!   completes (every write, every read after the peer closed, and a read
 //!   whose data was sent), so a lost readiness edge or wake-up shows up
@@ -526,10 +527,10 @@ impl Case {
     }
 
     fn on_freed(&mut self, c: usize, r: Result<(), Error>) {
-        match r {
-            Ok(()) => assert!(!self.closed, "free of {c} succeeded after close"),
-            Err(Error::WatcherClosed) if self.closed => {}
-            Err(e) => panic!("free of connection {c}: {e}"),
+        // `free` cannot fail on a handle this watcher gave out: after
+        // `close` there is nothing left to free, and that is not an error.
+        if let Err(e) = r {
+            panic!("free of connection {c} (closed: {}): {e}", self.closed);
         }
     }
 

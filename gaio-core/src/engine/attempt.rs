@@ -18,7 +18,7 @@ use super::drive::unwritten;
 use super::slab::Node;
 use super::swap::Swap;
 use super::Dir;
-use crate::request::ReadView;
+use crate::request::{AppendView, ReadView};
 use crate::{Conn, Error, IoBuf, IoOutcome, Op, Poller};
 
 /// What an attempt came to.
@@ -40,6 +40,8 @@ pub(super) struct IoState<B> {
     /// its own buffer: the same function for every request of this buffer
     /// type, so kept once here rather than in every pending request.
     pub(super) read_view: Option<ReadView<B>>,
+    /// `<B as IoBufAppend>`'s methods, learnt as `read_view` is.
+    pub(super) append_view: Option<AppendView<B>>,
     /// Connections to retry soon after ENOBUFS, with the direction.
     pub(super) starved: Vec<(Conn, Dir)>,
     /// What the next completion made adds besides an error and a swap
@@ -60,6 +62,7 @@ impl<B> IoState<B> {
         IoState {
             swap: Swap::new(swap_size),
             read_view: None,
+            append_view: None,
             starved: Vec::new(),
             extra: Extra::default(),
             has_extra: false,
@@ -112,6 +115,10 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
             let kind = conn_state.kind();
             let (outcome, wanted, swap) = match &mut node.buf {
                 None => self.state.swap.read(self.poller, fd, kind),
+                Some(buf) if node.op == Op::ReadAppend => {
+                    let (outcome, wanted) = self.append(fd, kind, buf);
+                    (outcome, wanted, Bytes::new())
+                }
                 Some(buf) => {
                     // A buffer whose `as_bytes_mut` disagrees with
                     // `as_bytes` (or shrank under a `read_full`) gives an
@@ -144,13 +151,53 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                     if n < wanted && conn_state.has(SHORT_READ_DRAINS) && !conn_state.has(HUP | URGENT) {
                         self.not_ready(conn_state, conn, Dir::Read);
                     }
-                    if node.op == Op::Read || n >= wanted {
+                    // One read completes a `read` or a `read_append`; a
+                    // `read_full` goes on until its buffer is full.
+                    if node.op != Op::ReadFull || n >= wanted {
                         return Attempt::Done(None, swap);
                     }
                 }
                 other => return self.stopped(conn_state, conn, Dir::Read, other),
             }
         }
+    }
+
+    /// One read into `buf`'s spare capacity, extending its length by the
+    /// bytes read: the outcome and the room the read was offered.
+    fn append(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        kind: crate::FdKind,
+        buf: &mut B,
+    ) -> (IoOutcome, usize) {
+        let Some(view) = self.state.append_view else {
+            return (IoOutcome::Failed(std::io::ErrorKind::InvalidInput.into()), 0);
+        };
+        let spare = (view.spare)(buf);
+        let offered = spare.len();
+        if offered == 0 {
+            // Only a buffer that changed under the watcher (submission
+            // refuses one with no room): never read 0 bytes and mistake
+            // that for end of stream.
+            return (IoOutcome::Failed(std::io::ErrorKind::WriteZero.into()), 0);
+        }
+        let start = spare.as_ptr() as *const u8;
+        let (outcome, filled) = self.poller.read_uninit(fd, kind, spare);
+        let n = filled.len();
+        // As for swap memory: only a filled prefix of the spare capacity
+        // proves initialised bytes.
+        assert!(
+            n <= offered && (n == 0 || std::ptr::eq(filled.as_ptr(), start)),
+            "Poller::read_uninit returned a slice outside the buffer it was given"
+        );
+        if let IoOutcome::Done(_) = outcome {
+            // SAFETY: `filled` is a `&mut [u8]` of `n` bytes at the start of
+            // the spare capacity (checked above), so those bytes are
+            // initialised, and `n` is at most the spare capacity's length.
+            unsafe { (view.extend)(buf, n) };
+            return (IoOutcome::Done(n), offered);
+        }
+        (outcome, offered)
     }
 
     /// The region of a read's own buffer from `done` on. A buffer whose

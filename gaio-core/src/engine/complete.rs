@@ -139,7 +139,7 @@ pub(super) fn completion<C, B>(
 /// The completion of a request that never reached a connection's list.
 pub(super) fn completion_of<C, B>(req: Request<C, B>, error: Error) -> Completion<C, B> {
     let (buffer, peer) = match req.target {
-        Target::User(b, _) => (Buffer::User(b), None),
+        Target::User(b, _) | Target::Append(b, _) => (Buffer::User(b), None),
         Target::Dest(b, addr) => (Buffer::User(b), Some(addr)),
         Target::Swap => (Buffer::Swap(Bytes::new()), None),
         Target::None => (Buffer::None, None),

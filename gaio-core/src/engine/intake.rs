@@ -105,6 +105,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 (Some(buf), None)
             }
             Target::Dest(buf, addr) => (Some(buf), Some(addr)),
+            Target::Append(buf, view) => {
+                self.io.append_view = Some(view);
+                (Some(buf), None)
+            }
             Target::Swap | Target::None | Target::Addr(_) => (None, None),
         };
         let mut node = Node::new(op, req.context, buf, 0);
@@ -114,7 +118,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         let data = matches!(
             op,
-            Op::Read | Op::ReadFull | Op::RecvFrom | Op::Write | Op::SendTo
+            Op::Read | Op::ReadFull | Op::ReadAppend | Op::RecvFrom | Op::Write | Op::SendTo
         );
         if data && state.list(dir).is_empty() {
             let mut io = self.io.with(&self.shared.poller);
@@ -174,11 +178,14 @@ fn refusal<C, B: IoBuf>(state: &ConnState, req: &Request<C, B>, max_queued: Opti
     } else if state.has(STREAM) {
         matches!(
             op,
-            Op::Read | Op::ReadFull | Op::Write | Op::Shutdown | Op::Detach
+            Op::Read | Op::ReadFull | Op::ReadAppend | Op::Write | Op::Shutdown | Op::Detach
         )
     } else {
         // Pipes and the like.
-        matches!(op, Op::Read | Op::ReadFull | Op::Write | Op::Detach)
+        matches!(
+            op,
+            Op::Read | Op::ReadFull | Op::ReadAppend | Op::Write | Op::Detach
+        )
     };
     if !supported {
         return Some(Error::NotSupported { op });

@@ -225,7 +225,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// Submits from the owning thread: the I/O is tried at once when the
     /// request is first in its list and the descriptor is known ready.
     #[inline]
-    pub(crate) fn submit(&mut self, req: Request<C, B>) -> Result<(), Rejected<C, B>> {
+    pub(crate) fn submit(&mut self, mut req: Request<C, B>) -> Result<(), Rejected<C, B>> {
         if self.finished || self.shared.is_closed() {
             return Err(req.reject(Error::WatcherClosed));
         }
@@ -263,10 +263,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Frees a connection from the owning thread.
     pub(crate) fn free(&mut self, conn: Conn) -> Result<(), Error> {
-        if self.finished || self.shared.is_closed() {
-            return Err(Error::WatcherClosed);
-        }
         self.shared.check_owner(conn)?;
+        if self.finished || self.shared.is_closed() {
+            // Closed: every connection is (or is being) closed already.
+            return Ok(());
+        }
         self.drain_commands();
         self.free_conn(conn, || Error::ConnClosed);
         Ok(())

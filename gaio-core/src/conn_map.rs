@@ -1,0 +1,168 @@
+//! `ConnMap`: per-connection state without hashing.
+
+use std::fmt;
+
+use crate::Conn;
+
+/// A map from connections to per-connection state `T`, indexed by the
+/// handle's descriptor number: no hashing, one array lookup, and a handle
+/// that is stale (its connection was freed, and the number perhaps reused
+/// by another) finds nothing.
+///
+/// A server keeps its per-connection state here (a parser, a buffer of
+/// pending input, a session) and looks it up from each completion's
+/// `conn`. Memory grows with the highest descriptor number held, one slot
+/// of `T` plus 8 bytes per number.
+///
+/// ```
+/// use gaio_core::ConnMap;
+/// # fn handle(conn: gaio_core::Conn) {
+/// let mut sessions: ConnMap<Vec<u8>> = ConnMap::new();
+/// sessions.insert(conn, Vec::with_capacity(4096));
+/// sessions.get_mut(conn).unwrap().extend_from_slice(b"GET / ");
+/// assert_eq!(sessions.get(conn).map(Vec::len), Some(6));
+/// let pending = sessions.remove(conn).unwrap(); // the connection is done
+/// assert!(sessions.get(conn).is_none());
+/// # let _ = pending; }
+/// ```
+pub struct ConnMap<T> {
+    slots: Vec<Option<(Conn, T)>>,
+    len: usize,
+}
+
+impl<T> Default for ConnMap<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> ConnMap<T> {
+    /// An empty map.
+    pub const fn new() -> Self {
+        ConnMap {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Sets `conn`'s state, returning what a previous `insert` for the very
+    /// same handle left. A state left by a stale handle with the same
+    /// descriptor number (a connection freed without `remove`) is dropped.
+    pub fn insert(&mut self, conn: Conn, value: T) -> Option<T> {
+        let idx = conn.fd() as usize;
+        if idx >= self.slots.len() {
+            self.slots.resize_with(idx + 1, || None);
+        }
+        match self.slots[idx].replace((conn, value)) {
+            Some((old, v)) if old == conn => Some(v),
+            Some(_) => None,
+            None => {
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    /// `conn`'s state, if it has one and the handle is not stale.
+    pub fn get(&self, conn: Conn) -> Option<&T> {
+        match self.slots.get(conn.fd() as usize) {
+            Some(Some((c, v))) if *c == conn => Some(v),
+            _ => None,
+        }
+    }
+
+    /// `conn`'s state, to change, if it has one and the handle is not
+    /// stale.
+    pub fn get_mut(&mut self, conn: Conn) -> Option<&mut T> {
+        match self.slots.get_mut(conn.fd() as usize) {
+            Some(Some((c, v))) if *c == conn => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Takes `conn`'s state out, if it has one and the handle is not stale.
+    pub fn remove(&mut self, conn: Conn) -> Option<T> {
+        let slot = self.slots.get_mut(conn.fd() as usize)?;
+        match slot {
+            Some((c, _)) if *c == conn => {
+                self.len -= 1;
+                slot.take().map(|(_, v)| v)
+            }
+            _ => None,
+        }
+    }
+
+    /// True if `conn` has state here.
+    pub fn contains(&self, conn: Conn) -> bool {
+        self.get(conn).is_some()
+    }
+
+    /// How many connections have state here.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if no connection has state here.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every connection and its state, in descriptor order.
+    pub fn iter(&self) -> impl Iterator<Item = (Conn, &T)> {
+        self.slots.iter().flatten().map(|(c, v)| (*c, v))
+    }
+
+    /// The connections that have state here, in descriptor order (for a
+    /// graceful shutdown, say).
+    pub fn conns(&self) -> impl Iterator<Item = Conn> + '_ {
+        self.iter().map(|(c, _)| c)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ConnMap<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnMap;
+    use crate::Conn;
+
+    fn conn(fd: u32, gen: u32) -> Conn {
+        Conn { fd, gen, owner: 1 }
+    }
+
+    #[test]
+    fn a_stale_handle_finds_nothing_even_when_its_number_is_reused() {
+        let mut map = ConnMap::new();
+        let first = conn(7, 1);
+        assert_eq!(map.insert(first, "first"), None);
+        assert_eq!(map.get(first), Some(&"first"));
+        // The connection is freed without `remove`; its number is reused.
+        let second = conn(7, 2);
+        assert_eq!(map.get(second), None, "a new handle saw the old state");
+        assert_eq!(map.insert(second, "second"), None);
+        assert_eq!(map.get(first), None, "a stale handle saw the new state");
+        assert_eq!(map.remove(first), None);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map.remove(second), Some("second"));
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn insert_get_remove_and_iterate() {
+        let mut map = ConnMap::new();
+        for fd in [3u32, 9, 5] {
+            map.insert(conn(fd, fd * 10), fd);
+        }
+        assert_eq!(map.insert(conn(9, 90), 99), Some(9), "same handle: replaced");
+        *map.get_mut(conn(5, 50)).unwrap() += 1;
+        let all: Vec<(u32, u32)> = map.iter().map(|(c, v)| (c.fd(), *v)).collect();
+        assert_eq!(all, vec![(3, 3), (5, 6), (9, 99)]);
+        assert!(map.contains(conn(3, 30)) && !map.contains(conn(3, 31)));
+        assert_eq!(map.conns().count(), 3);
+        assert_eq!(map.len(), 3);
+    }
+}
