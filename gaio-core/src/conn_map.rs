@@ -112,6 +112,11 @@ impl<T> ConnMap<T> {
         self.slots.iter().flatten().map(|(c, v)| (*c, v))
     }
 
+    /// Every connection and its state, to change, in descriptor order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Conn, &mut T)> {
+        self.slots.iter_mut().flatten().map(|(c, v)| (*c, v))
+    }
+
     /// The connections that have state here, in descriptor order (for a
     /// graceful shutdown, say).
     pub fn conns(&self) -> impl Iterator<Item = Conn> + '_ {

@@ -15,7 +15,9 @@ use crate::engine::{Config, Engine};
 use crate::request::Request;
 use crate::shared::Shared;
 use crate::submit::{free_shared, submit_shared, watch_listener_shared, watch_shared, SubmitResult};
-use crate::{affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, Submit, Submitter};
+use crate::{
+    affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, SocketRef, Submit, Submitter,
+};
 
 /// Who turns the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -269,6 +271,35 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     pub fn queued_write_bytes(&self, conn: Conn) -> Option<usize> {
         match &self.driver {
             Driver::Inline(engine) => engine.queued_write_bytes(conn),
+            Driver::Background(_) => None,
+        }
+    }
+
+    /// The socket behind `conn`, to read its addresses and change its
+    /// options after the hand-over (`TCP_NODELAY`, keep-alive, buffer
+    /// sizes): `None` for a connection this watcher does not have (freed,
+    /// or never watched here) and in background mode, where the socket
+    /// belongs to the I/O thread. There, set options before
+    /// [`watch`](Submit::watch) or through
+    /// [`AcceptOptions`](crate::AcceptOptions), and take the peer's address
+    /// from the accept's completion.
+    ///
+    /// Listeners answer too. The borrow lasts until the next call that
+    /// takes the watcher mutably, which is what could close the socket.
+    ///
+    /// ```no_run
+    /// use gaio_core::{Poller, Submit, Watcher};
+    ///
+    /// fn serve<P: Poller>(w: &mut Watcher<P, (), Vec<u8>>) -> Result<(), gaio_core::Error> {
+    ///     let listener = w.watch_listener(gaio_core::listen("127.0.0.1:0")?)?;
+    ///     let addr = w.socket(listener.conn()).expect("inline mode").local_addr()?;
+    ///     println!("listening on {addr}");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn socket(&self, conn: Conn) -> Option<SocketRef<'_>> {
+        match &self.driver {
+            Driver::Inline(engine) => engine.socket(conn).map(SocketRef::new),
             Driver::Background(_) => None,
         }
     }

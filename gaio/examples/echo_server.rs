@@ -1,10 +1,11 @@
 //! Echo server: every byte a client sends comes back.
 //!
 //! `cargo run --release -p gaio --example echo_server -- --addr 127.0.0.1:7878`
-//! prints the bound address on its first line, then echoes until killed;
-//! with `--until-stdin-closes` it stops when its standard input closes
-//! (for scripts): it closes the watcher, which closes every connection, and
-//! exits cleanly.
+//! prints the bound address on its first line, then echoes until Ctrl-C or
+//! SIGTERM (or, with `--until-stdin-closes`, until its standard input
+//! closes: for scripts). Then it shuts down gracefully: it stops accepting,
+//! lets every echo already read go out, half-closes each connection, waits
+//! up to five seconds for the clients to close their side, and exits.
 //!
 //! The listener has the system's deepest accept queue ([`gaio::listen`]),
 //! and the watcher accepts itself: accepted connections get `TCP_NODELAY`,
@@ -14,56 +15,119 @@
 //! are, without a copy.
 
 use std::io::Read;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
 
-use gaio::{Buffer, Bytes, Error, Op, Submit, Watcher};
+use gaio::{Buffer, Bytes, ConnMap, Error, Op, Submit, Watcher};
+use nix::sys::signal::{SigSet, Signal};
 
 /// Accepts kept pending on the listener: a burst of connections is
 /// accepted several per readiness edge.
 const PENDING_ACCEPTS: usize = 16;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (addr, until_stdin_closes) = parse_args()?;
-    let listener = gaio::listen(&addr)?;
-    println!("{}", listener.local_addr()?);
+/// How long a shutdown waits for clients to take their last echoes and
+/// close.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-    let mut w: Watcher<(), Bytes> = Watcher::new()?;
-    if until_stdin_closes {
-        // Another thread waits for stdin to close, then closes the
-        // watcher: `wait_io` below then says the loop is over.
-        let mut closer = w.submitter();
-        std::thread::spawn(move || {
-            let _ = std::io::stdin().read_to_end(&mut Vec::new());
-            closer.close();
-        });
-    }
-    let listener = w.watch_listener(listener)?;
+/// Serves on `listener` until another thread frees it (through a
+/// [`Submitter`](gaio::Submitter)): that stops the accepts, and the
+/// shutdown begins. Every connection then gets the echoes already read,
+/// then a half-close; the function returns once every client has closed,
+/// or after `drain_time`, and dropping the watcher closes what is left.
+pub fn serve(
+    w: &mut Watcher<(), Bytes>,
+    listener: gaio::Listener,
+    drain_time: Duration,
+) -> Result<(), Error> {
     for _ in 0..PENDING_ACCEPTS {
         w.accept(listener, ())?;
     }
-
+    let mut open = ConnMap::new(); // the connections being served
+    let mut drain_until = None; // set once the shutdown has begun
     let mut batch = Vec::new();
-    // `wait_io` fails once the watcher is closed: every socket is closed
-    // by then.
-    while w.wait_io(&mut batch).is_ok() {
-        for c in batch.drain(..) {
-            if matches!(c.error, Some(Error::WatcherClosed)) {
-                continue; // closing: nothing to resubmit
-            }
-            if c.op == Op::Accept {
-                match c.error {
-                    None => w.read_swap(c.conn, ())?, // the new connection: no buffer held while idle
-                    Some(e) => eprintln!("echo_server: accept: {e}"),
+    loop {
+        match drain_until {
+            None => w.wait_io(&mut batch)?,
+            Some(until) => {
+                let left = until - Instant::now().min(until);
+                if open.is_empty() || left.is_zero() {
+                    return Ok(());
                 }
-                w.accept(listener, ())?;
-                continue;
+                w.wait_io_timeout(&mut batch, left)?
             }
-            match (c.error, c.buffer) {
-                (Some(_), _) => w.free(c.conn)?, // end of stream, reset, ...
-                (None, Buffer::Swap(data)) => w.write(c.conn, (), data)?, // echo what was read
-                (None, _) => w.read_swap(c.conn, ())?, // write done: read again
+        };
+        for c in batch.drain(..) {
+            match (c.op, c.error, c.buffer) {
+                (Op::Accept, error, _) => {
+                    let stopped = match error {
+                        None => {
+                            open.insert(c.conn, ());
+                            w.read_swap(c.conn, ())?; // no buffer held while idle
+                            false
+                        }
+                        Some(Error::ConnClosed) => true, // the listener was freed
+                        Some(e) => {
+                            eprintln!("echo_server: accept: {e}");
+                            false
+                        }
+                    };
+                    if drain_until.is_some() {
+                        continue; // already shutting down
+                    }
+                    if !stopped {
+                        w.accept(listener, ())?;
+                        continue;
+                    }
+                    drain_until = Some(Instant::now() + drain_time);
+                    // After the writes already queued, half-close: each
+                    // client reads its last echoes, then end of stream.
+                    for conn in open.conns() {
+                        w.shutdown(conn, ())?;
+                    }
+                }
+                (Op::Read, None, Buffer::Swap(data)) if drain_until.is_none() => w.write(c.conn, (), data)?,
+                (Op::Read, None, _) => w.read_swap(c.conn, ())?, // shutting down: drop it, wait for the close
+                (Op::Write, None, _) => w.read_swap(c.conn, ())?, // echoed: read again
+                (_, None, _) => {} // a shutdown done: the read still pending sees the client close
+                (_, Some(_), _) => {
+                    // End of stream, reset, ...: done with this client.
+                    if open.remove(c.conn).is_some() {
+                        w.free(c.conn)?;
+                    }
+                }
             }
         }
     }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (addr, until_stdin_closes) = parse_args()?;
+    // Ctrl-C and SIGTERM go to a thread of their own (blocked here, before
+    // any thread starts, so every thread inherits the mask).
+    let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
+    signals.thread_block()?;
+
+    let listener: TcpListener = gaio::listen(&addr)?;
+    println!("{}", listener.local_addr()?);
+    let mut w: Watcher<(), Bytes> = Watcher::new()?;
+    let listener = w.watch_listener(listener)?;
+
+    // Either stop request frees the listener; `serve` takes it from there.
+    let stopper = w.submitter();
+    let mut on_signal = stopper.clone();
+    std::thread::spawn(move || {
+        if signals.wait().is_ok() {
+            let _ = on_signal.free(listener.conn());
+        }
+    });
+    if until_stdin_closes {
+        let mut on_eof = stopper;
+        std::thread::spawn(move || {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            let _ = on_eof.free(listener.conn());
+        });
+    }
+    serve(&mut w, listener, DRAIN_TIME)?;
     Ok(())
 }
 
@@ -84,4 +148,104 @@ fn parse_args() -> Result<(String, bool), String> {
         }
     }
     Ok((addr, until_stdin_closes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{Shutdown, TcpStream};
+    use std::thread;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    fn client(addr: std::net::SocketAddr) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        s.set_write_timeout(Some(LIMIT)).unwrap();
+        s
+    }
+
+    fn echo(s: &mut TcpStream, msg: &[u8]) {
+        s.write_all(msg).unwrap();
+        let mut back = vec![0; msg.len()];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    /// Starts `serve` on a thread; returns its address, a way to stop it
+    /// (free the listener) and the thread.
+    fn start(
+        drain: Duration,
+    ) -> (
+        std::net::SocketAddr,
+        impl FnOnce(),
+        thread::JoinHandle<Result<(), Error>>,
+    ) {
+        let listener = gaio::listen("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut w: Watcher<(), Bytes> = Watcher::new().unwrap();
+        let listener = w.watch_listener(listener).unwrap();
+        let mut stopper = w.submitter();
+        let server = thread::spawn(move || serve(&mut w, listener, drain));
+        (addr, move || stopper.free(listener.conn()).unwrap(), server)
+    }
+
+    #[test]
+    fn a_shutdown_delivers_every_echo_then_closes_and_refuses_new_clients() {
+        let (addr, stop, server) = start(LIMIT);
+        let mut quiet = client(addr);
+        echo(&mut quiet, b"hello");
+        // A client with 4 MiB in flight that reads nothing until the
+        // shutdown has begun: its echo must still arrive whole.
+        let mut busy = client(addr);
+        let big: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let mut writer = busy.try_clone().unwrap();
+        let sent = big.clone();
+        let sending = thread::spawn(move || writer.write_all(&sent).unwrap());
+        thread::sleep(Duration::from_millis(100));
+        stop();
+        let mut back = Vec::new();
+        let reader = thread::spawn(move || {
+            busy.read_to_end(&mut back).unwrap(); // ends at the half-close
+            (busy, back)
+        });
+        sending.join().unwrap();
+        let (busy, back) = reader.join().unwrap();
+        // Everything read before the shutdown reached it was echoed; what
+        // came after was dropped: the echo is a prefix of what was sent.
+        assert!(!back.is_empty(), "no echo before the half-close");
+        assert_eq!(back[..], big[..back.len()], "echo differs from what was sent");
+        // The quiet client sees the half-close too.
+        let mut rest = Vec::new();
+        quiet.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        // New clients are refused: the listener is closed.
+        let refused = TcpStream::connect(addr).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        // The server returns as soon as both clients have closed.
+        let t = Instant::now();
+        drop(quiet);
+        busy.shutdown(Shutdown::Both).unwrap();
+        drop(busy);
+        server.join().unwrap().unwrap();
+        assert!(t.elapsed() < LIMIT / 2, "serve waited for its deadline");
+    }
+
+    #[test]
+    fn a_client_that_never_closes_holds_the_shutdown_only_until_the_deadline() {
+        let drain = Duration::from_millis(300);
+        let (addr, stop, server) = start(drain);
+        let mut stubborn = client(addr);
+        echo(&mut stubborn, b"still here");
+        let t = Instant::now();
+        stop();
+        let mut rest = Vec::new();
+        stubborn.read_to_end(&mut rest).unwrap(); // the half-close
+        server.join().unwrap().unwrap();
+        let took = t.elapsed();
+        assert!(took >= drain, "returned after {took:?}, before the deadline");
+        assert!(took < LIMIT, "returned after {took:?}");
+        drop(stubborn);
+    }
 }

@@ -42,9 +42,10 @@
 #![cfg(unix)]
 
 pub use gaio_core::{
-    listen, listen_unix, AcceptOptions, Buffer, Bytes, BytesMut, Completion, Conn, Datagram, Error, Event,
-    IoBuf, IoBufMut, Listener, Mode, Op, PeerAddr, Poller, Rejected, Request, Submit, UnixAddr,
-    DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
+    listen, listen_unix, AcceptOptions, BufPool, Buffer, Bytes, BytesMut, Completion, Conn, ConnMap,
+    Datagram, Error, Event, InvalidSetting, IoBuf, IoBufAppend, IoBufMut, Listener, Mode, Op, PeerAddr,
+    Poller, PoolBuf, Rejected, Request, SocketRef, Submit, UnixAddr, DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE,
+    MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
 };
 
 pub use gaio_poll::PollPoller;

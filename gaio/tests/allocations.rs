@@ -190,3 +190,76 @@ fn connecting_echoing_and_freeing_allocate_nothing_in_steady_state() {
     drop(w);
     fds.check();
 }
+
+/// Collects 64-byte messages that arrive in two pieces with `read_append`
+/// into one reused `Vec`, and echoes each whole message: no allocation per
+/// message once warmed up.
+#[test]
+fn collecting_messages_with_read_append_allocates_nothing_in_steady_state() {
+    const MSG: usize = 64;
+    let fds = util::FdCheck::new();
+    let mut w: Watcher<u8, Vec<u8>> = util::watcher(gaio::Mode::Inline);
+    let (mut peer, server) = util::tcp_pair();
+    util::peer::timeouts(&peer);
+    // Both halves go out at once (no Nagle wait for the first's ACK).
+    peer.set_nodelay(true).unwrap();
+    server.set_nodelay(true).unwrap();
+    let conn = w.watch(server).unwrap();
+    let total = WARM_UP + COUNTED;
+    let client = thread::spawn(move || {
+        for i in 0..total {
+            let msg = util::pattern(i as u64, MSG);
+            // Two pieces, the second after the first has surely been read
+            // on its own most of the time.
+            peer.write_all(&msg[..MSG / 2]).unwrap();
+            thread::yield_now();
+            peer.write_all(&msg[MSG / 2..]).unwrap();
+            let mut back = vec![0; MSG];
+            peer.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg, "message {i}");
+        }
+    });
+    let (mut batch, mut echoed, mut at_warm, mut reads) = (Vec::with_capacity(8), 0, None, 0u64);
+    w.read_append(conn, 0, Vec::with_capacity(MSG)).unwrap();
+    let end = Instant::now() + LIMIT;
+    while echoed < total {
+        assert!(Instant::now() < end, "echoed only {echoed} of {total} messages");
+        w.wait_io_timeout(&mut batch, Duration::from_secs(1)).unwrap();
+        for c in batch.drain(..) {
+            assert!(c.error.is_none(), "{:?}: {:?}", c.op, c.error);
+            let mut buf = c.buffer.into_user().expect("the request's buffer");
+            match c.op {
+                Op::ReadAppend if buf.len() < MSG => {
+                    reads += 1;
+                    w.read_append(conn, 0, buf).unwrap();
+                }
+                Op::ReadAppend => {
+                    reads += 1;
+                    w.write(conn, 0, buf).unwrap();
+                }
+                Op::Write => {
+                    echoed += 1;
+                    if echoed == WARM_UP {
+                        at_warm = Some(allocations());
+                    }
+                    buf.clear();
+                    w.read_append(conn, 0, buf).unwrap();
+                }
+                op => panic!("unexpected {op:?} completion"),
+            }
+        }
+    }
+    let counted = allocations() - at_warm.expect("warmed up");
+    client.join().unwrap();
+    assert!(
+        reads > total as u64,
+        "every message came whole: pieces were not exercised"
+    );
+    assert_eq!(
+        counted, 0,
+        "{counted} allocations while collecting {COUNTED} messages"
+    );
+    w.free(conn).unwrap();
+    drop(w);
+    fds.check();
+}

@@ -222,6 +222,15 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
     }
 
+    /// `conn`'s descriptor, if this engine holds it.
+    pub(crate) fn socket(&self, conn: Conn) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match self.conns.get(conn.fd as usize) {
+            Some(Some(s)) if s.gen == conn.gen && conn.owner == self.shared.id => Some(s.fd.as_fd()),
+            _ => None,
+        }
+    }
+
     /// Submits from the owning thread: the I/O is tried at once when the
     /// request is first in its list and the descriptor is known ready.
     #[inline]
