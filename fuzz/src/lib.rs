@@ -578,13 +578,13 @@ impl Harness {
         } else {
             self.w.free(conn)
         };
+        // Freeing after `close` does nothing and succeeds (close already
+        // closed every connection), so a completion loop may free with `?`.
         match r {
             Ok(()) => {
-                assert!(!self.closed, "free succeeded on a closed watcher");
-                self.queued |= via_submitter;
+                self.queued |= via_submitter && !self.closed;
                 self.conns[idx].live = false;
             }
-            Err(Error::WatcherClosed) => assert!(self.closed, "free refused on an open watcher"),
             Err(e) => panic!("free failed: {e:?}"),
         }
     }
