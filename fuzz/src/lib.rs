@@ -539,7 +539,9 @@ impl Harness {
         let req = match bits % 3 {
             0 => gaio_core::Request::read(conn, ctx, Vec::new()),
             1 => gaio_core::Request::read_full(conn, ctx, Vec::new()),
-            _ => gaio_core::Request::write(conn, ctx, Vec::new()),
+            // A read_append with no spare capacity (an empty write is a
+            // write, and completes).
+            _ => gaio_core::Request::read_append(conn, ctx, Vec::new()),
         };
         self.pending.insert(
             ctx,

@@ -31,8 +31,9 @@ pub enum Error {
     /// The connection handle was handed out by another watcher: a request
     /// must go to the watcher that owns its connection.
     ForeignConn,
-    /// A buffer of length zero was submitted; reads need room for at least
-    /// one byte and writes need at least one byte.
+    /// A read was submitted with a buffer of length zero (or, for
+    /// `read_append`, no spare capacity): it needs room for at least one
+    /// byte.
     EmptyBuffer,
     /// The poller refused the file descriptor at hand-over (for example a
     /// regular file, which epoll cannot watch). The descriptor was closed.
@@ -118,7 +119,7 @@ impl fmt::Display for Error {
             Error::WatcherClosed => f.write_str("watcher closed"),
             Error::ForeignConn => f.write_str("the connection belongs to another watcher"),
             Error::Panicked { message } => write!(f, "the watcher's engine panicked: {message}"),
-            Error::EmptyBuffer => f.write_str("empty buffer: a request needs at least one byte"),
+            Error::EmptyBuffer => f.write_str("empty buffer: a read needs room for at least one byte"),
             Error::NotPollable(e) => write!(f, "the poller cannot watch this descriptor: {e}"),
             Error::UnsupportedSocket => f.write_str("neither a stream nor a datagram socket"),
             Error::NotListening => f.write_str("the socket is not listening"),

@@ -49,6 +49,9 @@ pub struct Request<C, B> {
     pub(crate) context: C,
     pub(crate) target: Target<B>,
     pub(crate) deadline: Option<Instant>,
+    /// For a multishot accept: how to copy the context into each
+    /// completion (`C::clone`, captured where `C: Clone` is known).
+    pub(crate) repeat: Option<fn(&C) -> C>,
 }
 
 impl<C, B: IoBuf> Request<C, B> {
@@ -109,6 +112,18 @@ impl<C, B: IoBuf> Request<C, B> {
         Self::new(listener.conn(), Op::Accept, context, Target::None)
     }
 
+    /// Accepts every connection that arrives on `listener`, each completion
+    /// carrying a clone of `context` (see
+    /// [`Submit::accept_multishot`](crate::Submit::accept_multishot)).
+    pub fn accept_multishot(listener: Listener, context: C) -> Self
+    where
+        C: Clone,
+    {
+        let mut req = Self::new(listener.conn(), Op::Accept, context, Target::None);
+        req.repeat = Some(C::clone);
+        req
+    }
+
     /// Shuts the write side down once every write before it is done (see
     /// [`Submit::shutdown`](crate::Submit::shutdown)).
     pub fn shutdown(conn: Conn, context: C) -> Self {
@@ -159,6 +174,7 @@ impl<C, B: IoBuf> Request<C, B> {
             context,
             target,
             deadline: None,
+            repeat: None,
         }
     }
 
@@ -172,17 +188,19 @@ impl<C, B: IoBuf> Request<C, B> {
         self.op
     }
 
-    /// Checks what can be checked without the engine: the buffer is not
-    /// empty. Hands the request back as a rejection otherwise.
+    /// Checks what can be checked without the engine: a read has room for
+    /// a byte. Hands the request back as a rejection otherwise.
     /// (Checked by reference: a request is moved as little as possible on
     /// the way to the engine.)
     #[inline]
     pub(crate) fn check(&mut self) -> Result<(), Error> {
         // A read target's length is the same through `as_bytes` and
-        // `as_bytes_mut`, so one check serves reads and writes.
+        // `as_bytes_mut`. A write of nothing is a write: it completes, with
+        // 0 bytes, once the writes before it are done.
         let empty = match &mut self.target {
             Target::Swap | Target::None | Target::Addr(_) => false,
-            Target::User(b, _) => b.as_bytes().is_empty(),
+            Target::User(b, Some(_)) => b.as_bytes().is_empty(),
+            Target::User(_, None) => false,
             // An empty datagram is a datagram.
             Target::Dest(..) => false,
             // No room to append to.

@@ -41,6 +41,8 @@ pub(crate) enum Command<C, B> {
     Submit(Request<C, B>),
     /// Free a connection.
     Free(Conn),
+    /// Close gracefully, by this deadline at the latest.
+    CloseGracefully(std::time::Instant),
 }
 
 /// The identity the next watcher gets.

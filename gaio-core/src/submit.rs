@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::request::{Request, Target};
 use crate::shared::{Command, Role, Shared};
@@ -80,6 +80,54 @@ pub trait Submit {
     /// closed when this returns; through a [`Submitter`], the thread running
     /// the I/O closes them as soon as it wakes.
     fn close(&mut self);
+
+    /// Closes the watcher gracefully, within `timeout`: stops taking new
+    /// work, lets the work under way finish, then closes.
+    ///
+    /// - Every listener and datagram socket closes at once: their pending
+    ///   requests complete with [`Error::ConnClosed`] (a multishot accept
+    ///   ends).
+    /// - Each stream connection is half-closed (`SHUT_WR`, as
+    ///   [`shutdown`](Submit::shutdown)) once the writes queued on it are
+    ///   written: its peer reads every response, then end of stream. Reads
+    ///   and writes keep working meanwhile, so the loop handles the
+    ///   completions as usual and frees each connection as its peer closes.
+    /// - Once every connection has been freed, or when `timeout` has
+    ///   passed, the watcher closes as [`close`](Submit::close) does: what
+    ///   is still pending completes with [`Error::WatcherClosed`], and
+    ///   [`Watcher::next_batch`](crate::Watcher::next_batch) ends the loop.
+    ///
+    /// Connections watched after the call are not half-closed by it. From
+    /// another thread (a signal handler's), call it through a
+    /// [`Submitter`]. After `close`, it does nothing.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use gaio_core::{Error, Op, Poller, Submit, Watcher};
+    ///
+    /// fn serve<P: Poller>(w: &mut Watcher<P, (), Vec<u8>>) -> Result<(), Error> {
+    ///     let listener = w.watch_listener(gaio_core::listen("127.0.0.1:0")?)?;
+    ///     w.accept_multishot(listener, ())?;
+    ///     let mut stopper = w.submitter();
+    ///     std::thread::spawn(move || {
+    ///         // ... on Ctrl-C, say:
+    ///         stopper.close_gracefully(Duration::from_secs(5));
+    ///     });
+    ///     let mut batch = Vec::new();
+    ///     while w.next_batch(&mut batch)? {
+    ///         for c in batch.drain(..) {
+    ///             match (c.op, c.error) {
+    ///                 (Op::Accept, None) => { /* serve c.conn */ }
+    ///                 (Op::Accept, Some(_)) => {} // closed: no longer accepting
+    ///                 (_, Some(_)) => w.free(c.conn)?, // end of stream, ...
+    ///                 _ => { /* ... */ }
+    ///             }
+    ///         }
+    ///     }
+    ///     Ok(()) // closed: every connection done, or the time was up
+    /// }
+    /// ```
+    fn close_gracefully(&mut self, timeout: Duration);
 
     /// Reads at least one byte into `buf` (from its start).
     fn read(
@@ -202,7 +250,10 @@ pub trait Submit {
 
     /// Writes every byte of `buf`. A write that cannot finish waits in its
     /// queue (nothing is copied); an error reports the bytes written before
-    /// it.
+    /// it. An empty `buf` completes, with 0 bytes, once the writes before it
+    /// are done (as std's `write_all(&[])` succeeds): a server may write
+    /// whatever its protocol produced without testing for nothing. On a
+    /// connected datagram socket an empty `buf` is an empty datagram.
     fn write(
         &mut self,
         conn: Conn,
@@ -255,6 +306,41 @@ pub trait Submit {
         deadline: Instant,
     ) -> SubmitResult<Self::Context, Self::Buf> {
         self.submit(Request::accept(listener, context).deadline(deadline))
+    }
+
+    /// Accepts every connection that arrives on `listener`, for as long as
+    /// it is watched: one request, one [`Op::Accept`](crate::Op::Accept)
+    /// completion per connection (each with a clone of `context`, the new
+    /// connection in `conn`, its peer in `peer`). It stays pending (a
+    /// burst is taken whole on one wake-up; running out of descriptors
+    /// waits and retries, as [`accept`](Submit::accept) does) until it
+    /// ends with one completion carrying an error: [`Error::ConnClosed`]
+    /// once the listener is freed, [`Error::WatcherClosed`], or an error
+    /// of `accept(2)` that is not retried. Accepts submitted after it on
+    /// the same listener wait until it ends.
+    ///
+    /// ```no_run
+    /// use gaio_core::{Error, Op, Submit};
+    /// # fn f<S: Submit<Context = ()>>(w: &mut S, listener: gaio_core::Listener) -> Result<(), Error> {
+    /// w.accept_multishot(listener, ())?;
+    /// // ... in the completion loop:
+    /// # let c: gaio_core::Completion<(), S::Buf> = todo!();
+    /// match (c.op, c.error) {
+    ///     (Op::Accept, None) => { /* serve c.conn */ }
+    ///     (Op::Accept, Some(e)) => { /* the listener was freed, or failed: e */ }
+    ///     _ => {}
+    /// }
+    /// # Ok(()) }
+    /// ```
+    fn accept_multishot(
+        &mut self,
+        listener: Listener,
+        context: Self::Context,
+    ) -> SubmitResult<Self::Context, Self::Buf>
+    where
+        Self::Context: Clone,
+    {
+        self.submit(Request::accept_multishot(listener, context))
     }
 
     /// Dials `addr` (TCP over IPv4 or IPv6, or a Unix socket path) without
@@ -337,8 +423,7 @@ pub trait Submit {
     }
 
     /// Sends `buf` as one datagram on a connected datagram socket (the same
-    /// as [`write`](Submit::write) there, which refuses an empty buffer:
-    /// send an empty datagram with [`send_to`](Submit::send_to)).
+    /// as [`write`](Submit::write) there).
     fn send(
         &mut self,
         conn: Conn,
@@ -449,6 +534,18 @@ pub(crate) fn watch_listener_shared<P: Poller, C, B>(
     Ok(Listener(conn))
 }
 
+/// Asks the thread running the I/O to close gracefully (refused, and
+/// nothing to do, once the watcher is closed).
+pub(crate) fn close_gracefully_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, timeout: Duration) {
+    let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
+    let _ = shared.push(Command::CloseGracefully(deadline));
+}
+
+/// A deadline no timeout reaches: a century from now.
+pub(crate) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
 pub(crate) fn free_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, conn: Conn) -> Result<(), Error> {
     shared.check_owner(conn)?;
     // Refused only once the watcher is closed, which closes every
@@ -483,5 +580,9 @@ impl<P: Poller, C, B: IoBuf> Submit for Submitter<P, C, B> {
 
     fn close(&mut self) {
         self.shared.close();
+    }
+
+    fn close_gracefully(&mut self, timeout: Duration) {
+        close_gracefully_shared(&self.shared, timeout);
     }
 }

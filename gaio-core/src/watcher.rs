@@ -14,7 +14,10 @@ use std::{fmt, io};
 use crate::engine::{Config, Engine};
 use crate::request::Request;
 use crate::shared::Shared;
-use crate::submit::{free_shared, submit_shared, watch_listener_shared, watch_shared, SubmitResult};
+use crate::submit::{
+    close_gracefully_shared, far_future, free_shared, submit_shared, watch_listener_shared, watch_shared,
+    SubmitResult,
+};
 use crate::{
     affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, SocketRef, Submit, Submitter,
 };
@@ -242,6 +245,30 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
         self.wait_until(out, None)
     }
 
+    /// [`wait_io`](Watcher::wait_io) for a loop that runs until the
+    /// watcher closes: appends the next batch to `out` and returns
+    /// `Ok(true)`, or `Ok(false)` once the watcher has closed and every
+    /// completion has been handed out. Other errors (the watcher closed by
+    /// a panic) come back as they are.
+    ///
+    /// ```no_run
+    /// # fn f<P: gaio_core::Poller>(w: &mut gaio_core::Watcher<P, (), Vec<u8>>) -> Result<(), gaio_core::Error> {
+    /// let mut batch = Vec::new();
+    /// while w.next_batch(&mut batch)? {
+    ///     for c in batch.drain(..) {
+    ///         // ...
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn next_batch(&mut self, out: &mut Vec<Completion<C, B>>) -> Result<bool, Error> {
+        match self.wait_io(out) {
+            Ok(_) => Ok(true),
+            Err(Error::WatcherClosed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Like [`wait_io`](Watcher::wait_io), but returns `Ok(0)` if nothing
     /// completed within `timeout`.
     pub fn wait_io_timeout(
@@ -369,6 +396,16 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
                 self.shared.close();
                 bg.join();
             }
+        }
+    }
+
+    fn close_gracefully(&mut self, timeout: Duration) {
+        match &mut self.driver {
+            Driver::Inline(engine) => {
+                let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
+                engine.guarded(|e| e.close_gracefully(deadline));
+            }
+            Driver::Background(_) => close_gracefully_shared(&self.shared, timeout),
         }
     }
 }

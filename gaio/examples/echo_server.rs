@@ -16,88 +16,35 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gaio::{Buffer, Bytes, ConnMap, Error, Op, Submit, Watcher};
+use gaio::{Buffer, Bytes, Error, Listener, Op, Submit, Watcher};
 use nix::sys::signal::{SigSet, Signal};
-
-/// Accepts kept pending on the listener: a burst of connections is
-/// accepted several per readiness edge.
-const PENDING_ACCEPTS: usize = 16;
 
 /// How long a shutdown waits for clients to take their last echoes and
 /// close.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// Serves on `listener` until another thread frees it (through a
-/// [`Submitter`](gaio::Submitter)): that stops the accepts, and the
-/// shutdown begins. Every connection then gets the echoes already read,
-/// then a half-close; the function returns once every client has closed,
-/// or after `drain_time`, and dropping the watcher closes what is left.
-pub fn serve(
-    w: &mut Watcher<(), Bytes>,
-    listener: gaio::Listener,
-    drain_time: Duration,
-) -> Result<(), Error> {
-    for _ in 0..PENDING_ACCEPTS {
-        w.accept(listener, ())?;
-    }
-    let mut open = ConnMap::new(); // the connections being served
-    let mut drain_until = None; // set once the shutdown has begun
+/// Serves on `listener` until the watcher closes. A graceful close (see
+/// `main`) ends the accepts, half-closes each connection once the echoes
+/// already queued are out, and closes the watcher once every client has
+/// closed, or after its timeout.
+pub fn serve(w: &mut Watcher<(), Bytes>, listener: Listener) -> Result<(), Error> {
+    w.accept_multishot(listener, ())?; // every connection, a burst per wake-up
     let mut batch = Vec::new();
-    loop {
-        match drain_until {
-            None => w.wait_io(&mut batch)?,
-            Some(until) => {
-                let left = until - Instant::now().min(until);
-                if open.is_empty() || left.is_zero() {
-                    return Ok(());
-                }
-                w.wait_io_timeout(&mut batch, left)?
-            }
-        };
+    while w.next_batch(&mut batch)? {
         for c in batch.drain(..) {
             match (c.op, c.error, c.buffer) {
-                (Op::Accept, error, _) => {
-                    let stopped = match error {
-                        None => {
-                            open.insert(c.conn, ());
-                            w.read_swap(c.conn, ())?; // no buffer held while idle
-                            false
-                        }
-                        Some(Error::ConnClosed) => true, // the listener was freed
-                        Some(e) => {
-                            eprintln!("echo_server: accept: {e}");
-                            false
-                        }
-                    };
-                    if drain_until.is_some() {
-                        continue; // already shutting down
-                    }
-                    if !stopped {
-                        w.accept(listener, ())?;
-                        continue;
-                    }
-                    drain_until = Some(Instant::now() + drain_time);
-                    // After the writes already queued, half-close: each
-                    // client reads its last echoes, then end of stream.
-                    for conn in open.conns() {
-                        w.shutdown(conn, ())?;
-                    }
-                }
-                (Op::Read, None, Buffer::Swap(data)) if drain_until.is_none() => w.write(c.conn, (), data)?,
-                (Op::Read, None, _) => w.read_swap(c.conn, ())?, // shutting down: drop it, wait for the close
+                (Op::Accept, None, _) => w.read_swap(c.conn, ())?, // no buffer held while idle
+                (Op::Accept, Some(e), _) => eprintln!("echo_server: no longer accepting: {e}"),
+                (Op::Read, None, Buffer::Swap(data)) => w.write(c.conn, (), data)?,
                 (Op::Write, None, _) => w.read_swap(c.conn, ())?, // echoed: read again
-                (_, None, _) => {} // a shutdown done: the read still pending sees the client close
-                (_, Some(_), _) => {
-                    // End of stream, reset, ...: done with this client.
-                    if open.remove(c.conn).is_some() {
-                        w.free(c.conn)?;
-                    }
-                }
+                // End of stream, reset, ...: done with this client.
+                _ => w.free(c.conn)?,
             }
         }
     }
+    Ok(())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -112,22 +59,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut w: Watcher<(), Bytes> = Watcher::new()?;
     let listener = w.watch_listener(listener)?;
 
-    // Either stop request frees the listener; `serve` takes it from there.
-    let stopper = w.submitter();
-    let mut on_signal = stopper.clone();
+    // Either stop request closes the watcher gracefully.
+    let mut on_signal = w.submitter();
     std::thread::spawn(move || {
         if signals.wait().is_ok() {
-            let _ = on_signal.free(listener.conn());
+            on_signal.close_gracefully(DRAIN_TIME);
         }
     });
     if until_stdin_closes {
-        let mut on_eof = stopper;
+        let mut on_eof = w.submitter();
         std::thread::spawn(move || {
             let _ = std::io::stdin().read_to_end(&mut Vec::new());
-            let _ = on_eof.free(listener.conn());
+            on_eof.close_gracefully(DRAIN_TIME);
         });
     }
-    serve(&mut w, listener, DRAIN_TIME)?;
+    serve(&mut w, listener)?;
     Ok(())
 }
 
@@ -156,6 +102,7 @@ mod tests {
     use std::io::Write;
     use std::net::{Shutdown, TcpStream};
     use std::thread;
+    use std::time::Instant;
 
     const LIMIT: Duration = Duration::from_secs(10);
 
@@ -187,8 +134,8 @@ mod tests {
         let mut w: Watcher<(), Bytes> = Watcher::new().unwrap();
         let listener = w.watch_listener(listener).unwrap();
         let mut stopper = w.submitter();
-        let server = thread::spawn(move || serve(&mut w, listener, drain));
-        (addr, move || stopper.free(listener.conn()).unwrap(), server)
+        let server = thread::spawn(move || serve(&mut w, listener));
+        (addr, move || stopper.close_gracefully(drain), server)
     }
 
     #[test]

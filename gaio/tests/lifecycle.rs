@@ -186,7 +186,7 @@ fn context_is_passed_back_unchanged() {
 // ----- 2. empty buffers ----------------------------------------------------------
 
 #[test]
-fn empty_buffers_are_refused_at_submission() {
+fn empty_read_buffers_are_refused_at_submission() {
     let fds = util::FdCheck::new();
     for mode in util::MODES {
         let (mut client, server) = util::tcp_pair();
@@ -195,10 +195,10 @@ fn empty_buffers_are_refused_at_submission() {
         let conn = w.watch(server).unwrap();
 
         type SubmitFn = fn(&mut Watcher<Ctx>, Conn, Ctx, Vec<u8>) -> Result<(), gaio::Rejected<Ctx, Vec<u8>>>;
-        let cases: [(&str, SubmitFn); 3] = [
+        // (read_append without spare capacity: tests/read_append.rs.)
+        let cases: [(&str, SubmitFn); 2] = [
             ("read", |w, c, x, b| w.read(c, x, b)),
             ("read_full", |w, c, x, b| w.read_full(c, x, b)),
-            ("write", |w, c, x, b| w.write(c, x, b)),
         ];
         for (i, (name, submit)) in cases.into_iter().enumerate() {
             // Empty, but with an allocation, so we can tell it is our buffer
@@ -225,6 +225,60 @@ fn empty_buffers_are_refused_at_submission() {
         assert_eq!(c.context, ctx(9));
         assert_eq!(c.data(), b"ok");
         util::expect_quiet(&mut w, QUIET);
+    }
+    fds.check();
+}
+
+/// An empty write is a write: it completes, with 0 bytes, after the writes
+/// before it (even while they wait for the peer to read), and before the
+/// writes after it.
+#[test]
+fn an_empty_write_completes_in_order_with_zero_bytes() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let (mut client, server) = util::tcp_pair();
+        timeouts(&client);
+        let mut w: Watcher<Ctx> = util::watcher(mode);
+        let conn = w.watch(server).unwrap();
+        // 8 MiB: more than the socket buffers hold, so it waits for the
+        // client to read.
+        let big = util::pattern(1, 8 << 20);
+        w.write(conn, ctx(1), big.clone()).unwrap();
+        w.write(conn, ctx(2), Vec::with_capacity(16)).unwrap();
+        w.write(conn, ctx(3), b"end".to_vec()).unwrap();
+        w.write(conn, ctx(4), Vec::new()).unwrap();
+        util::expect_quiet(&mut w, QUIET);
+        let reader = thread::spawn(move || {
+            let mut got = vec![0; (8 << 20) + 3];
+            client.read_exact(&mut got).unwrap();
+            got
+        });
+        let done = util::wait_for(&mut w, 4, LIMIT);
+        let order: Vec<(Ctx, Option<String>, usize)> = done
+            .iter()
+            .map(|c| {
+                (
+                    c.context.clone(),
+                    c.error.as_ref().map(|e| e.to_string()),
+                    c.bytes,
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (ctx(1), None, 8 << 20),
+                (ctx(2), None, 0),
+                (ctx(3), None, 3),
+                (ctx(4), None, 0)
+            ],
+            "{mode:?}"
+        );
+        let back = done[1].buffer.as_bytes();
+        assert!(back.is_empty(), "{mode:?}");
+        let got = reader.join().unwrap();
+        assert!(got[..8 << 20] == big[..], "{mode:?}");
+        assert_eq!(&got[8 << 20..], b"end");
     }
     fds.check();
 }

@@ -1,7 +1,9 @@
 //! Accepting: a listener's pending accepts, head first, each taking one
 //! connection from the kernel's queue, configured, registered and in the
 //! table before its completion is made. One readiness edge drains as many
-//! queued connections as there are accepts waiting.
+//! queued connections as there are accepts waiting; a multishot accept
+//! takes every queued connection, completing a copy of itself for each,
+//! and stays at the head until it fails or its listener is freed.
 //!
 //! Out of descriptors (EMFILE, ENFILE, and ENOBUFS/ENOMEM for the socket's
 //! memory), the listener is not read again at once: the queued connection
@@ -15,11 +17,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rustix::io::Errno;
 
+use super::complete::completion;
 use super::conn_state::{NODELAY, OUT_OF_FDS, PLAIN_TCP, READABLE, SYSTEM_OUT_OF_FDS};
+use super::slab::Node;
 use super::{Dir, Engine};
 use crate::shared::Role;
 use crate::sys::{FdInfo, FdKind};
-use crate::{Conn, Error, IoBuf, Poller};
+use crate::{Conn, Error, IoBuf, Op, Poller};
 
 /// How often a listener out of descriptors is tried again.
 pub(super) const FD_RETRY: Duration = Duration::from_millis(20);
@@ -102,8 +106,29 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 }
                 Err(e) => Some(e),
             };
+            if error.is_none() && self.complete_copy(listener) {
+                continue;
+            }
             self.finish_head(listener, Dir::Read, error, Bytes::new());
         }
+    }
+
+    /// If `listener`'s head accept is multishot, completes a copy of it
+    /// (its context cloned, with the [`Extra`](super::Extra) just set) and
+    /// leaves it pending.
+    fn complete_copy(&mut self, listener: Conn) -> bool {
+        let Some(head) = self.conn_mut(listener).map(|s| s.reads.head) else {
+            return false;
+        };
+        let head = self.nodes.get(head);
+        let Some(clone) = self.clone_context.filter(|_| head.multishot) else {
+            return false;
+        };
+        let copy = Node::new(Op::Accept, clone(&head.context), None, 0);
+        let extra = self.io.take_extra();
+        self.ready
+            .push(completion(listener, copy, None, Bytes::new(), extra));
+        true
     }
 
     /// Tries `listener` again after [`FD_RETRY`].

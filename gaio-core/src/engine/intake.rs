@@ -62,6 +62,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     }
                 }
                 Command::Free(conn) => self.free_conn(conn, || Error::ConnClosed),
+                Command::CloseGracefully(deadline) => self.close_gracefully(deadline),
             }
         }
         self.commands = commands;
@@ -97,6 +98,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         let dir = Dir::of(op);
         let conn = req.conn;
         let deadline = req.deadline;
+        if req.repeat.is_some() {
+            self.clone_context = req.repeat;
+        }
         let (buf, dest) = match req.target {
             Target::User(buf, view) => {
                 if view.is_some() {
@@ -112,6 +116,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             Target::Swap | Target::None | Target::Addr(_) => (None, None),
         };
         let mut node = Node::new(op, req.context, buf, 0);
+        node.multishot = req.repeat.is_some();
         let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
         if op == Op::Detach {
             state.set(DETACHING, true);

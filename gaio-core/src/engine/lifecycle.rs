@@ -29,8 +29,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     pub(super) fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, info: FdInfo, role: Role) {
         let idx = conn.fd as usize;
         self.conns.grow_to(idx + 1, || None);
-        if let Some(stale) = self.conns[idx].take() {
-            self.forget_stale(conn.fd, stale);
+        match self.conns[idx].take() {
+            Some(stale) => self.forget_stale(conn.fd, stale),
+            None => self.live += 1,
         }
         tracing::trace!(fd = conn.fd, gen = conn.gen, ?info, "connection watched");
         let mut kind = match info.kind {
@@ -107,6 +108,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             return;
         }
         let mut state = slot.take().expect("checked above");
+        self.live -= 1;
         tracing::trace!(fd = conn.fd, gen = conn.gen, "connection freed");
         self.complete_all(conn, &mut state, error);
         // Closing the descriptor would also drop the registration unless it
@@ -143,6 +145,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             return;
         }
         let mut state = slot.take().expect("checked above");
+        self.live -= 1;
         let _ = self.shared.poller.deregister(state.fd.as_fd());
         tracing::trace!(fd = conn.fd, gen = conn.gen, "connection detached");
         let head = state.writes.head;
@@ -187,11 +190,13 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                     self.ready.push(completion_of(request, Error::WatcherClosed));
                 }
                 Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
-                Command::Free(_) => {}
+                Command::Free(_) | Command::CloseGracefully(_) => {}
             }
         }
         self.commands = commands;
         self.conns = Chunked::new();
+        self.live = 0;
+        self.half_closing = Vec::new();
         // Every request has completed: the slab is empty and gives back
         // all its memory.
         self.nodes.trim();

@@ -22,7 +22,7 @@
 //! takes commands and requests in, `attempt` tries one request's I/O,
 //! `drive` turns readiness into attempts, `deadlines` fires timers,
 //! `complete` makes every completion, `lifecycle` brings connections in
-//! and out, `memory` is the memory policy, `panic` what happens after a
+//! and out, `graceful` closes gracefully, `memory` is the memory policy, `panic` what happens after a
 //! panic; `slab`, `chunked`, `timers` and `swap` are the data structures.
 
 mod accept;
@@ -34,6 +34,7 @@ mod connect;
 mod datagram;
 mod deadlines;
 mod drive;
+mod graceful;
 mod intake;
 mod lifecycle;
 mod memory;
@@ -120,6 +121,9 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// The addresses of stored send-to and connect requests, by slab
     /// index: kept beside the slab so that a pending request stays small.
     addrs: HashMap<u32, PeerAddr>,
+    /// `C::clone`, known once a multishot accept has been submitted: each
+    /// connection it accepts completes with a copy of its context.
+    clone_context: Option<fn(&C) -> C>,
     /// Listeners out of descriptors, retried at `fd_retry_at` (see
     /// `accept`).
     fd_retry: Vec<Conn>,
@@ -146,6 +150,13 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// Since when the engine has had nothing to do (tracked only while it
     /// holds burst memory).
     idle_since: Option<Instant>,
+    /// Connections in the table (listeners included).
+    live: usize,
+    /// Closing gracefully: the watcher closes by then at the latest.
+    graceful_until: Option<Instant>,
+    /// Closing gracefully: stream connections to half-close once their
+    /// writes are out.
+    half_closing: Vec<Conn>,
     /// Shut down: every connection closed, every request completed.
     finished: bool,
     /// Inside a call from the owning thread (inline mode); still set at
@@ -165,6 +176,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             timers: Timers::new(),
             io: IoState::new(config.swap_size),
             addrs: HashMap::new(),
+            clone_context: None,
             fd_retry: Vec::new(),
             fd_retry_at: None,
             config,
@@ -178,6 +190,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             burst_memory: false,
             tables_mark: 0,
             idle_since: None,
+            live: 0,
+            graceful_until: None,
+            half_closing: Vec::new(),
             finished: false,
             in_call: false,
             panicked: false,
@@ -364,6 +379,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         self.retry_starved();
         self.retry_out_of_fds(now);
         self.fire_timers();
+        self.end_of_turn_graceful(now);
         waited
     }
 
@@ -413,6 +429,15 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         if let Some(at) = self.fd_retry_at {
             cap(at.saturating_duration_since(Instant::now()));
+        }
+        if let Some(at) = self.graceful_until {
+            // Closing gracefully and every connection freed: close now.
+            let left = if self.live == 0 {
+                Duration::ZERO
+            } else {
+                at.saturating_duration_since(Instant::now())
+            };
+            cap(left);
         }
         Some(sleep.map_or(MAX_SLEEP, |s| s.min(MAX_SLEEP)))
     }

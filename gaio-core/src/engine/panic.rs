@@ -92,7 +92,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                     self.ready.push(completion_of(request, Error::WatcherClosed));
                 }
                 Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
-                Command::Free(_) => {}
+                Command::Free(_) | Command::CloseGracefully(_) => {}
             }
         }
         for fd in 0..self.conns.len() {
@@ -100,6 +100,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                 let _ = self.shared.poller.deregister(state.fd.as_fd());
             }
         }
+        self.live = 0;
         self.finished = true;
     }
 }

@@ -26,6 +26,9 @@ pub(super) const NIL: u32 = u32::MAX;
 /// a pending swap read stays at 64 bytes.
 pub(super) struct Node<C, B> {
     pub(super) op: Op,
+    /// A multishot accept: each connection completes a copy of it, and it
+    /// stays at the head of its list (in the padding after `op`).
+    pub(super) multishot: bool,
     pub(super) context: C,
     /// The request's own buffer; `None` for a read into swap memory.
     pub(super) buf: Option<B>,
@@ -41,6 +44,7 @@ impl<C, B> Node<C, B> {
     pub(super) fn new(op: Op, context: C, buf: Option<B>, timer: u64) -> Self {
         Node {
             op,
+            multishot: false,
             context,
             buf,
             done: 0,

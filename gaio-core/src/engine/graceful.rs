@@ -1,0 +1,66 @@
+//! Closing gracefully (`Submit::close_gracefully`): listeners and datagram
+//! sockets close at once; each stream connection is half-closed once the
+//! writes queued on it are out, so its peer reads every response and then
+//! end of stream; the watcher closes once every connection has been freed,
+//! or when the deadline passes.
+
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use super::conn_state::{DGRAM, LISTENER, STREAM};
+use super::Engine;
+use crate::{Conn, Error, IoBuf, Poller};
+
+impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
+    /// Begins closing gracefully, the watcher closing by `deadline` at the
+    /// latest (the earlier deadline wins if called again).
+    pub(crate) fn close_gracefully(&mut self, deadline: Instant) {
+        if self.finished {
+            return;
+        }
+        tracing::debug!(live = self.live, "closing gracefully");
+        self.graceful_until = Some(self.graceful_until.map_or(deadline, |d| d.min(deadline)));
+        for fd in 0..self.conns.len() {
+            let Some(state) = self.conns[fd].as_ref() else {
+                continue;
+            };
+            let conn = Conn {
+                fd: fd as u32,
+                gen: state.gen,
+                owner: self.shared.id,
+            };
+            if state.has(LISTENER) || state.has(DGRAM) {
+                self.free_conn(conn, || Error::ConnClosed);
+            } else if state.has(STREAM) && !self.half_closing.contains(&conn) {
+                self.half_closing.push(conn);
+            }
+        }
+        self.end_of_turn_graceful(Instant::now());
+    }
+
+    /// While closing gracefully, at the end of each turn: half-closes the
+    /// connections whose writes are all out, and closes the watcher once
+    /// no connection is left or the deadline has passed.
+    pub(super) fn end_of_turn_graceful(&mut self, now: Instant) {
+        let Some(until) = self.graceful_until else {
+            return;
+        };
+        let mut pending = std::mem::take(&mut self.half_closing);
+        pending.retain(|&conn| {
+            let Some(state) = self.conn_mut(conn) else {
+                return false; // freed meanwhile
+            };
+            if !state.writes.is_empty() {
+                return true;
+            }
+            // A peer that already went away makes this fail: nothing to do.
+            let _ = crate::net::shutdown_write(state.fd.as_fd());
+            false
+        });
+        self.half_closing = pending;
+        if self.live == 0 || now >= until {
+            tracing::debug!(live = self.live, "graceful close done; closing");
+            self.shutdown();
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! HTTP/1.1 for the example servers: keep-alive, pipelining, and three
+//! routes.
+//!
+//! - `GET /plaintext` (and `HEAD`): `Hello, World!`, with the headers the
+//!   TechEmpower plaintext test asks for (`Server`, `Date`, `Content-Type`,
+//!   `Content-Length`).
+//! - `POST /echo` (and `PUT`): the request's body back, up to
+//!   [`MAX_BODY`]; a longer one gets `413` and the connection closes.
+//! - Anything else: `404`, or `405` for `/plaintext` with another method.
+//!
+//! Bodies are sized by `Content-Length`; a request with
+//! `Transfer-Encoding` gets `501` and a close. A request that does not
+//! parse, or whose head passes [`MAX_HEAD`] bytes, gets `400` and a close.
+//! HTTP/1.1 keeps the connection unless the client sends
+//! `Connection: close`; HTTP/1.0 closes it unless the client sends
+//! `Connection: keep-alive`.
+
+use crate::Next;
+
+/// The longest request head (request line and headers) accepted.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// The longest body `POST /echo` accepts.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Headers a request may have.
+const MAX_HEADERS: usize = 32;
+
+/// Answers every whole request at the start of `input`, appending the
+/// responses to `out`. Returns how many bytes of `input` were used (drop
+/// them; the rest is the start of a request still arriving) and whether
+/// the connection stays open after `out` is written.
+///
+/// ```
+/// use gaio_protocols::{http, Next};
+///
+/// let mut out = Vec::new();
+/// let input = b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\nGET /plain";
+/// let (used, next) = http::respond(input, &mut out);
+/// assert_eq!((used, next), (36, Next::Read)); // the second request is not whole yet
+/// assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+/// assert!(out.ends_with(b"\r\n\r\nHello, World!"));
+/// ```
+pub fn respond(input: &[u8], out: &mut Vec<u8>) -> (usize, Next) {
+    let mut used = 0;
+    loop {
+        match respond_one(&input[used..], out) {
+            Some((n, Next::Read)) => used += n,
+            Some((n, Next::Close)) => return (used + n, Next::Close),
+            None => return (used, Next::Read),
+        }
+    }
+}
+
+/// Answers the first request of `input`, or returns `None` if it is not
+/// whole yet.
+fn respond_one(input: &[u8], out: &mut Vec<u8>) -> Option<(usize, Next)> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(input) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if input.len() <= MAX_HEAD => return None,
+        Ok(httparse::Status::Partial) => return Some(error(out, "431 Request Header Fields Too Large")),
+        Err(_) => return Some(error(out, "400 Bad Request")),
+    };
+    let mut keep_alive = req.version == Some(1);
+    let mut body_len = 0;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            match std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+            {
+                Some(n) => body_len = n,
+                None => return Some(error(out, "400 Bad Request")),
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Some(error(out, "501 Not Implemented"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            if h.value.eq_ignore_ascii_case(b"close") {
+                keep_alive = false;
+            } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
+                keep_alive = true;
+            }
+        }
+    }
+    if body_len > MAX_BODY {
+        return Some(error(out, "413 Content Too Large"));
+    }
+    let Some(body) = input.get(head_len..head_len + body_len) else {
+        return None; // the body is still arriving
+    };
+    let method = req.method.unwrap_or_default();
+    let (status, content_type, content, head_only): (_, _, &[u8], _) = match (method, req.path) {
+        ("GET" | "HEAD", Some("/plaintext")) => ("200 OK", "text/plain", b"Hello, World!", method == "HEAD"),
+        (_, Some("/plaintext")) => (
+            "405 Method Not Allowed",
+            "text/plain",
+            b"Method Not Allowed",
+            false,
+        ),
+        ("POST" | "PUT", Some("/echo")) => ("200 OK", "application/octet-stream", body, false),
+        _ => ("404 Not Found", "text/plain", b"Not Found", method == "HEAD"),
+    };
+    let connection = match (keep_alive, req.version) {
+        (false, _) => "Connection: close\r\n",
+        (true, Some(0)) => "Connection: keep-alive\r\n",
+        (true, _) => "",
+    };
+    head(out, status, content_type, content.len(), connection);
+    if !head_only {
+        out.extend_from_slice(content);
+    }
+    let next = if keep_alive { Next::Read } else { Next::Close };
+    Some((head_len + body_len, next))
+}
+
+/// Appends a status line and the headers every response has.
+fn head(out: &mut Vec<u8>, status: &str, content_type: &str, len: usize, extra: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_bytes());
+    out.extend_from_slice(b"\r\nServer: example\r\nDate: ");
+    crate::date::append_now(out);
+    out.extend_from_slice(b"\r\nContent-Type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends an error response that closes the connection; the rest of the
+/// input is not read.
+fn error(out: &mut Vec<u8>, status: &str) -> (usize, Next) {
+    let body = &status[4..];
+    head(out, status, "text/plain", body.len(), "Connection: close\r\n");
+    out.extend_from_slice(body.as_bytes());
+    (0, Next::Close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(input: &[u8]) -> (usize, Next, String) {
+        let mut out = Vec::new();
+        let (used, next) = respond(input, &mut out);
+        (used, next, String::from_utf8(out).unwrap())
+    }
+
+    /// `out` with the `Date` header's value blanked.
+    fn undated(out: &str) -> String {
+        let mut s = String::new();
+        for line in out.split_inclusive("\r\n") {
+            if line.starts_with("Date: ") {
+                assert_eq!(line.len(), 6 + 29 + 2, "{line:?}");
+                s.push_str("Date: X\r\n");
+            } else {
+                s.push_str(line);
+            }
+        }
+        s
+    }
+
+    const HELLO: &str = "HTTP/1.1 200 OK\r\nServer: example\r\nDate: X\r\nContent-Type: text/plain\r\n\
+                         Content-Length: 13\r\n\r\nHello, World!";
+
+    #[test]
+    fn plaintext_pipelined_with_a_partial_tail() {
+        let req = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+        let input = format!("{req}{req}GET /pla");
+        let (used, next, out) = answer(input.as_bytes());
+        assert_eq!((used, next), (2 * req.len(), Next::Read));
+        assert_eq!(undated(&out), format!("{HELLO}{HELLO}"));
+    }
+
+    #[test]
+    fn head_has_the_length_but_no_body() {
+        let (_, next, out) = answer(b"HEAD /plaintext HTTP/1.1\r\n\r\n");
+        assert_eq!(next, Next::Read);
+        assert_eq!(undated(&out), HELLO.trim_end_matches("Hello, World!"));
+    }
+
+    #[test]
+    fn echo_waits_for_the_whole_body() {
+        let input = b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel";
+        assert_eq!(answer(input), (0, Next::Read, String::new()));
+        let input = b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        let (used, next, out) = answer(input);
+        assert_eq!((used, next), (input.len(), Next::Read));
+        assert!(out.ends_with("Content-Type: application/octet-stream\r\nContent-Length: 5\r\n\r\nhello"));
+    }
+
+    #[test]
+    fn connection_rules_of_1_0_and_1_1() {
+        let (_, next, out) =
+            answer(b"GET /plaintext HTTP/1.1\r\nConnection: close\r\n\r\nGET /plaintext HTTP/1.1\r\n\r\n");
+        assert_eq!(next, Next::Close);
+        assert_eq!(out.matches("HTTP/1.1 200").count(), 1, "answered past the close");
+        assert!(out.contains("\r\nConnection: close\r\n"));
+        let (_, next, out) = answer(b"GET /plaintext HTTP/1.0\r\n\r\n");
+        assert_eq!(next, Next::Close);
+        assert!(out.contains("\r\nConnection: close\r\n"));
+        let (_, next, out) = answer(b"GET /plaintext HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert_eq!(next, Next::Read);
+        assert!(out.contains("\r\nConnection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn errors_answer_then_close() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"\x00\x01garbage\r\n\r\n", "400 Bad Request"),
+            (
+                b"GET /plaintext HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                "400 Bad Request",
+            ),
+            (
+                b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "501 Not Implemented",
+            ),
+            (
+                b"POST /echo HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+                "413 Content Too Large",
+            ),
+            (&[b'a'; MAX_HEAD + 1], "431 Request Header Fields Too Large"),
+            (b"GET /nothing HTTP/1.1\r\n\r\n", "404 Not Found"),
+        ];
+        for (input, status) in cases {
+            let (_, next, out) = answer(input);
+            assert!(out.starts_with(&format!("HTTP/1.1 {status}\r\n")), "{out}");
+            let close = !status.starts_with("404");
+            assert_eq!(next == Next::Close, close, "{status}");
+            assert_eq!(out.contains("Connection: close"), close, "{status}");
+        }
+        let (used, next, out) = answer(b"DELETE /plaintext HTTP/1.1\r\n\r\n");
+        assert_eq!((used, next), (30, Next::Read));
+        assert!(out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+    }
+
+    #[test]
+    fn a_valid_request_before_garbage_is_answered_first() {
+        let (_, next, out) = answer(b"GET /plaintext HTTP/1.1\r\n\r\n\x16\x03\x01garbage\r\n\r\n");
+        assert_eq!(next, Next::Close);
+        let statuses: Vec<_> = out
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &out[i + 9..i + 12])
+            .collect();
+        assert_eq!(statuses, ["200", "400"]);
+    }
+}

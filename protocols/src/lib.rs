@@ -1,0 +1,112 @@
+//! The protocol half of the example servers, with no I/O: HTTP/1.1
+//! ([`http`]) and the Redis protocol ([`resp`]), each a function from the
+//! bytes a client sent to the bytes to send back. gaio's examples
+//! (`gaio/examples/http_server.rs`, `resp_server.rs`) and their tokio twins
+//! (`twins/examples/`) share this crate, so the lines each server spends
+//! on I/O can be compared, and [`check`] holds the behaviour both must
+//! show (pipelining, requests in pieces, back-pressure, large values,
+//! half-close, garbage).
+
+pub mod check;
+pub mod http;
+pub mod resp;
+
+mod date;
+
+/// What a connection does after the responses just produced are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Read more requests.
+    Read,
+    /// Close the connection: the client asked for it, or sent something
+    /// that cannot be answered (the last response says why).
+    Close,
+}
+
+/// The room a read needs: makes sure `input` can take at least 4 KiB more,
+/// or as much again as it holds (so a large message is read in a number
+/// of reads logarithmic in its size), and gives back the memory of a
+/// buffer that grew for a large message once it is empty again.
+///
+/// ```
+/// let mut input = Vec::new();
+/// gaio_protocols::prepare_read(&mut input);
+/// assert!(input.capacity() >= 4096);
+/// ```
+pub fn prepare_read(input: &mut Vec<u8>) {
+    const ROOM: usize = 4096;
+    const KEEP: usize = 64 * 1024;
+    if input.is_empty() && input.capacity() > KEEP {
+        *input = Vec::with_capacity(ROOM);
+    }
+    let want = input.len().max(ROOM);
+    if input.capacity() - input.len() < want / 2 {
+        input.reserve(want);
+    }
+}
+
+/// [`prepare_read`], for a buffer passed by value: `w.read_append(conn,
+/// ctx, with_room(input))`.
+pub fn with_room(mut input: Vec<u8>) -> Vec<u8> {
+    prepare_read(&mut input);
+    input
+}
+
+/// The address to listen on: `--addr HOST:PORT`, `127.0.0.1:0` (any free
+/// port) by default. `usage` names the program in the error message.
+///
+/// ```
+/// let args = ["--addr".to_string(), "127.0.0.1:8080".to_string()];
+/// assert_eq!(gaio_protocols::addr_arg(args, "server").unwrap(), "127.0.0.1:8080");
+/// ```
+pub fn addr_arg(args: impl IntoIterator<Item = String>, usage: &str) -> Result<String, String> {
+    let mut args = args.into_iter();
+    let mut addr = "127.0.0.1:0".to_string();
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--addr", Some(a)) => addr = a,
+            _ => return Err(format!("unexpected {arg:?}; usage: {usage} [--addr HOST:PORT]")),
+        }
+    }
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_read_leaves_room_and_doubles_for_a_large_message() {
+        let mut input = Vec::new();
+        prepare_read(&mut input);
+        assert!(input.capacity() >= 4096);
+        input.resize(100_000, 7);
+        prepare_read(&mut input);
+        assert!(input.capacity() - input.len() >= 50_000);
+        input.clear();
+        prepare_read(&mut input);
+        assert!(
+            input.capacity() < 64 * 1024,
+            "an empty buffer kept {}",
+            input.capacity()
+        );
+    }
+
+    #[test]
+    fn prepare_read_does_not_grow_a_buffer_with_room() {
+        let mut input = Vec::with_capacity(8192);
+        input.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let at = input.as_ptr();
+        prepare_read(&mut input);
+        assert_eq!(input.as_ptr(), at);
+    }
+
+    #[test]
+    fn addr_arg_defaults_and_refuses_unknown_arguments() {
+        assert_eq!(addr_arg(Vec::new(), "s").unwrap(), "127.0.0.1:0");
+        let e = addr_arg(["--port".to_string()], "s").unwrap_err();
+        assert!(e.contains("usage: s [--addr HOST:PORT]"), "{e}");
+        let e = addr_arg(["--addr".to_string()], "s").unwrap_err();
+        assert!(e.contains("\"--addr\""), "{e}");
+    }
+}

@@ -1,0 +1,421 @@
+//! The Redis protocol (RESP2) for the example servers: commands as arrays
+//! of bulk strings (what clients send) or as inline lines (what a person
+//! types into `telnet`), pipelined, against an in-memory [`Store`].
+//!
+//! Commands: `PING [message]`, `ECHO message`, `SET key value`,
+//! `GET key`, `DEL key...`, `INCR key`, `EXISTS key...`, `QUIT`, and
+//! `CONFIG GET` / `COMMAND` enough for `redis-benchmark` and `redis-cli`
+//! to start. An unknown command or a wrong number of arguments gets an
+//! `-ERR` reply and the connection goes on; a protocol error (a line that
+//! is not RESP, a length out of range) gets `-ERR Protocol error` and the
+//! connection closes, as with Redis.
+
+use std::collections::HashMap;
+
+use crate::Next;
+
+/// The longest bulk string accepted (Redis's default `proto-max-bulk-len`).
+pub const MAX_BULK: usize = 512 * 1024 * 1024;
+/// The most arguments a command may have.
+pub const MAX_ARGS: usize = 1024 * 1024;
+/// The longest inline command line.
+pub const MAX_INLINE: usize = 64 * 1024;
+
+/// The keys and values, and the scratch space parsing reuses (so a
+/// steady stream of commands allocates only for new keys).
+#[derive(Debug, Default)]
+pub struct Store {
+    values: HashMap<Vec<u8>, Vec<u8>>,
+    args: Vec<(usize, usize)>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Answers every whole command at the start of `input`, appending the
+/// replies to `out`. Returns how many bytes of `input` were used (drop
+/// them; the rest is the start of a command still arriving) and whether
+/// the connection stays open after `out` is written.
+///
+/// ```
+/// use gaio_protocols::{resp, Next};
+///
+/// let mut store = resp::Store::new();
+/// let mut out = Vec::new();
+/// let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nhi\r\nGET k\r\n*2\r\n$3\r\nGET";
+/// let (used, next) = resp::respond(input, &mut out, &mut store);
+/// assert_eq!((used, next), (35, Next::Read)); // the last command is not whole yet
+/// assert_eq!(out, b"+OK\r\n$2\r\nhi\r\n");
+/// ```
+pub fn respond(input: &[u8], out: &mut Vec<u8>, store: &mut Store) -> (usize, Next) {
+    let mut used = 0;
+    loop {
+        let mut args = std::mem::take(&mut store.args);
+        args.clear();
+        let parsed = parse(&input[used..], &mut args);
+        let step = match parsed {
+            Ok(Some(n)) => {
+                // Offsets are relative to the command's start.
+                let cmd = &input[used..used + n];
+                let next = if args.is_empty() {
+                    Next::Read
+                } else {
+                    execute(cmd, &args, out, store)
+                };
+                Some((n, next))
+            }
+            Ok(None) => None,
+            Err(why) => {
+                out.extend_from_slice(b"-ERR Protocol error: ");
+                out.extend_from_slice(why.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                Some((0, Next::Close))
+            }
+        };
+        store.args = args;
+        match step {
+            Some((n, Next::Read)) => used += n,
+            Some((n, Next::Close)) => return (used + n, Next::Close),
+            None => return (used, Next::Read),
+        }
+    }
+}
+
+/// Parses the first command of `input` into `args` (start and end of each
+/// argument). `Ok(None)`: not whole yet; `Ok(Some(n))`: `n` bytes long
+/// (an empty inline line leaves `args` empty).
+fn parse(input: &[u8], args: &mut Vec<(usize, usize)>) -> Result<Option<usize>, &'static str> {
+    if input.is_empty() {
+        return Ok(None);
+    }
+    if input[0] != b'*' {
+        return parse_inline(input, args);
+    }
+    let Some((count, mut at)) = number(input, 1)? else {
+        return Ok(None);
+    };
+    if !(0..=MAX_ARGS as i64).contains(&count) {
+        return Err("invalid multibulk length");
+    }
+    for _ in 0..count {
+        match input.get(at) {
+            None => return Ok(None),
+            Some(b'$') => {}
+            Some(_) => return Err("expected '$'"),
+        }
+        let Some((len, start)) = number(input, at + 1)? else {
+            return Ok(None);
+        };
+        if !(0..=MAX_BULK as i64).contains(&len) {
+            return Err("invalid bulk length");
+        }
+        let end = start + len as usize;
+        match input.get(end..end + 2) {
+            None => return Ok(None),
+            Some(b"\r\n") => {}
+            Some(_) => return Err("bulk string not followed by CRLF"),
+        }
+        args.push((start, end));
+        at = end + 2;
+    }
+    Ok(Some(at))
+}
+
+/// Parses the decimal number starting at `at` and ending in CRLF; returns
+/// it and where the next line starts.
+fn number(input: &[u8], at: usize) -> Result<Option<(i64, usize)>, &'static str> {
+    let rest = &input[at.min(input.len())..];
+    let Some(eol) = rest.iter().position(|&b| b == b'\r') else {
+        return if rest.len() > 20 {
+            Err("length too long")
+        } else {
+            Ok(None)
+        };
+    };
+    match rest.get(eol + 1) {
+        None => return Ok(None),
+        Some(b'\n') => {}
+        Some(_) => return Err("expected LF"),
+    }
+    let n = std::str::from_utf8(&rest[..eol])
+        .ok()
+        .and_then(|s| s.parse().ok());
+    n.map(|n| Some((n, at + eol + 2))).ok_or("invalid length")
+}
+
+/// An inline command: words separated by spaces, ending in LF or CRLF.
+fn parse_inline(input: &[u8], args: &mut Vec<(usize, usize)>) -> Result<Option<usize>, &'static str> {
+    let Some(eol) = input.iter().position(|&b| b == b'\n') else {
+        return if input.len() > MAX_INLINE {
+            Err("too big inline request")
+        } else {
+            Ok(None)
+        };
+    };
+    let line_end = if eol > 0 && input[eol - 1] == b'\r' {
+        eol - 1
+    } else {
+        eol
+    };
+    let blank = |b: u8| b == b' ' || b == b'\t';
+    let mut i = 0;
+    while i < line_end {
+        if blank(input[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < line_end && !blank(input[i]) {
+            i += 1;
+        }
+        args.push((start, i));
+    }
+    Ok(Some(eol + 1))
+}
+
+/// Runs one command and appends its reply.
+fn execute(cmd: &[u8], args: &[(usize, usize)], out: &mut Vec<u8>, store: &mut Store) -> Next {
+    let arg = |i: usize| &cmd[args[i].0..args[i].1];
+    let name = arg(0);
+    let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+    let n = args.len() - 1;
+    let arity_ok = match () {
+        _ if is("PING") => n <= 1,
+        _ if is("ECHO") || is("GET") || is("INCR") => n == 1,
+        _ if is("SET") => n == 2,
+        _ if is("DEL") || is("EXISTS") => n >= 1,
+        _ if is("QUIT") => n == 0,
+        _ if is("CONFIG") => n >= 1,
+        _ => true,
+    };
+    if !arity_ok {
+        out.extend_from_slice(b"-ERR wrong number of arguments for '");
+        out.extend_from_slice(&name.to_ascii_lowercase());
+        out.extend_from_slice(b"' command\r\n");
+        return Next::Read;
+    }
+    match () {
+        _ if is("PING") && n == 0 => out.extend_from_slice(b"+PONG\r\n"),
+        _ if is("PING") || is("ECHO") => bulk(out, Some(arg(1))),
+        _ if is("SET") => {
+            match store.values.get_mut(arg(1)) {
+                Some(value) => {
+                    value.clear();
+                    value.extend_from_slice(arg(2));
+                }
+                None => {
+                    store.values.insert(arg(1).to_vec(), arg(2).to_vec());
+                }
+            }
+            out.extend_from_slice(b"+OK\r\n");
+        }
+        _ if is("GET") => bulk(out, store.values.get(arg(1)).map(Vec::as_slice)),
+        _ if is("DEL") => integer(
+            out,
+            (1..=n).filter(|&i| store.values.remove(arg(i)).is_some()).count() as i64,
+        ),
+        _ if is("EXISTS") => integer(
+            out,
+            (1..=n).filter(|&i| store.values.contains_key(arg(i))).count() as i64,
+        ),
+        _ if is("INCR") => {
+            let value = store
+                .values
+                .entry(arg(1).to_vec())
+                .or_insert_with(|| b"0".to_vec());
+            let old = std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok());
+            match old.and_then(|v| v.checked_add(1)) {
+                Some(new) => {
+                    value.clear();
+                    value.extend_from_slice(new.to_string().as_bytes());
+                    integer(out, new);
+                }
+                None => out.extend_from_slice(b"-ERR value is not an integer or out of range\r\n"),
+            }
+        }
+        _ if is("QUIT") => {
+            out.extend_from_slice(b"+OK\r\n");
+            return Next::Close;
+        }
+        _ if is("CONFIG") && n == 2 && arg(1).eq_ignore_ascii_case(b"GET") => {
+            // What redis-benchmark asks for; nothing is saved to disk.
+            let value: Option<&[u8]> = match arg(2) {
+                b"save" => Some(b""),
+                b"appendonly" => Some(b"no"),
+                _ => None,
+            };
+            match value {
+                Some(v) => {
+                    out.extend_from_slice(b"*2\r\n");
+                    bulk(out, Some(arg(2)));
+                    bulk(out, Some(v));
+                }
+                None => out.extend_from_slice(b"*0\r\n"),
+            }
+        }
+        _ if is("COMMAND") => out.extend_from_slice(b"*0\r\n"),
+        _ => {
+            out.extend_from_slice(b"-ERR unknown command '");
+            out.extend(
+                name.iter()
+                    .take(128)
+                    .map(|&b| if b.is_ascii_graphic() { b } else { b'?' }),
+            );
+            out.extend_from_slice(b"'\r\n");
+        }
+    }
+    Next::Read
+}
+
+/// Appends a bulk string, or the null bulk string for `None`.
+fn bulk(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(v) => {
+            out.push(b'$');
+            out.extend_from_slice(v.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        None => out.extend_from_slice(b"$-1\r\n"),
+    }
+}
+
+/// Appends an integer reply.
+fn integer(out: &mut Vec<u8>, n: i64) {
+    out.push(b':');
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(store: &mut Store, input: &[u8]) -> (usize, Next, String) {
+        let mut out = Vec::new();
+        let (used, next) = respond(input, &mut out, store);
+        (used, next, String::from_utf8(out).unwrap())
+    }
+
+    /// `words` as a RESP array of bulk strings.
+    fn array(words: &[&str]) -> String {
+        let mut s = format!("*{}\r\n", words.len());
+        for w in words {
+            s += &format!("${}\r\n{w}\r\n", w.len());
+        }
+        s
+    }
+
+    #[test]
+    fn every_command_as_array_and_inline() {
+        let script: [(&[&str], &str); 16] = [
+            (&["PING"], "+PONG\r\n"),
+            (&["ping", "hi there"], "$8\r\nhi there\r\n"),
+            (&["ECHO", ""], "$0\r\n\r\n"),
+            (&["GET", "k"], "$-1\r\n"),
+            (&["SET", "k", "v1"], "+OK\r\n"),
+            (&["SET", "k", "value_two"], "+OK\r\n"),
+            (&["GET", "k"], "$9\r\nvalue_two\r\n"),
+            (&["EXISTS", "k", "nope", "k"], ":2\r\n"),
+            (&["INCR", "n"], ":1\r\n"),
+            (&["INCR", "n"], ":2\r\n"),
+            (&["INCR", "k"], "-ERR value is not an integer or out of range\r\n"),
+            (&["DEL", "k", "n", "nope"], ":2\r\n"),
+            (&["EXISTS", "k"], ":0\r\n"),
+            (&["GET"], "-ERR wrong number of arguments for 'get' command\r\n"),
+            (&["FLUSHALL"], "-ERR unknown command 'FLUSHALL'\r\n"),
+            (&["CONFIG", "GET", "save"], "*2\r\n$4\r\nsave\r\n$0\r\n\r\n"),
+        ];
+        for inline in [false, true] {
+            let mut store = Store::new();
+            for (words, reply) in script {
+                if inline && words.iter().any(|w| w.is_empty() || w.contains(' ')) {
+                    continue;
+                }
+                let input = if inline {
+                    format!("{}\r\n", words.join(" "))
+                } else {
+                    array(words)
+                };
+                let (used, next, out) = run(&mut store, input.as_bytes());
+                assert_eq!(
+                    (used, next, out.as_str()),
+                    (input.len(), Next::Read, reply),
+                    "{input:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inline_accepts_lf_tabs_and_empty_lines() {
+        let mut store = Store::new();
+        let (used, next, out) = run(&mut store, b"\r\n\n  SET\ta  b \nGET a\n");
+        assert_eq!((used, next, out.as_str()), (21, Next::Read, "+OK\r\n$1\r\nb\r\n"));
+    }
+
+    #[test]
+    fn a_command_in_pieces_waits_for_its_end() {
+        let input = array(&["SET", "key", "a value"]);
+        let mut store = Store::new();
+        for cut in 0..input.len() {
+            assert_eq!(
+                run(&mut store, &input.as_bytes()[..cut]),
+                (0, Next::Read, String::new()),
+                "{cut}"
+            );
+        }
+        assert_eq!(
+            run(&mut store, input.as_bytes()),
+            (input.len(), Next::Read, "+OK\r\n".into())
+        );
+    }
+
+    #[test]
+    fn protocol_errors_answer_then_close() {
+        let cases: [&[u8]; 6] = [
+            b"*x\r\n",
+            b"*1\r\n+PING\r\n",
+            b"*1\r\n$4\r\nPINGxx",
+            b"*-5\r\n",
+            b"*1\r\n$99999999999\r\n",
+            b"*1\r\n$12345678901234567890123456\r\n",
+        ];
+        for input in cases {
+            let (_, next, out) = run(&mut Store::new(), input);
+            assert_eq!(next, Next::Close, "{input:?}");
+            assert!(out.starts_with("-ERR Protocol error: "), "{out}");
+        }
+        let (_, next, out) = run(&mut Store::new(), &[b'x'; MAX_INLINE + 1]);
+        assert_eq!(
+            (next, out.as_str()),
+            (Next::Close, "-ERR Protocol error: too big inline request\r\n")
+        );
+        // Commands before the error are answered first.
+        let (_, next, out) = run(&mut Store::new(), b"PING\r\n*x\r\n");
+        assert_eq!(next, Next::Close);
+        assert!(out.starts_with("+PONG\r\n-ERR Protocol error"), "{out}");
+    }
+
+    #[test]
+    fn quit_answers_then_closes() {
+        let (_, next, out) = run(&mut Store::new(), b"QUIT\r\nPING\r\n");
+        assert_eq!((next, out.as_str()), (Next::Close, "+OK\r\n"));
+    }
+
+    #[test]
+    fn set_reuses_the_value_memory() {
+        let mut store = Store::new();
+        run(&mut store, array(&["SET", "k", "0123456789"]).as_bytes());
+        let at = store.values[b"k".as_slice()].as_ptr();
+        run(&mut store, array(&["SET", "k", "abc"]).as_bytes());
+        assert_eq!(store.values[b"k".as_slice()].as_ptr(), at);
+    }
+}

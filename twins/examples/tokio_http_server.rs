@@ -1,0 +1,138 @@
+//! The HTTP server of `gaio/examples/http_server.rs`, on tokio: the same
+//! protocol code, a current-thread runtime, one task per connection.
+//!
+//! `cargo run --release -p gaio-twins --example tokio_http_server -- --addr 127.0.0.1:8080`
+//! prints the bound address on its first line. Ctrl-C or SIGTERM stops it:
+//! it stops accepting, lets each response being written finish, closes
+//! every connection, and exits within five seconds.
+
+use std::time::Duration;
+
+use gaio_protocols::{http, prepare_read, Next};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// How long a shutdown waits for the responses being written.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Serves one client: reads requests, writes the responses, until the
+/// client closes, asks to close, or `stop` is cancelled.
+async fn serve_client(mut stream: TcpStream, stop: CancellationToken) -> std::io::Result<()> {
+    let (mut input, mut out) = (Vec::new(), Vec::new());
+    loop {
+        prepare_read(&mut input);
+        tokio::select! {
+            read = stream.read_buf(&mut input) => if read? == 0 { return Ok(()) },
+            _ = stop.cancelled() => return Ok(()),
+        }
+        let (used, next) = http::respond(&input, &mut out);
+        input.drain(..used);
+        stream.write_all(&out).await?;
+        out.clear();
+        if next == Next::Close {
+            return Ok(());
+        }
+    }
+}
+
+/// Accepts and serves clients until `stop` is cancelled, then waits for
+/// them to finish, for at most `DRAIN_TIME`.
+pub async fn serve(listener: TcpListener, stop: CancellationToken) {
+    let clients = TaskTracker::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    clients.spawn(serve_client(stream, stop.clone()));
+                }
+                Err(e) => {
+                    // Out of descriptors, say: wait instead of spinning.
+                    eprintln!("tokio_http_server: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            _ = stop.cancelled() => break,
+        }
+    }
+    clients.close();
+    let _ = tokio::time::timeout(DRAIN_TIME, clients.wait()).await;
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = gaio_protocols::addr_arg(std::env::args().skip(1), "tokio_http_server")?;
+    let listener = TcpListener::bind(addr).await?;
+    println!("{}", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        on_signal.cancel();
+    });
+    serve(listener, stop).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gaio_protocols::check::http as check;
+
+    /// Runs `check` against `serve` on a runtime of its own, then stops
+    /// the server and checks that it returns.
+    fn against_server(check: fn(std::net::SocketAddr)) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = std::thread::spawn({
+            let stop = stop.clone();
+            move || rt.block_on(serve(listener, stop))
+        });
+        check(addr);
+        stop.cancel();
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn responses() {
+        against_server(check::responses);
+    }
+
+    #[test]
+    fn pipelined_burst_then_half_close() {
+        against_server(check::pipelined_burst);
+    }
+
+    #[test]
+    fn requests_byte_by_byte() {
+        against_server(check::byte_by_byte_requests);
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_is_held_back() {
+        against_server(|addr| {
+            check::stalled_reader_is_held_back(addr);
+        });
+    }
+
+    #[test]
+    fn one_mib_body() {
+        against_server(check::one_mib_body);
+    }
+
+    #[test]
+    fn garbage_gets_400_and_close() {
+        against_server(check::garbage_gets_400_and_close);
+    }
+}

@@ -1,0 +1,1 @@
+//! Nothing but the examples: `tokio_http_server` and `tokio_resp_server`.
