@@ -150,8 +150,11 @@ fn write_timeout_to_peer_that_never_reads() {
         let mut w: Watcher<u64> = util::watcher(mode);
         let conn = w.watch(server).unwrap();
 
+        // Copied before the deadline is set: on a loaded machine, copying
+        // 64 MiB can take longer than the deadline gives.
+        let buf = pat.clone();
         let deadline = Instant::now() + ms(300);
-        w.write_timeout(conn, 70, pat.clone(), deadline).unwrap();
+        w.write_timeout(conn, 70, buf, deadline).unwrap();
         let got = util::wait_for(&mut w, 1, Duration::from_secs(5));
         let at = Instant::now();
         assert_eq!(got.len(), 1, "{mode:?}");
