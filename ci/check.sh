@@ -37,6 +37,13 @@ fi
 target/actionlint-venv/bin/actionlint ci/github/ci.yml
 echo "   workflow ok"
 
+echo "== load generators and peer servers of cargo xtask bench --clients (installed, not run)"
+# nginx-light where the release still has it (Debian), else nginx (newer Ubuntu).
+{ command -v wrk && command -v redis-benchmark && command -v redis-server \
+    && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null 2>&1 \
+    || (apt-get update -qq && { apt-get install -y -qq wrk redis-tools redis-server nginx-light >/dev/null \
+        || apt-get install -y -qq wrk redis-tools redis-server nginx >/dev/null; }) || true
+
 echo "== cargo xtask test (the README's test command)"
 cargo xtask test
 

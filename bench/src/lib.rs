@@ -11,6 +11,10 @@
 //!   starts a fresh server process for every measurement, runs the same
 //!   load against each implementation in turn, and writes a Markdown
 //!   report, raw JSON and SVG plots to `target/bench/`.
+//! * `bench --clients`: the gaio example servers (HTTP, RESP) against
+//!   their tokio twins, nginx and redis-server, loaded by wrk and
+//!   redis-benchmark ([`driver::clients`]); report and JSON in
+//!   `target/bench/clients/`, with the examples' lines of code ([`loc`]).
 //!
 //! Everything runs on loopback (127.0.0.1) only.
 
@@ -18,6 +22,7 @@ pub mod alloc_count;
 pub mod control;
 pub mod driver;
 pub mod limits;
+pub mod loc;
 pub mod pattern;
 pub mod procfs;
 pub mod servers;

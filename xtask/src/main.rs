@@ -16,6 +16,11 @@
 //!   --example demo`).
 //! * `bench [--quick]`: gaio against mio, tokio and std thread-per-
 //!   connection, side by side; report, JSON and plots in `target/bench/`.
+//! * `bench --clients [--reps N] [--duration SECS] [--out DIR]`: the HTTP
+//!   and RESP example servers against their tokio twins, nginx and
+//!   redis-server, loaded by wrk and redis-benchmark (installed separately:
+//!   `apt-get install wrk nginx-light redis-tools redis-server`); report
+//!   and JSON in `target/bench/clients/`.
 
 use std::process::{Command, ExitCode};
 
@@ -151,9 +156,34 @@ fn demo(extra: &[String]) -> Result<(), String> {
 
 /// `cargo xtask bench [--quick]`: builds both benchmark binaries in
 /// release mode, then runs the driver (`gaio-bench`'s `bench`), which
-/// writes its report to `target/bench/`.
+/// writes its report to `target/bench/`. With `--clients`, the four
+/// example servers it measures are built first (release mode, in
+/// `target/release/examples/`), and the report goes to
+/// `target/bench/clients/`.
 fn bench(extra: &[String]) -> Result<(), String> {
     cargo(&["build", "--release", "-p", "gaio-bench", "--bins"])?;
+    if extra.iter().any(|a| a == "--clients") {
+        cargo(&[
+            "build",
+            "--release",
+            "-p",
+            "gaio",
+            "--example",
+            "http_server",
+            "--example",
+            "resp_server",
+        ])?;
+        cargo(&[
+            "build",
+            "--release",
+            "-p",
+            "gaio-twins",
+            "--example",
+            "tokio_http_server",
+            "--example",
+            "tokio_resp_server",
+        ])?;
+    }
     let mut args = vec!["run", "--release", "-p", "gaio-bench", "--bin", "bench", "--"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)

@@ -7,6 +7,7 @@
 //! median over the repetitions.
 
 mod accept;
+pub mod clients;
 mod cost;
 mod error;
 mod load;
@@ -54,7 +55,9 @@ pub struct Options {
 
 /// The usage line.
 pub const USAGE: &str = "usage: bench [--quick] [--out DIR] [--servers a,b,...] \
-                         [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost,accept-rate]";
+                         [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost,accept-rate]\n\
+                         \x20  or: bench --clients [--reps N] [--duration SECS] [--out DIR] [--examples DIR] \
+                         [--only http|resp] [--resp-requests N_P1,N_P16]";
 
 impl Options {
     /// Parses the arguments after the program name.
