@@ -6,33 +6,35 @@
 //! task or thread per connection and no buffer per idle connection.
 //!
 //! ```no_run
-//! use gaio::{Buffer, Submit, Watcher};
-//! use std::net::TcpListener;
+//! use gaio::{Op, Submit, Watcher};
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let listener = TcpListener::bind("127.0.0.1:0")?;
 //!     let mut w: Watcher = Watcher::new()?;
-//!     let (stream, _) = listener.accept()?;
-//!     let conn = w.watch(stream)?;
-//!     w.read(conn, (), vec![0; 4096])?;
+//!     // The watcher accepts too: every connection comes already watched.
+//!     let listener = w.watch_listener(gaio::listen("127.0.0.1:0")?)?;
+//!     w.accept_multishot(listener, ())?;
 //!     let mut batch = Vec::new();
-//!     loop {
-//!         w.wait_io(&mut batch)?;
+//!     while w.next_batch(&mut batch)? {
 //!         for c in batch.drain(..) {
-//!             if c.error.is_some() {
-//!                 w.free(c.conn)?;
-//!             } else if c.op.is_read() {
-//!                 // Echo what was read, then read again.
-//!                 let mut buf = c.buffer.into_user().unwrap();
-//!                 buf.truncate(c.bytes);
-//!                 w.write(c.conn, (), buf)?;
-//!             } else {
-//!                 let mut buf = c.buffer.into_user().unwrap();
-//!                 buf.resize(4096, 0);
-//!                 w.read(c.conn, (), buf)?;
+//!             match (c.op, c.error) {
+//!                 (Op::Accept, None) => w.read(c.conn, (), vec![0; 4096])?,
+//!                 (Op::Read, None) => {
+//!                     // Echo what was read, then read again.
+//!                     let mut buf = c.buffer.into_user().unwrap();
+//!                     buf.truncate(c.bytes);
+//!                     w.write(c.conn, (), buf)?;
+//!                 }
+//!                 (Op::Write, None) => {
+//!                     let mut buf = c.buffer.into_user().unwrap();
+//!                     buf.resize(4096, 0);
+//!                     w.read(c.conn, (), buf)?;
+//!                 }
+//!                 (Op::Accept, Some(e)) => return Err(e.into()),
+//!                 _ => w.free(c.conn)?, // end of stream, an error
 //!             }
 //!         }
 //!     }
+//!     Ok(())
 //! }
 //! ```
 //!

@@ -40,9 +40,10 @@ const MAX_HEADERS: usize = 32;
 /// assert!(out.ends_with(b"\r\n\r\nHello, World!"));
 /// ```
 pub fn respond(input: &[u8], out: &mut Vec<u8>) -> (usize, Next) {
+    let date = crate::date::now();
     let mut used = 0;
     loop {
-        match respond_one(&input[used..], out) {
+        match respond_one(&input[used..], out, &date) {
             Some((n, Next::Read)) => used += n,
             Some((n, Next::Close)) => return (used + n, Next::Close),
             None => return (used, Next::Read),
@@ -52,14 +53,16 @@ pub fn respond(input: &[u8], out: &mut Vec<u8>) -> (usize, Next) {
 
 /// Answers the first request of `input`, or returns `None` if it is not
 /// whole yet.
-fn respond_one(input: &[u8], out: &mut Vec<u8>) -> Option<(usize, Next)> {
+fn respond_one(input: &[u8], out: &mut Vec<u8>, date: &[u8; 29]) -> Option<(usize, Next)> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(input) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if input.len() <= MAX_HEAD => return None,
-        Ok(httparse::Status::Partial) => return Some(error(out, "431 Request Header Fields Too Large")),
-        Err(_) => return Some(error(out, "400 Bad Request")),
+        Ok(httparse::Status::Partial) => {
+            return Some(error(out, date, "431 Request Header Fields Too Large"))
+        }
+        Err(_) => return Some(error(out, date, "400 Bad Request")),
     };
     let mut keep_alive = req.version == Some(1);
     let mut body_len = 0;
@@ -70,10 +73,10 @@ fn respond_one(input: &[u8], out: &mut Vec<u8>) -> Option<(usize, Next)> {
                 .and_then(|v| v.trim().parse().ok())
             {
                 Some(n) => body_len = n,
-                None => return Some(error(out, "400 Bad Request")),
+                None => return Some(error(out, date, "400 Bad Request")),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Some(error(out, "501 Not Implemented"));
+            return Some(error(out, date, "501 Not Implemented"));
         } else if h.name.eq_ignore_ascii_case("connection") {
             if h.value.eq_ignore_ascii_case(b"close") {
                 keep_alive = false;
@@ -83,7 +86,7 @@ fn respond_one(input: &[u8], out: &mut Vec<u8>) -> Option<(usize, Next)> {
         }
     }
     if body_len > MAX_BODY {
-        return Some(error(out, "413 Content Too Large"));
+        return Some(error(out, date, "413 Content Too Large"));
     }
     let Some(body) = input.get(head_len..head_len + body_len) else {
         return None; // the body is still arriving
@@ -105,7 +108,7 @@ fn respond_one(input: &[u8], out: &mut Vec<u8>) -> Option<(usize, Next)> {
         (true, Some(0)) => "Connection: keep-alive\r\n",
         (true, _) => "",
     };
-    head(out, status, content_type, content.len(), connection);
+    head(out, date, status, content_type, content.len(), connection);
     if !head_only {
         out.extend_from_slice(content);
     }
@@ -114,15 +117,15 @@ fn respond_one(input: &[u8], out: &mut Vec<u8>) -> Option<(usize, Next)> {
 }
 
 /// Appends a status line and the headers every response has.
-fn head(out: &mut Vec<u8>, status: &str, content_type: &str, len: usize, extra: &str) {
+fn head(out: &mut Vec<u8>, date: &[u8; 29], status: &str, content_type: &str, len: usize, extra: &str) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_bytes());
     out.extend_from_slice(b"\r\nServer: example\r\nDate: ");
-    crate::date::append_now(out);
+    out.extend_from_slice(date);
     out.extend_from_slice(b"\r\nContent-Type: ");
     out.extend_from_slice(content_type.as_bytes());
     out.extend_from_slice(b"\r\nContent-Length: ");
-    out.extend_from_slice(len.to_string().as_bytes());
+    crate::push_decimal(out, len as u64);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(extra.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -130,9 +133,16 @@ fn head(out: &mut Vec<u8>, status: &str, content_type: &str, len: usize, extra: 
 
 /// Appends an error response that closes the connection; the rest of the
 /// input is not read.
-fn error(out: &mut Vec<u8>, status: &str) -> (usize, Next) {
+fn error(out: &mut Vec<u8>, date: &[u8; 29], status: &str) -> (usize, Next) {
     let body = &status[4..];
-    head(out, status, "text/plain", body.len(), "Connection: close\r\n");
+    head(
+        out,
+        date,
+        status,
+        "text/plain",
+        body.len(),
+        "Connection: close\r\n",
+    );
     out.extend_from_slice(body.as_bytes());
     (0, Next::Close)
 }

@@ -13,6 +13,21 @@ pub mod resp;
 
 mod date;
 
+/// Appends `n` in decimal, without allocating.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// What a connection does after the responses just produced are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
@@ -99,6 +114,15 @@ mod tests {
         let at = input.as_ptr();
         prepare_read(&mut input);
         assert_eq!(input.as_ptr(), at);
+    }
+
+    #[test]
+    fn push_decimal_writes_every_digit() {
+        for n in [0, 7, 10, 13, 1_048_576, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
     }
 
     #[test]

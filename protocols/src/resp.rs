@@ -278,7 +278,7 @@ fn bulk(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
         Some(v) => {
             out.push(b'$');
-            out.extend_from_slice(v.len().to_string().as_bytes());
+            crate::push_decimal(out, v.len() as u64);
             out.extend_from_slice(b"\r\n");
             out.extend_from_slice(v);
             out.extend_from_slice(b"\r\n");
@@ -290,7 +290,10 @@ fn bulk(out: &mut Vec<u8>, value: Option<&[u8]>) {
 /// Appends an integer reply.
 fn integer(out: &mut Vec<u8>, n: i64) {
     out.push(b':');
-    out.extend_from_slice(n.to_string().as_bytes());
+    if n < 0 {
+        out.push(b'-');
+    }
+    crate::push_decimal(out, n.unsigned_abs());
     out.extend_from_slice(b"\r\n");
 }
 
