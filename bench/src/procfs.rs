@@ -24,6 +24,13 @@ pub fn clock_ticks_per_second() -> u64 {
 /// exited), in seconds. The kernel reports it in clock ticks, so the
 /// resolution is one tick (10 ms at 100 Hz).
 pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    let (user, system) = user_and_system_seconds(pid)?;
+    Ok(user + system)
+}
+
+/// User and system CPU time of process `pid` apart (see [`cpu_seconds`]):
+/// what its own code spent, and what the kernel spent for it.
+pub fn user_and_system_seconds(pid: u32) -> io::Result<(f64, f64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces:
     // count fields after the last ')'. Field 3 (state) is then index 0,
@@ -39,7 +46,8 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| bad_data("short /proc/PID/stat"))
     };
-    Ok((tick(11)? + tick(12)?) as f64 / clock_ticks_per_second() as f64)
+    let hz = clock_ticks_per_second() as f64;
+    Ok((tick(11)? as f64 / hz, tick(12)? as f64 / hz))
 }
 
 /// Run time of the live threads of process `pid`, in seconds: the sum of
@@ -68,6 +76,8 @@ pub fn thread_cpu_seconds(pid: u32) -> io::Result<Option<f64>> {
 pub struct CpuTime {
     /// `utime + stime` from `/proc/PID/stat`, in seconds (tick resolution).
     pub stat: f64,
+    /// `utime` alone: the process's own code, not the kernel's.
+    pub user: f64,
     /// Sum over live threads from `schedstat`, in seconds, if available.
     pub sched: Option<f64>,
 }
@@ -75,8 +85,10 @@ pub struct CpuTime {
 impl CpuTime {
     /// Reads both figures for process `pid`.
     pub fn read(pid: u32) -> io::Result<CpuTime> {
+        let (user, system) = user_and_system_seconds(pid)?;
         Ok(CpuTime {
-            stat: cpu_seconds(pid)?,
+            stat: user + system,
+            user,
             sched: thread_cpu_seconds(pid)?,
         })
     }

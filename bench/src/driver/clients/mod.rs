@@ -232,6 +232,9 @@ pub struct Measured {
     pub cpu_s: f64,
     /// The same from `/proc/PID/task/*/schedstat` (live threads only).
     pub cpu_s_sched: Option<f64>,
+    /// The user-space part of `cpu_s` (`utime`): the server's own code
+    /// (I/O layer and protocol), without the kernel's work for it.
+    pub user_s: f64,
     /// The server's peak RSS (`VmHWM`) right after the run.
     pub peak_rss: Option<u64>,
 }
@@ -240,6 +243,11 @@ impl Measured {
     /// Server CPU seconds per 100,000 requests.
     pub fn cpu_per_100k(&self) -> Option<f64> {
         (self.out.requests > 0).then(|| self.cpu_s / self.out.requests as f64 * 1e5)
+    }
+
+    /// Server user-space CPU seconds per 100,000 requests.
+    pub fn user_per_100k(&self) -> Option<f64> {
+        (self.out.requests > 0).then(|| self.user_s / self.out.requests as f64 * 1e5)
     }
 }
 
@@ -666,6 +674,7 @@ fn measure(
         wall_s,
         cpu_s,
         cpu_s_sched,
+        user_s: after.user - before.user,
         peak_rss: procs::peak_rss_bytes(pid),
     })
 }

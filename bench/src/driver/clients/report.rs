@@ -46,6 +46,51 @@ fn cpu(m: &Measured) -> Option<f64> {
     m.cpu_per_100k()
 }
 
+fn user(m: &Measured) -> Option<f64> {
+    m.user_per_100k()
+}
+
+/// Where the CPU goes: the user-space part of each server's CPU per
+/// request (its own code: I/O layer and protocol) and the kernel's share of
+/// the total, medians, with gaio ÷ tokio on the user-space part.
+fn user_space_table(r: &Results) -> String {
+    let mut o = String::from(
+        "### Where the CPU goes\n\n\
+         User-space CPU (`utime`) per 100k requests: the server's own code, the I/O layer and the \
+         protocol; the rest of the CPU above is the kernel's work for the server's system calls. \
+         Kernel % = the kernel's share of each server's CPU. Medians; tick resolution (10 ms per \
+         run), so small figures are coarse.\n\n\
+         | protocol | workload | gaio user s/100k | tokio twin | gaio ÷ tokio | nginx / redis-server | \
+         kernel % gaio / tokio / it |\n|---|---|---:|---:|---:|---:|---|\n",
+    );
+    for (w, workload) in r.workloads.iter().enumerate() {
+        let p = workload.proto();
+        if client_missing(r, p).is_some() {
+            continue;
+        }
+        let [g, t, x] = Role::ALL.map(|role| Server { proto: p, role });
+        let kernel = |s: Server| match (med(r, w, s, user), med(r, w, s, cpu)) {
+            (Some(u), Some(c)) if c > 0.0 => format!("{:.0}", 100.0 * (1.0 - u / c)),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+            p.name(),
+            workload.label(),
+            opt(med(r, w, g, user)),
+            opt(med(r, w, t, user)),
+            ratio(med(r, w, g, user), med(r, w, t, user), None),
+            opt(med(r, w, x, user)),
+            kernel(g),
+            kernel(t),
+            kernel(x),
+        );
+    }
+    o.push('\n');
+    o
+}
+
 /// How a (workload, server) pair went over all repetitions.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
@@ -301,6 +346,7 @@ pub fn markdown(r: &Results) -> String {
         );
         o.push_str(&rows);
         o.push('\n');
+        o.push_str(&user_space_table(r));
     }
 
     for proto in [Proto::Http, Proto::Resp] {
@@ -499,6 +545,7 @@ fn measured_json(m: &Measured) -> Value {
         },
         "wall_s": m.wall_s,
         "server_cpu_s": m.cpu_s,
+        "server_user_s": m.user_s,
         "server_cpu_s_schedstat": m.cpu_s_sched,
         "server_cpu_s_per_100k": m.cpu_per_100k(),
         "server_peak_rss_bytes": m.peak_rss,
