@@ -118,7 +118,11 @@ mod tests {
     #[test]
     fn a_client_that_stops_reading_is_held_back() {
         against_server(|addr| {
-            check::stalled_reader_is_held_back(addr);
+            let took = check::stalled_reader_is_held_back(addr);
+            eprintln!(
+                "the server took {} KiB from a client that read nothing",
+                took / 1024
+            );
         });
     }
 
