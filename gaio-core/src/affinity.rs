@@ -22,7 +22,7 @@ pub(crate) fn pin(tid: Option<i32>, cpu: usize) -> Result<(), Error> {
     match sched_setaffinity(pid, &set) {
         Ok(()) => Ok(()),
         Err(Errno::INVAL) => Err(Error::InvalidCpu { cpu }),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(crate::error::errno(e)),
     }
 }
 

@@ -87,6 +87,7 @@ impl<B: PoolBuf> BufPool<B> {
 
     /// An empty buffer with room for at least the pool's capacity: a
     /// pooled one if there is one, a new one otherwise.
+    #[must_use]
     pub fn take(&mut self) -> B {
         self.free.pop().unwrap_or_else(|| B::with_capacity(self.capacity))
     }

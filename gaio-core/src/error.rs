@@ -143,10 +143,14 @@ impl fmt::Display for Error {
     }
 }
 
+/// `Display` already includes an OS error's message (`Io`, `NotPollable`),
+/// so `source` does not return that error again: it returns the OS error's
+/// own source, if it has one. An error chain shows each message once; the
+/// OS error itself is [`Error::os_error`].
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(e) | Error::NotPollable(e) => Some(e),
+            Error::Io(e) | Error::NotPollable(e) => e.source(),
             _ => None,
         }
     }
@@ -158,10 +162,10 @@ impl From<io::Error> for Error {
     }
 }
 
-impl From<rustix::io::Errno> for Error {
-    fn from(e: rustix::io::Errno) -> Self {
-        Error::Io(e.into())
-    }
+/// An errno from a rustix call, as an [`Error::Io`]. A function, not a
+/// `From` impl: rustix stays out of the public API.
+pub(crate) fn errno(e: rustix::io::Errno) -> Error {
+    Error::Io(e.into())
 }
 
 impl From<Error> for io::Error {
@@ -213,9 +217,11 @@ impl<C, B> fmt::Display for Rejected<C, B> {
     }
 }
 
+/// `Display` includes the refusal's [`Error`], so `source` skips it and
+/// returns that error's own source: each message shows once in a chain.
 impl<C, B> std::error::Error for Rejected<C, B> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        std::error::Error::source(&self.error)
     }
 }
 
@@ -228,5 +234,66 @@ impl<C, B> From<Rejected<C, B>> for Error {
 impl<C, B> From<Rejected<C, B>> for io::Error {
     fn from(r: Rejected<C, B>) -> Self {
         r.error.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message of an error chain: the error's, then each source's.
+    fn chain(e: &dyn std::error::Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(s) = next {
+            out.push(s.to_string());
+            next = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn an_os_error_shows_once_in_an_error_chain() {
+        let reset = || io::Error::from_raw_os_error(104); // ECONNRESET
+        let reset_text = reset().to_string();
+        for e in [Error::Io(reset()), Error::NotPollable(reset())] {
+            let messages = chain(&e);
+            assert_eq!(messages.len(), 1, "{messages:?}");
+            assert!(messages[0].contains(&reset_text), "{messages:?}");
+            assert_eq!(e.os_error().map(io::Error::raw_os_error), Some(Some(104)));
+        }
+        let refused: Rejected<(), Vec<u8>> = Rejected {
+            error: Error::Io(reset()),
+            context: (),
+            buffer: None,
+        };
+        let messages = chain(&refused);
+        assert_eq!(messages, [format!("request refused: {reset_text}")]);
+    }
+
+    #[test]
+    fn a_wrapped_error_with_a_source_of_its_own_keeps_it() {
+        #[derive(Debug)]
+        struct Inner;
+        impl fmt::Display for Inner {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("inner cause")
+            }
+        }
+        impl std::error::Error for Inner {}
+        #[derive(Debug)]
+        struct Outer(Inner);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Error::Io(io::Error::other(Outer(Inner)));
+        assert_eq!(chain(&e), ["outer", "inner cause"]);
     }
 }

@@ -16,7 +16,27 @@
 //!
 //! Applications normally use the `gaio` facade crate, which picks the poller
 //! for the target and re-exports everything here.
+//!
+//! # Features
+//!
+//! * `tracing` (off by default): the engine's diagnostics (a hand-over the
+//!   poller refused to re-register, running out of descriptors while
+//!   accepting, a panic on the engine thread, shutting down) as
+//!   [`tracing`](https://docs.rs/tracing) events. Off, the calls compile to
+//!   nothing.
+//! * `fake-poller`: [`fake`], a deterministic poller with scripted
+//!   readiness and I/O, for testing and fuzzing the engine without sockets.
+//!
+//! # Threads
+//!
+//! [`Watcher`] is `Send` when its context and buffer types are (it may move
+//! to another thread, and is used from one at a time); [`Submitter`] is
+//! `Send + Sync` under the same condition, and `&Submitter` submits too, so
+//! one can be shared behind an `Arc`. [`Conn`], [`Listener`] and
+//! [`Completion`] are plain data. These hold by construction and are
+//! checked at compile time below.
 #![cfg(unix)]
+#![deny(missing_debug_implementations)]
 
 mod addr;
 mod affinity;
@@ -26,6 +46,7 @@ mod command_queue;
 mod completion;
 mod conn;
 mod conn_map;
+mod diag;
 mod engine;
 mod error;
 #[cfg(any(test, feature = "fake-poller"))]
@@ -67,3 +88,23 @@ pub const MAX_SWAP_SIZE: usize = 1 << 30;
 /// The event buffers are allocated up front (about 28 MB at this size);
 /// one wait taking more than this many events gains nothing.
 pub const MAX_EVENTS_PER_WAIT: usize = 1 << 20;
+
+/// The thread-safety the crate docs promise, checked when this crate
+/// compiles (the function is never called; its body must type-check).
+#[allow(dead_code)]
+fn promised_thread_safety<P: Poller, C: Send, B: IoBuf + Send>() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<Watcher<P, C, B>>();
+    send::<Submitter<P, C, B>>();
+    sync::<Submitter<P, C, B>>();
+    send::<Completion<C, B>>();
+    send::<Rejected<C, B>>();
+    send::<Request<C, B>>();
+    send::<Conn>();
+    sync::<Conn>();
+    send::<Listener>();
+    sync::<Listener>();
+    send::<Error>();
+    sync::<Error>();
+}

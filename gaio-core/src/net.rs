@@ -16,6 +16,7 @@ use rustix::net::{
     sockopt, AddressFamily, RecvAncillaryBuffer, RecvFlags, ReturnFlags, Shutdown, SocketType,
 };
 
+use crate::error::errno;
 use crate::sys::{classify, FdInfo, FdKind, IoOutcome, NO_SIGPIPE};
 use crate::{Error, PeerAddr};
 
@@ -87,10 +88,10 @@ pub(crate) fn prepare_listener(fd: BorrowedFd<'_>, learn_protocol: bool) -> Resu
     // Apple systems declare SO_ACCEPTCONN but do not answer it: there, a
     // socket that is not listening fails its first accept (EINVAL).
     #[cfg(not(target_vendor = "apple"))]
-    if !sockopt::socket_acceptconn(fd)? {
+    if !sockopt::socket_acceptconn(fd).map_err(errno)? {
         return Err(Error::NotListening);
     }
-    let family = rustix::net::getsockname(fd)?.address_family();
+    let family = rustix::net::getsockname(fd).map_err(errno)?.address_family();
     Ok(FdInfo {
         tcp: family == AddressFamily::INET || family == AddressFamily::INET6,
         ..info

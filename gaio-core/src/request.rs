@@ -43,6 +43,7 @@ pub(crate) enum Target<B> {
 ///
 /// The [`Submit`](crate::Submit) methods (`read`, `write`, ...) build and
 /// submit these; build one yourself to submit requests generically.
+#[must_use = "a request does nothing until it is submitted"]
 pub struct Request<C, B> {
     pub(crate) conn: Conn,
     pub(crate) op: Op,
@@ -223,5 +224,27 @@ impl<C, B: IoBuf> Request<C, B> {
                 Target::Swap | Target::None | Target::Addr(_) => None,
             },
         }
+    }
+}
+
+/// Shows what a request is without asking anything of its context and
+/// buffer types.
+impl<C, B> std::fmt::Debug for Request<C, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = match &self.target {
+            Target::User(..) => "own buffer",
+            Target::Swap => "swap memory",
+            Target::None => "none",
+            Target::Addr(_) => "address",
+            Target::Append(..) => "spare capacity",
+            Target::Dest(..) => "datagram to an address",
+        };
+        f.debug_struct("Request")
+            .field("conn", &self.conn)
+            .field("op", &self.op)
+            .field("target", &target)
+            .field("deadline", &self.deadline)
+            .field("multishot", &self.repeat.is_some())
+            .finish_non_exhaustive()
     }
 }

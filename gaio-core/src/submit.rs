@@ -436,11 +436,42 @@ pub trait Submit {
 
 /// A cloneable handle that submits to a watcher from any thread.
 ///
-/// Requests travel through a lock-free queue; the thread turning the
-/// watcher is woken only if it sleeps, and wake-ups are coalesced.
-/// Obtained from [`Watcher::submitter`](crate::Watcher::submitter).
+/// Requests travel through the watcher's command queue: a double buffer
+/// behind a mutex, held only to push or to swap the buffers (so steady
+/// traffic allocates nothing); the thread turning the watcher is woken
+/// only if it sleeps, and wake-ups are coalesced. Obtained from
+/// [`Watcher::submitter`](crate::Watcher::submitter).
+///
+/// Every method takes `&mut self` through [`Submit`], and `&Submitter`
+/// implements [`Submit`] too (as `&File` implements `Write`): threads can
+/// share one submitter behind an `Arc` and submit through `&*submitter`.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use gaio_core::{Poller, Submit, Watcher};
+///
+/// fn share<P: Poller>(w: &Watcher<P, u64, Vec<u8>>, conn: gaio_core::Conn) {
+///     let submitter = Arc::new(w.submitter());
+///     for i in 0..4 {
+///         let submitter = Arc::clone(&submitter);
+///         std::thread::spawn(move || {
+///             let mut s = &*submitter;
+///             s.write(conn, i, b"hello".to_vec()).unwrap();
+///         });
+///     }
+/// }
+/// ```
 pub struct Submitter<P: Poller, C, B> {
     pub(crate) shared: Arc<Shared<P, C, B>>,
+}
+
+impl<P: Poller, C, B> std::fmt::Debug for Submitter<P, C, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submitter")
+            .field("watcher", &self.shared.id)
+            .field("closed", &self.shared.is_closed())
+            .finish()
+    }
 }
 
 impl<P: Poller, C, B> Clone for Submitter<P, C, B> {
@@ -555,6 +586,41 @@ pub(crate) fn free_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, conn: Conn)
 }
 
 impl<P: Poller, C, B: IoBuf> Submit for Submitter<P, C, B> {
+    type Context = C;
+    type Buf = B;
+
+    fn submit(&mut self, request: Request<C, B>) -> SubmitResult<C, B> {
+        submit_shared(&self.shared, request)
+    }
+
+    fn watch(&mut self, fd: impl Into<OwnedFd>) -> Result<Conn, Error> {
+        (&*self).watch(fd)
+    }
+
+    fn watch_listener_with(
+        &mut self,
+        listener: impl Into<OwnedFd>,
+        options: AcceptOptions,
+    ) -> Result<Listener, Error> {
+        (&*self).watch_listener_with(listener, options)
+    }
+
+    fn free(&mut self, conn: Conn) -> Result<(), Error> {
+        (&*self).free(conn)
+    }
+
+    fn close(&mut self) {
+        (&*self).close()
+    }
+
+    fn close_gracefully(&mut self, timeout: Duration) {
+        (&*self).close_gracefully(timeout)
+    }
+}
+
+/// Submission from a shared reference: every operation of a [`Submitter`]
+/// needs only `&self` (the queue takes its own lock).
+impl<P: Poller, C, B: IoBuf> Submit for &Submitter<P, C, B> {
     type Context = C;
     type Buf = B;
 

@@ -75,7 +75,7 @@ pub(crate) fn prepare(fd: BorrowedFd<'_>, learn_protocol: bool) -> Result<FdInfo
         Err(e) => return Err(Error::Io(e.into())),
     };
     let plain_tcp = learn_protocol && kind == FdKind::StreamSocket && is_plain_tcp(fd);
-    set_nonblocking(fd)?;
+    set_nonblocking(fd).map_err(crate::error::errno)?;
     Ok(FdInfo {
         kind,
         plain_tcp,

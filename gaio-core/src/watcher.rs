@@ -24,6 +24,7 @@ use crate::{
 
 /// Who turns the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Mode {
     /// The thread calling `wait_io` runs the I/O. Submissions from that
     /// thread try the I/O at once and cross no thread boundary at all.
@@ -36,6 +37,7 @@ pub enum Mode {
 }
 
 /// Configures and creates a [`Watcher`].
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder<P> {
     swap_size: usize,
     max_events: usize,
@@ -219,6 +221,7 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     }
 
     /// A handle that submits from other threads.
+    #[must_use]
     pub fn submitter(&self) -> Submitter<P, C, B> {
         Submitter {
             shared: Arc::clone(&self.shared),
@@ -574,7 +577,7 @@ fn run_background<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox:
         return;
     };
     let message = panic_message(payload.as_ref());
-    tracing::error!(%message, "the watcher's engine thread panicked; closing the watcher");
+    crate::diag::error_event!(%message, "the watcher's engine thread panicked; closing the watcher");
     engine.close_after_panic();
     let mut inbox = mailbox.lock();
     crate::engine::hand_over(engine.ready_mut(), &mut inbox.batch);
@@ -599,11 +602,12 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// The loop of [`run_background`].
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
 fn turn_until_finished<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox: &Mailbox<C, B>) {
     loop {
         let failure = engine.turn(true, None).err();
         if let Some(e) = &failure {
-            tracing::error!(error = %e, "poller failed; shutting the watcher down");
+            crate::diag::error_event!(error = %e, "poller failed; shutting the watcher down");
         }
         if failure.is_some() || engine.close_requested() {
             engine.shutdown();

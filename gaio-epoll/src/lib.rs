@@ -10,6 +10,7 @@
 //! waiting thread resets the counter when it sees that token, so a wake-up
 //! that happens before the wait is never lost (the counter stays non-zero).
 #![cfg(any(target_os = "linux", target_os = "android"))]
+#![deny(missing_debug_implementations)]
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -14,6 +14,7 @@
 //! Every wait walks every armed descriptor (O(n) per wait): fine for a
 //! fallback, not for a million connections.
 #![cfg(unix)]
+#![deny(missing_debug_implementations)]
 
 use std::collections::hash_map::Entry as Slot;
 use std::collections::HashMap;

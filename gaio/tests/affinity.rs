@@ -43,9 +43,10 @@ fn set_affinity_pins_the_io_thread_and_refuses_bad_cpus() {
         let w: Watcher = util::watcher(mode);
         w.set_affinity(good)
             .unwrap_or_else(|e| panic!("{mode:?}: set_affinity({good}): {e}"));
-        let pinned = match mode {
-            Mode::Inline => sched_getaffinity(None).unwrap(),
-            Mode::Background => sched_getaffinity(Some(watcher_tid())).unwrap(),
+        let pinned = if mode == Mode::Inline {
+            sched_getaffinity(None).unwrap()
+        } else {
+            sched_getaffinity(Some(watcher_tid())).unwrap()
         };
         assert!(
             only(&pinned, good),
@@ -70,9 +71,10 @@ fn set_affinity_pins_the_io_thread_and_refuses_bad_cpus() {
             ),
         }
         // A refused call changed nothing.
-        let after = match mode {
-            Mode::Inline => sched_getaffinity(None).unwrap(),
-            Mode::Background => sched_getaffinity(Some(watcher_tid())).unwrap(),
+        let after = if mode == Mode::Inline {
+            sched_getaffinity(None).unwrap()
+        } else {
+            sched_getaffinity(Some(watcher_tid())).unwrap()
         };
         assert!(only(&after, good), "{mode:?}: mask changed by a refused call");
         // Undo the inline pin of this thread.
@@ -97,19 +99,19 @@ fn set_affinity_can_move_to_another_allowed_cpu() {
         // Inline: the calling thread is the I/O thread. Background: the
         // calling thread is pinned first, which must not restrict where the
         // watcher's own thread may go.
-        match mode {
-            Mode::Inline => w.set_affinity(first).unwrap(),
-            Mode::Background => {
-                let mut set = CpuSet::new();
-                set.set(first);
-                sched_setaffinity(None, &set).unwrap();
-            }
+        if mode == Mode::Inline {
+            w.set_affinity(first).unwrap();
+        } else {
+            let mut set = CpuSet::new();
+            set.set(first);
+            sched_setaffinity(None, &set).unwrap();
         }
         w.set_affinity(second)
             .unwrap_or_else(|e| panic!("{mode:?}: moving to allowed cpu {second} refused: {e}"));
-        let pinned = match mode {
-            Mode::Inline => sched_getaffinity(None).unwrap(),
-            Mode::Background => sched_getaffinity(Some(watcher_tid())).unwrap(),
+        let pinned = if mode == Mode::Inline {
+            sched_getaffinity(None).unwrap()
+        } else {
+            sched_getaffinity(Some(watcher_tid())).unwrap()
         };
         assert!(only(&pinned, second), "{mode:?}: {:?}", allowed_cpus(&pinned));
         sched_setaffinity(None, &original).unwrap();

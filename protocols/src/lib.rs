@@ -7,6 +7,8 @@
 //! show (pipelining, requests in pieces, back-pressure, large values,
 //! half-close, garbage).
 
+#![deny(missing_debug_implementations)]
+
 pub mod check;
 pub mod http;
 pub mod resp;

@@ -30,6 +30,7 @@ pub(super) const FD_RETRY: Duration = Duration::from_millis(20);
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// Runs `listener`'s accepts while connections are queued.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
     pub(super) fn drive_accepts(&mut self, listener: Conn) {
         loop {
             let Some(state) = self
@@ -75,7 +76,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     Some(errno @ (Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)) => {
                         state.set(OUT_OF_FDS, matches!(errno, Errno::MFILE | Errno::NFILE));
                         state.set(SYSTEM_OUT_OF_FDS, errno != Errno::MFILE);
-                        tracing::warn!(fd = listener.fd, error = %e, "accept: out of descriptors or memory; retrying");
+                        crate::diag::warn_event!(fd = listener.fd, error = %e, "accept: out of descriptors or memory; retrying");
                         self.retry_accepts_later(listener);
                         return;
                     }
@@ -88,7 +89,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             if let Err(e) = crate::net::configure_stream(fd.as_fd(), nodelay, nodelay) {
                 // The connection is unusable (reset meanwhile, say): the
                 // next one may be fine.
-                tracing::debug!(error = %e, "accept: configuring the new connection failed");
+                crate::diag::debug_event!(error = %e, "accept: configuring the new connection failed");
                 continue;
             }
             let error = match self.shared.enroll(fd.as_fd()) {

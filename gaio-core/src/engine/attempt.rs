@@ -282,7 +282,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                 Attempt::Wait
             }
             IoOutcome::Starved => {
-                tracing::debug!(fd = conn.fd, ?dir, "starved of kernel buffers; retrying soon");
+                crate::diag::debug_event!(fd = conn.fd, ?dir, "starved of kernel buffers; retrying soon");
                 self.state.starved.push((conn, dir));
                 Attempt::Wait
             }

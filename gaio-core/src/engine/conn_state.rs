@@ -117,9 +117,10 @@ impl ConnState {
 /// Tells the poller the engine now waits for `dir` on `state`'s descriptor.
 /// A no-op for edge-triggered pollers; a level-triggered one resumes
 /// watching the direction.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
 pub(super) fn rearm<P: Poller>(poller: &P, state: &ConnState, conn: Conn, dir: Dir) {
     let (read, write) = (dir == Dir::Read, dir == Dir::Write);
     if let Err(e) = poller.rearm(state.fd.as_fd(), conn.token(), read, write) {
-        tracing::warn!(fd = conn.fd, error = %e, "poller failed to re-arm a connection");
+        crate::diag::warn_event!(fd = conn.fd, error = %e, "poller failed to re-arm a connection");
     }
 }

@@ -18,7 +18,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if self.finished {
             return;
         }
-        tracing::debug!(live = self.live, "closing gracefully");
+        crate::diag::debug_event!(live = self.live, "closing gracefully");
         self.graceful_until = Some(self.graceful_until.map_or(deadline, |d| d.min(deadline)));
         for fd in 0..self.conns.len() {
             let Some(state) = self.conns[fd].as_ref() else {
@@ -59,7 +59,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         });
         self.half_closing = pending;
         if self.live == 0 || now >= until {
-            tracing::debug!(live = self.live, "graceful close done; closing");
+            crate::diag::debug_event!(live = self.live, "graceful close done; closing");
             self.shutdown();
         }
     }

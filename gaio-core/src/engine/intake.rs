@@ -24,6 +24,7 @@ use crate::{Error, IoBuf, Op, Poller};
 pub(super) type Refused<C, B> = (Request<C, B>, Error);
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
     pub(super) fn drain_commands(&mut self) {
         if !self.shared.queue.is_pending() {
             return;
@@ -39,7 +40,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     // hang-up among them, and an edge is not repeated. Have
                     // the poller report the current readiness again.
                     if let Err(e) = self.shared.poller.reregister(fd.as_fd(), conn.token()) {
-                        tracing::warn!(fd = conn.fd, error = %e, "re-registering a handed-over connection failed");
+                        crate::diag::warn_event!(fd = conn.fd, error = %e, "re-registering a handed-over connection failed");
                     }
                     self.insert_conn(conn, fd, info, role);
                 }
@@ -52,7 +53,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     // As for a hand-over: the connect may have ended before
                     // the engine knew the socket.
                     if let Err(e) = self.shared.poller.reregister(fd.as_fd(), request.conn.token()) {
-                        tracing::warn!(fd = request.conn.fd, error = %e, "re-registering a dialled socket failed");
+                        crate::diag::warn_event!(fd = request.conn.fd, error = %e, "re-registering a dialled socket failed");
                     }
                     self.start_connect(fd, info, request, dialled);
                 }

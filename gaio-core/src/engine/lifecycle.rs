@@ -21,6 +21,7 @@ use crate::{Conn, Error, FdKind, Op, Poller};
 
 impl<P: Poller, C, B> Engine<P, C, B> {
     /// Requests pending on connections (not counting queued commands).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // read by a diagnostic
     pub(super) fn nodes_pending(&self) -> usize {
         self.nodes.len()
     }
@@ -33,7 +34,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             Some(stale) => self.forget_stale(conn.fd, stale),
             None => self.live += 1,
         }
-        tracing::trace!(fd = conn.fd, gen = conn.gen, ?info, "connection watched");
+        crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, ?info, "connection watched");
         let mut kind = match info.kind {
             FdKind::StreamSocket => {
                 let drains = P::LEVEL_TRIGGERED || (P::REPORTS_URGENT && info.plain_tcp);
@@ -82,7 +83,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             gen: stale.gen,
             owner: self.shared.id,
         };
-        tracing::warn!(
+        crate::diag::warn_event!(
             fd,
             gen = stale.gen,
             "descriptor handed over again while watched: it was closed behind the watcher's back"
@@ -109,7 +110,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         }
         let mut state = slot.take().expect("checked above");
         self.live -= 1;
-        tracing::trace!(fd = conn.fd, gen = conn.gen, "connection freed");
+        crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection freed");
         self.complete_all(conn, &mut state, error);
         // Closing the descriptor would also drop the registration unless it
         // was duplicated; deregistering makes sure no event for it arrives.
@@ -147,7 +148,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         let mut state = slot.take().expect("checked above");
         self.live -= 1;
         let _ = self.shared.poller.deregister(state.fd.as_fd());
-        tracing::trace!(fd = conn.fd, gen = conn.gen, "connection detached");
+        crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection detached");
         let head = state.writes.head;
         self.io.extra_mut().detached = Some(state.fd);
         self.finish(conn, &mut state.writes, head, None, bytes::Bytes::new());
@@ -160,7 +161,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         if self.finished {
             return;
         }
-        tracing::debug!(pending = self.nodes_pending(), "watcher shutting down");
+        crate::diag::debug_event!(pending = self.nodes_pending(), "watcher shutting down");
         // From here on the command queue refuses pushes, so the one look at
         // it below sees every command ever accepted.
         self.shared.close();

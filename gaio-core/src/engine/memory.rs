@@ -27,7 +27,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// the retired swap slabs. The next burst grows them again: a few
     /// allocations per idle period.
     pub(super) fn give_back_burst_memory(&mut self) {
-        tracing::trace!(
+        crate::diag::trace_event!(
             commands = self.commands.capacity(),
             ready = self.ready.capacity(),
             "idle: giving back burst memory"

@@ -35,7 +35,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     #[inline]
     pub(crate) fn guarded<R>(&mut self, call: impl FnOnce(&mut Self) -> R) -> R {
         if self.in_call && !self.panicked {
-            tracing::error!("{UNWOUND}; closing the watcher");
+            crate::diag::error_event!("{UNWOUND}; closing the watcher");
             self.panicked = true;
             self.close_after_panic();
         }
@@ -70,7 +70,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     pub(crate) fn close_after_panic(&mut self) {
         self.shared.close();
         if catch_unwind(AssertUnwindSafe(|| self.shutdown())).is_err() {
-            tracing::error!("shutdown after a panic panicked too; closing descriptors only");
+            crate::diag::error_event!("shutdown after a panic panicked too; closing descriptors only");
             self.close_descriptors();
         }
     }

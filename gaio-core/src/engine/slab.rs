@@ -101,6 +101,7 @@ impl<C, B> Slab<C, B> {
     }
 
     /// Number of pending requests.
+    #[cfg_attr(not(any(test, feature = "tracing")), allow(dead_code))] // read by a diagnostic
     pub(super) fn len(&self) -> usize {
         self.len
     }
