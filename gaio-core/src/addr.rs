@@ -48,22 +48,61 @@ enum UnixName {
 
 impl UnixAddr {
     /// The address of a socket bound to no name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::UnixAddr;
+    ///
+    /// assert!(UnixAddr::unnamed().is_unnamed());
+    /// ```
     pub fn unnamed() -> Self {
         UnixAddr(UnixName::Unnamed)
     }
 
-    /// The address of a socket bound to `path`.
+    /// The address of a socket bound to `path`. Nothing is checked here:
+    /// a path too long for a socket address fails when it is used.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use gaio_core::UnixAddr;
+    ///
+    /// let addr = UnixAddr::from_path("/run/app.sock");
+    /// assert_eq!(addr.as_path(), Some(Path::new("/run/app.sock")));
+    /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Self {
         UnixAddr(UnixName::Path(path.as_ref().into()))
     }
 
     /// An address in Linux's abstract namespace (`name` without the
-    /// leading NUL byte).
+    /// leading NUL byte). Other systems have no abstract namespace: a
+    /// connect or send to such an address fails there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::UnixAddr;
+    ///
+    /// let addr = UnixAddr::from_abstract_name(b"app");
+    /// assert_eq!(addr.as_abstract_name(), Some(&b"app"[..]));
+    /// assert!(addr.as_path().is_none());
+    /// ```
     pub fn from_abstract_name(name: &[u8]) -> Self {
         UnixAddr(UnixName::Abstract(name.into()))
     }
 
     /// The path, for an address bound to one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::UnixAddr;
+    ///
+    /// assert!(UnixAddr::from_path("/tmp/s").as_path().is_some());
+    /// assert!(UnixAddr::unnamed().as_path().is_none());
+    /// ```
     pub fn as_path(&self) -> Option<&Path> {
         match &self.0 {
             UnixName::Path(p) => Some(p),
@@ -72,6 +111,15 @@ impl UnixAddr {
     }
 
     /// The abstract name, for an address in Linux's abstract namespace.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::UnixAddr;
+    ///
+    /// assert_eq!(UnixAddr::from_abstract_name(b"app").as_abstract_name(), Some(&b"app"[..]));
+    /// assert!(UnixAddr::from_path("/tmp/s").as_abstract_name().is_none());
+    /// ```
     pub fn as_abstract_name(&self) -> Option<&[u8]> {
         match &self.0 {
             UnixName::Abstract(n) => Some(n),
@@ -79,7 +127,17 @@ impl UnixAddr {
         }
     }
 
-    /// True for an address bound to no name.
+    /// True for an address bound to no name: what an accepted Unix stream
+    /// connection's peer almost always has.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::UnixAddr;
+    ///
+    /// assert!(UnixAddr::unnamed().is_unnamed());
+    /// assert!(!UnixAddr::from_path("/tmp/s").is_unnamed());
+    /// ```
     pub fn is_unnamed(&self) -> bool {
         matches!(self.0, UnixName::Unnamed)
     }
@@ -128,11 +186,31 @@ impl fmt::Debug for UnixAddr {
 
 impl PeerAddr {
     /// The Unix address bound to `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::PeerAddr;
+    ///
+    /// let app = PeerAddr::unix_path("/run/app.sock");
+    /// assert_eq!(app.to_string(), r#"unix:"/run/app.sock""#);
+    /// ```
     pub fn unix_path(path: impl AsRef<Path>) -> Self {
         PeerAddr::Unix(UnixAddr::from_path(path))
     }
 
     /// The IP address and port, if this is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use gaio_core::PeerAddr;
+    ///
+    /// let peer = PeerAddr::from("10.0.0.7:51234".parse::<SocketAddr>().unwrap());
+    /// assert_eq!(peer.as_inet().map(|a| a.port()), Some(51234));
+    /// assert!(PeerAddr::unix_path("/tmp/s").as_inet().is_none());
+    /// ```
     pub fn as_inet(&self) -> Option<SocketAddr> {
         match self {
             PeerAddr::Inet(a) => Some(*a),
@@ -141,6 +219,15 @@ impl PeerAddr {
     }
 
     /// The Unix address, if this is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::PeerAddr;
+    ///
+    /// let app = PeerAddr::unix_path("/run/app.sock");
+    /// assert!(app.as_unix().is_some_and(|u| !u.is_unnamed()));
+    /// ```
     pub fn as_unix(&self) -> Option<&UnixAddr> {
         match self {
             PeerAddr::Unix(a) => Some(a),

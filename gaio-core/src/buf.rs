@@ -17,6 +17,25 @@ use bytes::{Bytes, BytesMut};
 /// off after a partial write.
 pub trait IoBuf: Send + 'static {
     /// The bytes of the buffer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::IoBuf;
+    ///
+    /// // A protocol's response type, written without a copy.
+    /// struct Response {
+    ///     encoded: Vec<u8>,
+    /// }
+    ///
+    /// impl IoBuf for Response {
+    ///     fn as_bytes(&self) -> &[u8] {
+    ///         &self.encoded
+    ///     }
+    /// }
+    ///
+    /// assert_eq!(IoBuf::as_bytes(&String::from("+OK\r\n")), b"+OK\r\n");
+    /// ```
     fn as_bytes(&self) -> &[u8];
 }
 
@@ -27,6 +46,15 @@ pub trait IoBuf: Send + 'static {
 /// capacity: allocate with `vec![0; n]`.
 pub trait IoBufMut: IoBuf {
     /// The region a read fills.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::IoBufMut;
+    ///
+    /// let mut buf = vec![0u8; 16];
+    /// assert_eq!(buf.as_bytes_mut().len(), 16); // its length, not its capacity
+    /// ```
     fn as_bytes_mut(&mut self) -> &mut [u8];
 }
 
@@ -41,6 +69,16 @@ pub trait IoBufMut: IoBuf {
 /// with no copy and no second "pending" buffer.
 pub trait IoBufAppend: IoBuf {
     /// The spare capacity a read may fill.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::IoBufAppend;
+    ///
+    /// let mut buf: Vec<u8> = Vec::with_capacity(64);
+    /// buf.extend_from_slice(b"GET ");
+    /// assert_eq!(buf.spare_capacity().len(), buf.capacity() - 4);
+    /// ```
     fn spare_capacity(&mut self) -> &mut [MaybeUninit<u8>];
 
     /// Extends the length over the first `n` bytes of the spare capacity.
@@ -49,6 +87,19 @@ pub trait IoBufAppend: IoBuf {
     ///
     /// The first `n` bytes of [`spare_capacity`](IoBufAppend::spare_capacity)
     /// have been initialised, and `n` is at most its length.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::IoBufAppend;
+    ///
+    /// let mut buf: Vec<u8> = Vec::with_capacity(8);
+    /// buf.extend_from_slice(b"ab");
+    /// buf.spare_capacity()[0].write(b'c');
+    /// // SAFETY: the first byte of the spare capacity was just written.
+    /// unsafe { buf.extend_filled(1) };
+    /// assert_eq!(buf, b"abc");
+    /// ```
     unsafe fn extend_filled(&mut self, n: usize);
 }
 
@@ -161,6 +212,16 @@ pub enum Buffer<B> {
 
 impl<B> Buffer<B> {
     /// The user's buffer, if this is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::Buffer;
+    ///
+    /// let back: Buffer<Vec<u8>> = Buffer::User(vec![0; 4096]);
+    /// let buf = back.into_user().unwrap(); // reuse it for the next read
+    /// assert_eq!(buf.len(), 4096);
+    /// ```
     pub fn into_user(self) -> Option<B> {
         match self {
             Buffer::User(b) => Some(b),
@@ -169,6 +230,15 @@ impl<B> Buffer<B> {
     }
 
     /// The swap slice, if this is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Buffer, Bytes};
+    ///
+    /// let read: Buffer<Vec<u8>> = Buffer::Swap(Bytes::from_static(b"PING\r\n"));
+    /// assert_eq!(read.into_swap().as_deref(), Some(&b"PING\r\n"[..]));
+    /// ```
     pub fn into_swap(self) -> Option<Bytes> {
         match self {
             Buffer::User(_) | Buffer::None => None,
@@ -179,6 +249,15 @@ impl<B> Buffer<B> {
 
 impl<B: IoBuf> Buffer<B> {
     /// All bytes of the buffer (for a swap slice: the bytes read).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::Buffer;
+    ///
+    /// assert_eq!(Buffer::User(b"hello".to_vec()).as_bytes(), b"hello");
+    /// assert!(Buffer::<Vec<u8>>::None.as_bytes().is_empty());
+    /// ```
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Buffer::User(b) => b.as_bytes(),

@@ -8,10 +8,44 @@ use crate::{BytesMut, IoBuf};
 /// A buffer a [`BufPool`] can hand out again: cleared, its memory kept.
 pub trait PoolBuf: IoBuf {
     /// An empty buffer with room for at least `capacity` bytes.
+    ///
+    /// # Panics
+    ///
+    /// For `Vec<u8>` and `BytesMut`, if `capacity` exceeds `isize::MAX`
+    /// bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::PoolBuf;
+    ///
+    /// let buf = <Vec<u8> as PoolBuf>::with_capacity(1024);
+    /// assert!(buf.is_empty() && buf.capacity() >= 1024);
+    /// ```
     fn with_capacity(capacity: usize) -> Self;
     /// The bytes it can hold without growing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{BytesMut, PoolBuf};
+    ///
+    /// let buf = BytesMut::with_capacity(512);
+    /// assert!(PoolBuf::capacity(&buf) >= 512);
+    /// ```
     fn capacity(&self) -> usize;
     /// Empties it, keeping its memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::PoolBuf;
+    ///
+    /// let mut buf = b"HTTP/1.1 200 OK\r\n".to_vec();
+    /// let room = buf.capacity();
+    /// PoolBuf::clear(&mut buf);
+    /// assert!(buf.is_empty() && buf.capacity() == room);
+    /// ```
     fn clear(&mut self);
 }
 
@@ -69,13 +103,37 @@ pub struct BufPool<B = Vec<u8>> {
 
 impl<B: PoolBuf> BufPool<B> {
     /// A pool of buffers of `capacity` bytes, keeping up to 1,024 of them
-    /// and none larger than 16 × `capacity` (at least 64 KiB).
+    /// and none larger than 16 × `capacity` (at least 64 KiB). It
+    /// allocates nothing until a buffer is taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{BufPool, BytesMut};
+    ///
+    /// let responses: BufPool = BufPool::new(4096); // of `Vec<u8>`
+    /// let replies: BufPool<BytesMut> = BufPool::new(512);
+    /// assert_eq!(responses.pooled() + replies.pooled(), 0);
+    /// ```
     pub fn new(capacity: usize) -> Self {
         Self::with_limits(capacity, 1024, capacity.saturating_mul(16).max(64 * 1024))
     }
 
     /// A pool of buffers of `capacity` bytes, keeping up to `max_pooled`
-    /// of them and dropping any that grew past `max_capacity`.
+    /// of them and dropping any that grew past `max_capacity` (taken as
+    /// `capacity` if smaller).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::BufPool;
+    ///
+    /// // 10,000 clients, each with at most one response in flight: keep a
+    /// // buffer for each, and none that grew past 1 MiB.
+    /// let mut pool: BufPool = BufPool::with_limits(4096, 10_000, 1 << 20);
+    /// pool.put(Vec::with_capacity(2 << 20)); // too large: dropped
+    /// assert_eq!(pool.pooled(), 0);
+    /// ```
     pub fn with_limits(capacity: usize, max_pooled: usize, max_capacity: usize) -> Self {
         BufPool {
             free: Vec::new(),
@@ -87,6 +145,22 @@ impl<B: PoolBuf> BufPool<B> {
 
     /// An empty buffer with room for at least the pool's capacity: a
     /// pooled one if there is one, a new one otherwise.
+    ///
+    /// # Panics
+    ///
+    /// If a new buffer is needed and
+    /// [`PoolBuf::with_capacity`] panics: for `Vec<u8>` and `BytesMut`, a
+    /// capacity over `isize::MAX` bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::BufPool;
+    ///
+    /// let mut pool: BufPool = BufPool::new(4096);
+    /// let out = pool.take();
+    /// assert!(out.is_empty() && out.capacity() >= 4096);
+    /// ```
     #[must_use]
     pub fn take(&mut self) -> B {
         self.free.pop().unwrap_or_else(|| B::with_capacity(self.capacity))
@@ -95,6 +169,16 @@ impl<B: PoolBuf> BufPool<B> {
     /// Gives a buffer back, emptied, for a later [`take`](BufPool::take);
     /// `None` (a completion without a user buffer) is ignored, and so is a
     /// buffer too small or too large to keep, or one past the pool's limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{BufPool, Completion};
+    ///
+    /// fn written(pool: &mut BufPool, c: Completion<(), Vec<u8>>) {
+    ///     pool.put(c.buffer.into_user()); // the write's buffer, for the next response
+    /// }
+    /// ```
     pub fn put(&mut self, buf: impl Into<Option<B>>) {
         let Some(mut buf) = buf.into() else { return };
         let cap = buf.capacity();
@@ -106,6 +190,18 @@ impl<B: PoolBuf> BufPool<B> {
     }
 
     /// How many buffers wait in the pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::BufPool;
+    ///
+    /// let mut pool: BufPool = BufPool::new(64);
+    /// let out = pool.take();
+    /// assert_eq!(pool.pooled(), 0);
+    /// pool.put(out);
+    /// assert_eq!(pool.pooled(), 1);
+    /// ```
     pub fn pooled(&self) -> usize {
         self.free.len()
     }

@@ -37,6 +37,15 @@ impl Op {
     /// (reads, accepts, receives): they complete in order among
     /// themselves. The others wait for writability and complete in order
     /// among themselves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::Op;
+    ///
+    /// assert!(Op::Accept.is_read());
+    /// assert!(!Op::Shutdown.is_read()); // ordered with the writes
+    /// ```
     pub fn is_read(self) -> bool {
         matches!(
             self,
@@ -45,6 +54,14 @@ impl Op {
     }
 
     /// The operation's name, as in the `Submit` method that starts it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::Op;
+    ///
+    /// assert_eq!(Op::ReadFull.name(), "read_full");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Op::Read => "read",
@@ -94,6 +111,17 @@ impl<C, B: IoBuf> Completion<C, B> {
     /// written. Valid on error completions too (partial progress). For a
     /// [`read_append`](crate::Submit::read_append), the bytes this read
     /// appended (at the end of the buffer).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::Completion;
+    ///
+    /// fn show(c: &Completion<(), Vec<u8>>) {
+    ///     // The buffer may be larger than what this read filled.
+    ///     println!("read {:?}", String::from_utf8_lossy(c.data()));
+    /// }
+    /// ```
     pub fn data(&self) -> &[u8] {
         let all = self.buffer.as_bytes();
         let n = self.bytes.min(all.len());
@@ -105,6 +133,25 @@ impl<C, B: IoBuf> Completion<C, B> {
     }
 
     /// `Ok(bytes)` on success, the error otherwise (consuming the error).
+    ///
+    /// # Errors
+    ///
+    /// The completion's [`error`](Completion::error), taken out of it: a
+    /// second call returns `Ok`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Completion, Error};
+    ///
+    /// fn show(mut c: Completion<(), Vec<u8>>) {
+    ///     match c.result() {
+    ///         Ok(n) => println!("{n} bytes"),
+    ///         Err(Error::Eof) => println!("end of stream"),
+    ///         Err(e) => println!("failed after {} bytes: {e}", c.bytes),
+    ///     }
+    /// }
+    /// ```
     pub fn result(&mut self) -> Result<usize, Error> {
         match self.error.take() {
             None => Ok(self.bytes),

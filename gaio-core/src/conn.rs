@@ -35,6 +35,14 @@ impl Conn {
     ///
     /// Useful for logging and for spreading connections over several
     /// watchers; it is not a way to reach the socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn f(conn: gaio_core::Conn) {
+    /// println!("fd {}: closed", conn.fd());
+    /// # }
+    /// ```
     pub fn fd(self) -> u32 {
         self.fd
     }
@@ -101,30 +109,81 @@ impl Default for AcceptOptions {
 }
 
 impl AcceptOptions {
-    /// The defaults: `TCP_NODELAY` on.
+    /// The defaults: `TCP_NODELAY` on, everything else as the system
+    /// sets it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::AcceptOptions;
+    ///
+    /// let options = AcceptOptions::new();
+    /// assert!(options.nodelay && !options.keepalive);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Sets `TCP_NODELAY` on accepted TCP connections, or not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::AcceptOptions;
+    ///
+    /// // Bulk uploads: let the kernel coalesce small writes.
+    /// let options = AcceptOptions::new().nodelay(false);
+    /// assert!(!options.nodelay);
+    /// ```
+    #[doc(alias = "TCP_NODELAY")]
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
         self
     }
 
     /// Sets `SO_KEEPALIVE` on accepted connections, or not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::AcceptOptions;
+    ///
+    /// let options = AcceptOptions::new().keepalive(true);
+    /// assert!(options.keepalive);
+    /// ```
+    #[doc(alias = "SO_KEEPALIVE")]
     pub fn keepalive(mut self, on: bool) -> Self {
         self.keepalive = on;
         self
     }
 
     /// Sets the send buffer size (`SO_SNDBUF`) of accepted connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::AcceptOptions;
+    ///
+    /// let options = AcceptOptions::new().send_buffer_size(1 << 20);
+    /// assert_eq!(options.send_buffer_size, Some(1 << 20));
+    /// ```
+    #[doc(alias = "SO_SNDBUF")]
     pub fn send_buffer_size(mut self, bytes: usize) -> Self {
         self.send_buffer_size = Some(bytes);
         self
     }
 
     /// Sets the receive buffer size (`SO_RCVBUF`) of accepted connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::AcceptOptions;
+    ///
+    /// let options = AcceptOptions::new().recv_buffer_size(1 << 20);
+    /// assert_eq!(options.recv_buffer_size, Some(1 << 20));
+    /// ```
+    #[doc(alias = "SO_RCVBUF")]
     pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
         self.recv_buffer_size = Some(bytes);
         self
@@ -144,6 +203,16 @@ pub struct Listener(pub(crate) Conn);
 
 impl Listener {
     /// The connection handle of the listening socket.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Listener, Submit};
+    /// # fn f<S: Submit>(w: &mut S, listener: Listener) -> Result<(), gaio_core::Error> {
+    /// // Stop accepting: pending accepts complete with `Error::ConnClosed`.
+    /// w.free(listener.conn())?;
+    /// # Ok(()) }
+    /// ```
     pub fn conn(self) -> Conn {
         self.0
     }

@@ -37,7 +37,17 @@ impl<T> Default for ConnMap<T> {
 }
 
 impl<T> ConnMap<T> {
-    /// An empty map.
+    /// An empty map. It allocates nothing until the first
+    /// [`insert`](ConnMap::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::ConnMap;
+    ///
+    /// let clients: ConnMap<String> = ConnMap::new();
+    /// assert!(clients.is_empty());
+    /// ```
     pub const fn new() -> Self {
         ConnMap {
             slots: Vec::new(),
@@ -48,6 +58,17 @@ impl<T> ConnMap<T> {
     /// Sets `conn`'s state, returning what a previous `insert` for the very
     /// same handle left. A state left by a stale handle with the same
     /// descriptor number (a connection freed without `remove`) is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{ConnMap, PeerAddr};
+    /// # fn f(conn: gaio_core::Conn, peer: PeerAddr) {
+    /// let mut peers: ConnMap<PeerAddr> = ConnMap::new();
+    /// // In an accept's completion: remember who the client is.
+    /// assert!(peers.insert(conn, peer).is_none());
+    /// # }
+    /// ```
     pub fn insert(&mut self, conn: Conn, value: T) -> Option<T> {
         let idx = conn.fd() as usize;
         if idx >= self.slots.len() {
@@ -64,6 +85,17 @@ impl<T> ConnMap<T> {
     }
 
     /// `conn`'s state, if it has one and the handle is not stale.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::ConnMap;
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let mut names = ConnMap::new();
+    /// names.insert(conn, "alice");
+    /// assert_eq!(names.get(conn), Some(&"alice"));
+    /// # }
+    /// ```
     pub fn get(&self, conn: Conn) -> Option<&T> {
         match self.slots.get(conn.fd() as usize) {
             Some(Some((c, v))) if *c == conn => Some(v),
@@ -73,6 +105,20 @@ impl<T> ConnMap<T> {
 
     /// `conn`'s state, to change, if it has one and the handle is not
     /// stale.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::ConnMap;
+    /// # fn f(conn: gaio_core::Conn, bytes: usize) {
+    /// let mut received: ConnMap<usize> = ConnMap::new();
+    /// received.insert(conn, 0);
+    /// // In each read's completion:
+    /// if let Some(total) = received.get_mut(conn) {
+    ///     *total += bytes;
+    /// }
+    /// # }
+    /// ```
     pub fn get_mut(&mut self, conn: Conn) -> Option<&mut T> {
         match self.slots.get_mut(conn.fd() as usize) {
             Some(Some((c, v))) if *c == conn => Some(v),
@@ -81,6 +127,19 @@ impl<T> ConnMap<T> {
     }
 
     /// Takes `conn`'s state out, if it has one and the handle is not stale.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{ConnMap, Submit};
+    /// # fn f<S: Submit>(w: &mut S, clients: &mut ConnMap<String>, conn: gaio_core::Conn) -> Result<(), gaio_core::Error> {
+    /// // The client is gone: forget it, and close its socket.
+    /// if let Some(name) = clients.remove(conn) {
+    ///     println!("{name} left");
+    /// }
+    /// w.free(conn)?;
+    /// # Ok(()) }
+    /// ```
     pub fn remove(&mut self, conn: Conn) -> Option<T> {
         let slot = self.slots.get_mut(conn.fd() as usize)?;
         match slot {
@@ -93,32 +152,108 @@ impl<T> ConnMap<T> {
     }
 
     /// True if `conn` has state here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::ConnMap;
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let mut logged_in = ConnMap::new();
+    /// assert!(!logged_in.contains(conn));
+    /// logged_in.insert(conn, ());
+    /// assert!(logged_in.contains(conn));
+    /// # }
+    /// ```
     pub fn contains(&self, conn: Conn) -> bool {
         self.get(conn).is_some()
     }
 
     /// How many connections have state here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::ConnMap;
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let mut clients = ConnMap::new();
+    /// clients.insert(conn, "alice");
+    /// assert_eq!(clients.len(), 1);
+    /// clients.remove(conn);
+    /// assert_eq!(clients.len(), 0);
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// True if no connection has state here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::ConnMap;
+    ///
+    /// let clients: ConnMap<u32> = ConnMap::default();
+    /// assert!(clients.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Every connection and its state, in descriptor order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::ConnMap;
+    ///
+    /// fn report(received: &ConnMap<usize>) {
+    ///     for (conn, bytes) in received.iter() {
+    ///         println!("fd {}: {bytes} bytes", conn.fd());
+    ///     }
+    /// }
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = (Conn, &T)> {
         self.slots.iter().flatten().map(|(c, v)| (*c, v))
     }
 
     /// Every connection and its state, to change, in descriptor order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::ConnMap;
+    ///
+    /// fn new_second(requests_this_second: &mut ConnMap<u32>) {
+    ///     for (_, count) in requests_this_second.iter_mut() {
+    ///         *count = 0;
+    ///     }
+    /// }
+    /// ```
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (Conn, &mut T)> {
         self.slots.iter_mut().flatten().map(|(c, v)| (*c, v))
     }
 
     /// The connections that have state here, in descriptor order (for a
     /// graceful shutdown, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{ConnMap, Submit};
+    ///
+    /// // Say goodbye: each client reads this line, then end of stream.
+    /// fn goodbye<S: Submit<Context = (), Buf = &'static [u8]>>(
+    ///     w: &mut S,
+    ///     clients: &ConnMap<String>,
+    /// ) -> Result<(), gaio_core::Error> {
+    ///     for conn in clients.conns() {
+    ///         w.write(conn, (), b"server going down\n")?;
+    ///         w.shutdown(conn, ())?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn conns(&self) -> impl Iterator<Item = Conn> + '_ {
         self.iter().map(|(c, _)| c)
     }

@@ -82,7 +82,19 @@ pub enum Error {
 }
 
 impl Error {
-    /// The OS error behind this error, if there is one.
+    /// The OS error behind this error, if there is one: that of
+    /// [`Io`](Error::Io) and [`NotPollable`](Error::NotPollable).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    /// use gaio_core::Error;
+    ///
+    /// let reset = Error::from(io::Error::from(io::ErrorKind::ConnectionReset));
+    /// assert_eq!(reset.os_error().map(io::Error::kind), Some(io::ErrorKind::ConnectionReset));
+    /// assert!(Error::Eof.os_error().is_none());
+    /// ```
     pub fn os_error(&self) -> Option<&io::Error> {
         match self {
             Error::Io(e) | Error::NotPollable(e) => Some(e),
@@ -91,6 +103,16 @@ impl Error {
     }
 
     /// The closest [`io::ErrorKind`] for this error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use gaio_core::Error;
+    ///
+    /// assert_eq!(Error::Deadline.kind(), ErrorKind::TimedOut);
+    /// assert_eq!(Error::Eof.kind(), ErrorKind::UnexpectedEof);
+    /// ```
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::Eof => io::ErrorKind::UnexpectedEof,

@@ -24,7 +24,7 @@
 //!   accepting, a panic on the engine thread, shutting down) as
 //!   [`tracing`](https://docs.rs/tracing) events. Off, the calls compile to
 //!   nothing.
-//! * `fake-poller`: [`fake`], a deterministic poller with scripted
+//! * `fake-poller`: the `fake` module, a deterministic poller with scripted
 //!   readiness and I/O, for testing and fuzzing the engine without sockets.
 //!
 //! # Threads

@@ -37,10 +37,24 @@ const DEEPEST_BACKLOG: i32 = i32::MAX;
 /// Tries each address `addr` resolves to, in order, and returns the first
 /// that binds, or the last error.
 ///
+/// # Errors
+///
+/// The resolver's error if `addr` does not resolve,
+/// [`InvalidInput`](io::ErrorKind::InvalidInput) if it resolves to no
+/// address, or else the error of the last address tried: no socket could
+/// be made (out of descriptors), or `bind` or `listen` failed
+/// ([`AddrInUse`](io::ErrorKind::AddrInUse),
+/// [`PermissionDenied`](io::ErrorKind::PermissionDenied) for a privileged
+/// port, [`AddrNotAvailable`](io::ErrorKind::AddrNotAvailable) for an
+/// address not on this host).
+///
+/// # Examples
+///
 /// ```
 /// let listener = gaio_core::listen("127.0.0.1:0").unwrap();
 /// assert!(listener.local_addr().unwrap().port() != 0);
 /// ```
+#[doc(alias = "bind", alias = "SOMAXCONN")]
 pub fn listen(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
     for addr in addr.to_socket_addrs()? {
@@ -67,6 +81,24 @@ fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Binds a Unix stream listener to `path` with the system's deepest accept
 /// queue (see [`listen`]).
+///
+/// # Errors
+///
+/// No socket could be made (out of descriptors), `path` is too long for a
+/// socket address (`ENAMETOOLONG`) or holds a NUL byte, or `bind` or
+/// `listen` failed: [`AddrInUse`](io::ErrorKind::AddrInUse) when `path`
+/// exists (a socket file left by an earlier run: remove it first), or the
+/// error of the directory (missing, not writable).
+///
+/// # Examples
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("gaio-doc-{}.sock", std::process::id()));
+/// let listener = gaio_core::listen_unix(&path).unwrap();
+/// assert_eq!(listener.local_addr().unwrap().as_pathname(), Some(path.as_path()));
+/// std::fs::remove_file(&path).unwrap();
+/// ```
+#[doc(alias = "bind", alias = "SOMAXCONN")]
 pub fn listen_unix(path: impl AsRef<Path>) -> io::Result<UnixListener> {
     let fd = new_socket(AddressFamily::UNIX, SocketType::STREAM, false)?;
     rustix::net::bind(&fd, &rustix::net::SocketAddrUnix::new(path.as_ref())?)?;

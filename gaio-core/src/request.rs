@@ -56,7 +56,18 @@ pub struct Request<C, B> {
 }
 
 impl<C, B: IoBuf> Request<C, B> {
-    /// A read of at least one byte into `buf`.
+    /// A read of at least one byte into `buf` (see
+    /// [`Submit::read`](crate::Submit::read)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let request: Request<(), Vec<u8>> = Request::read(conn, (), vec![0; 4096]);
+    /// assert_eq!(request.op(), Op::Read);
+    /// # }
+    /// ```
     pub fn read(conn: Conn, context: C, buf: B) -> Self
     where
         B: IoBufMut,
@@ -64,13 +75,34 @@ impl<C, B: IoBuf> Request<C, B> {
         Self::new(conn, Op::Read, context, Target::User(buf, Some(B::as_bytes_mut)))
     }
 
-    /// A read of at least one byte into the watcher's swap memory.
+    /// A read of at least one byte into the watcher's swap memory (see
+    /// [`Submit::read_swap`](crate::Submit::read_swap)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let request: Request<u64, Vec<u8>> = Request::read_swap(conn, 42);
+    /// assert_eq!((request.conn(), request.op()), (conn, Op::Read));
+    /// # }
+    /// ```
     pub fn read_swap(conn: Conn, context: C) -> Self {
         Self::new(conn, Op::Read, context, Target::Swap)
     }
 
     /// A read of at least one byte into `buf`'s spare capacity, extending
     /// its length (see [`Submit::read_append`](crate::Submit::read_append)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let request: Request<(), Vec<u8>> = Request::read_append(conn, (), Vec::with_capacity(4096));
+    /// assert_eq!(request.op(), Op::ReadAppend);
+    /// # }
+    /// ```
     pub fn read_append(conn: Conn, context: C, buf: B) -> Self
     where
         B: IoBufAppend,
@@ -82,7 +114,18 @@ impl<C, B: IoBuf> Request<C, B> {
         Self::new(conn, Op::ReadAppend, context, Target::Append(buf, view))
     }
 
-    /// A read that fills the whole of `buf`, or fails.
+    /// A read that fills the whole of `buf`, or fails (see
+    /// [`Submit::read_full`](crate::Submit::read_full)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let header: Request<(), [u8; 8]> = Request::read_full(conn, (), [0; 8]);
+    /// assert_eq!(header.op(), Op::ReadFull);
+    /// # }
+    /// ```
     pub fn read_full(conn: Conn, context: C, buf: B) -> Self
     where
         B: IoBufMut,
@@ -95,7 +138,18 @@ impl<C, B: IoBuf> Request<C, B> {
         )
     }
 
-    /// A write of every byte of `buf`.
+    /// A write of every byte of `buf` (see
+    /// [`Submit::write`](crate::Submit::write)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let request: Request<(), &'static [u8]> = Request::write(conn, (), b"+PONG\r\n");
+    /// assert_eq!(request.op(), Op::Write);
+    /// # }
+    /// ```
     pub fn write(conn: Conn, context: C, buf: B) -> Self {
         Self::new(conn, Op::Write, context, Target::User(buf, None))
     }
@@ -103,12 +157,33 @@ impl<C, B: IoBuf> Request<C, B> {
     /// Dials `addr` (see [`Submit::connect`](crate::Submit::connect)). The
     /// request's connection is made when it is submitted; until then
     /// [`conn`](Request::conn) names none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use gaio_core::{Op, Request};
+    ///
+    /// let upstream: SocketAddr = "127.0.0.1:6379".parse().unwrap();
+    /// let request: Request<(), Vec<u8>> = Request::connect(upstream, ());
+    /// assert_eq!(request.op(), Op::Connect);
+    /// ```
     pub fn connect(addr: impl Into<PeerAddr>, context: C) -> Self {
         Self::new(Conn::NONE, Op::Connect, context, Target::Addr(addr.into()))
     }
 
     /// Accepts a connection on `listener` (see
     /// [`Submit::accept`](crate::Submit::accept)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(listener: gaio_core::Listener) {
+    /// let request: Request<(), Vec<u8>> = Request::accept(listener, ());
+    /// assert_eq!((request.conn(), request.op()), (listener.conn(), Op::Accept));
+    /// # }
+    /// ```
     pub fn accept(listener: Listener, context: C) -> Self {
         Self::new(listener.conn(), Op::Accept, context, Target::None)
     }
@@ -116,6 +191,17 @@ impl<C, B: IoBuf> Request<C, B> {
     /// Accepts every connection that arrives on `listener`, each completion
     /// carrying a clone of `context` (see
     /// [`Submit::accept_multishot`](crate::Submit::accept_multishot)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(listener: gaio_core::Listener) {
+    /// // Every connection's completion carries "public".
+    /// let request: Request<&str, Vec<u8>> = Request::accept_multishot(listener, "public");
+    /// assert_eq!(request.op(), Op::Accept);
+    /// # }
+    /// ```
     pub fn accept_multishot(listener: Listener, context: C) -> Self
     where
         C: Clone,
@@ -127,17 +213,48 @@ impl<C, B: IoBuf> Request<C, B> {
 
     /// Shuts the write side down once every write before it is done (see
     /// [`Submit::shutdown`](crate::Submit::shutdown)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let request: Request<(), Vec<u8>> = Request::shutdown(conn, ());
+    /// assert_eq!(request.op(), Op::Shutdown);
+    /// # }
+    /// ```
     pub fn shutdown(conn: Conn, context: C) -> Self {
         Self::new(conn, Op::Shutdown, context, Target::None)
     }
 
     /// Hands the socket back once every request before it is done (see
     /// [`Submit::detach`](crate::Submit::detach)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let request: Request<(), Vec<u8>> = Request::detach(conn, ());
+    /// assert_eq!(request.op(), Op::Detach);
+    /// # }
+    /// ```
     pub fn detach(conn: Conn, context: C) -> Self {
         Self::new(conn, Op::Detach, context, Target::None)
     }
 
-    /// Receives one datagram into `buf`, with its sender's address.
+    /// Receives one datagram into `buf`, with its sender's address (see
+    /// [`Submit::recv_from`](crate::Submit::recv_from)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let request: Request<(), Vec<u8>> = Request::recv_from(conn, (), vec![0; 1500]);
+    /// assert_eq!(request.op(), Op::RecvFrom);
+    /// # }
+    /// ```
     pub fn recv_from(conn: Conn, context: C, buf: B) -> Self
     where
         B: IoBufMut,
@@ -150,12 +267,36 @@ impl<C, B: IoBuf> Request<C, B> {
         )
     }
 
-    /// Receives one datagram into swap memory, with its sender's address.
+    /// Receives one datagram into swap memory, with its sender's address
+    /// (see [`Submit::recv_from_swap`](crate::Submit::recv_from_swap)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let request: Request<(), Vec<u8>> = Request::recv_from_swap(conn, ());
+    /// assert_eq!(request.op(), Op::RecvFrom);
+    /// # }
+    /// ```
     pub fn recv_from_swap(conn: Conn, context: C) -> Self {
         Self::new(conn, Op::RecvFrom, context, Target::Swap)
     }
 
-    /// Sends `buf` as one datagram to `addr`.
+    /// Sends `buf` as one datagram to `addr` (see
+    /// [`Submit::send_to`](crate::Submit::send_to)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use gaio_core::{Op, Request};
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let collector: SocketAddr = "127.0.0.1:8125".parse().unwrap();
+    /// let request: Request<(), Vec<u8>> = Request::send_to(conn, (), b"hits:1|c".to_vec(), collector);
+    /// assert_eq!(request.op(), Op::SendTo);
+    /// # }
+    /// ```
     pub fn send_to(conn: Conn, context: C, buf: B, addr: impl Into<PeerAddr>) -> Self {
         Self::new(conn, Op::SendTo, context, Target::Dest(buf, addr.into()))
     }
@@ -163,6 +304,17 @@ impl<C, B: IoBuf> Request<C, B> {
     /// Sets a deadline: if the request has not completed by then, it
     /// completes with [`Error::Deadline`] and the bytes moved so far. A
     /// deadline already past at submission completes at once, without I/O.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Conn, Request, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn) -> Result<(), gaio_core::Error> {
+    /// let deadline = Instant::now() + Duration::from_secs(5);
+    /// w.submit(Request::read_full(conn, (), vec![0; 4]).deadline(deadline))?;
+    /// # Ok(()) }
+    /// ```
     pub fn deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
         self
@@ -179,12 +331,32 @@ impl<C, B: IoBuf> Request<C, B> {
         }
     }
 
-    /// The connection the request is for.
+    /// The connection the request is for (the listener's, for an accept).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::Request;
+    /// # fn f(conn: gaio_core::Conn) {
+    /// let request: Request<(), Vec<u8>> = Request::write(conn, (), b"bye\n".to_vec());
+    /// assert_eq!(request.conn(), conn);
+    /// # }
+    /// ```
     pub fn conn(&self) -> Conn {
         self.conn
     }
 
     /// The operation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    ///
+    /// fn is_write<C, B: gaio_core::IoBuf>(request: &Request<C, B>) -> bool {
+    ///     matches!(request.op(), Op::Write | Op::SendTo)
+    /// }
+    /// ```
     pub fn op(&self) -> Op {
         self.op
     }

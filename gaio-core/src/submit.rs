@@ -21,6 +21,50 @@ pub type SubmitResult<C, B> = Result<(), Rejected<C, B>>;
 /// and [`Submitter`] (from any thread). Requests on one connection complete
 /// in submission order per direction: reads in order among reads, writes in
 /// order among writes.
+///
+/// # Errors
+///
+/// A refused submission returns [`Rejected`], which hands the request's
+/// context and buffer back with the reason:
+///
+/// * [`Error::WatcherClosed`]: the watcher is closed
+///   ([`close`](Submit::close), the end of
+///   [`close_gracefully`](Submit::close_gracefully), a panic in user code,
+///   or the [`Watcher`](crate::Watcher) dropped).
+/// * [`Error::ForeignConn`]: another watcher handed the handle out.
+/// * [`Error::EmptyBuffer`]: a read whose buffer has no room.
+/// * [`Error::NotSupported`]: the connection's kind does not have the
+///   operation (`op` names it). A listener only accepts and detaches; a
+///   datagram socket does not `read_full`, `read_append` or `shutdown`; a
+///   stream socket does not `recv_from` or `send_to`; a descriptor that is
+///   not a socket (a pipe) only reads, writes and detaches.
+/// * [`Error::WriteQueueFull`]: a write or a datagram send that would
+///   take its connection past the
+///   [`max_queued_write_bytes`](crate::Builder::max_queued_write_bytes)
+///   cap.
+///
+/// The thread running the I/O decides the last two. From the watcher's
+/// owning thread in inline mode, they refuse the request at once; through a
+/// [`Submitter`], or in background mode, the submission succeeds and the
+/// request completes at once with the error.
+///
+/// A request on a handle that names no connection any more (freed,
+/// detached, or stale) is not refused: it completes with
+/// [`Error::ConnClosed`], as does every pending request of a connection
+/// when it is freed. A request pending when the watcher closes completes
+/// with [`Error::WatcherClosed`]; one whose deadline has already passed at
+/// submission completes at once with [`Error::Deadline`]. A request whose
+/// system call fails (a reset, a broken pipe) completes with
+/// [`Error::Io`]. Each method below names the errors it adds.
+///
+/// # Panics
+///
+/// Only if user code it runs panics: a submission calls the buffer's
+/// [`IoBuf`] methods (to check that a read has room, and from the owning
+/// thread in inline mode to run the I/O at once), and may clone a
+/// multishot accept's context. The panic unwinds out of the submission;
+/// in inline mode, the next call then closes the watcher (see the
+/// [`Watcher`](crate::Watcher#panics-in-user-code)).
 pub trait Submit {
     /// The user context every request carries and its completion returns.
     type Context;
@@ -29,6 +73,30 @@ pub trait Submit {
 
     /// Submits a request built with [`Request`]; every other submission
     /// method is a shorthand for this one.
+    ///
+    /// # Errors
+    ///
+    /// Those of the request's operation: see the method of the same name,
+    /// and the trait's [errors](Submit#errors).
+    ///
+    /// # Examples
+    ///
+    /// Requests built first, submitted later:
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Conn, Request, Submit};
+    /// # fn f<S: Submit<Context = u32, Buf = Vec<u8>>>(w: &mut S, conn: Conn) -> Result<(), gaio_core::Error> {
+    /// let deadline = Instant::now() + Duration::from_secs(5);
+    /// let requests = [
+    ///     Request::write(conn, 1, b"PING\r\n".to_vec()),
+    ///     Request::read(conn, 2, vec![0; 512]).deadline(deadline),
+    /// ];
+    /// for request in requests {
+    ///     w.submit(request)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     fn submit(
         &mut self,
         request: Request<Self::Context, Self::Buf>,
@@ -39,12 +107,58 @@ pub trait Submit {
     /// to the watcher and returns its handle. The descriptor is put in
     /// non-blocking mode and closed by the watcher when the connection is
     /// freed or the watcher closes; on error it is closed at once.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::WatcherClosed`]: the watcher is closed.
+    /// * [`Error::UnsupportedSocket`]: a socket that is neither a stream
+    ///   nor a datagram socket (seqpacket, raw).
+    /// * [`Error::NotPollable`]: the poller refused the descriptor (epoll
+    ///   refuses a regular file).
+    /// * [`Error::Io`]: a system call failed while the descriptor was
+    ///   prepared (put in non-blocking mode, say).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::net::TcpStream;
+    /// use gaio_core::Submit;
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S) -> Result<(), gaio_core::Error> {
+    /// let stream = TcpStream::connect("127.0.0.1:6379")?;
+    /// let conn = w.watch(stream)?; // moved in: the watcher owns the socket now
+    /// w.write(conn, (), b"PING\r\n".to_vec())?;
+    /// w.read_swap(conn, ())?;
+    /// # Ok(()) }
+    /// ```
     fn watch(&mut self, fd: impl Into<OwnedFd>) -> Result<Conn, Error>;
 
     /// Hands a listening socket over, for [`accept`](Submit::accept):
-    /// every connection accepted on it gets `options`. Fails with
-    /// [`Error::NotListening`] for a socket that is not listening (the
-    /// descriptor is then closed, as on every error).
+    /// every connection accepted on it gets `options`. The descriptor is
+    /// put in non-blocking mode; on error it is closed at once.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::WatcherClosed`]: the watcher is closed.
+    /// * [`Error::NotListening`]: a datagram socket, or a stream socket
+    ///   that is not listening. Apple systems cannot tell the latter: there
+    ///   its first accept completes with an [`Error::Io`] (`EINVAL`)
+    ///   instead.
+    /// * [`Error::UnsupportedSocket`]: neither a stream nor a datagram
+    ///   socket, or not a socket at all.
+    /// * [`Error::NotPollable`]: the poller refused the descriptor.
+    /// * [`Error::Io`]: a system call failed, such as setting one of the
+    ///   `options` on the listener.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{AcceptOptions, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S) -> Result<(), gaio_core::Error> {
+    /// let options = AcceptOptions::new().keepalive(true).recv_buffer_size(256 * 1024);
+    /// let listener = w.watch_listener_with(gaio_core::listen("0.0.0.0:8080")?, options)?;
+    /// w.accept_multishot(listener, ())?;
+    /// # Ok(()) }
+    /// ```
     fn watch_listener_with(
         &mut self,
         listener: impl Into<OwnedFd>,
@@ -54,11 +168,17 @@ pub trait Submit {
     /// [`watch_listener_with`](Submit::watch_listener_with) the default
     /// options (`TCP_NODELAY` on accepted TCP connections).
     ///
+    /// # Errors
+    ///
+    /// Those of [`watch_listener_with`](Submit::watch_listener_with).
+    ///
+    /// # Examples
+    ///
     /// ```no_run
     /// use gaio_core::Submit;
     /// # fn f(w: &mut impl Submit<Context = (), Buf = Vec<u8>>) -> Result<(), gaio_core::Error> {
     /// let listener = w.watch_listener(gaio_core::listen("127.0.0.1:0")?)?;
-    /// w.accept(listener, ()).map_err(|r| r.error)?;
+    /// w.accept(listener, ())?;
     /// # Ok(()) }
     /// ```
     fn watch_listener(&mut self, listener: impl Into<OwnedFd>) -> Result<Listener, Error> {
@@ -68,9 +188,26 @@ pub trait Submit {
     /// Closes the connection; each of its pending requests completes with
     /// [`Error::ConnClosed`]. Freeing a connection twice, through a stale
     /// handle, or after the watcher closed (which closes every connection)
-    /// does nothing. Fails only with [`Error::ForeignConn`], for a handle
-    /// another watcher handed out: so a loop handling the completions that
-    /// a `close` from another thread brings can `free` with `?`.
+    /// does nothing. A listener is freed through its
+    /// [`conn`](Listener::conn).
+    ///
+    /// # Errors
+    ///
+    /// Only [`Error::ForeignConn`], for a handle another watcher handed
+    /// out: a loop handling the completions that a `close` from another
+    /// thread brings can `free` with `?`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Completion, Submit};
+    /// # fn f<S: Submit>(w: &mut S, c: Completion<S::Context, S::Buf>) -> Result<(), gaio_core::Error> {
+    /// // End of stream, a reset, a deadline...: done with this client.
+    /// if c.error.is_some() {
+    ///     w.free(c.conn)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     fn free(&mut self, conn: Conn) -> Result<(), Error>;
 
     /// Closes the watcher: every connection is closed, every pending
@@ -79,6 +216,22 @@ pub trait Submit {
     /// harmless. Through the [`Watcher`](crate::Watcher), every socket is
     /// closed when this returns; through a [`Submitter`], the thread running
     /// the I/O closes them as soon as it wakes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Poller, Submit, Watcher};
+    ///
+    /// fn stop<P: Poller>(w: &mut Watcher<P, (), Vec<u8>>) -> Result<(), gaio_core::Error> {
+    ///     w.close();
+    ///     assert!(w.is_closed());
+    ///     let mut batch = Vec::new();
+    ///     while w.next_batch(&mut batch)? {
+    ///         batch.clear(); // the requests that were pending, with `WatcherClosed`
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     fn close(&mut self);
 
     /// Closes the watcher gracefully, within `timeout`: stops taking new
@@ -100,6 +253,8 @@ pub trait Submit {
     /// Connections watched after the call are not half-closed by it. From
     /// another thread (a signal handler's), call it through a
     /// [`Submitter`]. After `close`, it does nothing.
+    ///
+    /// # Examples
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -129,7 +284,30 @@ pub trait Submit {
     /// ```
     fn close_gracefully(&mut self, timeout: Duration);
 
-    /// Reads at least one byte into `buf` (from its start).
+    /// Reads at least one byte into `buf` (from its start): the
+    /// completion's [`data`](crate::Completion::data) is the bytes read. On
+    /// a datagram socket, receives one datagram and its sender, as
+    /// [`recv_from`](Submit::recv_from) does.
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)), and with
+    /// [`Error::EmptyBuffer`] for an empty `buf`. Completes with
+    /// [`Error::Eof`] once the peer has closed its side (every later read
+    /// does too), and on a datagram socket with [`Error::Truncated`] for a
+    /// datagram longer than `buf`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn) -> Result<(), gaio_core::Error> {
+    /// // A `Vec`'s length is the room a read fills: `vec![0; n]`, not
+    /// // `Vec::with_capacity(n)` (which `read_append` takes).
+    /// w.read(conn, (), vec![0; 4096])?;
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "recv")]
     fn read(
         &mut self,
         conn: Conn,
@@ -144,6 +322,22 @@ pub trait Submit {
 
     /// Like [`read`](Submit::read), failing with [`Error::Deadline`] if
     /// nothing arrived by `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read`](Submit::read), and [`Error::Deadline`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn) -> Result<(), gaio_core::Error> {
+    /// // A client silent for 30 seconds gets `Error::Deadline`.
+    /// let deadline = Instant::now() + Duration::from_secs(30);
+    /// w.read_timeout(conn, (), vec![0; 4096], deadline)?;
+    /// # Ok(()) }
+    /// ```
     fn read_timeout(
         &mut self,
         conn: Conn,
@@ -161,11 +355,47 @@ pub trait Submit {
     /// connection waiting this way holds no buffer. The completion's buffer
     /// is a [`Buffer::Swap`](crate::Buffer::Swap) slice of exactly the bytes
     /// read.
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)). Completes
+    /// with [`Error::Eof`] once the peer has closed its side, and on a
+    /// datagram socket with [`Error::Truncated`] for a datagram longer than
+    /// the swap size.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Buffer, Completion, Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn, c: Completion<(), Vec<u8>>) -> Result<(), gaio_core::Error> {
+    /// w.read_swap(conn, ())?;
+    /// // ... and in its completion `c`:
+    /// if let Buffer::Swap(bytes) = c.buffer {
+    ///     println!("{} bytes", bytes.len()); // valid for as long as it is held
+    /// }
+    /// # Ok(()) }
+    /// ```
     fn read_swap(&mut self, conn: Conn, context: Self::Context) -> SubmitResult<Self::Context, Self::Buf> {
         self.submit(Request::read_swap(conn, context))
     }
 
     /// Like [`read_swap`](Submit::read_swap), with a deadline.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_swap`](Submit::read_swap), and [`Error::Deadline`]
+    /// if nothing arrived by `deadline`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn) -> Result<(), gaio_core::Error> {
+    /// // An idle keep-alive connection, given a minute before it is dropped.
+    /// w.read_swap_timeout(conn, (), Instant::now() + Duration::from_secs(60))?;
+    /// # Ok(()) }
+    /// ```
     fn read_swap_timeout(
         &mut self,
         conn: Conn,
@@ -178,20 +408,27 @@ pub trait Submit {
     /// Reads at least one byte into `buf`'s spare capacity and extends its
     /// length by the bytes read; the completion's `bytes` is how many, and
     /// [`data`](crate::Completion::data) those bytes. The watcher grows
-    /// nothing: reserve room first (a buffer with no spare capacity is
-    /// refused with [`Error::EmptyBuffer`]).
+    /// nothing: reserve room first.
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)), and with
+    /// [`Error::EmptyBuffer`] for a `buf` with no spare capacity.
+    /// Completes with [`Error::Eof`] once the peer has closed its side.
+    ///
+    /// # Examples
     ///
     /// A message that may arrive in pieces collects in one buffer, with no
     /// copy and no second buffer of "pending" bytes:
     ///
     /// ```no_run
     /// use gaio_core::{BytesMut, Submit};
-    /// # fn f<S: Submit<Context = (), Buf = BytesMut>>(w: &mut S, conn: gaio_core::Conn) {
+    /// # fn f<S: Submit<Context = (), Buf = BytesMut>>(w: &mut S, conn: gaio_core::Conn) -> Result<(), gaio_core::Error> {
     /// let mut request = BytesMut::with_capacity(4096);
     /// // ... later, while the request is not whole yet:
     /// request.reserve(1024);
-    /// w.read_append(conn, (), request).unwrap();
-    /// # }
+    /// w.read_append(conn, (), request)?;
+    /// # Ok(()) }
     /// ```
     fn read_append(
         &mut self,
@@ -207,6 +444,23 @@ pub trait Submit {
 
     /// Like [`read_append`](Submit::read_append), failing with
     /// [`Error::Deadline`] if nothing arrived by `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_append`](Submit::read_append), and
+    /// [`Error::Deadline`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn, mut pending: Vec<u8>) -> Result<(), gaio_core::Error> {
+    /// // The rest of a request has 10 seconds to arrive.
+    /// pending.reserve(4096);
+    /// w.read_append_timeout(conn, (), pending, Instant::now() + Duration::from_secs(10))?;
+    /// # Ok(()) }
+    /// ```
     fn read_append_timeout(
         &mut self,
         conn: Conn,
@@ -220,8 +474,24 @@ pub trait Submit {
         self.submit(Request::read_append(conn, context, buf).deadline(deadline))
     }
 
-    /// Fills the whole of `buf`. End of stream first completes with
-    /// [`Error::Eof`] and the number of bytes read before it.
+    /// Fills the whole of `buf`.
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)), and with
+    /// [`Error::EmptyBuffer`] for an empty `buf`. End of stream before
+    /// `buf` is full completes with [`Error::Eof`] and the number of bytes
+    /// read before it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn) -> Result<(), gaio_core::Error> {
+    /// // A frame's 4-byte length prefix, whole or not at all.
+    /// w.read_full(conn, (), vec![0; 4])?;
+    /// # Ok(()) }
+    /// ```
     fn read_full(
         &mut self,
         conn: Conn,
@@ -235,6 +505,22 @@ pub trait Submit {
     }
 
     /// Like [`read_full`](Submit::read_full), with a deadline.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_full`](Submit::read_full), and [`Error::Deadline`]
+    /// with the bytes read so far if `buf` is not full by `deadline`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn, len: usize) -> Result<(), gaio_core::Error> {
+    /// // A frame's body, `len` bytes, within 5 seconds.
+    /// w.read_full_timeout(conn, (), vec![0; len], Instant::now() + Duration::from_secs(5))?;
+    /// # Ok(()) }
+    /// ```
     fn read_full_timeout(
         &mut self,
         conn: Conn,
@@ -254,6 +540,24 @@ pub trait Submit {
     /// are done (as std's `write_all(&[])` succeeds): a server may write
     /// whatever its protocol produced without testing for nothing. On a
     /// connected datagram socket an empty `buf` is an empty datagram.
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)), and with
+    /// [`Error::WriteQueueFull`] past the watcher's cap on queued bytes.
+    /// Completes with [`Error::Io`] if the peer has gone away (`EPIPE`,
+    /// `ECONNRESET`; never a SIGPIPE on a socket), with the bytes written
+    /// before.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn) -> Result<(), gaio_core::Error> {
+    /// w.write(conn, (), b"HTTP/1.1 204 No Content\r\n\r\n".to_vec())?;
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "sendmsg", alias = "writev")]
     fn write(
         &mut self,
         conn: Conn,
@@ -265,6 +569,21 @@ pub trait Submit {
 
     /// Like [`write`](Submit::write), failing with [`Error::Deadline`] and
     /// the partial byte count if not all was written by `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`write`](Submit::write), and [`Error::Deadline`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn, response: Vec<u8>) -> Result<(), gaio_core::Error> {
+    /// // A client that does not read its response within 10 seconds is dropped.
+    /// w.write_timeout(conn, (), response, Instant::now() + Duration::from_secs(10))?;
+    /// # Ok(()) }
+    /// ```
     fn write_timeout(
         &mut self,
         conn: Conn,
@@ -289,6 +608,27 @@ pub trait Submit {
     /// the shortage lasts, it completes with that error (EMFILE, ENFILE,
     /// or ENOBUFS for either memory error) rather than
     /// [`Error::Deadline`], so the cause shows.
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)). Completes
+    /// with [`Error::ConnClosed`] once the listener is freed (or closed by
+    /// [`close_gracefully`](Submit::close_gracefully)), and with
+    /// [`Error::Io`] for an error of `accept(2)` that is not retried (a
+    /// connection aborted before it was taken is skipped, not reported),
+    /// or [`Error::NotPollable`] if the poller refused the new socket.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::Submit;
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S) -> Result<(), gaio_core::Error> {
+    /// let listener = w.watch_listener(gaio_core::listen("0.0.0.0:8080")?)?;
+    /// w.accept(listener, ())?;
+    /// // Its completion: `c.conn` is the new connection, `c.peer` its address.
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "accept4")]
     fn accept(
         &mut self,
         listener: Listener,
@@ -299,6 +639,22 @@ pub trait Submit {
 
     /// Like [`accept`](Submit::accept), failing with [`Error::Deadline`]
     /// if no connection came by `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`accept`](Submit::accept), and [`Error::Deadline`] (or
+    /// the shortage that held the accept up, as an [`Error::Io`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Listener, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, listener: Listener) -> Result<(), gaio_core::Error> {
+    /// // The one client a test expects, within a second.
+    /// w.accept_timeout(listener, (), Instant::now() + Duration::from_secs(1))?;
+    /// # Ok(()) }
+    /// ```
     fn accept_timeout(
         &mut self,
         listener: Listener,
@@ -314,17 +670,25 @@ pub trait Submit {
     /// connection in `conn`, its peer in `peer`). It stays pending (a
     /// burst is taken whole on one wake-up; running out of descriptors
     /// waits and retries, as [`accept`](Submit::accept) does) until it
-    /// ends with one completion carrying an error: [`Error::ConnClosed`]
-    /// once the listener is freed, [`Error::WatcherClosed`], or an error
-    /// of `accept(2)` that is not retried. Accepts submitted after it on
-    /// the same listener wait until it ends.
+    /// ends with one completion carrying an error. Accepts submitted after
+    /// it on the same listener wait until it ends.
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)). Ends with
+    /// [`Error::ConnClosed`] once the listener is freed (or closed by
+    /// [`close_gracefully`](Submit::close_gracefully)),
+    /// [`Error::WatcherClosed`], an [`Error::Io`] for an error of
+    /// `accept(2)` that is not retried, or [`Error::NotPollable`] if the
+    /// poller refused a new socket.
+    ///
+    /// # Examples
     ///
     /// ```no_run
-    /// use gaio_core::{Error, Op, Submit};
-    /// # fn f<S: Submit<Context = ()>>(w: &mut S, listener: gaio_core::Listener) -> Result<(), Error> {
+    /// use gaio_core::{Completion, Error, Listener, Op, Submit};
+    /// # fn f<S: Submit<Context = ()>>(w: &mut S, listener: Listener, c: Completion<(), S::Buf>) -> Result<(), Error> {
     /// w.accept_multishot(listener, ())?;
     /// // ... in the completion loop:
-    /// # let c: gaio_core::Completion<(), S::Buf> = todo!();
     /// match (c.op, c.error) {
     ///     (Op::Accept, None) => { /* serve c.conn */ }
     ///     (Op::Accept, Some(e)) => { /* the listener was freed, or failed: e */ }
@@ -332,6 +696,7 @@ pub trait Submit {
     /// }
     /// # Ok(()) }
     /// ```
+    #[doc(alias = "accept4")]
     fn accept_multishot(
         &mut self,
         listener: Listener,
@@ -346,9 +711,30 @@ pub trait Submit {
     /// Dials `addr` (TCP over IPv4 or IPv6, or a Unix socket path) without
     /// blocking. The completion ([`Op::Connect`](crate::Op::Connect))
     /// carries the new connection in `conn` (already watched, with
-    /// `TCP_NODELAY` on for TCP) and `addr` in `peer`; on failure (refused,
-    /// unreachable, deadline) its error, the socket already closed. Refused
-    /// at submission only if no socket could be made (out of descriptors).
+    /// `TCP_NODELAY` on for TCP) and `addr` in `peer`; on failure its
+    /// error, the socket already closed.
+    ///
+    /// # Errors
+    ///
+    /// Refused with [`Error::WatcherClosed`] once the watcher is closed,
+    /// and otherwise only if no socket could be made: [`Error::Io`] (out of
+    /// descriptors, say) or [`Error::NotPollable`]. Completes with
+    /// [`Error::Io`] if the connection could not be made (refused,
+    /// unreachable, or an unnamed Unix address), or with
+    /// [`Error::WatcherClosed`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use gaio_core::{PeerAddr, Submit};
+    /// # fn f<S: Submit<Context = &'static str, Buf = Vec<u8>>>(w: &mut S) -> Result<(), gaio_core::Error> {
+    /// let cache: SocketAddr = "127.0.0.1:6379".parse().unwrap();
+    /// w.connect(cache, "cache")?;
+    /// w.connect(PeerAddr::unix_path("/run/app.sock"), "app")?;
+    /// // Each completion: `c.conn` is the new connection, or `c.error` why not.
+    /// # Ok(()) }
+    /// ```
     fn connect(
         &mut self,
         addr: impl Into<PeerAddr>,
@@ -359,6 +745,21 @@ pub trait Submit {
 
     /// Like [`connect`](Submit::connect), failing with [`Error::Deadline`]
     /// if the connection was not made by `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`connect`](Submit::connect), and [`Error::Deadline`] (the
+    /// socket then closed).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{PeerAddr, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, upstream: PeerAddr) -> Result<(), gaio_core::Error> {
+    /// w.connect_timeout(upstream, (), Instant::now() + Duration::from_secs(3))?;
+    /// # Ok(()) }
+    /// ```
     fn connect_timeout(
         &mut self,
         addr: impl Into<PeerAddr>,
@@ -372,6 +773,24 @@ pub trait Submit {
     /// end of stream) once every write submitted before has been written;
     /// reads keep working. "Send the response, then close" is a `write`
     /// and a `shutdown`, and a `free` when the peer has closed too.
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)); only a
+    /// stream socket has a write side to shut down
+    /// ([`Error::NotSupported`] otherwise). Completes with [`Error::Io`]
+    /// if `shutdown(2)` fails (the connection is already gone, say).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn) -> Result<(), gaio_core::Error> {
+    /// w.write(conn, (), b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n".to_vec())?;
+    /// w.shutdown(conn, ())?; // after the write: the client reads it, then end of stream
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "SHUT_WR")]
     fn shutdown(&mut self, conn: Conn, context: Self::Context) -> SubmitResult<Self::Context, Self::Buf> {
         self.submit(Request::shutdown(conn, context))
     }
@@ -381,6 +800,26 @@ pub trait Submit {
     /// carries it in `detached`, deregistered, open and still in
     /// non-blocking mode; the watcher never touches it again. Requests
     /// submitted after the detach complete with [`Error::ConnClosed`].
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)); every kind
+    /// of connection can be detached.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::net::TcpStream;
+    /// use gaio_core::{Completion, Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn, c: Completion<(), Vec<u8>>) -> Result<(), gaio_core::Error> {
+    /// w.detach(conn, ())?;
+    /// // ... and in its completion:
+    /// if let Some(fd) = c.detached {
+    ///     let stream = TcpStream::from(fd);
+    ///     stream.set_nonblocking(false)?; // for code that blocks
+    /// }
+    /// # Ok(()) }
+    /// ```
     fn detach(&mut self, conn: Conn, context: Self::Context) -> SubmitResult<Self::Context, Self::Buf> {
         self.submit(Request::detach(conn, context))
     }
@@ -388,6 +827,26 @@ pub trait Submit {
     /// Receives one datagram into `buf` (from its start). The completion
     /// carries the sender in `peer`; a datagram longer than `buf` keeps its
     /// first bytes and completes with [`Error::Truncated`].
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)), and with
+    /// [`Error::EmptyBuffer`] for an empty `buf`; only a datagram socket
+    /// receives ([`Error::NotSupported`] otherwise). Completes with
+    /// [`Error::Truncated`] for a datagram longer than `buf`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::net::UdpSocket;
+    /// use gaio_core::Submit;
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S) -> Result<(), gaio_core::Error> {
+    /// let conn = w.watch(UdpSocket::bind("0.0.0.0:5353")?)?;
+    /// w.recv_from(conn, (), vec![0; 1500])?;
+    /// // Its completion: `c.data()` is the datagram, `c.peer` its sender.
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "recvfrom", alias = "recvmsg")]
     fn recv_from(
         &mut self,
         conn: Conn,
@@ -403,6 +862,23 @@ pub trait Submit {
     /// Receives one datagram into the watcher's swap memory (one datagram
     /// per completion, at most the swap size: longer ones are truncated
     /// and say so).
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)); only a
+    /// datagram socket receives ([`Error::NotSupported`] otherwise).
+    /// Completes with [`Error::Truncated`] for a datagram longer than the
+    /// swap size.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Conn, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, conn: Conn) -> Result<(), gaio_core::Error> {
+    /// w.recv_from_swap(conn, ())?;
+    /// // Its completion: a `Buffer::Swap` of the datagram, `c.peer` its sender.
+    /// # Ok(()) }
+    /// ```
     fn recv_from_swap(
         &mut self,
         conn: Conn,
@@ -412,6 +888,31 @@ pub trait Submit {
     }
 
     /// Sends `buf` as one datagram to `addr`.
+    ///
+    /// # Errors
+    ///
+    /// Refused as every submission is ([errors](Submit#errors)), and with
+    /// [`Error::WriteQueueFull`] past the watcher's cap on queued bytes;
+    /// only a datagram socket sends to an address
+    /// ([`Error::NotSupported`] otherwise). Completes with [`Error::Io`]
+    /// if the system refuses the datagram (too long for the socket, or an
+    /// unnamed Unix address).
+    ///
+    /// # Examples
+    ///
+    /// Echoing a datagram received with [`recv_from`](Submit::recv_from):
+    ///
+    /// ```no_run
+    /// use gaio_core::{Completion, Submit};
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S, c: Completion<(), Vec<u8>>) -> Result<(), gaio_core::Error> {
+    /// let n = c.bytes;
+    /// if let (Some(sender), Some(mut datagram)) = (c.peer, c.buffer.into_user()) {
+    ///     datagram.truncate(n);
+    ///     w.send_to(c.conn, (), datagram, sender)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "sendto")]
     fn send_to(
         &mut self,
         conn: Conn,
@@ -424,6 +925,25 @@ pub trait Submit {
 
     /// Sends `buf` as one datagram on a connected datagram socket (the same
     /// as [`write`](Submit::write) there).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`write`](Submit::write). On a datagram socket that is not
+    /// connected, it completes with an [`Error::Io`]: the datagram has no
+    /// destination.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::net::UdpSocket;
+    /// use gaio_core::Submit;
+    /// # fn f<S: Submit<Context = (), Buf = Vec<u8>>>(w: &mut S) -> Result<(), gaio_core::Error> {
+    /// let socket = UdpSocket::bind("0.0.0.0:0")?;
+    /// socket.connect("127.0.0.1:8125")?;
+    /// let conn = w.watch(socket)?;
+    /// w.send(conn, (), b"requests:1|c".to_vec())?;
+    /// # Ok(()) }
+    /// ```
     fn send(
         &mut self,
         conn: Conn,
@@ -484,6 +1004,19 @@ impl<P: Poller, C, B> Clone for Submitter<P, C, B> {
 
 impl<P: Poller, C, B: IoBuf> Submitter<P, C, B> {
     /// True once the watcher is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Poller, Submit, Watcher};
+    ///
+    /// fn f<P: Poller>(w: &mut Watcher<P, (), Vec<u8>>) {
+    ///     let submitter = w.submitter();
+    ///     assert!(!submitter.is_closed());
+    ///     w.close();
+    ///     assert!(submitter.is_closed()); // its submissions are refused from now on
+    /// }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }

@@ -64,7 +64,18 @@ impl<P: Poller> Default for Builder<P> {
 }
 
 impl<P: Poller> Builder<P> {
-    /// Defaults: 64 KiB of swap memory, 1024 events per wait, inline mode.
+    /// Defaults: 64 KiB of swap memory, 1024 events per wait, no cap on
+    /// queued write bytes, inline mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Builder, Error, Poller, Watcher};
+    ///
+    /// fn watcher<P: Poller>() -> Result<Watcher<P, (), Vec<u8>>, Error> {
+    ///     Builder::new().build() // what `Watcher::new()` does
+    /// }
+    /// ```
     pub fn new() -> Self {
         Builder {
             swap_size: crate::DEFAULT_SWAP_SIZE,
@@ -79,6 +90,17 @@ impl<P: Poller> Builder<P> {
     /// fill. A single such read returns at most this many bytes. From 1 to
     /// [`MAX_SWAP_SIZE`](crate::MAX_SWAP_SIZE); [`build`](Self::build)
     /// refuses other values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Builder, Poller};
+    ///
+    /// fn builder<P: Poller>() -> Builder<P> {
+    ///     // Bulk transfers: up to 1 MiB per swap read.
+    ///     Builder::new().swap_size(1 << 20)
+    /// }
+    /// ```
     pub fn swap_size(mut self, bytes: usize) -> Self {
         self.swap_size = bytes;
         self
@@ -87,6 +109,16 @@ impl<P: Poller> Builder<P> {
     /// Most readiness events taken from the poller per wait. From 1 to
     /// [`MAX_EVENTS_PER_WAIT`](crate::MAX_EVENTS_PER_WAIT);
     /// [`build`](Self::build) refuses other values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Builder, Poller};
+    ///
+    /// fn builder<P: Poller>() -> Builder<P> {
+    ///     Builder::new().max_events(4096)
+    /// }
+    /// ```
     pub fn max_events(mut self, events: usize) -> Self {
         self.max_events = events;
         self
@@ -100,13 +132,35 @@ impl<P: Poller> Builder<P> {
     /// refused. From the owning thread in inline mode the refusal is
     /// immediate (a [`Rejected`](crate::Rejected)); through a
     /// [`Submitter`] or in background mode the write completes at once
-    /// with the error. From 1 to 4 GiB.
+    /// with the error. From 1 to `u32::MAX` (4 GiB less one byte);
+    /// [`build`](Self::build) refuses other values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Builder, Poller};
+    ///
+    /// fn builder<P: Poller>() -> Builder<P> {
+    ///     // A client may have at most 1 MiB of responses waiting for it.
+    ///     Builder::new().max_queued_write_bytes(1 << 20)
+    /// }
+    /// ```
     pub fn max_queued_write_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_write_bytes = Some(bytes);
         self
     }
 
     /// Inline or background-thread mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Builder, Mode, Poller};
+    ///
+    /// fn builder<P: Poller>() -> Builder<P> {
+    ///     Builder::new().mode(Mode::Background)
+    /// }
+    /// ```
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
@@ -114,10 +168,28 @@ impl<P: Poller> Builder<P> {
 
     /// Creates the watcher.
     ///
-    /// Fails with [`Error::InvalidSetting`] for a swap size or an event
-    /// count out of range (checked before anything is allocated), and with
-    /// [`Error::Io`] if the poller or the background thread cannot be
-    /// created.
+    /// # Errors
+    ///
+    /// * [`Error::InvalidSetting`]: a setting out of its range (its `name`
+    ///   is the method's: `swap_size`, `max_events` or
+    ///   `max_queued_write_bytes`), checked before anything is allocated.
+    /// * [`Error::Io`]: the poller (out of descriptors, say) or the
+    ///   background thread could not be created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Builder, Error, Mode, Poller, Watcher};
+    ///
+    /// fn watcher<P: Poller>() -> Result<Watcher<P, u64, Vec<u8>>, Error> {
+    ///     Builder::new().swap_size(256 * 1024).mode(Mode::Background).build()
+    /// }
+    ///
+    /// fn refused<P: Poller>() {
+    ///     let e = Builder::<P>::new().swap_size(0).build::<(), Vec<u8>>().unwrap_err();
+    ///     assert!(matches!(e, Error::InvalidSetting(s) if s.name == "swap_size"));
+    /// }
+    /// ```
     pub fn build<C: Send + 'static, B: IoBuf>(self) -> Result<Watcher<P, C, B>, Error> {
         in_range("swap_size", self.swap_size, 1, crate::MAX_SWAP_SIZE)?;
         in_range("max_events", self.max_events, 1, crate::MAX_EVENTS_PER_WAIT)?;
@@ -163,13 +235,14 @@ fn in_range(name: &'static str, value: usize, min: usize, max: usize) -> Result<
 ///
 /// # Panics in user code
 ///
-/// The thread doing the I/O calls user code: the buffer's [`IoBuf`] and
-/// [`IoBufMut`](crate::IoBufMut) methods, and `Drop` of contexts and
-/// buffers. If that code panics, the watcher closes itself: every socket is
-/// closed, submissions are refused with [`Error::WatcherClosed`], the
-/// pending requests come back from `wait_io` with
-/// [`Error::WatcherClosed`], and from then on every `wait_io` fails with
-/// [`Error::Panicked`].
+/// The thread doing the I/O calls user code: the buffer's [`IoBuf`],
+/// [`IoBufMut`](crate::IoBufMut) and [`IoBufAppend`](crate::IoBufAppend)
+/// methods, `Clone` of a multishot accept's context, and `Drop` of
+/// contexts and buffers. If that code panics, the watcher closes itself:
+/// every socket is closed, submissions are refused with
+/// [`Error::WatcherClosed`], the pending requests come back from
+/// `wait_io` with [`Error::WatcherClosed`], and from then on every
+/// `wait_io` fails with [`Error::Panicked`].
 /// * In [`Mode::Background`] the engine thread catches the panic and
 ///   passes its message on; a `wait_io` blocked at that moment wakes up.
 /// * In [`Mode::Inline`] the panic happens on the caller's thread, inside
@@ -201,11 +274,38 @@ impl<P: Poller, C, B> Watcher<P, C, B> {
 
 impl<P: Poller, C: Send + 'static, B: IoBuf> Watcher<P, C, B> {
     /// A watcher with default settings (inline mode).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the poller cannot be created (out of descriptors,
+    /// say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Bytes, Error, Poller, Watcher};
+    ///
+    /// // Each request carries a `u64` (a request id, say); swap reads hand
+    /// // back `Bytes`, which this watcher can also write without a copy.
+    /// fn watcher<P: Poller>() -> Result<Watcher<P, u64, Bytes>, Error> {
+    ///     Watcher::new()
+    /// }
+    /// ```
     pub fn new() -> Result<Self, Error> {
         Builder::new().build()
     }
 
     /// A builder for a watcher with other settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Error, Mode, Poller, Watcher};
+    ///
+    /// fn watcher<P: Poller>() -> Result<Watcher<P, (), Vec<u8>>, Error> {
+    ///     Watcher::<P, (), Vec<u8>>::builder().mode(Mode::Background).build()
+    /// }
+    /// ```
     pub fn builder() -> Builder<P> {
         Builder::new()
     }
@@ -213,6 +313,20 @@ impl<P: Poller, C: Send + 'static, B: IoBuf> Watcher<P, C, B> {
 
 impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// The mode the watcher runs in.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Mode, Poller, Watcher};
+    ///
+    /// fn f<P: Poller>(w: &Watcher<P, (), Vec<u8>>) {
+    ///     match w.mode() {
+    ///         Mode::Inline => println!("the I/O runs in wait_io"),
+    ///         Mode::Background => println!("the I/O runs on a thread of its own"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// ```
     pub fn mode(&self) -> Mode {
         match self.driver {
             Driver::Inline(_) => Mode::Inline,
@@ -221,6 +335,21 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     }
 
     /// A handle that submits from other threads.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use gaio_core::{Poller, Submit, Watcher};
+    ///
+    /// fn f<P: Poller>(w: &Watcher<P, (), Vec<u8>>) {
+    ///     let mut submitter = w.submitter();
+    ///     std::thread::spawn(move || {
+    ///         std::thread::sleep(Duration::from_secs(60));
+    ///         submitter.close(); // time is up
+    ///     });
+    /// }
+    /// ```
     #[must_use]
     pub fn submitter(&self) -> Submitter<P, C, B> {
         Submitter {
@@ -228,7 +357,21 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
         }
     }
 
-    /// True once the watcher is closed.
+    /// True once the watcher is closed: by [`close`](Submit::close), at
+    /// the end of [`close_gracefully`](Submit::close_gracefully), or after
+    /// a panic in user code.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Poller, Submit, Watcher};
+    ///
+    /// fn f<P: Poller>(w: &mut Watcher<P, (), Vec<u8>>) {
+    ///     assert!(!w.is_closed());
+    ///     w.close();
+    ///     assert!(w.is_closed());
+    /// }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }
@@ -244,6 +387,40 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// After [`close`](Submit::close), pending requests come back with
     /// [`Error::WatcherClosed`] in the next batches; once everything has
     /// been handed out this returns `Err(Error::WatcherClosed)`.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::WatcherClosed`]: the watcher is closed and every
+    ///   completion has been handed out.
+    /// * [`Error::Panicked`]: in its place, when the watcher closed
+    ///   because user code panicked (see
+    ///   [Panics in user code](Watcher#panics-in-user-code)).
+    /// * [`Error::Io`]: the poller failed. In inline mode the watcher stays
+    ///   open and the next call tries again; in background mode the I/O
+    ///   thread closes the watcher, and this error comes once, after the
+    ///   last batch.
+    ///
+    /// # Panics
+    ///
+    /// In inline mode, when user code that the I/O calls panics: the panic
+    /// unwinds out of this call, and the next call closes the watcher.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Error, Poller, Watcher};
+    ///
+    /// fn turn<P: Poller>(w: &mut Watcher<P, (), Vec<u8>>) -> Result<(), Error> {
+    ///     let mut batch = Vec::new(); // kept from one call to the next
+    ///     let n = w.wait_io(&mut batch)?;
+    ///     assert_eq!(batch.len(), n);
+    ///     for c in batch.drain(..) {
+    ///         println!("{:?} on {:?}: {} bytes", c.op, c.conn, c.bytes);
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    #[doc(alias = "epoll_wait", alias = "kevent")]
     pub fn wait_io(&mut self, out: &mut Vec<Completion<C, B>>) -> Result<usize, Error> {
         self.wait_until(out, None)
     }
@@ -251,8 +428,20 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// [`wait_io`](Watcher::wait_io) for a loop that runs until the
     /// watcher closes: appends the next batch to `out` and returns
     /// `Ok(true)`, or `Ok(false)` once the watcher has closed and every
-    /// completion has been handed out. Other errors (the watcher closed by
-    /// a panic) come back as they are.
+    /// completion has been handed out. Other errors come back as they
+    /// are.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Panicked`] and [`Error::Io`], as [`wait_io`](Watcher::wait_io)
+    /// returns them.
+    ///
+    /// # Panics
+    ///
+    /// As [`wait_io`](Watcher::wait_io): in inline mode, when user code
+    /// that the I/O calls panics.
+    ///
+    /// # Examples
     ///
     /// ```no_run
     /// # fn f<P: gaio_core::Poller>(w: &mut gaio_core::Watcher<P, (), Vec<u8>>) -> Result<(), gaio_core::Error> {
@@ -274,6 +463,34 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
 
     /// Like [`wait_io`](Watcher::wait_io), but returns `Ok(0)` if nothing
     /// completed within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`wait_io`](Watcher::wait_io).
+    ///
+    /// # Panics
+    ///
+    /// As [`wait_io`](Watcher::wait_io): in inline mode, when user code
+    /// that the I/O calls panics.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use gaio_core::{Error, Poller, Watcher};
+    ///
+    /// fn serve<P: Poller>(w: &mut Watcher<P, (), Vec<u8>>) -> Result<(), Error> {
+    ///     let mut batch = Vec::new();
+    ///     loop {
+    ///         if w.wait_io_timeout(&mut batch, Duration::from_millis(100))? == 0 {
+    ///             // A quiet 100 ms: time for housekeeping.
+    ///         }
+    ///         for c in batch.drain(..) {
+    ///             // ...
+    ///         }
+    ///     }
+    /// }
+    /// ```
     pub fn wait_io_timeout(
         &mut self,
         out: &mut Vec<Completion<C, B>>,
@@ -298,6 +515,17 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// for a connection this watcher does not have, and in background mode
     /// (the count lives on the I/O thread; a completion with
     /// [`Error::WriteQueueFull`] reports it there).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Conn, Poller, Watcher};
+    ///
+    /// fn slow_reader<P: Poller>(w: &Watcher<P, (), Vec<u8>>, conn: Conn) -> bool {
+    ///     // More than 1 MiB not yet taken by the peer: stop producing for it.
+    ///     w.queued_write_bytes(conn).is_some_and(|n| n > 1 << 20)
+    /// }
+    /// ```
     pub fn queued_write_bytes(&self, conn: Conn) -> Option<usize> {
         match &self.driver {
             Driver::Inline(engine) => engine.queued_write_bytes(conn),
@@ -316,6 +544,8 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     ///
     /// Listeners answer too. The borrow lasts until the next call that
     /// takes the watcher mutably, which is what could close the socket.
+    ///
+    /// # Examples
     ///
     /// ```no_run
     /// use gaio_core::{Poller, Submit, Watcher};
@@ -340,8 +570,26 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     ///
     /// gaio has separate poller and loop affinities because it runs two
     /// goroutines; here polling and the I/O loop are one thread, so one
-    /// setter covers both. Fails with [`Error::InvalidCpu`] for a CPU that
-    /// does not exist or that the process may not use.
+    /// setter covers both.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidCpu`]: a CPU that does not exist, is offline, or
+    ///   that the process may not use (outside its cpuset).
+    /// * [`Error::Io`]: any other failure of `sched_setaffinity`, and on
+    ///   systems other than Linux and Android always (`Unsupported`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Error, Poller, Watcher};
+    ///
+    /// fn pin<P: Poller>(w: &Watcher<P, (), Vec<u8>>) -> Result<(), Error> {
+    ///     // Keep the I/O on CPU 2, next to the NIC's interrupts, say.
+    ///     w.set_affinity(2)
+    /// }
+    /// ```
+    #[doc(alias = "sched_setaffinity")]
     pub fn set_affinity(&self, cpu: usize) -> Result<(), Error> {
         match self.driver {
             Driver::Inline(_) => affinity::pin(None, cpu),
