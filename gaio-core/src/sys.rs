@@ -66,7 +66,7 @@ pub(crate) fn prepare(fd: BorrowedFd<'_>, learn_protocol: bool) -> Result<FdInfo
     let kind = match sockopt::socket_type(fd) {
         Ok(SocketType::STREAM) => {
             #[cfg(target_vendor = "apple")]
-            sockopt::set_socket_nosigpipe(fd, true)?;
+            sockopt::set_socket_nosigpipe(fd, true).map_err(crate::error::errno)?;
             FdKind::StreamSocket
         }
         Ok(SocketType::DGRAM) => FdKind::DatagramSocket,
