@@ -29,6 +29,20 @@ else
     echo "   nightly rust-src unavailable: skipped (see the README's platform table)"
 fi
 
+echo "== rustdoc, warnings denied"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "   docs ok"
+
+MSRV=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+echo "== the declared rust-version ($MSRV) builds the libraries"
+rustup toolchain install "$MSRV" --profile minimal >/dev/null 2>&1 || true
+CARGO_TARGET_DIR=target/msrv cargo +"$MSRV" check --quiet -p gaio-core -p gaio-epoll -p gaio-poll -p gaio --lib
+echo "   rust $MSRV: ok"
+
+echo "== cargo package: the library crates are publishable as they stand"
+cargo package --quiet --allow-dirty -p gaio-core -p gaio-epoll -p gaio-poll -p gaio-kqueue -p gaio
+echo "   packages ok"
+
 echo "== actionlint ci/github/ci.yml"
 if [ ! -x target/actionlint-venv/bin/actionlint ]; then
     python3 -m venv target/actionlint-venv

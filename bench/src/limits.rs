@@ -1,31 +1,10 @@
-//! Process limits and the loopback listener every server uses.
+//! The loopback listener every server uses. (The descriptor limit they
+//! raise first is `gaio_testkit::nofile`.)
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
 use rustix::net::{AddressFamily, SocketType};
-use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new
-/// soft limit.
-pub fn raise_nofile() -> u64 {
-    let cur = getrlimit(Resource::Nofile);
-    if cur.current != cur.maximum {
-        let _ = setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: cur.maximum,
-                maximum: cur.maximum,
-            },
-        );
-    }
-    nofile_limit()
-}
-
-/// The soft `RLIMIT_NOFILE` (`u64::MAX` for unlimited).
-pub fn nofile_limit() -> u64 {
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
 
 /// A listener on `127.0.0.1` with a port chosen by the kernel and the
 /// deepest accept backlog the kernel allows (`somaxconn`), so bursts of

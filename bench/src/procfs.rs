@@ -1,6 +1,6 @@
-//! What the driver reads about a server process from `/proc`: CPU time
-//! and resident memory (`VmRSS` from `/proc/PID/status`), plus the
-//! description of this machine.
+//! What the driver reads about a server process from `/proc`: CPU time,
+//! plus the description of this machine. (Its resident memory is read by
+//! `gaio_testkit::memory`.)
 //!
 //! CPU time is read two ways. `utime + stime` from `/proc/PID/stat` covers
 //! every thread, exited ones included, but comes in clock ticks (10 ms at
@@ -103,17 +103,6 @@ impl CpuTime {
             _ => (stat, stat),
         }
     }
-}
-
-/// Resident set size of process `pid` in bytes (`VmRSS`).
-pub fn rss_bytes(pid: u32) -> io::Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
-        .ok_or_else(|| bad_data("no VmRSS in /proc/PID/status"))
 }
 
 fn bad_data(what: &str) -> io::Error {

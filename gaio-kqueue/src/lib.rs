@@ -21,13 +21,9 @@
 //!   idempotent, so retrying can never lose or double a wake-up.
 //! * SIGPIPE: Apple has no `MSG_NOSIGNAL`; gaio-core sets `SO_NOSIGPIPE` on
 //!   each stream socket at hand-over there instead.
-#![cfg(any(
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_vendor = "apple"
-))]
+// Set by build.rs on the kqueue targets (the one list of them).
+#![cfg(gaio_kqueue)]
+#![deny(missing_debug_implementations)]
 
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("gaio-kqueue stores 64-bit tokens in kevent udata and needs a 64-bit target");

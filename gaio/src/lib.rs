@@ -38,35 +38,54 @@
 //! }
 //! ```
 //!
-//! The backend is chosen at compile time: epoll on Linux and Android,
-//! kqueue on the BSDs and Apple systems, poll(2) elsewhere (or everywhere,
-//! with the `force-poll` feature).
+//! # Backends and cfgs
+//!
+//! The backend, [`DefaultPoller`], is chosen at compile time: epoll on
+//! Linux and Android, kqueue on FreeBSD, NetBSD, OpenBSD, DragonFly and the
+//! Apple systems (the `gaio_kqueue` cfg, which gaio-kqueue's build script
+//! sets: the one list of those targets), poll(2) on other unixes.
+//!
+//! To run on the portable poll(2) poller everywhere, build with the
+//! `gaio_force_poll` cfg, in a target directory of its own so the two
+//! builds do not keep invalidating each other's cache:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg gaio_force_poll" cargo test -p gaio --target-dir target/force-poll
+//! ```
+//!
+//! It is a cfg, not a cargo feature, so that no crate in a dependency graph
+//! can switch the backend for everyone: only whoever builds decides.
+//! `cargo xtask test` runs the `gaio` suite a second time this way. The
+//! native poller stays exported by name (`EpollPoller`, `KqueuePoller`).
+//!
+//! # Features
+//!
+//! * `tracing` (off by default): the engine's diagnostics (a hand-over the
+//!   poller refused to re-register, running out of descriptors while
+//!   accepting, a panic on the engine thread, shutting down) as
+//!   [`tracing`](https://docs.rs/tracing) events. Off, they compile to
+//!   nothing.
 #![cfg(unix)]
+#![deny(missing_debug_implementations)]
 
 pub use gaio_core::{
     listen, listen_unix, AcceptOptions, BufPool, Buffer, Bytes, BytesMut, Completion, Conn, ConnMap,
     Datagram, Error, Event, InvalidSetting, IoBuf, IoBufAppend, IoBufMut, Listener, Mode, Op, PeerAddr,
-    Poller, PoolBuf, Rejected, Request, SocketRef, Submit, UnixAddr, DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE,
-    MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
+    Poller, PoolBuf, Rejected, Request, SocketRef, Submit, SubmitResult, UnixAddr, DEFAULT_MAX_EVENTS,
+    DEFAULT_SWAP_SIZE, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
 };
 
 pub use gaio_poll::PollPoller;
 
 cfg_if::cfg_if! {
-    if #[cfg(feature = "force-poll")] {
+    if #[cfg(gaio_force_poll)] {
         /// The poller used by this build: poll(2), forced by the
-        /// `force-poll` feature.
+        /// `gaio_force_poll` cfg.
         pub type DefaultPoller = gaio_poll::PollPoller;
     } else if #[cfg(any(target_os = "linux", target_os = "android"))] {
         /// The poller used on this target: epoll.
         pub type DefaultPoller = gaio_epoll::EpollPoller;
-    } else if #[cfg(any(
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_vendor = "apple"
-    ))] {
+    } else if #[cfg(gaio_kqueue)] {
         /// The poller used on this target: kqueue.
         pub type DefaultPoller = gaio_kqueue::KqueuePoller;
     } else {
@@ -77,13 +96,7 @@ cfg_if::cfg_if! {
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use gaio_epoll::EpollPoller;
-#[cfg(any(
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_vendor = "apple"
-))]
+#[cfg(gaio_kqueue)]
 pub use gaio_kqueue::KqueuePoller;
 
 /// The watcher for this target's poller. `C` is the context type every
@@ -96,7 +109,10 @@ pub type Submitter<C = (), B = Vec<u8>> = gaio_core::Submitter<DefaultPoller, C,
 /// Configures a [`Watcher`]: `Builder::new().mode(Mode::Background).build()`.
 pub type Builder = gaio_core::Builder<DefaultPoller>;
 
-/// The result of a completion's operation, re-exported for convenience.
+/// `std::result::Result` with [`Error`] as its default error type: what
+/// the watcher's own calls (`watch`, `free`, `wait_io`, ...) return.
+/// Submissions return [`SubmitResult`] instead,
+/// which hands a refused request back.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The README's examples, compiled as documentation tests.

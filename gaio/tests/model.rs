@@ -59,7 +59,7 @@
 //! the last steps it ran. The program a seed draws does not depend on
 //! timing, so a replay runs the same steps; outcomes still depend on the
 //! scheduler, so a rare race may need a few replays. Add
-//! `--features force-poll` for the poll(2) backend.
+//! `RUSTFLAGS="--cfg gaio_force_poll"` for the poll(2) backend.
 
 mod util;
 

@@ -31,7 +31,8 @@ fn four_threads_write_through_one_shared_submitter() {
                 thread::spawn(move || {
                     let mut s = &*submitter;
                     for i in 0..WRITES {
-                        s.write(conn, u32::from(t) << 8 | u32::from(i), vec![t, i]).unwrap();
+                        s.write(conn, u32::from(t) << 8 | u32::from(i), vec![t, i])
+                            .unwrap();
                     }
                 })
             })
@@ -42,7 +43,9 @@ fn four_threads_write_through_one_shared_submitter() {
         let total = usize::from(THREADS) * usize::from(WRITES);
         let done = util::wait_for(&mut w, total, LIMIT);
         assert_eq!(done.len(), total, "{mode:?}");
-        assert!(done.iter().all(|c| c.op == Op::Write && c.error.is_none() && c.bytes == 2));
+        assert!(done
+            .iter()
+            .all(|c| c.op == Op::Write && c.error.is_none() && c.bytes == 2));
         let mut got = vec![0; total * 2];
         client.read_exact(&mut got).unwrap();
         // Each thread's writes arrive in the order it made them.

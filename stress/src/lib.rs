@@ -1,45 +1,16 @@
-//! Helpers shared by the `soak` and `abuse` binaries: a small seeded PRNG,
-//! a verifiable byte pattern, `/proc` readings (descriptor count, memory),
-//! the descriptor limit and command-line parsing.
+//! Helpers shared by the `soak` and `abuse` binaries: `/proc` descriptor
+//! counts, command-line parsing, byte counts for people, polling with a
+//! time limit.
 //!
-//! Everything here is deliberately dependency-free (beyond `rustix` for the
-//! resource limit) so the stress tools build quickly and behave the same on
-//! every run with the same seed.
+//! What they share with gaio's tests and the benchmark (the descriptor
+//! limit, memory readings, the verifiable byte pattern and the seeded
+//! generator, so that every run with the same seed behaves the same) is in
+//! `gaio-testkit`.
 
 pub mod args;
-pub mod pattern;
 pub mod procfs;
-pub mod rng;
-
-pub use pattern::Pattern;
-pub use rng::Rng;
 
 use std::time::Duration;
-
-/// Raises the soft limit on open descriptors of this process to
-/// `min(hard limit, want)` and returns the new soft limit.
-///
-/// Never lowers the limit below what is already open; a limit that cannot
-/// be changed is left as it is.
-pub fn set_nofile_limit(want: u64) -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let cur = getrlimit(Resource::Nofile);
-    let hard = cur.maximum.unwrap_or(u64::MAX);
-    let soft = want.min(hard);
-    if setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(soft),
-            maximum: cur.maximum,
-        },
-    )
-    .is_ok()
-    {
-        soft
-    } else {
-        cur.current.unwrap_or(u64::MAX)
-    }
-}
 
 /// Formats a byte count with a binary unit (`12.3 MiB`).
 pub fn human_bytes(n: u64) -> String {

@@ -3,8 +3,9 @@
 //! * `test`: the whole test suite, one test per process (nextest), then the
 //!   documentation examples. Falls back to `cargo test --test-threads=1`
 //!   where nextest is not installed, so descriptor counting stays exact.
-//!   The `gaio` integration suite then runs a second time with the
-//!   `force-poll` feature, against the portable poll(2) poller.
+//!   The `gaio` suite then runs a second time built with `--cfg
+//!   gaio_force_poll`, against the portable poll(2) poller, in a target
+//!   directory of its own (`target/force-poll`).
 //! * `cross`: `cargo check` and `cargo clippy -D warnings` of the whole
 //!   workspace (tests and examples included) for the BSD and Apple targets.
 //! * `ci`: what `.ci/run` checks: formatting, clippy with warnings denied,
@@ -22,6 +23,7 @@
 //!   `apt-get install wrk nginx-light redis-tools redis-server`); report
 //!   and JSON in `target/bench/clients/`.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
@@ -51,10 +53,63 @@ fn main() -> ExitCode {
 /// Runs `cargo` with `args`, failing if it fails.
 fn cargo(args: &[&str]) -> Result<(), String> {
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(env_cargo())
-        .args(args)
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    run(Command::new(env_cargo()).args(args), args)
+}
+
+/// The cfg that makes gaio use the poll(2) poller everywhere (gaio's
+/// crate docs, "Backends and cfgs").
+const FORCE_POLL_CFG: &str = "gaio_force_poll";
+
+/// Runs `cargo` with `args`, built with `--cfg gaio_force_poll` added to
+/// the caller's rustflags, in `target/force-poll`: a change of rustflags
+/// rebuilds everything, so the forced build keeps a target directory of
+/// its own and the two never invalidate each other. The rustflags go in
+/// `CARGO_ENCODED_RUSTFLAGS`, which outranks `RUSTFLAGS` and the config
+/// files, so the cfg cannot be lost (rustflags set only in a config file
+/// are, for this run). `GAIO_EXPECT_POLLER` has gaio's `backend` test
+/// check the result.
+fn cargo_force_poll(args: &[&str]) -> Result<(), String> {
+    let target_dir = force_poll_target_dir();
+    eprintln!(
+        "xtask: RUSTFLAGS+='--cfg {FORCE_POLL_CFG}' CARGO_TARGET_DIR={} cargo {}",
+        target_dir.display(),
+        args.join(" ")
+    );
+    let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(encoded) => encoded.split('\x1f').map(String::from).collect(),
+        Err(_) => std::env::var("RUSTFLAGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    };
+    flags.retain(|f| !f.is_empty());
+    flags.extend(["--cfg".into(), FORCE_POLL_CFG.into()]);
+    run(
+        Command::new(env_cargo())
+            .args(args)
+            .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("GAIO_EXPECT_POLLER", "PollPoller"),
+        args,
+    )
+}
+
+/// `force-poll` under the target directory: `$CARGO_TARGET_DIR`, else the
+/// workspace's `target/`.
+fn force_poll_target_dir() -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || {
+            let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+            xtask.parent().unwrap_or(xtask).join("target")
+        },
+        PathBuf::from,
+    );
+    base.join("force-poll")
+}
+
+fn run(command: &mut Command, args: &[&str]) -> Result<(), String> {
+    let status = command.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -79,21 +134,27 @@ fn test(extra: &[String]) -> Result<(), String> {
     if !nextest {
         eprintln!("xtask: cargo-nextest not found; running tests one at a time");
     }
-    // Every poller of this target, then the portable poll(2) one.
-    let runs: [&[&str]; 2] = [&["--workspace"], &["-p", "gaio", "--features", "force-poll"]];
+    // Every poller of this target, then gaio's suite on the portable
+    // poll(2) one.
     let mut failed = Vec::new();
-    for run in runs {
+    let runs: [(&[&str], bool); 2] = [(&["--workspace"], false), (&["-p", "gaio"], true)];
+    for (packages, force_poll) in runs {
         let mut args = if nextest {
             vec!["nextest", "run", "--no-fail-fast"]
         } else {
             vec!["test", "--all-targets", "--no-fail-fast"]
         };
-        args.extend(run);
+        args.extend(packages);
         args.extend(&extra);
         if !nextest {
             args.extend(["--", "--test-threads=1"]);
         }
-        if let Err(e) = cargo(&args) {
+        let result = if force_poll {
+            cargo_force_poll(&args)
+        } else {
+            cargo(&args)
+        };
+        if let Err(e) = result {
             failed.push(e);
         }
     }

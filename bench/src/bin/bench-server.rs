@@ -54,7 +54,7 @@ fn usage() -> ExitCode {
 }
 
 fn serve(imp: Impl, idle: bool, count: bool) -> Result<(), Box<dyn std::error::Error>> {
-    limits::raise_nofile();
+    gaio_testkit::nofile::raise_soft_limit_to_hard();
     let listener = limits::loopback_listener()?;
     println!("{}", listener.local_addr()?);
     control::spawn_stdin_thread()?;

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 pub use error::BenchError;
 pub use scenarios::{Case, Metrics};
 
-use crate::limits;
 use crate::procfs::Machine;
 use crate::servers::Impl;
 
@@ -196,7 +195,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
             .map(|t| t.join("bench"))
             .ok_or("cannot place target/bench")?,
     };
-    let fd_limit = limits::raise_nofile();
+    let fd_limit = gaio_testkit::nofile::raise_soft_limit_to_hard();
     let machine = Machine::describe();
     let plan = Plan::new(opts);
     let total = plan.jobs();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::error::BenchError;
 use crate::control;
-use crate::procfs::{self, CpuTime};
+use crate::procfs::CpuTime;
 use crate::servers::Impl;
 
 /// How long the server may take to answer on its control channel.
@@ -168,9 +168,9 @@ impl ServerProc {
         Ok(CpuTime::read(self.pid())?)
     }
 
-    /// The server's resident set size in bytes.
+    /// The server's resident set size in bytes (`VmRSS`).
     pub fn rss_bytes(&self) -> Result<u64, BenchError> {
-        Ok(procfs::rss_bytes(self.pid())?)
+        Ok(gaio_testkit::memory::rss_bytes(Some(self.pid()))?)
     }
 }
 

@@ -535,40 +535,19 @@ impl FdCheck {
 }
 
 /// Raises the soft RLIMIT_NOFILE towards `want` (bounded by the hard
-/// limit) and returns the new soft limit. Process-wide: needs the test
-/// lock held exclusively.
+/// limit; never lowered) and returns the soft limit now in force
+/// ([`gaio_testkit::nofile::raise_soft_limit`]). Process-wide: needs the
+/// test lock held exclusively.
 pub fn raise_nofile(want: u64) -> u64 {
     require(Kind::Exclusive, "util::raise_nofile");
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let cur = getrlimit(Resource::Nofile);
-    let hard = cur.maximum.unwrap_or(u64::MAX);
-    let soft = want.min(hard);
-    if cur.current.is_some_and(|c| c >= soft) {
-        return cur.current.unwrap();
-    }
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(soft),
-            maximum: cur.maximum,
-        },
-    )
-    .expect("raise RLIMIT_NOFILE");
-    soft
+    gaio_testkit::nofile::raise_soft_limit(want).expect("raise RLIMIT_NOFILE")
 }
 
 /// Deterministic test bytes: a position-dependent pattern seeded per
-/// connection, so misrouted or reordered bytes are caught.
+/// connection, so misrouted or reordered bytes are caught
+/// ([`gaio_testkit::pattern::xorshift_bytes`]).
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    gaio_testkit::pattern::xorshift_bytes(seed, len)
 }
 
 /// Restores SIGPIPE to its default action (terminate the process), so a

@@ -42,7 +42,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gaio_stress::args::Args;
-use gaio_stress::{human_bytes, poll_until, procfs, set_nofile_limit, Pattern, Rng};
+use gaio_stress::{human_bytes, poll_until, procfs};
+use gaio_testkit::nofile::set_soft_limit;
+use gaio_testkit::pattern::{stream_offset, Periodic, PERIOD};
+use gaio_testkit::rng::SplitMix64;
 
 /// Allowed growth of the server's resident memory over the abuse.
 const RSS_BOUND_KIB: u64 = 64 * 1024;
@@ -176,7 +179,7 @@ impl ServerChild {
     }
 
     fn try_rss_kib(&self) -> Option<u64> {
-        procfs::rss_kib(Some(self.pid())).ok()
+        gaio_testkit::memory::rss_kib(Some(self.pid())).ok()
     }
 
     /// `None` while running; the exit status once it has exited.
@@ -298,7 +301,7 @@ fn reset_on_close(s: &TcpStream) {
 struct Worker<'a> {
     addr: SocketAddr,
     stats: &'a Stats,
-    rng: Rng,
+    rng: SplitMix64,
     noise: Vec<u8>,
     deadline: Instant,
 }
@@ -519,7 +522,7 @@ fn first_difference(want: &[u8], got: &[u8]) -> String {
 /// Opens connections until the descriptor limit (or `max`), checks a
 /// sample still echoes, holds them a second and closes them, repeatedly.
 fn flood(addr: SocketAddr, pid: u32, stats: &Stats, max: usize, deadline: Instant, seed: u64) {
-    let mut rng = Rng::new(seed);
+    let mut rng = SplitMix64::new(seed);
     let server_fds = || procfs::fd_count(Some(pid)).unwrap_or(0);
     while Instant::now() + Duration::from_secs(3) < deadline {
         let mut conns = Vec::new();
@@ -584,8 +587,8 @@ fn flood(addr: SocketAddr, pid: u32, stats: &Stats, max: usize, deadline: Instan
 
 /// One well-behaved connection echoing pattern-checked messages throughout.
 fn checker(addr: SocketAddr, stats: &Stats, deadline: Instant, seed: u64) {
-    let pattern = Pattern::new(seed);
-    let mut rng = Rng::new(seed ^ 0xc4ec);
+    let pattern = Periodic::seeded(seed, PERIOD);
+    let mut rng = SplitMix64::new(seed ^ 0xc4ec);
     let mut conn: Option<TcpStream> = None;
     let mut off = 0u64;
     while Instant::now() < deadline {
@@ -606,10 +609,10 @@ fn checker(addr: SocketAddr, stats: &Stats, deadline: Instant, seed: u64) {
             },
         };
         let len = rng.log_uniform(1, 64 * 1024);
-        let msg = pattern.bytes(1, off, len);
+        let msg = pattern.bytes(stream_offset(1, off), len);
         let mut got = vec![0; len];
         match s.write_all(&msg).and_then(|()| s.read_exact(&mut got)) {
-            Ok(()) => match pattern.check(1, off, &got) {
+            Ok(()) => match pattern.check(stream_offset(1, off), &got) {
                 Ok(()) => {
                     off += len as u64;
                     Stats::add(&stats.verified_bytes, len as u64);
@@ -635,7 +638,7 @@ fn checker(addr: SocketAddr, stats: &Stats, deadline: Instant, seed: u64) {
 /// A fresh client's echo, content-checked, from 1 byte to 1 MiB; large
 /// messages are written from a second thread while the echo is read.
 fn echo_check(addr: SocketAddr, seed: u64) -> Result<u64, String> {
-    let pattern = Pattern::new(seed);
+    let pattern = Periodic::seeded(seed, PERIOD);
     let s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(ECHO_TIMEOUT))
         .map_err(|e| e.to_string())?;
@@ -643,7 +646,7 @@ fn echo_check(addr: SocketAddr, seed: u64) -> Result<u64, String> {
         .map_err(|e| e.to_string())?;
     let mut off = 0u64;
     for len in [1usize, 7, 1000, 65536, 300_000, 1 << 20] {
-        let msg = pattern.bytes(2, off, len);
+        let msg = pattern.bytes(stream_offset(2, off), len);
         let mut w = s.try_clone().map_err(|e| e.to_string())?;
         let writer = std::thread::spawn(move || w.write_all(&msg));
         let mut got = vec![0; len];
@@ -652,7 +655,7 @@ fn echo_check(addr: SocketAddr, seed: u64) -> Result<u64, String> {
         wrote.map_err(|e| format!("sending {len} bytes: {e}"))?;
         read.map_err(|e| format!("reading the echo of {len} bytes: {e}"))?;
         pattern
-            .check(2, off, &got)
+            .check(stream_offset(2, off), &got)
             .map_err(|at| format!("echo of {len} bytes wrong at byte {at}"))?;
         off += len as u64;
     }
@@ -708,7 +711,7 @@ fn run(args: &Args) -> Result<Vec<String>, String> {
 
     // Our own limit: the flood stops where it is reached.
     let open = procfs::fd_count(None).unwrap_or(0) as u64;
-    let limit = set_nofile_limit(open + max_conns as u64 + 8);
+    let limit = set_soft_limit(open + max_conns as u64 + 8);
     eprintln!("abuse: client descriptor limit {limit} ({open} open)");
 
     let stats = Stats::default();
@@ -719,7 +722,7 @@ fn run(args: &Args) -> Result<Vec<String>, String> {
         for i in 0..workers {
             let stats = &stats;
             scope.spawn(move || {
-                let mut rng = Rng::new(seed.wrapping_add(i as u64 + 1));
+                let mut rng = SplitMix64::new(seed.wrapping_add(i as u64 + 1));
                 let mut noise = vec![0; 512 * 1024];
                 rng.fill(&mut noise);
                 Worker {
@@ -793,7 +796,7 @@ fn run(args: &Args) -> Result<Vec<String>, String> {
         ));
     }
     let rss_end = server.rss_kib();
-    let rss_peak = procfs::peak_rss_kib(Some(pid)).unwrap_or(rss_peak_seen);
+    let rss_peak = gaio_testkit::memory::peak_rss_kib(Some(pid)).unwrap_or(rss_peak_seen);
     if rss_end > rss_base + RSS_BOUND_KIB {
         failures.push(format!(
             "server VmRSS {} after the abuse, {} before (bound: +{})",

@@ -11,7 +11,7 @@
 //!   and reads the echo back with a random mix of `read` (own buffer),
 //!   `read_swap`, `read_full` and their `_timeout` forms (60 s deadlines,
 //!   which never pass in a healthy run). Every byte read is compared with
-//!   the pattern the connection sent (see `gaio_stress::Pattern`).
+//!   the pattern the connection sent (see `gaio_testkit::pattern::Periodic`).
 //! * About one message in 200 ends with the connection being freed and
 //!   replaced by a new one, so descriptor numbers are reused throughout.
 //!
@@ -32,7 +32,10 @@ use std::time::{Duration, Instant};
 
 use gaio::{Buffer, Bytes, Completion, Conn, Error, IoBuf, IoBufMut, Mode, Op, Submit, Watcher};
 use gaio_stress::args::Args;
-use gaio_stress::{human_bytes, poll_until, procfs, set_nofile_limit, Pattern, Rng};
+use gaio_stress::{human_bytes, poll_until, procfs};
+use gaio_testkit::nofile::set_soft_limit;
+use gaio_testkit::pattern::{stream_offset, Periodic, PERIOD};
+use gaio_testkit::rng::SplitMix64;
 
 /// Deadline given to `_timeout` reads: far beyond any healthy round trip.
 const GENEROUS: Duration = Duration::from_secs(60);
@@ -237,7 +240,7 @@ impl Server {
 
 /// The server loop: echo what is read, then read again with a random kind.
 fn serve(mut w: Watcher<u8, SrvBuf>, stop: &AtomicBool, stats: &SrvStats, seed: u64) {
-    let mut rng = Rng::new(seed ^ 0x5e4e);
+    let mut rng = SplitMix64::new(seed ^ 0x5e4e);
     let mut batch = Vec::new();
     let mut reported = 0;
     while !stop.load(Ordering::Acquire) {
@@ -294,7 +297,7 @@ fn serve(mut w: Watcher<u8, SrvBuf>, stop: &AtomicBool, stats: &SrvStats, seed: 
     }
 }
 
-fn server_read(w: &mut Watcher<u8, SrvBuf>, rng: &mut Rng, conn: Conn, mut own: Vec<u8>) -> bool {
+fn server_read(w: &mut Watcher<u8, SrvBuf>, rng: &mut SplitMix64, conn: Conn, mut own: Vec<u8>) -> bool {
     let kind = rng.below(3);
     if kind == 0 {
         return w.read_swap(conn, 0).is_ok();
@@ -417,8 +420,8 @@ type Ctx = u32;
 struct ClientSide {
     w: Watcher<Ctx, Vec<u8>>,
     clients: Vec<Option<Client>>,
-    pattern: Pattern,
-    rng: Rng,
+    pattern: Periodic,
+    rng: SplitMix64,
     max_size: usize,
     next_stream: u64,
     counters: Counters,
@@ -451,7 +454,7 @@ impl ClientSide {
         };
         let mut buf = std::mem::take(&mut cl.wbuf);
         buf.resize(size, 0);
-        self.pattern.fill(cl.stream, cl.sent, &mut buf);
+        self.pattern.fill(stream_offset(cl.stream, cl.sent), &mut buf);
         cl.sent += size as u64;
         cl.writing = true;
         let conn = cl.conn;
@@ -546,7 +549,7 @@ impl ClientSide {
                 cl.reading = false;
                 let data = c.data();
                 let n = data.len() as u64;
-                if let Err(at) = self.pattern.check(cl.stream, cl.recv, data) {
+                if let Err(at) = self.pattern.check(stream_offset(cl.stream, cl.recv), data) {
                     self.counters.mismatches += 1;
                     let what = format!(
                         "MISMATCH on {:?} stream {} at offset {} ({:?}, {} bytes)",
@@ -597,12 +600,12 @@ impl ClientSide {
 fn run(config: &Config) -> Result<Report, String> {
     // Two descriptors per connection (client and server side) plus margin.
     let want = (2 * config.conns + 256) as u64;
-    let limit = set_nofile_limit(want.max(1024));
+    let limit = set_soft_limit(want.max(1024));
     if limit < want {
         return Err(format!("descriptor limit {limit} is below the {want} needed"));
     }
     let fd_count = || procfs::fd_count(None).unwrap_or(usize::MAX);
-    let rss = || procfs::rss_kib(None).unwrap_or(0);
+    let rss = || gaio_testkit::memory::rss_kib(None).unwrap_or(0);
     let fd_base = fd_count();
     let mut failures = Vec::new();
 
@@ -612,8 +615,8 @@ fn run(config: &Config) -> Result<Report, String> {
     let mut side = ClientSide {
         w,
         clients: (0..config.conns).map(|_| None).collect(),
-        pattern: Pattern::new(config.seed),
-        rng: Rng::new(config.seed),
+        pattern: Periodic::seeded(config.seed, PERIOD),
+        rng: SplitMix64::new(config.seed),
         max_size: config.max_size,
         next_stream: 0,
         counters: Counters::default(),

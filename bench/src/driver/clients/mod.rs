@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use self::procs::{find_tool, Pinning};
 use self::redis::Test;
 use self::servers::{Launch, Proto, Role, Running, Server};
-use crate::limits;
 use crate::procfs::{CpuTime, Machine};
 
 /// Command-line options of `bench --clients`.
@@ -394,7 +393,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
     };
     fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     // Servers and clients inherit it: nginx's 4096 worker connections.
-    limits::raise_nofile();
+    gaio_testkit::nofile::raise_soft_limit_to_hard();
 
     let tools = vec![
         Tool::find("wrk", "wrk", &["-v"]),
@@ -571,7 +570,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
             }
             for (server, slot) in live {
                 if let Ok(r) = slot {
-                    let peak_rss = procs::peak_rss_bytes(r.pid());
+                    let peak_rss = gaio_testkit::memory::peak_rss_bytes(Some(r.pid())).ok();
                     let stop = r.stop();
                     if !stop.starts_with("exit 0") {
                         eprintln!("bench: {}: {stop}", server.name());
@@ -675,7 +674,7 @@ fn measure(
         cpu_s,
         cpu_s_sched,
         user_s: after.user - before.user,
-        peak_rss: procs::peak_rss_bytes(pid),
+        peak_rss: gaio_testkit::memory::peak_rss_bytes(Some(pid)).ok(),
     })
 }
 

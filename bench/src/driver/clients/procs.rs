@@ -1,6 +1,6 @@
 //! Child processes of `bench --clients`: servers and load generators that
 //! are always stopped, CPU pinning with `taskset`, tools found on the
-//! `PATH`, free ports, and `/proc` readings of peak memory.
+//! `PATH` and free ports.
 
 use std::fs;
 use std::io::{self, Read};
@@ -279,16 +279,6 @@ pub fn wait_listening(proc: &mut Proc, addr: SocketAddr, timeout: Duration) -> R
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Peak resident set size of process `pid` in bytes (`VmHWM`).
-pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
 }
 
 /// The last `n` lines of the file at `path`, for error messages.

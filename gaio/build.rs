@@ -1,0 +1,1 @@
+../gaio-kqueue/build.rs
