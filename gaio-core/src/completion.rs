@@ -78,8 +78,10 @@ impl Op {
     }
 }
 
-/// One finished request.
+/// One finished request. Only the watcher makes them; the struct may gain
+/// fields, so a pattern that takes it apart needs `..`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Completion<C, B> {
     /// What the request was.
     pub op: Op,

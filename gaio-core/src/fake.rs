@@ -424,7 +424,8 @@ impl Poller for FakePoller {
 
     fn events(_capacity: usize) -> Self::Events {}
 
-    fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    /// Keeps only the number, as a real poller may: see `Poller::register`.
+    unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         let mut s = lock(&self.state);
         s.registered.push((fd.as_raw_fd(), token));
         s.conns.insert(fd.as_raw_fd(), FakeConn::new(token));
@@ -441,7 +442,7 @@ impl Poller for FakePoller {
         Ok(())
     }
 
-    fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    unsafe fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         if let Some(c) = lock(&self.state).conns.get_mut(&fd.as_raw_fd()) {
             c.token = token;
         }

@@ -69,7 +69,7 @@ pub use conn::{AcceptOptions, Conn, Listener};
 pub use conn_map::ConnMap;
 pub use error::{Error, InvalidSetting, Rejected};
 pub use net::{listen, listen_unix, Datagram};
-pub use poller::{Event, Poller};
+pub use poller::{Event, Interest, Poller};
 pub use request::Request;
 pub use socket_ref::SocketRef;
 pub use submit::{Submit, SubmitResult, Submitter};

@@ -9,11 +9,81 @@ use crate::net::{self, Datagram};
 use crate::sys::{self, FdKind, IoOutcome};
 use crate::PeerAddr;
 
+/// Directions of I/O: what a descriptor is watched for, or what the engine
+/// waits for after finding a descriptor not ready.
+///
+/// ```
+/// use gaio_core::Interest;
+///
+/// let both = Interest::READ | Interest::WRITE;
+/// assert_eq!(both, Interest::BOTH);
+/// assert!(both.is_read() && both.is_write());
+/// assert!(!Interest::NONE.is_read());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Interest {
+    read: bool,
+    write: bool,
+}
+
+impl Interest {
+    /// No direction.
+    pub const NONE: Interest = Interest {
+        read: false,
+        write: false,
+    };
+    /// Reading (for a listener: accepting).
+    pub const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
+    /// Writing (for a connecting socket: the connect's end).
+    pub const WRITE: Interest = Interest {
+        read: false,
+        write: true,
+    };
+    /// Both directions.
+    pub const BOTH: Interest = Interest {
+        read: true,
+        write: true,
+    };
+
+    /// True if reading is among the directions.
+    pub const fn is_read(self) -> bool {
+        self.read
+    }
+
+    /// True if writing is among the directions.
+    pub const fn is_write(self) -> bool {
+        self.write
+    }
+}
+
+impl std::ops::BitOr for Interest {
+    type Output = Interest;
+    fn bitor(self, other: Interest) -> Interest {
+        Interest {
+            read: self.read || other.read,
+            write: self.write || other.write,
+        }
+    }
+}
+
 /// Readiness of one registered descriptor, as reported by a poller.
 ///
 /// Errors and hang-ups are reported through `hangup`: the engine then tries
 /// the I/O in both directions and the system call reports what happened.
+/// Pollers make one with [`Event::new`] and set what they saw; the struct
+/// may gain fields, so it cannot be built with a struct literal outside
+/// this crate.
+///
+/// ```
+/// let mut ev = gaio_core::Event::new(7);
+/// ev.readable = true;
+/// assert!(ev.readable && !ev.writable && !ev.hangup && !ev.urgent);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Event {
     /// The token the descriptor was registered with.
     pub token: u64,
@@ -30,6 +100,19 @@ pub struct Event {
     /// would block the engine does not take a short read as drained. Only
     /// pollers with [`Poller::REPORTS_URGENT`] set it.
     pub urgent: bool,
+}
+
+impl Event {
+    /// An event for `token` with nothing ready: set the fields that apply.
+    pub const fn new(token: u64) -> Event {
+        Event {
+            token,
+            readable: false,
+            writable: false,
+            hangup: false,
+            urgent: false,
+        }
+    }
 }
 
 /// An edge-triggered readiness source.
@@ -70,7 +153,23 @@ pub trait Poller: Send + Sync + Sized + 'static {
 
     /// Starts watching `fd` for readability and writability, edge-triggered,
     /// reporting `token` in its events.
-    fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()>;
+    ///
+    /// # Errors
+    ///
+    /// What the system reports (epoll refuses a regular file with `EPERM`,
+    /// for one); `EEXIST` if `fd` is registered already, which changes
+    /// nothing.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must stay open until it is [deregistered](Poller::deregister)
+    /// (or the poller is dropped). A poller may keep the descriptor's
+    /// number, not a borrow: if the descriptor were closed first, the
+    /// number could name another descriptor opened later, which the poller
+    /// would then watch, report and act on (poll(2) polls it by number).
+    /// The engine keeps this promise for every descriptor it registers: it
+    /// owns each one and deregisters it before closing it.
+    unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()>;
 
     /// Stops watching `fd`.
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()>;
@@ -80,9 +179,20 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// thread: events reported before the engine knew the connection were
     /// dropped, and an edge-triggered poller would not repeat them (a
     /// hang-up in particular). The default deregisters and registers.
-    fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// As [`register`](Poller::register).
+    ///
+    /// # Safety
+    ///
+    /// As [`register`](Poller::register): `fd` stays open until it is
+    /// deregistered.
+    unsafe fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         let _ = self.deregister(fd);
-        self.register(fd, token)
+        // SAFETY: the caller promises what `register` asks: `fd` stays
+        // open until it is deregistered.
+        unsafe { self.register(fd, token) }
     }
 
     /// Waits until at least one event arrives, `wake` is called, or
@@ -96,8 +206,8 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// wait may coalesce into one.
     fn wake(&self) -> io::Result<()>;
 
-    /// Tells the poller the engine found `fd` not ready in the given
-    /// directions (it would block) and now waits for them.
+    /// Tells the poller the engine found `fd` not ready in the directions
+    /// of `interest` (it would block) and now waits for them.
     ///
     /// Edge-triggered pollers need nothing here, and the default does
     /// nothing. A level-triggered poller (poll(2)) emulates edges with it:
@@ -105,8 +215,8 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// again when the engine re-arms it, so a ready descriptor nobody reads
     /// does not make it spin. Called only from the thread that calls
     /// `wait`.
-    fn rearm(&self, fd: BorrowedFd<'_>, token: u64, read: bool, write: bool) -> io::Result<()> {
-        let _ = (fd, token, read, write);
+    fn rearm(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
+        let _ = (fd, token, interest);
         Ok(())
     }
 

@@ -159,7 +159,14 @@ impl<P: Poller, C, B> Shared<P, C, B> {
             gen: self.next_gen.fetch_add(1, Ordering::Relaxed),
             owner: self.id,
         };
-        match self.poller.register(fd, conn.token()) {
+        // SAFETY: `fd` belongs to a hand-over or a dial whose `OwnedFd`
+        // goes to the engine's table (through a command), and every path
+        // that closes it deregisters it first: the engine's `free_conn`,
+        // `try_detach` and `shutdown`, a refused hand-over
+        // (`watch_shared`), and the engine's shutdown of commands it never
+        // applied.
+        let registered = unsafe { self.poller.register(fd, conn.token()) };
+        match registered {
             Ok(()) => {}
             // The poller already holds this descriptor number: the engine
             // does too, for a descriptor closed behind the watcher's back
@@ -170,9 +177,8 @@ impl<P: Poller, C, B> Shared<P, C, B> {
             // number again, when this hand-over reaches it.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
                 let _ = self.poller.deregister(fd);
-                self.poller
-                    .register(fd, conn.token())
-                    .map_err(Error::NotPollable)?;
+                // SAFETY: as for the first registration above.
+                unsafe { self.poller.register(fd, conn.token()) }.map_err(Error::NotPollable)?;
             }
             Err(e) => return Err(Error::NotPollable(e)),
         }

@@ -73,7 +73,9 @@ impl Poller for EpollPoller {
         EventBuf(Vec::with_capacity(capacity))
     }
 
-    fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    #[doc(alias = "epoll_ctl")]
+    #[doc(alias = "EPOLL_CTL_ADD")]
+    unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         epoll::add(&self.epoll, fd, epoll::EventData::new_u64(token), interest())?;
         Ok(())
     }
@@ -85,7 +87,8 @@ impl Poller for EpollPoller {
 
     /// `EPOLL_CTL_MOD` with the same interest: epoll re-evaluates the
     /// descriptor and queues an event if it is ready now (one system call).
-    fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    #[doc(alias = "EPOLL_CTL_MOD")]
+    unsafe fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         epoll::modify(&self.epoll, fd, epoll::EventData::new_u64(token), interest())?;
         Ok(())
     }
@@ -117,13 +120,12 @@ impl Poller for EpollPoller {
                 self.reset_wake();
                 continue;
             }
-            out.push(Event {
-                token,
-                readable: flags.intersects(F::IN | F::PRI),
-                writable: flags.contains(F::OUT),
-                hangup: flags.intersects(F::RDHUP | F::HUP | F::ERR),
-                urgent: flags.contains(F::PRI),
-            });
+            let mut event = Event::new(token);
+            event.readable = flags.intersects(F::IN | F::PRI);
+            event.writable = flags.contains(F::OUT);
+            event.hangup = flags.intersects(F::RDHUP | F::HUP | F::ERR);
+            event.urgent = flags.contains(F::PRI);
+            out.push(event);
         }
         Ok(())
     }

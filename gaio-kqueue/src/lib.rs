@@ -192,7 +192,9 @@ impl Poller for KqueuePoller {
     ///
     /// A failure removes whichever filter was added, so a refused
     /// descriptor leaves nothing behind.
-    fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    #[doc(alias = "kevent")]
+    #[doc(alias = "EV_ADD")]
+    unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         let raw = fd.as_raw_fd();
         let flags = EventFlags::ADD | EventFlags::CLEAR | EventFlags::RECEIPT;
         let changes = [
@@ -282,14 +284,12 @@ impl Poller for KqueuePoller {
                 EventFilter::Write(_) => (false, true),
                 _ => (false, false),
             };
-            out.push(Event {
-                token,
-                readable,
-                writable,
-                hangup,
-                // See `REPORTS_URGENT` below.
-                urgent: false,
-            });
+            // `urgent` stays false: see `REPORTS_URGENT` below.
+            let mut event = Event::new(token);
+            event.readable = readable;
+            event.writable = writable;
+            event.hangup = hangup;
+            out.push(event);
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use gaio_core::{Event, Poller};
+use gaio_core::{Event, Interest, Poller};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::FileType;
 use rustix::io::Errno;
@@ -109,7 +109,10 @@ impl Poller for PollPoller {
         }
     }
 
-    fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    /// Keeps `fd`'s number for later polls: the caller's promise that it
+    /// stays open until deregistered ([`Poller::register`]'s contract) is
+    /// what makes polling that number later sound.
+    unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         // poll(2) accepts anything, but regular files and directories are
         // always "ready" and never block: refuse them as epoll does, so
         // every backend behaves alike.
@@ -146,12 +149,12 @@ impl Poller for PollPoller {
         }
     }
 
-    fn rearm(&self, fd: BorrowedFd<'_>, token: u64, read: bool, write: bool) -> io::Result<()> {
+    fn rearm(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
         let mut registry = self.registry();
         match registry.get_mut(&fd.as_raw_fd()) {
             Some(e) if e.token == token => {
-                e.armed.read |= read;
-                e.armed.write |= write;
+                e.armed.read |= interest.is_read();
+                e.armed.write |= interest.is_write();
                 Ok(())
             }
             _ => Err(Errno::NOENT.into()),
@@ -237,15 +240,13 @@ impl PollPoller {
                 continue;
             }
             let hangup = r.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL);
-            let ev = Event {
-                token,
-                readable: r.contains(PollFlags::IN),
-                writable: r.contains(PollFlags::OUT),
-                hangup,
-                // Level-triggered: data left behind a short read is
-                // reported again once the engine re-arms, urgent or not.
-                urgent: false,
-            };
+            // Level-triggered: data left behind a short read is reported
+            // again once the engine re-arms, urgent or not (`urgent` stays
+            // false).
+            let mut ev = Event::new(token);
+            ev.readable = r.contains(PollFlags::IN);
+            ev.writable = r.contains(PollFlags::OUT);
+            ev.hangup = hangup;
             if let Some(e) = registry.get_mut(&fd).filter(|e| e.token == token) {
                 // Report once, then wait for the engine to re-arm.
                 if ev.readable || hangup {
@@ -282,8 +283,10 @@ mod tests {
     fn registering_a_registered_descriptor_fails_and_changes_nothing() {
         let poller = PollPoller::new().unwrap();
         let (rx, tx) = rustix::pipe::pipe().unwrap();
-        poller.register(rx.as_fd(), 1).unwrap();
-        let again = poller.register(rx.as_fd(), 2).unwrap_err();
+        // SAFETY: `rx` stays open until after it is deregistered below.
+        unsafe { poller.register(rx.as_fd(), 1) }.unwrap();
+        // SAFETY: as above.
+        let again = unsafe { poller.register(rx.as_fd(), 2) }.unwrap_err();
         assert_eq!(again.raw_os_error(), Some(Errno::EXIST.raw_os_error()));
         rustix::io::write(&tx, b"x").unwrap();
         let mut set = PollPoller::events(8);
@@ -293,12 +296,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             events,
-            vec![Event {
-                token: 1,
-                readable: true,
-                writable: false,
-                hangup: false,
-                urgent: false,
+            vec![{
+                let mut ev = Event::new(1);
+                ev.readable = true;
+                ev
             }],
             "the first registration must be intact"
         );

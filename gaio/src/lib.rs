@@ -70,9 +70,9 @@
 
 pub use gaio_core::{
     listen, listen_unix, AcceptOptions, BufPool, Buffer, Bytes, BytesMut, Completion, Conn, ConnMap,
-    Datagram, Error, Event, InvalidSetting, IoBuf, IoBufAppend, IoBufMut, Listener, Mode, Op, PeerAddr,
-    Poller, PoolBuf, Rejected, Request, SocketRef, Submit, SubmitResult, UnixAddr, DEFAULT_MAX_EVENTS,
-    DEFAULT_SWAP_SIZE, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
+    Datagram, Error, Event, Interest, InvalidSetting, IoBuf, IoBufAppend, IoBufMut, Listener, Mode, Op,
+    PeerAddr, Poller, PoolBuf, Rejected, Request, SocketRef, Submit, SubmitResult, UnixAddr,
+    DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
 };
 
 pub use gaio_poll::PollPoller;

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::slab::List;
 use super::Dir;
-use crate::{Conn, FdKind, Poller};
+use crate::{Conn, FdKind, Interest, Poller};
 
 /// A connection the engine owns.
 pub(super) struct ConnState {
@@ -119,8 +119,12 @@ impl ConnState {
 /// watching the direction.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
 pub(super) fn rearm<P: Poller>(poller: &P, state: &ConnState, conn: Conn, dir: Dir) {
-    let (read, write) = (dir == Dir::Read, dir == Dir::Write);
-    if let Err(e) = poller.rearm(state.fd.as_fd(), conn.token(), read, write) {
+    let interest = if dir == Dir::Read {
+        Interest::READ
+    } else {
+        Interest::WRITE
+    };
+    if let Err(e) = poller.rearm(state.fd.as_fd(), conn.token(), interest) {
         crate::diag::warn_event!(fd = conn.fd, error = %e, "poller failed to re-arm a connection");
     }
 }

@@ -39,7 +39,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     // now named an unknown connection and were dropped, a
                     // hang-up among them, and an edge is not repeated. Have
                     // the poller report the current readiness again.
-                    if let Err(e) = self.shared.poller.reregister(fd.as_fd(), conn.token()) {
+                    // SAFETY: `fd` goes into the connection table just
+                    // below, which deregisters every descriptor before it
+                    // closes it (`free_conn`, `try_detach`, `shutdown`).
+                    let reregistered = unsafe { self.shared.poller.reregister(fd.as_fd(), conn.token()) };
+                    if let Err(e) = reregistered {
                         crate::diag::warn_event!(fd = conn.fd, error = %e, "re-registering a handed-over connection failed");
                     }
                     self.insert_conn(conn, fd, info, role);
@@ -52,7 +56,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 } => {
                     // As for a hand-over: the connect may have ended before
                     // the engine knew the socket.
-                    if let Err(e) = self.shared.poller.reregister(fd.as_fd(), request.conn.token()) {
+                    // SAFETY: as for a hand-over: `start_connect` puts
+                    // `fd` in the connection table.
+                    let reregistered =
+                        unsafe { self.shared.poller.reregister(fd.as_fd(), request.conn.token()) };
+                    if let Err(e) = reregistered {
                         crate::diag::warn_event!(fd = request.conn.fd, error = %e, "re-registering a dialled socket failed");
                     }
                     self.start_connect(fd, info, request, dialled);

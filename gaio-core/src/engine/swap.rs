@@ -177,7 +177,8 @@ mod tests {
     fn holding_one_slice_while_reading_the_next_allocates_no_new_slabs() {
         let poller = FakePoller::new().unwrap();
         let fd = dummy_fd();
-        poller.register(fd.as_fd(), 1).unwrap();
+        // SAFETY: `fd` outlives the poller, which is dropped first.
+        unsafe { poller.register(fd.as_fd(), 1) }.unwrap();
         let mut swap = Swap::new(4096);
         let mut held = None;
         let rounds = if cfg!(miri) { 60 } else { 2000 };
@@ -206,7 +207,8 @@ mod tests {
     fn slices_held_for_long_force_fresh_slabs_but_stay_valid() {
         let poller = FakePoller::new().unwrap();
         let fd = dummy_fd();
-        poller.register(fd.as_fd(), 1).unwrap();
+        // SAFETY: `fd` outlives the poller, which is dropped first.
+        unsafe { poller.register(fd.as_fd(), 1) }.unwrap();
         let mut swap = Swap::new(256);
         let mut kept = Vec::new();
         for round in 0..100u8 {
