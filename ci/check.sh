@@ -40,7 +40,16 @@ CARGO_TARGET_DIR=target/msrv cargo +"$MSRV" check --quiet -p gaio-core -p gaio-e
 echo "   rust $MSRV: ok"
 
 echo "== cargo package: the library crates are publishable as they stand"
-cargo package --quiet --allow-dirty -p gaio-core -p gaio-epoll -p gaio-poll -p gaio-kqueue -p gaio
+# `cargo package` verifies each crate against the others through a
+# temporary registry. Cargo takes a registry's crates as immutable: what it
+# unpacked or built from an earlier run at the same path, same version,
+# would be reused. So: no unpacked copies, and a target directory of its
+# own, emptied each time.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+rm -rf target/package-check "$cargo_home"/registry/src/*/gaio-*-0.* "$cargo_home"/registry/src/*/gaio-0.* \
+    "$cargo_home"/registry/cache/*/gaio-*-0.*.crate "$cargo_home"/registry/cache/*/gaio-0.*.crate
+CARGO_TARGET_DIR=target/package-check cargo package --quiet --allow-dirty \
+    -p gaio-core -p gaio-epoll -p gaio-poll -p gaio-kqueue -p gaio
 echo "   packages ok"
 
 echo "== actionlint ci/github/ci.yml"
