@@ -50,17 +50,7 @@ fn cpu_time() -> Duration {
 
 /// Resident set size of this process, in bytes (`VmRSS`).
 fn vm_rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS line");
-    let kb: usize = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS value");
-    kb * 1024
+    gaio_testkit::memory::rss_bytes(None).expect("VmRSS of this process") as usize
 }
 
 /// Closes the watcher through a `Submitter` if it is not petted within

@@ -98,44 +98,9 @@ static OUTCOMES: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
 
 // ----- random numbers ------------------------------------------------------------
 
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        // splitmix64 scrambles neighbouring seeds apart.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    /// xorshift64*.
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below((hi - lo + 1) as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
+/// xorshift64*, seeded through splitmix64 (`gaio_testkit::rng`): a seed
+/// printed by an earlier run replays the same case.
+type Rng = gaio_testkit::rng::XorShift64Star;
 
 // ----- requests and the threads that submit them ----------------------------
 
@@ -391,7 +356,7 @@ impl Case {
     fn new(seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let mode = rng.pick(&util::MODES);
-        let (w, swap_size): (W, usize) = if rng.chance(50) {
+        let (w, swap_size): (W, usize) = if rng.chance(50, 100) {
             (util::watcher(mode), gaio::DEFAULT_SWAP_SIZE)
         } else {
             let swap = rng.pick(&[64usize, 100, 1000, 4096]);
@@ -580,7 +545,7 @@ impl Case {
 
     fn new_conn(&mut self) {
         let (client, server) = util::tcp_pair();
-        let small = self.rng.chance(50);
+        let small = self.rng.chance(50, 100);
         if small {
             // A small send buffer: writes go out in pieces and block
             // often, even while the peer reads. (A small receive buffer on
@@ -632,9 +597,9 @@ impl Case {
                 }
             }
         };
-        let deadline = if self.rng.chance(35) {
+        let deadline = if self.rng.chance(35, 100) {
             let ms = self.rng.below(50);
-            if self.rng.chance(5) {
+            if self.rng.chance(5, 100) {
                 Instant::now().checked_sub(Duration::from_millis(1))
             } else {
                 Some(Instant::now() + Duration::from_millis(ms))
