@@ -146,6 +146,11 @@ pub trait Poller: Send + Sync + Sized + 'static {
     const REPORTS_URGENT: bool = false;
 
     /// Creates a poller with its wake-up mechanism.
+    ///
+    /// # Errors
+    ///
+    /// What the system reports while making them (`EMFILE` when out of
+    /// descriptors, for one).
     fn new() -> io::Result<Self>;
 
     /// Allocates a raw event buffer for up to `capacity` events per wait.
@@ -172,6 +177,11 @@ pub trait Poller: Send + Sync + Sized + 'static {
     unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()>;
 
     /// Stops watching `fd`.
+    ///
+    /// # Errors
+    ///
+    /// `ENOENT` if `fd` is not registered; otherwise what the system
+    /// reports.
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()>;
 
     /// Registers `fd` again so that its *current* readiness is reported
@@ -199,11 +209,21 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// `timeout` passes (`None`: no limit), then appends the events to
     /// `out`. Wake-ups are consumed here and not reported. An interrupted
     /// wait (EINTR) returns `Ok` with whatever it has.
+    ///
+    /// # Errors
+    ///
+    /// A failure of the wait itself (`epoll_wait`, `kevent`, `poll`): the
+    /// engine then closes the watcher.
     fn wait(&self, raw: &mut Self::Events, out: &mut Vec<Event>, timeout: Option<Duration>)
         -> io::Result<()>;
 
     /// Makes a current or the next `wait` return. Several wakes before a
     /// wait may coalesce into one.
+    ///
+    /// # Errors
+    ///
+    /// A failure to signal (writing the eventfd or pipe, triggering the
+    /// user event); a wake-up already pending is not an error.
     fn wake(&self) -> io::Result<()>;
 
     /// Tells the poller the engine found `fd` not ready in the directions
@@ -215,6 +235,10 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// again when the engine re-arms it, so a ready descriptor nobody reads
     /// does not make it spin. Called only from the thread that calls
     /// `wait`.
+    ///
+    /// # Errors
+    ///
+    /// `ENOENT` if `fd` is not registered under `token`.
     fn rearm(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
         let _ = (fd, token, interest);
         Ok(())
