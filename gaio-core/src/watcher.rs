@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use std::{fmt, io};
 
-use crate::engine::{Config, Engine};
+use crate::engine::{Config, Engine, Sleep};
 use crate::request::Request;
 use crate::shared::Shared;
 use crate::submit::{
@@ -853,7 +853,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
 fn turn_until_finished<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox: &Mailbox<C, B>) {
     loop {
-        let failure = engine.turn(true, None).err();
+        let failure = engine.turn(Sleep::UpTo, None).err();
         if let Some(e) = &failure {
             crate::diag::error_event!(error = %e, "poller failed; shutting the watcher down");
         }

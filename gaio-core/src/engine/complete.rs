@@ -136,23 +136,19 @@ pub(super) fn completion<C, B>(
     }
 }
 
-/// The completion of a request that never reached a connection's list.
+/// The completion of a request that never reached a connection's list:
+/// made by [`completion`] too, from a node that moved nothing.
 pub(super) fn completion_of<C, B>(req: Request<C, B>, error: Error) -> Completion<C, B> {
-    let (buffer, peer) = match req.target {
-        Target::User(b, _) | Target::Append(b, _) => (Buffer::User(b), None),
-        Target::Dest(b, addr) => (Buffer::User(b), Some(addr)),
-        Target::Swap => (Buffer::Swap(Bytes::new()), None),
-        Target::None => (Buffer::None, None),
-        Target::Addr(addr) => (Buffer::None, Some(addr)),
+    let (buf, peer) = match req.target {
+        Target::User(b, _) | Target::Append(b, _) => (Some(b), None),
+        Target::Dest(b, addr) => (Some(b), Some(addr)),
+        Target::Swap | Target::None => (None, None),
+        Target::Addr(addr) => (None, Some(addr)),
     };
-    Completion {
-        op: req.op,
-        conn: req.conn,
-        context: req.context,
-        bytes: 0,
-        buffer,
-        error: Some(error),
+    let extra = Extra {
         peer,
-        detached: None,
-    }
+        ..Extra::default()
+    };
+    let node = Node::new(req.op, req.context, buf, 0);
+    completion(req.conn, node, Some(error), Bytes::new(), extra)
 }

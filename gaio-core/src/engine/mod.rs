@@ -108,6 +108,15 @@ pub(crate) struct Config {
     pub(crate) max_queued_write_bytes: Option<usize>,
 }
 
+/// Whether a turn may sleep in the poller when nothing is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sleep {
+    /// Until the nearest deadline, the caller's limit, or an event.
+    UpTo,
+    /// Not at all: look at the poller and go on.
+    Never,
+}
+
 /// The engine. See the module documentation.
 pub(crate) struct Engine<P: Poller, C, B> {
     shared: Arc<Shared<P, C, B>>,
@@ -327,8 +336,12 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 break;
             }
             let expired = limit.is_some_and(|l| Instant::now() >= l);
-            let block = self.ready.is_empty() && !expired;
-            self.turn(block, limit)?;
+            let sleep = if self.ready.is_empty() && !expired {
+                Sleep::UpTo
+            } else {
+                Sleep::Never
+            };
+            self.turn(sleep, limit)?;
             if !self.ready.is_empty() || expired {
                 break;
             }
@@ -342,13 +355,12 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         Ok(n)
     }
 
-    /// One turn: poll (blocking up to the nearest deadline and `limit` if
-    /// `block`), apply commands, run the I/O events allow, fire deadlines.
-    pub(crate) fn turn(&mut self, block: bool, limit: Option<Instant>) -> std::io::Result<()> {
-        let mut timeout = if block {
-            self.sleep_time(limit)
-        } else {
-            Some(Duration::ZERO)
+    /// One turn: poll (sleeping as `sleep` allows), apply commands, run the
+    /// I/O events allow, fire deadlines.
+    pub(crate) fn turn(&mut self, sleep: Sleep, limit: Option<Instant>) -> std::io::Result<()> {
+        let mut timeout = match sleep {
+            Sleep::UpTo => self.sleep_time(limit),
+            Sleep::Never => Some(Duration::ZERO),
         };
         let sleeping = timeout != Some(Duration::ZERO) && self.shared.prepare_sleep();
         if !sleeping {
