@@ -40,7 +40,18 @@ impl std::fmt::Debug for EventBuf {
 }
 
 /// An edge-triggered epoll instance with an eventfd for wake-ups.
+///
+/// System calls: [`epoll_create1(2)`](https://man7.org/linux/man-pages/man2/epoll_create1.2.html)
+/// and [`eventfd(2)`](https://man7.org/linux/man-pages/man2/eventfd.2.html)
+/// when made, [`epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
+/// to register (`EPOLL_CTL_ADD`, `_MOD`, `_DEL`),
+/// [`epoll_wait(2)`](https://man7.org/linux/man-pages/man2/epoll_wait.2.html)
+/// to wait, and a `write(2)` to the eventfd to wake; see
+/// [`epoll(7)`](https://man7.org/linux/man-pages/man7/epoll.7.html) for
+/// edge-triggered semantics.
 #[derive(Debug)]
+#[doc(alias = "epoll")]
+#[doc(alias = "epoll_wait")]
 pub struct EpollPoller {
     epoll: OwnedFd,
     wake: OwnedFd,

@@ -66,7 +66,15 @@ enum Waker {
 }
 
 /// A kqueue instance with an edge-triggered filter pair per connection.
+///
+/// System calls: [`kqueue(2)`](https://man.freebsd.org/cgi/man.cgi?query=kqueue&sektion=2)
+/// when made, and [`kevent(2)`](https://man.freebsd.org/cgi/man.cgi?query=kevent&sektion=2)
+/// to register (`EV_ADD | EV_CLEAR | EV_RECEIPT` for `EVFILT_READ` and
+/// `EVFILT_WRITE`), deregister (`EV_DELETE`), wait, and wake (`EVFILT_USER`
+/// with `NOTE_TRIGGER`, or a self-pipe on NetBSD and OpenBSD).
 #[derive(Debug)]
+#[doc(alias = "kqueue")]
+#[doc(alias = "kevent")]
 pub struct KqueuePoller {
     kq: OwnedFd,
     waker: Waker,

@@ -43,7 +43,14 @@ struct Entry {
 }
 
 /// A poll(2) poller with a self-pipe for wake-ups.
+///
+/// System calls: [`pipe2(2)`](https://man7.org/linux/man-pages/man2/pipe.2.html)
+/// when made, [`poll(2)`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
+/// to wait (over every registered descriptor, whose numbers it keeps:
+/// see [`Poller::register`]'s safety contract), `fstat(2)` to refuse
+/// regular files at registration, and a `write(2)` to the pipe to wake.
 #[derive(Debug)]
+#[doc(alias = "poll")]
 pub struct PollPoller {
     registry: Mutex<HashMap<RawFd, Entry>>,
     wake_rx: OwnedFd,
