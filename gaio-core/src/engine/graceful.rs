@@ -20,6 +20,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         crate::diag::debug_event!(live = self.live, "closing gracefully");
         self.graceful_until = Some(self.graceful_until.map_or(deadline, |d| d.min(deadline)));
+        // The scan below finds every stream connection again, those still
+        // waiting from an earlier call included (one already half-closed by
+        // it is half-closed once more, which does nothing).
+        self.half_closing.clear();
         for fd in 0..self.conns.len() {
             let Some(state) = self.conns[fd].as_ref() else {
                 continue;
@@ -31,7 +35,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             };
             if state.has(LISTENER) || state.has(DGRAM) {
                 self.free_conn(conn, || Error::ConnClosed);
-            } else if state.has(STREAM) && !self.half_closing.contains(&conn) {
+            } else if state.has(STREAM) {
                 self.half_closing.push(conn);
             }
         }
