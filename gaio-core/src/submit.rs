@@ -1101,13 +1101,15 @@ pub(crate) fn watch_listener_shared<P: Poller, C, B>(
 /// Asks the thread running the I/O to close gracefully (refused, and
 /// nothing to do, once the watcher is closed).
 pub(crate) fn close_gracefully_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, timeout: Duration) {
-    let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
-    let _ = shared.push(Command::CloseGracefully(deadline));
+    let _ = shared.push(Command::CloseGracefully(graceful_deadline(timeout)));
 }
 
-/// A deadline no timeout reaches: a century from now.
-pub(crate) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+/// When a graceful close begun now with `timeout` must end: a century
+/// from now for a timeout too long to add.
+pub(crate) fn graceful_deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 pub(crate) fn free_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, conn: Conn) -> Result<(), Error> {

@@ -15,8 +15,8 @@ use crate::engine::{Config, Engine, Sleep};
 use crate::request::Request;
 use crate::shared::Shared;
 use crate::submit::{
-    close_gracefully_shared, far_future, free_shared, submit_shared, watch_listener_shared, watch_shared,
-    SubmitResult,
+    close_gracefully_shared, free_shared, graceful_deadline, submit_shared, watch_listener_shared,
+    watch_shared, SubmitResult,
 };
 use crate::{
     affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, SocketRef, Submit, Submitter,
@@ -653,7 +653,7 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     fn close_gracefully(&mut self, timeout: Duration) {
         match &mut self.driver {
             Driver::Inline(engine) => {
-                let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
+                let deadline = graceful_deadline(timeout);
                 engine.guarded(|e| e.close_gracefully(deadline));
             }
             Driver::Background(_) => close_gracefully_shared(&self.shared, timeout),
