@@ -16,37 +16,22 @@
 
 mod util;
 use util::peer::{timeouts, unix_timeouts};
+use util::{ok, one, TempDir};
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gaio::{AcceptOptions, Buffer, Completion, Conn, Error, Mode, Op, PeerAddr, Rejected, Submit, Watcher};
+use gaio::{AcceptOptions, Buffer, Completion, Conn, Error, Mode, Op, PeerAddr, Submit, Watcher};
 use rustix::io::Errno;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
 // ----- helpers ---------------------------------------------------------------
-
-/// Panics if the submission was refused.
-fn ok<C, B>(r: Result<(), Rejected<C, B>>) {
-    if let Err(r) = r {
-        panic!("request refused at submission: {:?}", r.error);
-    }
-}
-
-/// Waits for exactly one completion (at most `limit`).
-fn one<C, B: gaio::IoBuf>(w: &mut Watcher<C, B>, limit: Duration) -> Completion<C, B> {
-    let mut v = util::wait_for(w, 1, limit);
-    assert_eq!(v.len(), 1, "expected one completion, got {}", v.len());
-    v.pop().unwrap()
-}
 
 /// The peer address of an accept completion as an IP address.
 fn inet_peer<C, B>(c: &Completion<C, B>) -> SocketAddr {
@@ -92,37 +77,6 @@ fn echo_through<S: Read + Write>(w: &mut Watcher<u64, Vec<u8>>, conn: Conn, peer
     let mut back = vec![0; msg.len()];
     peer.read_exact(&mut back).expect("peer read of the echo");
     assert_eq!(back, msg, "the peer got other bytes back");
-}
-
-/// A fresh, empty directory under the system's temporary directory,
-/// removed (with its contents) when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "gaio-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Asserts a plain connect to `addr` is refused (nothing listens there).

@@ -7,35 +7,20 @@
 
 mod util;
 use util::peer::{timeouts, unix_timeouts};
+use util::{ok, one, TempDir};
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gaio::{Buffer, Completion, Conn, Error, Mode, Op, PeerAddr, Rejected, Submit, Watcher};
+use gaio::{Buffer, Completion, Conn, Error, Mode, Op, PeerAddr, Submit, Watcher};
 use rustix::io::Errno;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
 // ----- helpers ---------------------------------------------------------------
-
-/// Panics if the submission was refused.
-fn ok<C, B>(r: Result<(), Rejected<C, B>>) {
-    if let Err(r) = r {
-        panic!("request refused at submission: {:?}", r.error);
-    }
-}
-
-/// Waits for exactly one completion (at most `limit`).
-fn one<C, B: gaio::IoBuf>(w: &mut Watcher<C, B>, limit: Duration) -> Completion<C, B> {
-    let mut v = util::wait_for(w, 1, limit);
-    assert_eq!(v.len(), 1, "expected one completion, got {}", v.len());
-    v.pop().unwrap()
-}
 
 /// True if `c` failed with the OS error `errno`.
 fn failed_with<C, B>(c: &Completion<C, B>, errno: Errno) -> bool {
@@ -122,37 +107,6 @@ fn both_ways<S: Read + Write>(w: &mut Watcher<u64, Vec<u8>>, conn: Conn, peer: &
         &back[..],
         "the watcher read other bytes than the peer wrote"
     );
-}
-
-/// A fresh, empty directory under the system's temporary directory,
-/// removed (with its contents) when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "gaio-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 // ----- 1. IPv4 and IPv6 ----------------------------------------------------------

@@ -4,13 +4,13 @@
 //! datagrams (not end of stream), and the stream-only operations refused.
 
 mod util;
+use util::TempDir;
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gaio::{Buffer, Bytes, Completion, Error, Mode, Op, PeerAddr, Submit, Watcher};
@@ -38,34 +38,6 @@ fn inet(c_peer: &Option<PeerAddr>) -> SocketAddr {
         .as_ref()
         .and_then(PeerAddr::as_inet)
         .unwrap_or_else(|| panic!("expected an IP sender, got {c_peer:?}"))
-}
-
-/// A directory of its own under the system's temporary directory, removed
-/// on drop, for Unix socket paths.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "gaio-dgram-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).expect("create a temporary directory");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 // ----- 1. UDP echo of 10,000 datagrams ---------------------------------------
@@ -447,7 +419,7 @@ fn unix_datagrams(mode: Mode) {
     let fds = util::FdCheck::new();
     let dir = TempDir::new("unix");
     let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
-    let (server_path, client_path) = (dir.path("server.sock"), dir.path("client.sock"));
+    let (server_path, client_path) = (dir.path().join("server.sock"), dir.path().join("client.sock"));
     let server = UnixDatagram::bind(&server_path).expect("bind the server");
     let client = UnixDatagram::bind(&client_path).expect("bind the client");
     client.set_read_timeout(Some(PEER_WAIT)).unwrap();
@@ -514,7 +486,7 @@ fn unix_datagram_from_an_unbound_sender(mode: Mode) {
     let fds = util::FdCheck::new();
     let dir = TempDir::new("unbound");
     let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
-    let server_path = dir.path("server.sock");
+    let server_path = dir.path().join("server.sock");
     let server = UnixDatagram::bind(&server_path).expect("bind the server");
     let conn = w.watch(server).expect("watch a Unix datagram socket");
     let unbound = UnixDatagram::unbound().unwrap();

@@ -562,3 +562,50 @@ pub fn sigpipe_default() {
     // disposition (Rust's SIG_IGN) is not needed again.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.expect("set SIGPIPE to default");
 }
+
+/// Panics if the submission was refused.
+pub fn ok<C, B>(r: Result<(), gaio::Rejected<C, B>>) {
+    if let Err(r) = r {
+        panic!("request refused at submission: {:?}", r.error);
+    }
+}
+
+/// Waits for exactly one completion (at most `limit`).
+pub fn one<C, B: gaio::IoBuf>(w: &mut Watcher<C, B>, limit: Duration) -> gaio::Completion<C, B> {
+    let mut v = wait_for(w, 1, limit);
+    assert_eq!(v.len(), 1, "expected one completion, got {}", v.len());
+    v.pop().unwrap()
+}
+
+/// A fresh, empty directory under the system's temporary directory (for
+/// Unix socket paths), removed with its contents when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// A new directory whose name holds `tag`, this process and a counter.
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "gaio-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
