@@ -83,7 +83,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gaio_protocols::check::http as check;
 
     /// Runs `check` against `serve` on a thread, then stops the server and
     /// checks that it returns.
@@ -99,39 +98,5 @@ mod tests {
         server.join().unwrap().unwrap();
     }
 
-    #[test]
-    fn responses() {
-        against_server(check::responses);
-    }
-
-    #[test]
-    fn pipelined_burst_then_half_close() {
-        against_server(check::pipelined_burst);
-    }
-
-    #[test]
-    fn requests_byte_by_byte() {
-        against_server(check::byte_by_byte_requests);
-    }
-
-    #[test]
-    fn a_client_that_stops_reading_is_held_back() {
-        against_server(|addr| {
-            let took = check::stalled_reader_is_held_back(addr);
-            eprintln!(
-                "the server took {} KiB from a client that read nothing",
-                took / 1024
-            );
-        });
-    }
-
-    #[test]
-    fn one_mib_body() {
-        against_server(check::one_mib_body);
-    }
-
-    #[test]
-    fn garbage_gets_400_and_close() {
-        against_server(check::garbage_gets_400_and_close);
-    }
+    gaio_protocols::http_checks!(against_server);
 }

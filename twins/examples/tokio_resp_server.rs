@@ -93,7 +93,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gaio_protocols::check::resp as check;
 
     /// Runs `check` against `serve` on a runtime of its own, then stops
     /// the server and checks that it returns.
@@ -114,39 +113,5 @@ mod tests {
         server.join().unwrap();
     }
 
-    #[test]
-    fn replies() {
-        against_server(check::replies);
-    }
-
-    #[test]
-    fn pipelined_burst_then_half_close() {
-        against_server(check::pipelined_burst);
-    }
-
-    #[test]
-    fn commands_byte_by_byte() {
-        against_server(check::byte_by_byte_commands);
-    }
-
-    #[test]
-    fn a_client_that_stops_reading_is_held_back() {
-        against_server(|addr| {
-            let took = check::stalled_reader_is_held_back(addr);
-            eprintln!(
-                "the server took {} KiB from a client that read nothing",
-                took / 1024
-            );
-        });
-    }
-
-    #[test]
-    fn one_mib_value() {
-        against_server(check::one_mib_value);
-    }
-
-    #[test]
-    fn garbage_gets_error_and_close() {
-        against_server(check::garbage_gets_error_and_close);
-    }
+    gaio_protocols::resp_checks!(against_server);
 }

@@ -168,3 +168,91 @@ pub(crate) fn show(bytes: &[u8]) -> String {
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
+
+/// Defines one `#[test]` per HTTP check of [`http`], each run through
+/// `$run`: a function taking the check (`fn(SocketAddr)`) that starts the
+/// server, runs it, and stops the server. Every server's tests are then
+/// the same list, and a check added here reaches all of them.
+#[macro_export]
+macro_rules! http_checks {
+    ($run:path) => {
+        #[test]
+        fn responses() {
+            $run($crate::check::http::responses);
+        }
+
+        #[test]
+        fn pipelined_burst_then_half_close() {
+            $run($crate::check::http::pipelined_burst);
+        }
+
+        #[test]
+        fn requests_byte_by_byte() {
+            $run($crate::check::http::byte_by_byte_requests);
+        }
+
+        #[test]
+        fn a_client_that_stops_reading_is_held_back() {
+            $run(|addr| {
+                let took = $crate::check::http::stalled_reader_is_held_back(addr);
+                eprintln!(
+                    "the server took {} KiB from a client that read nothing",
+                    took / 1024
+                );
+            });
+        }
+
+        #[test]
+        fn one_mib_body() {
+            $run($crate::check::http::one_mib_body);
+        }
+
+        #[test]
+        fn garbage_gets_400_and_close() {
+            $run($crate::check::http::garbage_gets_400_and_close);
+        }
+    };
+}
+
+/// Defines one `#[test]` per RESP check of [`resp`], each run through
+/// `$run` (see [`http_checks!`]).
+#[macro_export]
+macro_rules! resp_checks {
+    ($run:path) => {
+        #[test]
+        fn replies() {
+            $run($crate::check::resp::replies);
+        }
+
+        #[test]
+        fn pipelined_burst_then_half_close() {
+            $run($crate::check::resp::pipelined_burst);
+        }
+
+        #[test]
+        fn commands_byte_by_byte() {
+            $run($crate::check::resp::byte_by_byte_commands);
+        }
+
+        #[test]
+        fn a_client_that_stops_reading_is_held_back() {
+            $run(|addr| {
+                let took = $crate::check::resp::stalled_reader_is_held_back(addr);
+                eprintln!(
+                    "the server took {} KiB from a client that read nothing",
+                    took / 1024
+                );
+            });
+        }
+
+        #[test]
+        fn one_mib_value() {
+            $run($crate::check::resp::one_mib_value);
+        }
+
+        #[test]
+        fn garbage_gets_error_and_close() {
+            $run($crate::check::resp::garbage_gets_error_and_close);
+        }
+    };
+}
