@@ -47,3 +47,28 @@ pub(crate) fn current_tid() -> i32 {
 pub(crate) fn current_tid() -> i32 {
     0
 }
+
+/// The CPUs this process may run on, in increasing order (its affinity
+/// mask; every CPU `available_parallelism` counts where there is none).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn usable_cpus() -> Vec<usize> {
+    use rustix::thread::{sched_getaffinity, CpuSet};
+    match sched_getaffinity(None) {
+        Ok(set) => (0..CpuSet::MAX_CPU).filter(|&cpu| set.is_set(cpu)).collect(),
+        Err(_) => (0..parallelism()).collect(),
+    }
+}
+
+/// The CPUs this process may run on: as many as `available_parallelism`.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn usable_cpus() -> Vec<usize> {
+    (0..parallelism()).collect()
+}
+
+/// What std says the process may use, at least 1.
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Whether this platform pins threads to CPUs.
+pub(crate) const CAN_PIN: bool = cfg!(any(target_os = "linux", target_os = "android"));

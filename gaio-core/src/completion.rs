@@ -30,6 +30,12 @@ pub enum Op {
     RecvFrom,
     /// One datagram sent to an address.
     SendTo,
+    /// A [`notify`](crate::Submit::notify): a context sent to this
+    /// watcher, on no connection.
+    Notify,
+    /// A [`sleep_until`](crate::Submit::sleep_until) whose deadline came,
+    /// or that was cancelled, on no connection.
+    Sleep,
 }
 
 impl Op {
@@ -74,6 +80,8 @@ impl Op {
             Op::Detach => "detach",
             Op::RecvFrom => "recv_from",
             Op::SendTo => "send_to",
+            Op::Notify => "notify",
+            Op::Sleep => "sleep_until",
         }
     }
 }
@@ -88,7 +96,9 @@ pub struct Completion<C, B> {
     /// The connection it ran on; for a successful [`Op::Accept`], the new
     /// connection (already watched), and for [`Op::Connect`], the dialled
     /// one (dead if the connect failed). The request's context tells which
-    /// listener an accept was on.
+    /// listener an accept was on. [`Op::Notify`] and [`Op::Sleep`] run on
+    /// no connection: theirs names none, and requests on it fail with
+    /// [`Error::ForeignConn`].
     pub conn: Conn,
     /// The context it carried, unchanged.
     pub context: C,

@@ -19,6 +19,9 @@ pub enum Error {
     ConnClosed,
     /// The watcher was closed.
     WatcherClosed,
+    /// A [`sleep_until`](crate::Submit::sleep_until) was cancelled with
+    /// [`cancel_timer`](crate::Submit::cancel_timer) before its deadline.
+    Cancelled,
     /// The thread running the watcher's I/O panicked (in background mode:
     /// user code such as an [`IoBuf`](crate::IoBuf) method or a `Drop` runs
     /// on it), or an earlier call panicked and unwound out of the watcher
@@ -118,6 +121,7 @@ impl Error {
             Error::Eof => io::ErrorKind::UnexpectedEof,
             Error::Deadline => io::ErrorKind::TimedOut,
             Error::ConnClosed | Error::WatcherClosed => io::ErrorKind::NotConnected,
+            Error::Cancelled => io::ErrorKind::Interrupted,
             Error::ForeignConn => io::ErrorKind::InvalidInput,
             Error::Panicked { .. } => io::ErrorKind::Other,
             Error::EmptyBuffer | Error::InvalidCpu { .. } | Error::InvalidSetting(_) => {
@@ -139,6 +143,7 @@ impl fmt::Display for Error {
             Error::Deadline => f.write_str("deadline passed before the request completed"),
             Error::ConnClosed => f.write_str("connection closed"),
             Error::WatcherClosed => f.write_str("watcher closed"),
+            Error::Cancelled => f.write_str("timer cancelled before its deadline"),
             Error::ForeignConn => f.write_str("the connection belongs to another watcher"),
             Error::Panicked { message } => write!(f, "the watcher's engine panicked: {message}"),
             Error::EmptyBuffer => f.write_str("empty buffer: a read needs room for at least one byte"),
@@ -222,6 +227,29 @@ pub struct Rejected<C, B> {
     pub context: C,
     /// The buffer the request carried, if it had one.
     pub buffer: Option<B>,
+}
+
+impl<C, B> Rejected<C, B> {
+    /// The completion a request of `op` on `conn` makes when, instead of
+    /// being refused, it completes at once with this error: nothing moved,
+    /// its context and buffer handed back.
+    pub(crate) fn into_completion(self, op: crate::Op, conn: crate::Conn) -> crate::Completion<C, B> {
+        let buffer = match self.buffer {
+            Some(b) => crate::Buffer::User(b),
+            None if op.is_read() && op != crate::Op::Accept => crate::Buffer::Swap(bytes::Bytes::new()),
+            None => crate::Buffer::None,
+        };
+        crate::Completion {
+            op,
+            conn,
+            context: self.context,
+            bytes: 0,
+            buffer,
+            error: Some(self.error),
+            peer: None,
+            detached: None,
+        }
+    }
 }
 
 impl<C, B> fmt::Debug for Rejected<C, B> {

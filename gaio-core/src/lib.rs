@@ -46,6 +46,7 @@ mod command_queue;
 mod completion;
 mod conn;
 mod conn_map;
+mod cores;
 mod diag;
 mod engine;
 mod error;
@@ -58,6 +59,7 @@ mod shared;
 mod socket_ref;
 mod submit;
 mod sys;
+mod timer;
 mod watcher;
 
 pub use addr::{PeerAddr, UnixAddr};
@@ -67,6 +69,7 @@ pub use bytes::{Bytes, BytesMut};
 pub use completion::{Completion, Op};
 pub use conn::{AcceptOptions, Conn, Listener};
 pub use conn_map::ConnMap;
+pub use cores::{Core, Cores, CoresBuilder, Spread, MAX_CORES};
 pub use error::{Error, InvalidSetting, Rejected};
 pub use net::{listen, listen_unix, Datagram};
 pub use poller::{Event, Interest, Poller};
@@ -74,6 +77,7 @@ pub use request::Request;
 pub use socket_ref::SocketRef;
 pub use submit::{Submit, SubmitResult, Submitter};
 pub use sys::{FdKind, IoOutcome};
+pub use timer::Timer;
 pub use watcher::{Builder, Mode, Watcher};
 
 /// Default size of the shared swap memory used by reads without a buffer.

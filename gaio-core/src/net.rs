@@ -67,6 +67,17 @@ pub fn listen(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
 }
 
 fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
+    listen_shared(addr, false)
+}
+
+/// Binds a TCP listener to `addr` as [`listen`] does, and with
+/// `reuse_port`, with the option that lets several listeners share the
+/// address and has the kernel spread connections over them:
+/// `SO_REUSEPORT` on Linux, `SO_REUSEPORT_LB` on FreeBSD. Elsewhere
+/// `SO_REUSEPORT` only lets the sockets share the address (the last one
+/// bound takes every connection), so it is refused as
+/// [`Unsupported`](io::ErrorKind::Unsupported).
+pub(crate) fn listen_shared(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let family = if addr.is_ipv4() {
         AddressFamily::INET
     } else {
@@ -74,9 +85,33 @@ fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
     };
     let fd = new_socket(family, SocketType::STREAM, false)?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
+    if reuse_port {
+        balance_connections(&fd)?;
+    }
     rustix::net::bind(&fd, &addr)?;
     rustix::net::listen(&fd, DEEPEST_BACKLOG)?;
     Ok(TcpListener::from(fd))
+}
+
+/// Lets listeners share one address, the kernel spreading connections.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn balance_connections(fd: &OwnedFd) -> io::Result<()> {
+    sockopt::set_socket_reuseport(fd, true).map_err(Into::into)
+}
+
+/// Lets listeners share one address, the kernel spreading connections.
+#[cfg(target_os = "freebsd")]
+fn balance_connections(fd: &OwnedFd) -> io::Result<()> {
+    sockopt::set_socket_reuseport_lb(fd, true).map_err(Into::into)
+}
+
+/// No load-balancing listeners here.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn balance_connections(_fd: &OwnedFd) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "listeners sharing a port with the kernel spreading connections (SO_REUSEPORT) are Linux's and FreeBSD's",
+    ))
 }
 
 /// Binds a Unix stream listener to `path` with the system's deepest accept

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::{Conn, Error, IoBuf, IoBufAppend, IoBufMut, Listener, Op, PeerAddr, Rejected};
+use crate::{Conn, Error, IoBuf, IoBufAppend, IoBufMut, Listener, Op, PeerAddr, Rejected, Timer};
 
 /// The mutable view of a read's own buffer: `<B as IoBufMut>::as_bytes_mut`,
 /// captured where `B: IoBufMut` is known so the engine needs only `B: IoBuf`.
@@ -36,6 +36,8 @@ pub(crate) enum Target<B> {
     Append(B, AppendView<B>),
     /// A datagram to send to an address.
     Dest(B, PeerAddr),
+    /// A sleep's timer (its deadline is the request's).
+    Timer(Timer),
 }
 
 /// One operation on one connection: what to do, with which buffer, carrying
@@ -301,6 +303,42 @@ impl<C, B: IoBuf> Request<C, B> {
         Self::new(conn, Op::SendTo, context, Target::Dest(buf, addr.into()))
     }
 
+    /// Completes on the watcher it is submitted to with `context`, on no
+    /// connection (see [`Submit::notify`](crate::Submit::notify)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Op, Request};
+    ///
+    /// let request: Request<&str, Vec<u8>> = Request::notify("reload");
+    /// assert_eq!(request.op(), Op::Notify);
+    /// ```
+    pub fn notify(context: C) -> Self {
+        Self::new(Conn::NONE, Op::Notify, context, Target::None)
+    }
+
+    /// Completes at `deadline`, not before, with `context`, on no
+    /// connection (see [`Submit::sleep_until`](crate::Submit::sleep_until)).
+    /// [`timer`](Request::timer) names it for
+    /// [`cancel_timer`](crate::Submit::cancel_timer).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Op, Request};
+    ///
+    /// let request: Request<&str, Vec<u8>> = Request::sleep_until(Instant::now() + Duration::from_secs(1), "tick");
+    /// assert_eq!(request.op(), Op::Sleep);
+    /// assert!(request.timer().is_some());
+    /// ```
+    pub fn sleep_until(deadline: Instant, context: C) -> Self {
+        let mut req = Self::new(Conn::NONE, Op::Sleep, context, Target::Timer(Timer::next()));
+        req.deadline = Some(deadline);
+        req
+    }
+
     /// Sets a deadline: if the request has not completed by then, it
     /// completes with [`Error::Deadline`] and the bytes moved so far. A
     /// deadline already past at submission completes at once, without I/O.
@@ -361,6 +399,33 @@ impl<C, B: IoBuf> Request<C, B> {
         self.op
     }
 
+    /// The timer of a [`sleep_until`](Request::sleep_until) request, for
+    /// [`cancel_timer`](crate::Submit::cancel_timer); `None` for the
+    /// others.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use gaio_core::Request;
+    ///
+    /// let a: Request<(), Vec<u8>> = Request::sleep_until(Instant::now(), ());
+    /// let b: Request<(), Vec<u8>> = Request::sleep_until(Instant::now(), ());
+    /// assert_ne!(a.timer(), b.timer()); // each sleep has its own
+    /// ```
+    pub fn timer(&self) -> Option<Timer> {
+        match self.target {
+            Target::Timer(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// True for the requests that run on no connection (notify, sleep):
+    /// the engine takes them without looking for one.
+    pub(crate) fn is_connless(&self) -> bool {
+        matches!(self.op, Op::Notify | Op::Sleep)
+    }
+
     /// Checks what can be checked without the engine: a read has room for
     /// a byte. Hands the request back as a rejection otherwise.
     /// (Checked by reference: a request is moved as little as possible on
@@ -371,7 +436,7 @@ impl<C, B: IoBuf> Request<C, B> {
         // `as_bytes_mut`. A write of nothing is a write: it completes, with
         // 0 bytes, once the writes before it are done.
         let empty = match &mut self.target {
-            Target::Swap | Target::None | Target::Addr(_) => false,
+            Target::Swap | Target::None | Target::Addr(_) | Target::Timer(_) => false,
             Target::User(b, Some(_)) => b.as_bytes().is_empty(),
             Target::User(_, None) => false,
             // An empty datagram is a datagram.
@@ -393,7 +458,7 @@ impl<C, B: IoBuf> Request<C, B> {
             context: self.context,
             buffer: match self.target {
                 Target::User(b, _) | Target::Dest(b, _) | Target::Append(b, _) => Some(b),
-                Target::Swap | Target::None | Target::Addr(_) => None,
+                Target::Swap | Target::None | Target::Addr(_) | Target::Timer(_) => None,
             },
         }
     }
@@ -410,6 +475,7 @@ impl<C, B> std::fmt::Debug for Request<C, B> {
             Target::Addr(_) => "address",
             Target::Append(..) => "spare capacity",
             Target::Dest(..) => "datagram to an address",
+            Target::Timer(_) => "timer",
         };
         f.debug_struct("Request")
             .field("conn", &self.conn)

@@ -3,7 +3,7 @@
 //! wake-ups.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 use crate::command_queue::CommandQueue;
 use crate::net::{self, Dialled};
@@ -43,6 +43,18 @@ pub(crate) enum Command<C, B> {
     Free(Conn),
     /// Close gracefully, by this deadline at the latest.
     CloseGracefully(std::time::Instant),
+    /// Cancel a sleep.
+    CancelTimer(crate::Timer),
+    /// A connection accepted by another watcher of a group (see `group`),
+    /// registered with this watcher's poller: take it in and complete an
+    /// accept with `context` and `peer`.
+    Adopt {
+        conn: Conn,
+        fd: OwnedFd,
+        info: FdInfo,
+        context: C,
+        peer: Option<PeerAddr>,
+    },
 }
 
 /// The identity the next watcher gets.
@@ -65,6 +77,13 @@ pub(crate) struct Shared<P, C, B> {
     /// Thread id of the thread that turns the engine in background mode
     /// (0 in inline mode), for the affinity setter.
     pub(crate) engine_tid: AtomicI32,
+    /// Connections in the engine's table, listeners not counted: stored
+    /// by the engine as they come and go, read by a group spreading
+    /// accepted connections (see `group`).
+    pub(crate) conns: AtomicUsize,
+    /// Connections a group has sent this watcher that its engine has not
+    /// taken in yet.
+    pub(crate) adopting: AtomicUsize,
 }
 
 impl<P: Poller, C, B> Shared<P, C, B> {
@@ -76,6 +95,8 @@ impl<P: Poller, C, B> Shared<P, C, B> {
             next_gen: AtomicU32::new(1),
             id: NEXT_WATCHER_ID.fetch_add(1, Ordering::Relaxed),
             engine_tid: AtomicI32::new(0),
+            conns: AtomicUsize::new(0),
+            adopting: AtomicUsize::new(0),
         }
     }
 
@@ -230,6 +251,12 @@ impl<P: Poller, C, B> Shared<P, C, B> {
             return false;
         }
         true
+    }
+
+    /// Connections this watcher holds or is about to: what a group
+    /// spreading connections calls its load.
+    pub(crate) fn load(&self) -> usize {
+        self.conns.load(Ordering::Relaxed) + self.adopting.load(Ordering::Relaxed)
     }
 
     /// Called by the engine after the poller returned.

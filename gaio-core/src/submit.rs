@@ -824,6 +824,137 @@ pub trait Submit {
         self.submit(Request::detach(conn, context))
     }
 
+    /// Sends `context` to the watcher: it completes there
+    /// ([`Op::Notify`](crate::Op::Notify), no connection, no error) in the
+    /// next batch, in the order notifications were submitted from one
+    /// thread. From another thread, through a [`Submitter`], this is how
+    /// application events (a message for a client of this watcher, a
+    /// shutdown) join the I/O in one `wait_io` loop. Wakes the watcher if
+    /// it sleeps; costs no system call if it is awake.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WatcherClosed`] once the watcher is closed (the context
+    /// comes back in the [`Rejected`]). A notification accepted just before
+    /// the watcher closes completes with [`Error::WatcherClosed`]: each is
+    /// handed out exactly once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use gaio_core::{Op, Poller, Submit, Watcher};
+    ///
+    /// enum Event { Io, Broadcast(String) }
+    ///
+    /// fn run<P: Poller>(w: &mut Watcher<P, Event, Vec<u8>>) -> Result<(), gaio_core::Error> {
+    ///     let mut other_thread = w.submitter();
+    ///     std::thread::spawn(move || {
+    ///         let _ = other_thread.notify(Event::Broadcast("hello".into()));
+    ///     });
+    ///     let mut batch = Vec::new();
+    ///     w.wait_io(&mut batch)?;
+    ///     if let Some(c) = batch.first() {
+    ///         assert_eq!(c.op, Op::Notify);
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    fn notify(&mut self, context: Self::Context) -> SubmitResult<Self::Context, Self::Buf> {
+        self.submit(Request::notify(context))
+    }
+
+    /// Completes at `deadline`, never before, with `context`
+    /// ([`Op::Sleep`](crate::Op::Sleep), no connection, no error). Timers
+    /// complete in deadline order, equal deadlines in submission order.
+    /// The [`Timer`](crate::Timer) returned cancels it
+    /// ([`cancel_timer`](Submit::cancel_timer)); a deadline already past
+    /// completes in the next batch. Idle timeouts and periodic work need
+    /// no loop of their own: resubmit the sleep from its completion.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WatcherClosed`] once the watcher is closed; a sleep pending
+    /// when it closes completes with [`Error::WatcherClosed`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use gaio_core::{Op, Poller, Submit, Watcher};
+    ///
+    /// fn tick<P: Poller>(w: &mut Watcher<P, u32, Vec<u8>>) -> Result<(), gaio_core::Error> {
+    ///     let start = Instant::now();
+    ///     w.sleep_until(start + Duration::from_millis(100), 1)?;
+    ///     let mut batch = Vec::new();
+    ///     w.wait_io(&mut batch)?;
+    ///     assert_eq!((batch[0].op, batch[0].context), (Op::Sleep, 1));
+    ///     assert!(start.elapsed() >= Duration::from_millis(100));
+    ///     Ok(())
+    /// }
+    /// ```
+    fn sleep_until(
+        &mut self,
+        deadline: Instant,
+        context: Self::Context,
+    ) -> Result<crate::Timer, Rejected<Self::Context, Self::Buf>> {
+        let request = Request::sleep_until(deadline, context);
+        let timer = request.timer().expect("a sleep has a timer");
+        self.submit(request).map(|()| timer)
+    }
+
+    /// [`sleep_until`](Submit::sleep_until) `duration` from now.
+    ///
+    /// # Errors
+    ///
+    /// As [`sleep_until`](Submit::sleep_until).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use gaio_core::Submit;
+    /// # fn f(w: &mut impl Submit<Context = &'static str, Buf = Vec<u8>>) -> Result<(), gaio_core::Error> {
+    /// w.sleep(Duration::from_secs(1), "flush stats")?; // and again from its completion
+    /// # Ok(()) }
+    /// ```
+    fn sleep(
+        &mut self,
+        duration: Duration,
+        context: Self::Context,
+    ) -> Result<crate::Timer, Rejected<Self::Context, Self::Buf>> {
+        self.sleep_until(deadline_after(duration), context)
+    }
+
+    /// Cancels a [`sleep_until`](Submit::sleep_until): if it is still
+    /// pending, it completes in the next batch with [`Error::Cancelled`]
+    /// and its context. If it has fired already (its completion is out, or
+    /// in a batch not yet handed out), or `timer` is not this watcher's,
+    /// this does nothing: every sleep completes exactly once, fired or
+    /// cancelled.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room. After the watcher closes it
+    /// does nothing (its sleeps completed with [`Error::WatcherClosed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use gaio_core::{Error, Op, Poller, Submit, Watcher};
+    ///
+    /// fn f<P: Poller>(w: &mut Watcher<P, (), Vec<u8>>) -> Result<(), Error> {
+    ///     let timer = w.sleep(Duration::from_secs(60), ())?;
+    ///     w.cancel_timer(timer)?;
+    ///     let mut batch = Vec::new();
+    ///     w.wait_io(&mut batch)?;
+    ///     assert_eq!(batch[0].op, Op::Sleep);
+    ///     assert!(matches!(batch[0].error, Some(Error::Cancelled)));
+    ///     Ok(())
+    /// }
+    /// ```
+    fn cancel_timer(&mut self, timer: crate::Timer) -> Result<(), Error>;
+
     /// Receives one datagram into `buf` (from its start). The completion
     /// carries the sender in `peer`; a datagram longer than `buf` keeps its
     /// first bytes and completes with [`Error::Truncated`].
@@ -1035,8 +1166,10 @@ pub(crate) fn submit_shared<P: Poller, C, B: IoBuf>(
     if request.op == Op::Connect {
         return connect_shared(shared, request);
     }
-    if let Err(e) = shared.check_owner(request.conn) {
-        return Err(request.reject(e));
+    if !request.is_connless() {
+        if let Err(e) = shared.check_owner(request.conn) {
+            return Err(request.reject(e));
+        }
     }
     if let Err(e) = request.check() {
         return Err(request.reject(e));
@@ -1101,15 +1234,21 @@ pub(crate) fn watch_listener_shared<P: Poller, C, B>(
 /// Asks the thread running the I/O to close gracefully (refused, and
 /// nothing to do, once the watcher is closed).
 pub(crate) fn close_gracefully_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, timeout: Duration) {
-    let _ = shared.push(Command::CloseGracefully(graceful_deadline(timeout)));
+    let _ = shared.push(Command::CloseGracefully(deadline_after(timeout)));
 }
 
-/// When a graceful close begun now with `timeout` must end: a century
-/// from now for a timeout too long to add.
-pub(crate) fn graceful_deadline(timeout: Duration) -> Instant {
+/// The instant `timeout` from now (a graceful close's end, a sleep's
+/// deadline): a century from now for a timeout too long to add.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
+/// Asks the thread running the I/O to cancel `timer` (nothing to do once
+/// the watcher is closed: its sleeps completed then).
+pub(crate) fn cancel_timer_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, timer: crate::Timer) {
+    let _ = shared.push(Command::CancelTimer(timer));
 }
 
 pub(crate) fn free_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, conn: Conn) -> Result<(), Error> {
@@ -1151,6 +1290,10 @@ impl<P: Poller, C, B: IoBuf> Submit for Submitter<P, C, B> {
     fn close_gracefully(&mut self, timeout: Duration) {
         (&*self).close_gracefully(timeout)
     }
+
+    fn cancel_timer(&mut self, timer: crate::Timer) -> Result<(), Error> {
+        (&*self).cancel_timer(timer)
+    }
 }
 
 /// Submission from a shared reference: every operation of a [`Submitter`]
@@ -1185,5 +1328,10 @@ impl<P: Poller, C, B: IoBuf> Submit for &Submitter<P, C, B> {
 
     fn close_gracefully(&mut self, timeout: Duration) {
         close_gracefully_shared(&self.shared, timeout);
+    }
+
+    fn cancel_timer(&mut self, timer: crate::Timer) -> Result<(), Error> {
+        cancel_timer_shared(&self.shared, timer);
+        Ok(())
     }
 }

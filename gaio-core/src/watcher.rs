@@ -15,8 +15,8 @@ use crate::engine::{Config, Engine, Sleep};
 use crate::request::Request;
 use crate::shared::Shared;
 use crate::submit::{
-    close_gracefully_shared, free_shared, graceful_deadline, submit_shared, watch_listener_shared,
-    watch_shared, SubmitResult,
+    cancel_timer_shared, close_gracefully_shared, deadline_after, free_shared, submit_shared,
+    watch_listener_shared, watch_shared, SubmitResult,
 };
 use crate::{
     affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, SocketRef, Submit, Submitter,
@@ -54,6 +54,19 @@ impl<P> fmt::Debug for Builder<P> {
             .field("max_queued_write_bytes", &self.max_queued_write_bytes)
             .field("mode", &self.mode)
             .finish()
+    }
+}
+
+// By hand: a derive would ask `P: Clone` of the poller type.
+impl<P> Clone for Builder<P> {
+    fn clone(&self) -> Self {
+        Builder {
+            swap_size: self.swap_size,
+            max_events: self.max_events,
+            max_queued_write_bytes: self.max_queued_write_bytes,
+            mode: self.mode,
+            poller: PhantomData,
+        }
     }
 }
 
@@ -207,7 +220,12 @@ impl<P: Poller> Builder<P> {
             Mode::Inline => Driver::Inline(Box::new(engine)),
             Mode::Background => Driver::Background(Background::spawn(engine, &shared)?),
         };
-        Ok(Watcher { shared, driver })
+        Ok(Watcher {
+            shared,
+            driver,
+            late: Vec::new(),
+            told_closed: false,
+        })
     }
 }
 
@@ -254,6 +272,12 @@ fn in_range(name: &'static str, value: usize, min: usize, max: usize) -> Result<
 pub struct Watcher<P: Poller, C, B> {
     shared: Arc<Shared<P, C, B>>,
     driver: Driver<P, C, B>,
+    /// Submissions that raced a close from elsewhere: they complete with
+    /// `WatcherClosed` in the next batch (see `submit`).
+    late: Vec<Completion<C, B>>,
+    /// The owning thread knows the watcher is closed: it called `close`,
+    /// or a wait told it so. Its submissions are refused from then on.
+    told_closed: bool,
 }
 
 enum Driver<P: Poller, C, B> {
@@ -505,10 +529,19 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
         out: &mut Vec<Completion<C, B>>,
         limit: Option<Instant>,
     ) -> Result<usize, Error> {
-        match &mut self.driver {
+        if !self.late.is_empty() {
+            let n = self.late.len();
+            crate::engine::hand_over(&mut self.late, out);
+            return Ok(n);
+        }
+        let waited = match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.wait(out, limit)),
             Driver::Background(bg) => bg.wait(out, limit),
+        };
+        if matches!(waited, Err(Error::WatcherClosed | Error::Panicked { .. })) {
+            self.told_closed = true;
         }
+        waited
     }
 
     /// The bytes queued for writing on `conn` and not yet written: `None`
@@ -601,15 +634,51 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     }
 }
 
+impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
+    /// What the watcher's handles share, for a group of watchers.
+    pub(crate) fn shared(&self) -> &Arc<Shared<P, C, B>> {
+        &self.shared
+    }
+
+    /// Spreads the connections `listener`'s multishot accept takes over
+    /// `group` (see `engine::spread`). Inline mode only: the cores run
+    /// their watchers inline.
+    pub(crate) fn spread_accepts(
+        &mut self,
+        listener: Listener,
+        group: Arc<crate::engine::Group<P, C, B>>,
+        me: usize,
+    ) {
+        match &mut self.driver {
+            Driver::Inline(engine) => engine.spread_accepts(listener, group, me),
+            Driver::Background(_) => unreachable!("a group's watchers run inline"),
+        }
+    }
+}
+
 impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     type Context = C;
     type Buf = B;
 
     #[inline]
     fn submit(&mut self, request: Request<C, B>) -> SubmitResult<C, B> {
-        match &mut self.driver {
+        let (op, conn) = (request.op(), request.conn());
+        let result = match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.submit(request)),
             Driver::Background(_) => submit_shared(&self.shared, request),
+        };
+        match result {
+            // Closed from another thread (or by a graceful close's end)
+            // while this thread was answering completions it had not yet
+            // been told were the last: the request completes with
+            // `WatcherClosed`, as it would had it been submitted a moment
+            // earlier, so a loop answering each completion with a request
+            // ends through `next_batch`, not through an error.
+            Err(rejected) if matches!(rejected.error, Error::WatcherClosed) && !self.told_closed => {
+                self.late.push(rejected.into_completion(op, conn));
+                Ok(())
+            }
+            other => other,
         }
     }
 
@@ -639,6 +708,7 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     }
 
     fn close(&mut self) {
+        self.told_closed = true;
         match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.shutdown()),
             Driver::Background(bg) => {
@@ -653,11 +723,19 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     fn close_gracefully(&mut self, timeout: Duration) {
         match &mut self.driver {
             Driver::Inline(engine) => {
-                let deadline = graceful_deadline(timeout);
+                let deadline = deadline_after(timeout);
                 engine.guarded(|e| e.close_gracefully(deadline));
             }
             Driver::Background(_) => close_gracefully_shared(&self.shared, timeout),
         }
+    }
+
+    fn cancel_timer(&mut self, timer: crate::Timer) -> Result<(), Error> {
+        match &mut self.driver {
+            Driver::Inline(engine) => engine.guarded(|e| e.cancel_timer(timer)),
+            Driver::Background(_) => cancel_timer_shared(&self.shared, timer),
+        }
+        Ok(())
     }
 }
 
@@ -839,7 +917,7 @@ fn run_background<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox:
 }
 
 /// The message a panic carried: its `&str` or `String` payload.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

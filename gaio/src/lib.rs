@@ -71,8 +71,8 @@
 pub use gaio_core::{
     listen, listen_unix, AcceptOptions, BufPool, Buffer, Bytes, BytesMut, Completion, Conn, ConnMap,
     Datagram, Error, Event, Interest, InvalidSetting, IoBuf, IoBufAppend, IoBufMut, Listener, Mode, Op,
-    PeerAddr, Poller, PoolBuf, Rejected, Request, SocketRef, Submit, SubmitResult, UnixAddr,
-    DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
+    PeerAddr, Poller, PoolBuf, Rejected, Request, SocketRef, Spread, Submit, SubmitResult, Timer, UnixAddr,
+    DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE, MAX_CORES, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
 };
 
 pub use gaio_poll::PollPoller;
@@ -108,6 +108,50 @@ pub type Submitter<C = (), B = Vec<u8>> = gaio_core::Submitter<DefaultPoller, C,
 
 /// Configures a [`Watcher`]: `Builder::new().mode(Mode::Background).build()`.
 pub type Builder = gaio_core::Builder<DefaultPoller>;
+
+/// Watchers, one per core, each on a thread of its own pinned to its
+/// core, running your per-thread code; `R` is what that code returns.
+///
+/// ```no_run
+/// use gaio::{Core, CoresBuilder, Op, Spread, Submit};
+///
+/// fn main() -> gaio::Result<()> {
+///     let cores = CoresBuilder::new()
+///         .listen("127.0.0.1:7000", Spread::LeastLoaded)
+///         .start(|core: Core| -> gaio::Result<()> {
+///             let mut w = core.watcher;
+///             if let Some(listener) = core.listener {
+///                 w.accept_multishot(listener, ())?;
+///             }
+///             let mut batch = Vec::new();
+///             while w.next_batch(&mut batch)? {
+///                 for c in batch.drain(..) {
+///                     match (c.op, &c.error) {
+///                         (_, Some(_)) => w.free(c.conn)?,
+///                         (Op::Read, None) => w.write(c.conn, (), c.data().to_vec())?,
+///                         (_, None) => w.read_swap(c.conn, ())?,
+///                     }
+///                 }
+///             }
+///             Ok(())
+///         })?;
+///     println!("echo on {} cores at {}", cores.len(), cores.local_addr().unwrap());
+///     std::thread::sleep(std::time::Duration::from_secs(60));
+///     for served in cores.stop()? {
+///         served?;
+///     }
+///     Ok(())
+/// }
+/// ```
+pub type Cores<C = (), B = Vec<u8>, R = Result<()>> = gaio_core::Cores<DefaultPoller, C, B, R>;
+
+/// What each thread of [`Cores`] gets: its [`Watcher`], its index, its
+/// listener, and a [`Submitter`] of every core.
+pub type Core<C = (), B = Vec<u8>> = gaio_core::Core<DefaultPoller, C, B>;
+
+/// Configures and starts [`Cores`]:
+/// `CoresBuilder::new().threads(4).listen(addr, Spread::LeastLoaded).start(run)`.
+pub type CoresBuilder = gaio_core::CoresBuilder<DefaultPoller>;
 
 /// `std::result::Result` with [`Error`] as its default error type: what
 /// the watcher's own calls (`watch`, `free`, `wait_io`, ...) return.

@@ -92,14 +92,19 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 crate::diag::debug_event!(error = %e, "accept: configuring the new connection failed");
                 continue;
             }
+            let info = FdInfo {
+                kind: FdKind::StreamSocket,
+                plain_tcp,
+                // Read for listeners only.
+                tcp: false,
+            };
+            let mut peer = peer;
+            let Some(fd) = self.hand_to_peer(listener, fd, info, &mut peer) else {
+                // Another watcher of the group completes this accept.
+                continue;
+            };
             let error = match self.shared.enroll(fd.as_fd()) {
                 Ok(conn) => {
-                    let info = FdInfo {
-                        kind: FdKind::StreamSocket,
-                        plain_tcp,
-                        // Read for listeners only.
-                        tcp: false,
-                    };
                     self.insert_conn(conn, fd, info, Role::Connection);
                     self.io.extra_mut().accepted = Some(conn);
                     self.io.extra_mut().peer = peer;

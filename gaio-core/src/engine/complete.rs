@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 use bytes::Bytes;
 
 use super::drive::unwritten;
+use super::events::entry_is_live;
 use super::slab::{List, Node};
 use super::{Dir, Engine};
 use crate::request::{Request, Target};
@@ -54,9 +55,8 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     /// with the [`Extra`] set for it.
     pub(super) fn complete(&mut self, conn: Conn, node: Node<C, B>, error: Option<Error>, swap: Bytes) {
         if node.timer != 0 {
-            let nodes = &self.nodes;
-            self.timers
-                .note_stale(|e| nodes.find_timer(e.node, e.timer).is_some());
+            let (nodes, sleeps) = (&self.nodes, &self.sleeps);
+            self.timers.note_stale(|e| entry_is_live(nodes, sleeps, e));
         }
         let extra = self.io.take_extra();
         self.ready.push(completion(conn, node, error, swap, extra));
@@ -142,7 +142,7 @@ pub(super) fn completion_of<C, B>(req: Request<C, B>, error: Error) -> Completio
     let (buf, peer) = match req.target {
         Target::User(b, _) | Target::Append(b, _) => (Some(b), None),
         Target::Dest(b, addr) => (Some(b), Some(addr)),
-        Target::Swap | Target::None => (None, None),
+        Target::Swap | Target::None | Target::Timer(_) => (None, None),
         Target::Addr(addr) => (None, Some(addr)),
     };
     let extra = Extra {

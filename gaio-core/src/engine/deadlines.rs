@@ -6,6 +6,7 @@
 use std::io;
 
 use super::conn_state::{ConnState, OUT_OF_FDS, SYSTEM_OUT_OF_FDS};
+use super::events::SLEEP_FD;
 use super::Dir;
 use super::Engine;
 use crate::{Conn, Error, IoBuf, Op, Poller};
@@ -17,6 +18,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         let now = self.now_ns();
         while let Some(entry) = self.timers.pop_due(now) {
+            if entry.fd == SLEEP_FD {
+                self.fire_sleep(entry);
+                continue;
+            }
             let Some(node) = self.nodes.find_timer(entry.node, entry.timer) else {
                 self.timers.stale_dropped();
                 continue;

@@ -4,7 +4,7 @@
 //! read or write then never touches the slab), else stored behind the
 //! others.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use super::attempt::Attempt;
@@ -15,8 +15,9 @@ use super::slab::Node;
 use super::timers::Entry;
 use super::{to_ns, Dir, Engine};
 use crate::request::{Request, Target};
-use crate::shared::Command;
-use crate::{Error, IoBuf, Op, Poller};
+use crate::shared::{Command, Role};
+use crate::sys::FdInfo;
+use crate::{Conn, Error, IoBuf, Op, Poller};
 
 /// A request the engine refused, with why: the owning thread's submission
 /// hands it back ([`Rejected`](crate::Rejected)); one from the queue
@@ -34,20 +35,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         let used = commands.len();
         for cmd in commands.drain(..) {
             match cmd {
-                Command::Watch { conn, fd, info, role } => {
-                    // Registered on another thread: events reported before
-                    // now named an unknown connection and were dropped, a
-                    // hang-up among them, and an edge is not repeated. Have
-                    // the poller report the current readiness again.
-                    // SAFETY: `fd` goes into the connection table just
-                    // below, which deregisters every descriptor before it
-                    // closes it (`free_conn`, `try_detach`, `shutdown`).
-                    let reregistered = unsafe { self.shared.poller.reregister(fd.as_fd(), conn.token()) };
-                    if let Err(e) = reregistered {
-                        crate::diag::warn_event!(fd = conn.fd, error = %e, "re-registering a handed-over connection failed");
-                    }
-                    self.insert_conn(conn, fd, info, role);
-                }
+                Command::Watch { conn, fd, info, role } => self.take_in(conn, fd, info, role),
                 Command::Connect {
                     fd,
                     info,
@@ -65,6 +53,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     }
                     self.start_connect(fd, info, request, dialled);
                 }
+                Command::Submit(req) if req.is_connless() => self.apply_connless(req),
                 Command::Submit(req) => {
                     if let Err((req, error)) = self.apply_request(req) {
                         self.ready.push(completion_of(req, error));
@@ -72,6 +61,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 }
                 Command::Free(conn) => self.free_conn(conn, || Error::ConnClosed),
                 Command::CloseGracefully(deadline) => self.close_gracefully(deadline),
+                Command::CancelTimer(timer) => self.cancel_timer(timer),
+                Command::Adopt {
+                    conn,
+                    fd,
+                    info,
+                    context,
+                    peer,
+                } => self.adopt(conn, fd, info, context, peer),
             }
         }
         self.commands = commands;
@@ -79,6 +76,24 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         // The queue's vector and this one trade places: both hold about
         // this much.
         self.burst_memory |= self.commands.capacity() > IDLE_KEEP_CAPACITY;
+    }
+
+    /// Takes in a descriptor registered on another thread (a hand-over
+    /// through a `Submitter`, a connection another watcher of a group
+    /// accepted).
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
+    pub(super) fn take_in(&mut self, conn: Conn, fd: OwnedFd, info: FdInfo, role: Role) {
+        // Events reported before now named an unknown connection and were
+        // dropped, a hang-up among them, and an edge is not repeated. Have
+        // the poller report the current readiness again.
+        // SAFETY: `fd` goes into the connection table just below, which
+        // deregisters every descriptor before it closes it (`free_conn`,
+        // `try_detach`, `shutdown`).
+        let reregistered = unsafe { self.shared.poller.reregister(fd.as_fd(), conn.token()) };
+        if let Err(e) = reregistered {
+            crate::diag::warn_event!(fd = conn.fd, error = %e, "re-registering a handed-over connection failed");
+        }
+        self.insert_conn(conn, fd, info, role);
     }
 
     /// Adds a request to its connection. A read or write first in its list
@@ -122,7 +137,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 self.io.append_view = Some(view);
                 (Some(buf), None)
             }
-            Target::Swap | Target::None | Target::Addr(_) => (None, None),
+            Target::Swap | Target::None | Target::Addr(_) | Target::Timer(_) => (None, None),
         };
         let mut node = Node::new(op, req.context, buf, 0);
         node.multishot = req.repeat.is_some();

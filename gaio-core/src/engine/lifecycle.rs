@@ -13,6 +13,7 @@ use super::complete::completion_of;
 use super::conn_state::{
     ConnState, DETACHING, DGRAM, LISTENER, NODELAY, PLAIN_TCP, READABLE, SHORT_READ_DRAINS, STREAM, WRITABLE,
 };
+use super::events::bare_completion;
 use super::slab::List;
 use super::{Dir, Engine};
 use crate::shared::{Command, Role};
@@ -30,10 +31,13 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     pub(super) fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, info: FdInfo, role: Role) {
         let idx = conn.fd as usize;
         self.conns.grow_to(idx + 1, || None);
-        match self.conns[idx].take() {
-            Some(stale) => self.forget_stale(conn.fd, stale),
-            None => self.live += 1,
+        if let Some(stale) = self.conns[idx].take() {
+            self.count_out(&stale);
+            self.forget_stale(conn.fd, stale);
         }
+        self.live += 1;
+        self.listeners += usize::from(matches!(role, Role::Listener(_)));
+        self.publish_load();
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, ?info, "connection watched");
         let mut kind = match info.kind {
             FdKind::StreamSocket => {
@@ -92,6 +96,21 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         let _forgotten = stale.fd.into_raw_fd();
     }
 
+    /// A connection left the table: it no longer counts.
+    fn count_out(&mut self, state: &ConnState) {
+        self.live -= 1;
+        self.listeners -= usize::from(state.has(LISTENER));
+        self.publish_load();
+    }
+
+    /// Tells a group spreading connections how many this watcher holds
+    /// (a plain store: no other thread writes it).
+    fn publish_load(&self) {
+        self.shared
+            .conns
+            .store(self.live - self.listeners, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(super) fn conn_mut(&mut self, conn: Conn) -> Option<&mut ConnState> {
         match self.conns.get_mut(conn.fd as usize) {
             Some(Some(s)) if s.gen == conn.gen => Some(s),
@@ -109,7 +128,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             return;
         }
         let mut state = slot.take().expect("checked above");
-        self.live -= 1;
+        self.count_out(&state);
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection freed");
         self.complete_all(conn, &mut state, error);
         // Closing the descriptor would also drop the registration unless it
@@ -146,12 +165,45 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             return;
         }
         let mut state = slot.take().expect("checked above");
-        self.live -= 1;
+        self.count_out(&state);
         let _ = self.shared.poller.deregister(state.fd.as_fd());
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection detached");
         let head = state.writes.head;
         self.io.extra_mut().detached = Some(state.fd);
         self.finish(conn, &mut state.writes, head, None, bytes::Bytes::new());
+    }
+
+    /// Ends a command the engine will never apply (it is closing): a
+    /// descriptor in it is deregistered and closed, a request or an
+    /// adopted connection's accept completes with `WatcherClosed`.
+    pub(super) fn discard(&mut self, cmd: Command<C, B>) {
+        match cmd {
+            Command::Watch { fd, .. } => {
+                // Registered but never known to the engine: deregister
+                // before closing, as for every other connection.
+                let _ = self.shared.poller.deregister(fd.as_fd());
+                drop(fd);
+            }
+            Command::Connect { fd, request, .. } => {
+                let _ = self.shared.poller.deregister(fd.as_fd());
+                drop(fd);
+                self.ready.push(completion_of(request, Error::WatcherClosed));
+            }
+            Command::Adopt {
+                fd, context, peer, ..
+            } => {
+                let _ = self.shared.poller.deregister(fd.as_fd());
+                drop(fd);
+                self.shared
+                    .adopting
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                let closed = Some(Error::WatcherClosed);
+                self.ready
+                    .push(bare_completion(Op::Accept, Conn::NONE, context, closed, peer));
+            }
+            Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
+            Command::Free(_) | Command::CloseGracefully(_) | Command::CancelTimer(_) => {}
+        }
     }
 
     /// Stops everything: each pending request completes with
@@ -178,25 +230,14 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         let mut commands = std::mem::take(&mut self.commands);
         self.shared.queue.take_into(&mut commands);
         for cmd in commands.drain(..) {
-            match cmd {
-                Command::Watch { fd, .. } => {
-                    // Registered but never known to the engine: deregister
-                    // before closing, as for every other connection.
-                    let _ = self.shared.poller.deregister(fd.as_fd());
-                    drop(fd);
-                }
-                Command::Connect { fd, request, .. } => {
-                    let _ = self.shared.poller.deregister(fd.as_fd());
-                    drop(fd);
-                    self.ready.push(completion_of(request, Error::WatcherClosed));
-                }
-                Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
-                Command::Free(_) | Command::CloseGracefully(_) => {}
-            }
+            self.discard(cmd);
         }
         self.commands = commands;
+        self.end_sleeps(|| Error::WatcherClosed);
         self.conns = Chunked::new();
         self.live = 0;
+        self.listeners = 0;
+        self.publish_load();
         self.half_closing = Vec::new();
         // Every request has completed: the slab is empty and gives back
         // all its memory.

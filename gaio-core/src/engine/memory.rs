@@ -45,8 +45,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         // number keeps the table up to its chunk).
         self.conns.trim_trailing(Option::is_none);
         self.nodes.trim();
-        let nodes = &self.nodes;
-        self.timers.trim(|e| nodes.find_timer(e.node, e.timer).is_some());
+        self.sleeps.shrink_to(0);
+        let (nodes, sleeps) = (&self.nodes, &self.sleeps);
+        self.timers
+            .trim(|e| super::events::entry_is_live(nodes, sleeps, e));
         self.tables_mark = self.tables_slots();
         self.burst_memory = false;
     }
@@ -54,7 +56,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// Slots the request slab, the connection table and the timer heap
     /// hold (used or not).
     pub(super) fn tables_slots(&self) -> usize {
-        self.nodes.capacity() + self.conns.capacity() + self.timers.capacity()
+        self.nodes.capacity() + self.conns.capacity() + self.timers.capacity() + self.sleeps.capacity()
     }
 }
 

@@ -34,12 +34,14 @@ mod connect;
 mod datagram;
 mod deadlines;
 mod drive;
+mod events;
 mod graceful;
 mod intake;
 mod lifecycle;
 mod memory;
 mod panic;
 mod slab;
+mod spread;
 mod swap;
 mod timers;
 
@@ -64,6 +66,7 @@ use conn_state::ConnState;
 pub(crate) use memory::hand_over;
 use memory::KEEP_CAPACITY;
 use slab::Slab;
+pub(crate) use spread::Group;
 use timers::Timers;
 
 /// Most requests gathered into one `writev`/`sendmsg`.
@@ -130,6 +133,11 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// The addresses of stored send-to and connect requests, by slab
     /// index: kept beside the slab so that a pending request stays small.
     addrs: HashMap<u32, PeerAddr>,
+    /// Pending sleeps' contexts by timer identity (see `events`).
+    sleeps: HashMap<u64, C>,
+    /// This watcher's seat in a group that spreads one listener's
+    /// connections (see `spread`).
+    spread: Option<spread::Seat<P, C, B>>,
     /// `C::clone`, known once a multishot accept has been submitted: each
     /// connection it accepts completes with a copy of its context.
     clone_context: Option<fn(&C) -> C>,
@@ -161,6 +169,8 @@ pub(crate) struct Engine<P: Poller, C, B> {
     idle_since: Option<Instant>,
     /// Connections in the table (listeners included).
     live: usize,
+    /// Listeners in the table.
+    listeners: usize,
     /// Closing gracefully: the watcher closes by then at the latest.
     graceful_until: Option<Instant>,
     /// Closing gracefully: stream connections to half-close once their
@@ -185,6 +195,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             timers: Timers::new(),
             io: IoState::new(config.swap_size),
             addrs: HashMap::new(),
+            sleeps: HashMap::new(),
+            spread: None,
             clone_context: None,
             fd_retry: Vec::new(),
             fd_retry_at: None,
@@ -200,6 +212,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             tables_mark: 0,
             idle_since: None,
             live: 0,
+            listeners: 0,
             graceful_until: None,
             half_closing: Vec::new(),
             finished: false,
@@ -264,6 +277,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         if req.op == Op::Connect {
             return self.connect(req);
+        }
+        if req.is_connless() {
+            self.drain_commands();
+            self.apply_connless(req);
+            return Ok(());
         }
         if let Err(e) = self.shared.check_owner(req.conn) {
             return Err(req.reject(e));

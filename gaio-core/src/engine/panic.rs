@@ -18,9 +18,7 @@
 use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::complete::completion_of;
 use super::Engine;
-use crate::shared::Command;
 use crate::{Error, Poller};
 
 /// What `Error::Panicked` says in inline mode, where the payload went to
@@ -82,18 +80,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         let mut commands = Vec::new();
         self.shared.queue.take_into(&mut commands);
         for cmd in commands {
-            match cmd {
-                Command::Watch { fd, .. } => {
-                    let _ = self.shared.poller.deregister(fd.as_fd());
-                }
-                Command::Connect { fd, request, .. } => {
-                    let _ = self.shared.poller.deregister(fd.as_fd());
-                    drop(fd);
-                    self.ready.push(completion_of(request, Error::WatcherClosed));
-                }
-                Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
-                Command::Free(_) | Command::CloseGracefully(_) => {}
-            }
+            self.discard(cmd);
         }
         for fd in 0..self.conns.len() {
             if let Some(state) = self.conns[fd].take() {
@@ -101,6 +88,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             }
         }
         self.live = 0;
+        self.listeners = 0;
         self.finished = true;
     }
 }
