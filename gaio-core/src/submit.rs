@@ -43,6 +43,16 @@ pub type SubmitResult<C, B> = Result<(), Rejected<C, B>>;
 ///   [`max_queued_write_bytes`](crate::Builder::max_queued_write_bytes)
 ///   cap.
 ///
+/// A close from another thread (a [`Submitter`]'s `close`, the end of a
+/// graceful close) races the owning thread, which may be answering a batch
+/// it has not yet been told was the last. So the [`Watcher`](crate::Watcher)
+/// itself does not refuse a request with [`Error::WatcherClosed`] until its
+/// thread knows: it called [`close`](Submit::close), or `wait_io` returned
+/// `Err(WatcherClosed)` (`next_batch`, `false`). Until then the request is
+/// taken and completes with [`Error::WatcherClosed`] in the next batch, and
+/// a loop that answers each completion with a request and `?` ends through
+/// `next_batch`, not through an error.
+///
 /// The thread running the I/O decides the last two. From the watcher's
 /// owning thread in inline mode, they refuse the request at once; through a
 /// [`Submitter`], or in background mode, the submission succeeds and the

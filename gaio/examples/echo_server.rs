@@ -1,36 +1,47 @@
-//! Echo server: every byte a client sends comes back.
+//! Echo server: every byte a client sends comes back, on as many cores as
+//! asked.
 //!
-//! `cargo run --release -p gaio --example echo_server -- --addr 127.0.0.1:7878`
+//! `cargo run --release -p gaio --example echo_server -- --addr 127.0.0.1:7878 --threads 2`
 //! prints the bound address on its first line, then echoes until Ctrl-C or
 //! SIGTERM (or, with `--until-stdin-closes`, until its standard input
 //! closes: for scripts). Then it shuts down gracefully: it stops accepting,
 //! lets every echo already read go out, half-closes each connection, waits
 //! up to five seconds for the clients to close their side, and exits.
 //!
-//! The listener has the system's deepest accept queue ([`gaio::listen`]),
-//! and the watcher accepts itself: accepted connections get `TCP_NODELAY`,
-//! a burst of connections is taken without a wake-up per connection, and
-//! no thread blocks in `accept`. Reads use the watcher's swap memory, so an
-//! idle client holds no buffer, and the bytes read are written back as they
+//! `--threads N` (default 1; 0: one per CPU) runs N watchers, each on a
+//! thread of its own pinned to its CPU ([`gaio::CoresBuilder`]), and spreads
+//! the connections over them as `--spread` says: `least-loaded` (default:
+//! each connection to the watcher holding the fewest), `round-robin`, or
+//! `reuse-port` (a listener per watcher, the kernel picking by hash).
+//!
+//! The listener has the system's deepest accept queue, and the watchers
+//! accept themselves: accepted connections get `TCP_NODELAY`, a burst of
+//! connections is taken without a wake-up per connection, and no thread
+//! blocks in `accept`. Reads use the watcher's swap memory, so an idle
+//! client holds no buffer, and the bytes read are written back as they
 //! are, without a copy.
 
 use std::io::Read;
-use std::net::TcpListener;
+use std::sync::mpsc;
 use std::time::Duration;
 
-use gaio::{Buffer, Bytes, Error, Listener, Op, Submit, Watcher};
+use gaio::{Buffer, Bytes, Core, Cores, CoresBuilder, Error, Listener, Op, Spread, Submit, Watcher};
 use nix::sys::signal::{SigSet, Signal};
 
 /// How long a shutdown waits for clients to take their last echoes and
 /// close.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// Serves on `listener` until the watcher closes. A graceful close (see
-/// `main`) ends the accepts, half-closes each connection once the echoes
-/// already queued are out, and closes the watcher once every client has
-/// closed, or after its timeout.
-pub fn serve(w: &mut Watcher<(), Bytes>, listener: Listener) -> Result<(), Error> {
-    w.accept_multishot(listener, ())?; // every connection, a burst per wake-up
+/// Serves until the watcher closes, accepting on `listener` if this
+/// watcher has one (with several watchers, the first one's accepts are
+/// spread over all of them). A graceful close (see `main`) ends the
+/// accepts, half-closes each connection once the echoes already queued are
+/// out, and closes the watcher once every client has closed, or after its
+/// timeout.
+pub fn serve(w: &mut Watcher<(), Bytes>, listener: Option<Listener>) -> Result<(), Error> {
+    if let Some(listener) = listener {
+        w.accept_multishot(listener, ())?; // every connection, a burst per wake-up
+    }
     let mut batch = Vec::new();
     while w.next_batch(&mut batch)? {
         for c in batch.drain(..) {
@@ -47,53 +58,95 @@ pub fn serve(w: &mut Watcher<(), Bytes>, listener: Listener) -> Result<(), Error
     Ok(())
 }
 
+/// Starts `threads` watchers serving `addr`, its connections spread as
+/// `spread` says.
+pub fn start(addr: &str, threads: usize, spread: Spread) -> Result<Cores<(), Bytes>, Error> {
+    CoresBuilder::new()
+        .threads(threads)
+        // One thread alone is left to the scheduler; several get a CPU each.
+        .pin(threads != 1)
+        .listen(addr, spread)
+        .start(|core: Core<(), Bytes>| {
+            let mut w = core.watcher;
+            serve(&mut w, core.listener)
+        })
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (addr, until_stdin_closes) = parse_args()?;
+    let args = parse_args()?;
     // Ctrl-C and SIGTERM go to a thread of their own (blocked here, before
     // any thread starts, so every thread inherits the mask).
     let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     signals.thread_block()?;
 
-    let listener: TcpListener = gaio::listen(&addr)?;
-    println!("{}", listener.local_addr()?);
-    let mut w: Watcher<(), Bytes> = Watcher::new()?;
-    let listener = w.watch_listener(listener)?;
+    let cores = start(&args.addr, args.threads, args.spread)?;
+    println!("{}", cores.local_addr().expect("listening"));
 
-    // Either stop request closes the watcher gracefully.
-    let mut on_signal = w.submitter();
+    // Either stop request ends the wait below.
+    let (stop, stop_requested) = mpsc::channel();
+    let on_signal = stop.clone();
     std::thread::spawn(move || {
         if signals.wait().is_ok() {
-            on_signal.close_gracefully(DRAIN_TIME);
+            let _ = on_signal.send(());
         }
     });
-    if until_stdin_closes {
-        let mut on_eof = w.submitter();
+    if args.until_stdin_closes {
         std::thread::spawn(move || {
             let _ = std::io::stdin().read_to_end(&mut Vec::new());
-            on_eof.close_gracefully(DRAIN_TIME);
+            let _ = stop.send(());
         });
     }
-    serve(&mut w, listener)?;
+    let _ = stop_requested.recv();
+    for served in cores.stop_gracefully(DRAIN_TIME)? {
+        served?;
+    }
     Ok(())
 }
 
-/// `--addr HOST:PORT` (default `127.0.0.1:0`) and `--until-stdin-closes`.
-fn parse_args() -> Result<(String, bool), String> {
+/// The command line.
+struct Args {
+    addr: String,
+    until_stdin_closes: bool,
+    threads: usize,
+    spread: Spread,
+}
+
+/// `--addr HOST:PORT` (default `127.0.0.1:0`), `--threads N`, `--spread
+/// least-loaded|round-robin|reuse-port` and `--until-stdin-closes`.
+fn parse_args() -> Result<Args, String> {
+    const USAGE: &str = "usage: echo_server [--addr HOST:PORT] [--threads N] \
+                         [--spread least-loaded|round-robin|reuse-port] [--until-stdin-closes]";
     let mut args = std::env::args().skip(1);
-    let mut addr = "127.0.0.1:0".to_string();
-    let mut until_stdin_closes = false;
+    let mut parsed = Args {
+        addr: "127.0.0.1:0".to_string(),
+        until_stdin_closes: false,
+        threads: 1,
+        spread: Spread::LeastLoaded,
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "--until-stdin-closes" => until_stdin_closes = true,
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?}; usage: echo_server [--addr HOST:PORT] [--until-stdin-closes]"
-                ))
+            "--addr" => parsed.addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--until-stdin-closes" => parsed.until_stdin_closes = true,
+            "--threads" => {
+                let n = args.next().ok_or("--threads needs a number")?;
+                parsed.threads = match n.parse::<usize>() {
+                    Ok(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    Ok(n) => n,
+                    Err(_) => return Err(format!("--threads {n:?}: not a number; {USAGE}")),
+                };
             }
+            "--spread" => {
+                parsed.spread = match args.next().as_deref() {
+                    Some("least-loaded") => Spread::LeastLoaded,
+                    Some("round-robin") => Spread::RoundRobin,
+                    Some("reuse-port") => Spread::ReusePort,
+                    other => return Err(format!("--spread {other:?}; {USAGE}")),
+                }
+            }
+            other => return Err(format!("unknown argument {other:?}; {USAGE}")),
         }
     }
-    Ok((addr, until_stdin_closes))
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -134,7 +187,7 @@ mod tests {
         let mut w: Watcher<(), Bytes> = Watcher::new().unwrap();
         let listener = w.watch_listener(listener).unwrap();
         let mut stopper = w.submitter();
-        let server = thread::spawn(move || serve(&mut w, listener));
+        let server = thread::spawn(move || serve(&mut w, Some(listener)));
         (addr, move || stopper.close_gracefully(drain), server)
     }
 
@@ -194,5 +247,27 @@ mod tests {
         assert!(took >= drain, "returned after {took:?}, before the deadline");
         assert!(took < LIMIT, "returned after {took:?}");
         drop(stubborn);
+    }
+
+    #[test]
+    fn several_cores_echo_every_client_and_stop_gracefully() {
+        for spread in [Spread::LeastLoaded, Spread::RoundRobin, Spread::ReusePort] {
+            let cores = super::start("127.0.0.1:0", 3, spread).unwrap();
+            let addr = cores.local_addr().unwrap();
+            let mut clients: Vec<TcpStream> = (0..30).map(|_| client(addr)).collect();
+            for (i, c) in clients.iter_mut().enumerate() {
+                echo(c, format!("client {i} via {spread:?}").as_bytes());
+            }
+            let stopping = thread::spawn(move || cores.stop_gracefully(LIMIT));
+            // Every client sees the half-close, then closes: the stop ends.
+            for mut c in clients {
+                let mut rest = Vec::new();
+                c.read_to_end(&mut rest).unwrap();
+                assert!(rest.is_empty(), "{spread:?}: unexpected bytes {rest:?}");
+            }
+            let served = stopping.join().unwrap().unwrap();
+            assert_eq!(served.len(), 3);
+            assert!(served.iter().all(Result::is_ok), "{spread:?}: {served:?}");
+        }
     }
 }

@@ -1,98 +1,130 @@
 //! Push server: sends a numbered line to every connected client ten times a
-//! second, and notices disconnects through a pending read.
+//! second, on every core, and notices disconnects through a pending read.
 //!
-//! `cargo run --release -p gaio --example push_server -- --addr 127.0.0.1:7879`
+//! `cargo run --release -p gaio --example push_server -- --addr 127.0.0.1:7879 --threads 2`
 //! prints the bound address on its first line; try `nc 127.0.0.1 7879`.
 //! With `--until-stdin-closes` it stops cleanly when its standard input
 //! closes.
 //!
-//! The watcher accepts the clients itself. A client that stops reading
-//! cannot make the server queue ticks for ever: each connection may hold at
-//! most 64 KiB of unwritten ticks (`max_queued_write_bytes`); past that a
-//! tick is refused at submission and that client misses it.
+//! The clients are spread over `--threads` watchers (default 1; 0: one per
+//! CPU), each on a thread of its own. Core 0 keeps the clock: a timer
+//! request (`sleep_until`) completes at each tick, and core 0 sends the
+//! tick to every core, itself included, with `notify`; each core pushes it
+//! to its own clients. No loop polls with a timeout, and a tick reaches
+//! the other cores in the same batches as their I/O.
+//!
+//! A client that stops reading cannot make the server queue ticks for
+//! ever: each connection may hold at most 64 KiB of unwritten ticks
+//! (`max_queued_write_bytes`); past that a tick is refused at submission
+//! and that client misses it.
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use gaio::{Error, Op, Submit, Watcher};
+use gaio::{Core, CoresBuilder, Error, Op, Spread, Submit};
 
 /// What a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctx {
-    /// An accept on the listener.
+    /// The multishot accept on the listener.
     Accept,
     /// The read pending on each client, which only watches for a
     /// disconnect.
     Watch,
     /// A tick pushed to a client.
     Push,
+    /// Core 0's clock: the timer of the next tick.
+    Clock,
+    /// Tick number n, sent to every core.
+    Tick(u64),
+}
+
+/// How often the clients get a line.
+const PERIOD: Duration = Duration::from_millis(100);
+
+/// One core: accept (if it has the listener), keep its clients, push each
+/// tick to them; core 0 also keeps the clock.
+fn serve(core: Core<Ctx>) -> gaio::Result<()> {
+    let mut w = core.watcher;
+    if let Some(listener) = core.listener {
+        w.accept_multishot(listener, Ctx::Accept)?;
+    }
+    let (mut next, mut tick) = (Instant::now() + PERIOD, 0);
+    if core.index == 0 {
+        w.sleep_until(next, Ctx::Clock)?;
+    }
+    let mut clients = gaio::ConnMap::new();
+    let mut batch = Vec::new();
+    while w.next_batch(&mut batch)? {
+        for c in batch.drain(..) {
+            match (c.context, c.error) {
+                (_, Some(Error::WatcherClosed)) => {} // closing: nothing to resubmit
+                (Ctx::Accept, None) => {
+                    clients.insert(c.conn, ());
+                    w.read_swap(c.conn, Ctx::Watch)?;
+                }
+                (Ctx::Accept, Some(e)) => eprintln!("push_server: no longer accepting: {e}"),
+                (Ctx::Clock, _) => {
+                    tick += 1;
+                    for mut peer in core.peers.iter() {
+                        let _ = peer.notify(Ctx::Tick(tick)); // refused only once closing
+                    }
+                    next += PERIOD;
+                    w.sleep_until(next, Ctx::Clock)?;
+                }
+                (Ctx::Tick(n), _) => {
+                    for (conn, ()) in clients.iter() {
+                        match w.write(conn, Ctx::Push, format!("tick {n}\n").into_bytes()) {
+                            Ok(()) => {}
+                            // A client that does not read misses this tick.
+                            Err(refused) if matches!(refused.error, Error::WriteQueueFull { .. }) => {}
+                            Err(refused) => return Err(refused.error),
+                        }
+                    }
+                }
+                (Ctx::Watch | Ctx::Push, Some(_)) => {
+                    clients.remove(c.conn);
+                    w.free(c.conn)?; // freeing twice is harmless
+                }
+                (Ctx::Watch, None) => w.read_swap(c.conn, Ctx::Watch)?, // data is ignored
+                (Ctx::Push, None) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (mut addr, mut until_stdin_closes) = ("127.0.0.1:0".to_string(), false);
+    let (mut addr, mut threads, mut until_stdin_closes) = ("127.0.0.1:0".to_string(), 1, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--threads" => threads = args.next().ok_or("--threads needs a number")?.parse()?,
             "--until-stdin-closes" => until_stdin_closes = true,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
-    let listener = gaio::listen(&addr)?;
-    println!("{}", listener.local_addr()?);
-
-    let mut w: Watcher<Ctx> = gaio::Builder::new().max_queued_write_bytes(64 * 1024).build()?;
+    if threads == 0 {
+        threads = std::thread::available_parallelism()?.get();
+    }
+    let cores = CoresBuilder::new()
+        .threads(threads)
+        .pin(threads > 1)
+        .watcher(gaio::Builder::new().max_queued_write_bytes(64 * 1024))
+        .listen(&addr, Spread::LeastLoaded)
+        .start(serve)?;
+    println!("{}", cores.local_addr().expect("listening"));
     if until_stdin_closes {
-        let mut closer = w.submitter();
-        std::thread::spawn(move || {
-            let _ = std::io::stdin().read_to_end(&mut Vec::new());
-            closer.close();
-        });
-    }
-    let listener = w.watch_listener(listener)?;
-    w.accept(listener, Ctx::Accept)?;
-
-    let mut clients = HashSet::new();
-    let (mut batch, mut tick, mut next) = (Vec::new(), 0u64, Instant::now());
-    loop {
-        // Ends the loop once the watcher is closed (every socket is closed).
-        if w.wait_io_timeout(&mut batch, next.saturating_duration_since(Instant::now()))
-            .is_err()
-        {
-            return Ok(());
-        }
-        for c in batch.drain(..) {
-            if matches!(c.error, Some(Error::WatcherClosed)) {
-                continue; // closing: nothing to resubmit
-            }
-            match (c.context, c.op) {
-                (Ctx::Accept, _) => {
-                    if c.error.is_none() {
-                        w.read_swap(c.conn, Ctx::Watch)?;
-                        clients.insert(c.conn);
-                    }
-                    w.accept(listener, Ctx::Accept)?;
-                }
-                (_, Op::Read) | (_, Op::Write) if c.error.is_some() => {
-                    clients.remove(&c.conn);
-                    w.free(c.conn)?; // freeing twice is harmless
-                }
-                (Ctx::Watch, _) => w.read_swap(c.conn, Ctx::Watch)?, // data is ignored
-                (Ctx::Push, _) => {}
-            }
-        }
-        if Instant::now() >= next {
-            tick += 1;
-            for &conn in &clients {
-                match w.write(conn, Ctx::Push, format!("tick {tick}\n").into_bytes()) {
-                    Ok(()) => {}
-                    // A client that does not read misses this tick.
-                    Err(refused) if matches!(refused.error, Error::WriteQueueFull { .. }) => {}
-                    Err(refused) => return Err(refused.error.into()),
-                }
-            }
-            next += Duration::from_millis(100);
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    } else {
+        // Until killed.
+        loop {
+            std::thread::park();
         }
     }
+    for served in cores.stop()? {
+        served?;
+    }
+    Ok(())
 }

@@ -48,6 +48,8 @@ mod timers;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_events;
+#[cfg(test)]
 mod tests_ops;
 
 use std::os::fd::OwnedFd;

@@ -42,7 +42,7 @@ impl<P: Poller, C, B> Group<P, C, B> {
     }
 
     /// The member that gets the next connection.
-    fn pick(&self) -> usize {
+    pub(super) fn pick(&self) -> usize {
         let n = self.members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         if !self.least_loaded {
