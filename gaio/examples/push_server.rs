@@ -21,7 +21,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use gaio::{Core, CoresBuilder, Error, Op, Spread, Submit};
+use gaio::{Core, CoresBuilder, Error, Spread, Submit};
 
 /// What a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
