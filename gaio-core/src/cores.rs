@@ -423,7 +423,8 @@ fn run_core<P: Poller, C, B: IoBuf, R>(
         }
     }
     let _ = started.send(Ok(()));
-    catch_unwind(AssertUnwindSafe(|| run(core))).map_err(|payload| crate::watcher::panic_message(&*payload))
+    catch_unwind(AssertUnwindSafe(|| run(core)))
+        .map_err(|payload| crate::background::panic_message(&*payload))
 }
 
 /// Closes every watcher and joins every thread, ignoring how they ended.
@@ -595,7 +596,7 @@ impl<P: Poller, C, B: IoBuf, R> Cores<P, C, B, R> {
         for (index, handle) in self.handles.drain(..).enumerate() {
             let outcome = handle
                 .join()
-                .unwrap_or_else(|payload| Err(crate::watcher::panic_message(&*payload)));
+                .unwrap_or_else(|payload| Err(crate::background::panic_message(&*payload)));
             match outcome {
                 Ok(r) => results.push(r),
                 Err(message) => {

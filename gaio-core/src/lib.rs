@@ -40,6 +40,7 @@
 
 mod addr;
 mod affinity;
+mod background;
 mod buf;
 mod buf_pool;
 mod command_queue;
