@@ -205,7 +205,8 @@ pub trait Submit {
     ///
     /// Only [`Error::ForeignConn`], for a handle another watcher handed
     /// out: a loop handling the completions that a `close` from another
-    /// thread brings can `free` with `?`.
+    /// thread brings can `free` with `?`. The connection a notification's
+    /// or a timer's completion names is none: freeing it does nothing.
     ///
     /// # Examples
     ///
@@ -1262,6 +1263,9 @@ pub(crate) fn cancel_timer_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, tim
 }
 
 pub(crate) fn free_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, conn: Conn) -> Result<(), Error> {
+    if conn == Conn::NONE {
+        return Ok(()); // a notification's or a timer's: nothing to free
+    }
     shared.check_owner(conn)?;
     // Refused only once the watcher is closed, which closes every
     // connection anyway: nothing left to do.

@@ -190,16 +190,22 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                 self.ready.push(completion_of(request, Error::WatcherClosed));
             }
             Command::Adopt {
-                fd, context, peer, ..
+                conn,
+                fd,
+                context,
+                peer,
+                ..
             } => {
                 let _ = self.shared.poller.deregister(fd.as_fd());
                 drop(fd);
                 self.shared
                     .adopting
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                // The handle this watcher gave the connection, closed now:
+                // freeing it (as a loop does on an error) is harmless.
                 let closed = Some(Error::WatcherClosed);
                 self.ready
-                    .push(bare_completion(Op::Accept, Conn::NONE, context, closed, peer));
+                    .push(bare_completion(Op::Accept, conn, context, closed, peer));
             }
             Command::Submit(req) => self.ready.push(completion_of(req, Error::WatcherClosed)),
             Command::Free(_) | Command::CloseGracefully(_) | Command::CancelTimer(_) => {}

@@ -207,7 +207,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             events: Vec::with_capacity(config.max_events.max(1)),
             ready: Vec::new(),
             commands: Vec::new(),
-            epoch: Instant::now(),
+            epoch: clock_start(),
             last_poll: Instant::now(),
             unpolled_batches: 0,
             burst_memory: false,
@@ -316,6 +316,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Frees a connection from the owning thread.
     pub(crate) fn free(&mut self, conn: Conn) -> Result<(), Error> {
+        if conn == Conn::NONE {
+            return Ok(()); // a notification's or a timer's: nothing to free
+        }
         self.shared.check_owner(conn)?;
         if self.finished || self.shared.is_closed() {
             // Closed: every connection is (or is being) closed already.
@@ -481,6 +484,18 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     // ----- commands ----------------------------------------------------------
 
     // ----- readiness and I/O ---------------------------------------------
+}
+
+/// Where the engine's clock starts: deadlines are nanoseconds since then,
+/// and deadlines earlier than it all count as equal. A day back (an hour,
+/// a minute, on a machine up for less), so that deadlines in the recent
+/// past keep their order.
+fn clock_start() -> Instant {
+    let now = Instant::now();
+    [86_400, 3_600, 60]
+        .into_iter()
+        .find_map(|secs| now.checked_sub(Duration::from_secs(secs)))
+        .unwrap_or(now)
 }
 
 fn to_ns(d: Duration) -> u64 {
