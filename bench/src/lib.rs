@@ -3,14 +3,18 @@
 //! Two binaries share this library:
 //!
 //! * `bench-server --impl NAME [--idle] [--count-allocs]`: an echo server on
-//!   one of six implementations ([`servers::Impl`]). It binds
-//!   `127.0.0.1:0`, prints the bound address as its first line of stdout,
-//!   and echoes until killed or until its stdin closes. A line `stats` on
-//!   its stdin is answered by a line `allocs=N accepted=M live=B` ([`control`]).
+//!   one of six implementations ([`servers::Impl`]), or on gaio's
+//!   thread-per-core `CoresBuilder` (`--impl gaio-cores [--threads N]
+//!   [--spread S] [--no-pin]`). It binds `127.0.0.1:0`, prints the bound
+//!   address as its first line of stdout, and echoes until killed or until
+//!   its stdin closes. A line `stats` on its stdin is answered by a line
+//!   `allocs=N accepted=M live=B` ([`control`]).
 //! * `bench [--quick]`: the load generator and driver ([`driver`]). It
 //!   starts a fresh server process for every measurement, runs the same
 //!   load against each implementation in turn, and writes a Markdown
-//!   report, raw JSON and SVG plots to `target/bench/`.
+//!   report, raw JSON and SVG plots to `target/bench/`. Its `scaling`
+//!   scenario runs the ping-pong and accept-rate loads against gaio-cores
+//!   on 1 to N threads (N = the CPUs available).
 //! * `bench --clients`: the gaio example servers (HTTP, RESP) against
 //!   their tokio twins, nginx and redis-server, loaded by wrk and
 //!   redis-benchmark ([`driver::clients`]); report and JSON in

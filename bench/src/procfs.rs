@@ -105,6 +105,31 @@ impl CpuTime {
     }
 }
 
+/// CPU time the whole machine has spent busy since boot, over every CPU,
+/// in seconds: user, nice, system, irq and softirq of the first line of
+/// `/proc/stat` (idle, iowait and steal left out). Tick resolution.
+pub fn machine_busy_seconds() -> io::Result<f64> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| bad_data("no cpu line in /proc/stat"))?;
+    parse_busy_ticks(line)
+        .map(|ticks| ticks as f64 / clock_ticks_per_second() as f64)
+        .ok_or_else(|| bad_data("short cpu line in /proc/stat"))
+}
+
+/// user + nice + system + irq + softirq of a `/proc/stat` `cpu` line.
+fn parse_busy_ticks(line: &str) -> Option<u64> {
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    Some(f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?)
+}
+
 fn bad_data(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
@@ -182,6 +207,13 @@ pub fn parse_port_range(text: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_ticks_leave_idle_iowait_and_steal_out() {
+        assert_eq!(parse_busy_ticks("cpu  10 1 5 1000 7 2 3 50 0 0"), Some(21));
+        assert_eq!(parse_busy_ticks("cpu  10 1"), None);
+        assert!(machine_busy_seconds().unwrap() > 0.0);
+    }
 
     #[test]
     fn port_ranges_parse() {

@@ -16,7 +16,12 @@
 //! * `demo`: the echo demo in release mode (`cargo run --release -p gaio
 //!   --example demo`).
 //! * `bench [--quick]`: gaio against mio, tokio and std thread-per-
-//!   connection, side by side; report, JSON and plots in `target/bench/`.
+//!   connection, side by side, then gaio's `CoresBuilder` on 1 to N
+//!   threads (the `scaling` scenario); report, JSON and plots in
+//!   `target/bench/`. Arguments go to the driver as they are:
+//!   `cargo xtask bench --quick --scenarios scaling`, `--reps N`,
+//!   `--scaling-threads 1,2,4`, `--spread reuseport`, `--no-pin` (see
+//!   `gaio_bench::driver::USAGE`).
 //! * `bench --clients [--reps N] [--duration SECS] [--out DIR]`: the HTTP
 //!   and RESP example servers against their tokio twins, nginx and
 //!   redis-server, loaded by wrk and redis-benchmark (installed separately:
@@ -215,9 +220,10 @@ fn demo(extra: &[String]) -> Result<(), String> {
     cargo(&args)
 }
 
-/// `cargo xtask bench [--quick]`: builds both benchmark binaries in
-/// release mode, then runs the driver (`gaio-bench`'s `bench`), which
-/// writes its report to `target/bench/`. With `--clients`, the four
+/// `cargo xtask bench [--quick] [--scenarios ...]`: builds both benchmark
+/// binaries in release mode, then runs the driver (`gaio-bench`'s
+/// `bench`) with the arguments as given, which writes its report to
+/// `target/bench/` (`$CARGO_TARGET_DIR/bench` when that is set). With `--clients`, the four
 /// example servers it measures are built first (release mode, in
 /// `target/release/examples/`), and the report goes to
 /// `target/bench/clients/`.

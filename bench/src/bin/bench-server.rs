@@ -1,29 +1,35 @@
-//! `bench-server --impl NAME [--idle] [--count-allocs]`: one echo server
-//! under test.
+//! `bench-server --impl NAME [--idle] [--count-allocs] [--threads N]
+//! [--spread S] [--no-pin]`: one echo server under test.
 //!
 //! Binds `127.0.0.1:0`, prints the bound address as the first line of
 //! stdout, and serves until killed or until stdin closes. A line `stats`
 //! on stdin is answered with `allocs=N accepted=M live=B`. `NAME` is one of
-//! gaio-inline, gaio-background, mio, tokio-ct, tokio-mt, std-threads.
-//! `--idle` serves connections that only keep a buffer-less read pending;
-//! `--count-allocs` turns on the counting global allocator.
+//! gaio-inline, gaio-background, mio, tokio-ct, tokio-mt, std-threads,
+//! gaio-cores. `--idle` serves connections that only keep a buffer-less
+//! read pending; `--count-allocs` turns on the counting global allocator.
+//! gaio-cores only: `--threads N` watchers and threads (default: one per
+//! CPU this process may use), `--spread reuseport|round-robin|least-loaded`
+//! (default least-loaded), `--no-pin` leaves the threads unpinned.
 
 use std::process::ExitCode;
 
 use gaio_bench::alloc_count::{self, CountingAlloc};
-use gaio_bench::servers::{self, Impl};
-use gaio_bench::{control, limits};
+use gaio_bench::control;
+use gaio_bench::servers::{self, CoresOptions, Impl};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-const USAGE: &str =
-    "usage: bench-server --impl gaio-inline|gaio-background|mio|tokio-ct|tokio-mt|std-threads \
-                     [--idle] [--count-allocs]";
+const USAGE: &str = "usage: bench-server \
+                     --impl gaio-inline|gaio-background|mio|tokio-ct|tokio-mt|std-threads|gaio-cores \
+                     [--idle] [--count-allocs] \
+                     [--threads N] [--spread reuseport|round-robin|least-loaded] [--no-pin]";
 
 fn main() -> ExitCode {
     let mut imp = None;
     let (mut idle, mut count) = (false, false);
+    let mut cores = CoresOptions::default();
+    let mut cores_args = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -33,13 +39,26 @@ fn main() -> ExitCode {
             },
             "--idle" => idle = true,
             "--count-allocs" => count = true,
+            "--threads" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) => (cores.threads, cores_args) = (Some(n), true),
+                None => return usage(),
+            },
+            "--spread" => match args.next().as_deref().and_then(servers::parse_spread) {
+                Some(s) => (cores.spread, cores_args) = (s, true),
+                None => return usage(),
+            },
+            "--no-pin" => (cores.pin, cores_args) = (false, true),
             _ => return usage(),
         }
     }
     let Some(imp) = imp else {
         return usage();
     };
-    match serve(imp, idle, count) {
+    if cores_args && imp != Impl::GaioCores {
+        eprintln!("bench-server: --threads, --spread and --no-pin are for gaio-cores");
+        return usage();
+    }
+    match serve(imp, idle, count, cores) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench-server ({imp}): {e}");
@@ -53,13 +72,14 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
-fn serve(imp: Impl, idle: bool, count: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn serve(imp: Impl, idle: bool, count: bool, cores: CoresOptions) -> Result<(), Box<dyn std::error::Error>> {
     gaio_testkit::nofile::raise_soft_limit_to_hard();
-    let listener = limits::loopback_listener()?;
-    println!("{}", listener.local_addr()?);
-    control::spawn_stdin_thread()?;
-    if count {
-        alloc_count::enable();
-    }
-    servers::run(imp, idle, listener)
+    servers::run(imp, idle, cores, |addr| {
+        println!("{addr}");
+        control::spawn_stdin_thread()?;
+        if count {
+            alloc_count::enable();
+        }
+        Ok(())
+    })
 }

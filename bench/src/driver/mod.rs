@@ -12,6 +12,7 @@ mod cost;
 mod error;
 mod load;
 mod report;
+mod scaling;
 mod scenarios;
 mod server_proc;
 mod stats;
@@ -23,10 +24,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub use error::BenchError;
+pub use scaling::{ScaleLoad, Setup};
 pub use scenarios::{Case, Metrics};
 
 use crate::procfs::Machine;
-use crate::servers::Impl;
+use crate::servers::{parse_spread, Impl};
 
 /// Largest connection count of the concurrent scenario: 20k client
 /// sockets plus the driver's own descriptors do not fit under a hard
@@ -50,11 +52,23 @@ pub struct Options {
     pub servers: Vec<Impl>,
     /// Scenarios to run, by short name (default: all).
     pub scenarios: Vec<String>,
+    /// Repetitions (default: 3 quick, 5 full).
+    pub reps: Option<usize>,
+    /// Thread counts of the scaling scenario (default: 1 to the CPUs
+    /// this process may use: every count up to 16, then steps of about
+    /// 1.5×; in the quick plan 1, 2, 4, ...).
+    pub scaling_threads: Option<Vec<usize>>,
+    /// The scaling scenario's server and load placement (`--spread`,
+    /// default least-loaded; `--no-pin`; `--load-anywhere`).
+    pub scaling: Setup,
 }
 
 /// The usage line.
-pub const USAGE: &str = "usage: bench [--quick] [--out DIR] [--servers a,b,...] \
-                         [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost,accept-rate]\n\
+pub const USAGE: &str = "usage: bench [--quick] [--reps N] [--out DIR] [--servers a,b,...] \
+                         [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost,accept-rate,scaling] \
+                         [--scaling-threads 1,2,...] [--spread least-loaded|round-robin|reuseport] [--no-pin] [--load-anywhere]\n\
+                         \x20  (the scaling scenario measures gaio-cores whatever --servers says; \
+                         --servers gaio-cores adds it to the others)\n\
                          \x20  or: bench --clients [--reps N] [--duration SECS] [--out DIR] [--examples DIR] \
                          [--only http|resp] [--resp-requests N_P1,N_P16]";
 
@@ -66,12 +80,17 @@ impl Options {
             out: None,
             servers: Impl::ALL.to_vec(),
             scenarios: Vec::new(),
+            reps: None,
+            scaling_threads: None,
+            scaling: Setup::default(),
         };
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value; {USAGE}"));
             match arg.as_str() {
                 "--quick" => o.quick = true,
+                "--no-pin" => o.scaling.pin = false,
+                "--load-anywhere" => o.scaling.place_load = false,
                 "--out" => o.out = Some(PathBuf::from(value()?)),
                 "--servers" => {
                     o.servers = value()?
@@ -80,6 +99,27 @@ impl Options {
                         .collect::<Result<_, _>>()?;
                 }
                 "--scenarios" => o.scenarios = value()?.split(',').map(str::to_string).collect(),
+                "--reps" => {
+                    let v = value()?;
+                    o.reps = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|&n| n > 0)
+                            .ok_or(format!("bad --reps {v:?}"))?,
+                    );
+                }
+                "--scaling-threads" => {
+                    let v = value()?;
+                    let counts: Option<Vec<usize>> = v
+                        .split(',')
+                        .map(|n| n.parse().ok().filter(|n| (1..=gaio::MAX_CORES).contains(n)))
+                        .collect();
+                    o.scaling_threads = Some(counts.ok_or(format!("bad --scaling-threads {v:?}"))?);
+                }
+                "--spread" => {
+                    let v = value()?;
+                    o.scaling.spread = parse_spread(&v).ok_or(format!("unknown spread {v:?}"))?;
+                }
                 _ => return Err(format!("unknown argument {arg:?}; {USAGE}")),
             }
         }
@@ -146,20 +186,46 @@ impl Plan {
             secs: accept_secs,
             warmup_ms,
         });
+        // gaio-cores on 1..N threads under the ping-pong and accept loads.
+        let cpus = scaling::available_cpus();
+        let threads = opts
+            .scaling_threads
+            .clone()
+            .unwrap_or_else(|| scaling::thread_counts(cpus, opts.quick));
+        cases.extend(scaling::cases(&threads, opts.scaling, cpus, opts.quick));
         if !opts.scenarios.is_empty() {
             cases.retain(|c| opts.scenarios.iter().any(|s| s == c.scenario()));
         }
         Plan {
             name,
-            reps,
+            reps: opts.reps.unwrap_or(reps),
             cases,
             servers: opts.servers.clone(),
         }
     }
 
+    /// The servers `case` is measured against: the plan's, but only
+    /// gaio-cores for the scaling scenario.
+    pub fn servers_for(&self, case: &Case) -> &[Impl] {
+        match case {
+            Case::Scaling { .. } => &Impl::EXTRA,
+            _ => &self.servers,
+        }
+    }
+
+    /// The cases in round-robin groups ([`Case::interleaves_with`]), in
+    /// run order: within each repetition of a group, every case of it is
+    /// measured against each of its servers in turn.
+    pub fn groups(&self) -> impl Iterator<Item = &[Case]> {
+        self.cases.chunk_by(|a, b| a.interleaves_with(b))
+    }
+
     /// Number of measurements.
     pub fn jobs(&self) -> usize {
-        self.cases.iter().map(|c| c.reps(self.reps)).sum::<usize>() * self.servers.len()
+        self.cases
+            .iter()
+            .map(|c| c.reps(self.reps) * self.servers_for(c).len())
+            .sum()
     }
 }
 
@@ -201,10 +267,13 @@ pub fn run(opts: &Options) -> Result<(), String> {
     let total = plan.jobs();
     let mut records = Vec::with_capacity(total);
     let mut k = 0;
-    for case in &plan.cases {
-        let reps = case.reps(plan.reps);
+    for group in plan.groups() {
+        let reps = group[0].reps(plan.reps);
         for rep in 1..=reps {
-            for &imp in &plan.servers {
+            for (case, &imp) in group
+                .iter()
+                .flat_map(|c| plan.servers_for(c).iter().map(move |imp| (c, imp)))
+            {
                 k += 1;
                 eprint!(
                     "[{k}/{total}] {} {} {imp} rep {rep}/{reps}",
@@ -275,7 +344,17 @@ fn needed_fds(case: &Case) -> Option<u64> {
         Case::Concurrent { conns } | Case::Idle { conns, .. } => Some(conns as u64 + 64),
         Case::AcceptRate {
             workers, in_flight, ..
+        }
+        | Case::Scaling {
+            load: ScaleLoad::Accept {
+                workers, in_flight, ..
+            },
+            ..
         } => Some((workers * in_flight) as u64 + 64),
+        Case::Scaling {
+            load: ScaleLoad::PingPong { conns, .. },
+            ..
+        } => Some(conns as u64 + 64),
         _ => None,
     }
 }
@@ -295,6 +374,8 @@ fn headline(m: &Metrics) -> String {
 
 #[cfg(test)]
 mod tests {
+    use gaio::Spread;
+
     use super::*;
 
     fn plan(args: &[&str]) -> Plan {
@@ -323,5 +404,57 @@ mod tests {
             assert_eq!(p.jobs(), p.reps * Impl::ALL.len());
         }
         assert!(USAGE.contains("accept-rate"));
+    }
+
+    #[test]
+    fn scaling_is_in_both_plans_and_runs_its_thread_counts_in_turn() {
+        let cpus = scaling::available_cpus();
+        for (args, counts) in [
+            (&["--quick"][..], scaling::thread_counts(cpus, true)),
+            (&[][..], scaling::thread_counts(cpus, false)),
+        ] {
+            let p = plan(args);
+            let n = p.cases.iter().filter(|c| c.scenario() == "scaling").count();
+            assert_eq!(n, 2 * counts.len());
+        }
+        let p = plan(&[
+            "--scenarios",
+            "scaling",
+            "--scaling-threads",
+            "1,2,3",
+            "--reps",
+            "2",
+        ]);
+        assert_eq!(p.reps, 2);
+        assert_eq!(p.jobs(), 2 * 6);
+        let groups: Vec<&[Case]> = p.groups().collect();
+        assert_eq!(groups.len(), 2, "one round-robin group per load");
+        assert!(groups.iter().all(|g| g.len() == 3));
+        assert!(p.cases.iter().all(|c| p.servers_for(c) == [Impl::GaioCores]));
+        let Case::Scaling { setup, .. } = p.cases[0] else {
+            panic!("{:?}", p.cases[0]);
+        };
+        assert_eq!(setup, Setup::default());
+        assert_eq!(setup.spread, Spread::LeastLoaded);
+        assert!(setup.pin && setup.place_load);
+        let o = Options::parse(["--spread", "reuseport", "--no-pin", "--load-anywhere"].map(String::from))
+            .unwrap();
+        assert_eq!(o.scaling.spread, Spread::ReusePort);
+        assert!(!o.scaling.pin && !o.scaling.place_load);
+        for bad in [
+            &["--reps", "0"][..],
+            &["--scaling-threads", "1,x"],
+            &["--spread", "hash"],
+        ] {
+            assert!(
+                Options::parse(bad.iter().map(|a| a.to_string())).is_err(),
+                "{bad:?}"
+            );
+        }
+        // The other scenarios keep their servers and their groups.
+        let p = plan(&["--scenarios", "ping-pong", "--servers", "mio,gaio-cores"]);
+        assert_eq!(p.groups().count(), p.cases.len());
+        assert_eq!(p.jobs(), p.reps * p.cases.len() * 2);
+        assert!(USAGE.contains("scaling") && USAGE.contains("--scaling-threads"));
     }
 }

@@ -4,11 +4,13 @@
 //! another's connections, memory or warm caches.
 
 use std::path::Path;
+use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use super::accept::{Churn, Failure};
 use super::error::BenchError;
-use super::load::{Clients, Stop};
+use super::load::{Clients, Outcome, Stop};
+use super::scaling::{ScaleLoad, Setup};
 use super::server_proc::{ServerProc, Variant};
 use super::stats::percentile;
 use super::stream;
@@ -76,6 +78,16 @@ pub enum Case {
         /// Round trips counted.
         requests: u64,
     },
+    /// The ping-pong or the accept-rate load against the gaio-cores
+    /// server on `threads` threads (the `scaling` module).
+    Scaling {
+        /// Threads (watchers) of the server.
+        threads: usize,
+        /// How the server is set up and where the load runs.
+        setup: Setup,
+        /// The load.
+        load: ScaleLoad,
+    },
 }
 
 /// Message size of the concurrent scenario.
@@ -94,6 +106,7 @@ impl Case {
             Case::Allocs { .. } => "allocs",
             Case::Cost { .. } => "cost",
             Case::AcceptRate { .. } => "accept-rate",
+            Case::Scaling { .. } => "scaling",
         }
     }
 
@@ -104,6 +117,12 @@ impl Case {
             Case::AcceptRate {
                 workers, in_flight, ..
             } => format!("{} in flight", workers * in_flight),
+            Case::Scaling { threads, load, .. } => format!(
+                "{} {}, {threads} thread{}",
+                load.name(),
+                load.label(),
+                if threads == 1 { "" } else { "s" }
+            ),
             Case::Concurrent { conns }
             | Case::PingPong { conns, .. }
             | Case::Idle { conns, .. }
@@ -122,6 +141,23 @@ impl Case {
         match self {
             Case::Cost { .. } => 1,
             _ => default,
+        }
+    }
+
+    /// Whether `next` takes turns with this case within each repetition
+    /// (the driver runs consecutive cases that do as one round-robin
+    /// group): the scaling cases of one load, whose thread counts play
+    /// the part the servers play elsewhere. Every other case is a group of
+    /// its own, its servers taking turns.
+    pub fn interleaves_with(&self, next: &Case) -> bool {
+        match (self, next) {
+            (
+                Case::Scaling { setup, load, .. },
+                Case::Scaling {
+                    setup: s2, load: l2, ..
+                },
+            ) => setup == s2 && load.same_kind(l2),
+            _ => false,
         }
     }
 }
@@ -155,6 +191,7 @@ pub fn measure(exe: &Path, case: &Case, imp: Impl) -> Result<Metrics, BenchError
             secs,
             warmup_ms,
         } => accept_rate(exe, imp, workers, in_flight, secs, warmup_ms),
+        Case::Scaling { threads, setup, load } => super::scaling::measure(exe, threads, setup, load),
     }
 }
 
@@ -216,21 +253,170 @@ fn concurrent(exe: &Path, imp: Impl, conns: usize) -> Result<Metrics, BenchError
 }
 
 fn ping_pong(exe: &Path, imp: Impl, conns: usize, secs: f64) -> Result<Metrics, BenchError> {
-    let mut server = ServerProc::start(exe, imp, Variant::Echo)?;
+    let server = ServerProc::start(exe, imp, Variant::Echo)?;
+    ping_pong_on(server, conns, 1, secs)
+}
+
+/// What the rest of the machine was doing: busy CPU time of the whole
+/// machine and of this driver (the load generator), read at the start and
+/// at the end of a measured window.
+#[derive(Debug, Clone, Copy)]
+struct Bystanders {
+    at: Instant,
+    machine: f64,
+    driver: f64,
+}
+
+impl Bystanders {
+    fn read() -> Result<Bystanders, BenchError> {
+        Ok(Bystanders {
+            at: Instant::now(),
+            machine: procfs::machine_busy_seconds()?,
+            driver: procfs::cpu_seconds(std::process::id())?,
+        })
+    }
+
+    /// CPUs kept busy from `self` to `later` by neither the server (which
+    /// used `server_cpu` seconds meanwhile) nor this driver: other
+    /// processes, and the kernel's interrupt work charged to no process.
+    /// Tick resolution, so ±0.02 CPUs over a 1 s window.
+    fn others(&self, later: &Bystanders, server_cpu: f64) -> f64 {
+        let secs = later.at.duration_since(self.at).as_secs_f64().max(1e-3);
+        let other = self.machine(later) - (later.driver - self.driver) - server_cpu;
+        other / secs
+    }
+
+    /// Busy CPU seconds of the whole machine from `self` to `later`:
+    /// server, load generator, the kernel's work charged to no process
+    /// (softirqs run while a CPU is idle), and anything else running.
+    fn machine(&self, later: &Bystanders) -> f64 {
+        later.machine - self.machine
+    }
+}
+
+/// Warm-up of a ping-pong run, so connection set-up does not count.
+const PING_WARMUP: Duration = Duration::from_millis(20);
+
+/// The ping-pong measurement against a started `server`: `conns`
+/// connections for `secs` seconds, driven by `load_threads` instances of
+/// the load generator ([`Clients`]) on threads of their own, each with its
+/// share of the connections (one: the driver's own thread, as the
+/// ping-pong scenario has it).
+pub(super) fn ping_pong_on(
+    mut server: ServerProc,
+    conns: usize,
+    load_threads: usize,
+    secs: f64,
+) -> Result<Metrics, BenchError> {
+    if load_threads > 1 {
+        return ping_pong_threads(server, conns, load_threads, secs);
+    }
     let mut clients = connect(&mut server, conns)?;
-    // A short warm-up, so connection set-up does not count.
-    let warm = Instant::now() + Duration::from_millis(20);
+    let warm = Instant::now() + PING_WARMUP;
     clients.run(PING_MSG, Stop::Until(warm), false, warm + Duration::from_secs(30))?;
+    let others0 = Bystanders::read()?;
     let cpu0 = server.cpu()?;
     let end = Instant::now() + Duration::from_secs_f64(secs);
-    let mut out = clients.run(PING_MSG, Stop::Until(end), true, end + Duration::from_secs(30))?;
+    let out = clients.run(PING_MSG, Stop::Until(end), true, end + Duration::from_secs(30))?;
     let (cpu, cpu_stat) = server.cpu()?.since(&cpu0);
+    let others1 = Bystanders::read()?;
     teardown(server, clients);
+    let trips = out.completed as f64;
+    let mut m = ping_pong_metrics(out, cpu, cpu_stat);
+    m.push(("other_cpus_busy", others0.others(&others1, cpu_stat)));
+    m.push(("machine_cpu_us_per_rt", others0.machine(&others1) * 1e6 / trips));
+    Ok(m)
+}
+
+/// [`ping_pong_on`] with several load threads: every set of connections
+/// warms up, then the server's CPU is read, then all run until the same
+/// instant; the rate is all round trips over the longest run.
+fn ping_pong_threads(
+    mut server: ServerProc,
+    conns: usize,
+    load_threads: usize,
+    secs: f64,
+) -> Result<Metrics, BenchError> {
+    let mut sets = Vec::with_capacity(load_threads);
+    let mut connected = 0;
+    for k in 0..load_threads {
+        let n = conns / load_threads + usize::from(k < conns % load_threads);
+        sets.push(connect_more(&mut server, n, connected as u64)?);
+        connected += n;
+    }
+    let warmed = Barrier::new(load_threads + 1);
+    let started = Barrier::new(load_threads + 1);
+    let end = Mutex::new(None::<Instant>);
+    let mut cpu0 = None;
+    let mut others0 = None;
+    let outcomes: Vec<Result<Outcome, BenchError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = sets
+            .iter_mut()
+            .map(|clients| {
+                let (warmed, started, end) = (&warmed, &started, &end);
+                s.spawn(move || {
+                    let warm = Instant::now() + PING_WARMUP;
+                    let limit = warm + Duration::from_secs(30);
+                    let warm_up = clients.run(PING_MSG, Stop::Until(warm), false, limit);
+                    warmed.wait();
+                    started.wait();
+                    warm_up?;
+                    let end = end
+                        .lock()
+                        .ok()
+                        .and_then(|e| *e)
+                        .ok_or_else(|| BenchError::other("no end set"))?;
+                    clients.run(PING_MSG, Stop::Until(end), true, end + Duration::from_secs(30))
+                })
+            })
+            .collect();
+        warmed.wait();
+        others0 = Some(Bystanders::read());
+        cpu0 = Some(server.cpu());
+        if let Ok(mut e) = end.lock() {
+            *e = Some(Instant::now() + Duration::from_secs_f64(secs));
+        }
+        started.wait();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(BenchError::other("load thread panicked")))
+            })
+            .collect()
+    });
+    let cpu1 = server.cpu();
+    let others1 = Bystanders::read();
+    teardown(server, sets);
+    let (cpu0, cpu1) = (cpu0.ok_or_else(|| BenchError::other("no CPU reading"))??, cpu1?);
+    let (cpu, cpu_stat) = cpu1.since(&cpu0);
+    let others0 = others0.ok_or_else(|| BenchError::other("no CPU reading"))??;
+    let others1 = others1?;
+    let mut all = Outcome {
+        elapsed: Duration::ZERO,
+        completed: 0,
+        latencies_ns: Vec::new(),
+    };
+    for out in outcomes {
+        let out = out?;
+        all.elapsed = all.elapsed.max(out.elapsed);
+        all.completed += out.completed;
+        all.latencies_ns.extend(out.latencies_ns);
+    }
+    let trips = all.completed as f64;
+    let mut m = ping_pong_metrics(all, cpu, cpu_stat);
+    m.push(("other_cpus_busy", others0.others(&others1, cpu_stat)));
+    m.push(("machine_cpu_us_per_rt", others0.machine(&others1) * 1e6 / trips));
+    Ok(m)
+}
+
+/// The ping-pong figures of a run's outcome and the server CPU it cost.
+fn ping_pong_metrics(mut out: Outcome, cpu: f64, cpu_stat: f64) -> Metrics {
     let lat = &mut out.latencies_ns;
     lat.sort_unstable();
     let us = |p: f64| percentile(lat, p) as f64 / 1e3;
     let trips = out.completed as f64;
-    Ok(vec![
+    vec![
         ("rps", trips / out.elapsed.as_secs_f64()),
         ("p50_us", us(0.50)),
         ("p99_us", us(0.99)),
@@ -239,7 +425,7 @@ fn ping_pong(exe: &Path, imp: Impl, conns: usize, secs: f64) -> Result<Metrics, 
         ("round_trips", trips),
         ("cpu_s", cpu),
         ("cpu_s_stat", cpu_stat),
-    ])
+    ]
 }
 
 /// Connections opened before the idle scenario's first RSS reading, so
@@ -299,11 +485,23 @@ fn accept_rate(
     secs: f64,
     warmup_ms: u64,
 ) -> Result<Metrics, BenchError> {
-    let mut server = ServerProc::start(exe, imp, Variant::Echo)?;
+    let server = ServerProc::start(exe, imp, Variant::Echo)?;
+    accept_rate_on(server, workers, in_flight, secs, warmup_ms)
+}
+
+/// The accept-rate measurement against a started `server`.
+pub(super) fn accept_rate_on(
+    mut server: ServerProc,
+    workers: usize,
+    in_flight: usize,
+    secs: f64,
+    warmup_ms: u64,
+) -> Result<Metrics, BenchError> {
     let churn = Churn::start(server.addr, workers, in_flight)?;
     std::thread::sleep(Duration::from_millis(warmup_ms));
     let (_, accepted0) = server.stats()?;
     let me = std::process::id();
+    let others0 = Bystanders::read()?;
     let client0 = procfs::cpu_seconds(me)?;
     let cpu0 = server.cpu()?;
     let tally0 = churn.tally();
@@ -313,6 +511,7 @@ fn accept_rate(
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu_sched, cpu) = server.cpu()?.since(&cpu0);
     let client = procfs::cpu_seconds(me)? - client0;
+    let others1 = Bystanders::read()?;
     let (_, accepted1) = server.stats()?;
     // Stopped before the server is, so its end is not counted as failures.
     let (whole, errors) = churn.stop()?;
@@ -351,6 +550,8 @@ fn accept_rate(
         ("seconds", elapsed),
         ("cpu_s", cpu),
         ("cpu_s_sched", cpu_sched),
+        ("other_cpus_busy", others0.others(&others1, cpu)),
+        ("machine_cpu_us_per_conn", others0.machine(&others1) * 1e6 / conns),
     ];
     m.extend(Failure::ALL.iter().map(|&k| (k.key(), whole.failures(k) as f64)));
     Ok(m)

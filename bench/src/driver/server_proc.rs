@@ -12,10 +12,12 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use gaio::Spread;
+
 use super::error::BenchError;
 use crate::control;
 use crate::procfs::CpuTime;
-use crate::servers::Impl;
+use crate::servers::{spread_name, Impl};
 
 /// How long the server may take to answer on its control channel.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +51,27 @@ impl ServerProc {
         ServerProc::start_wrapped(&[], exe, imp, variant)
     }
 
+    /// Starts the gaio-cores echo server with `threads` threads (each
+    /// pinned to its CPU if `pin`) spreading connections as `spread` says,
+    /// and waits for its address.
+    pub fn start_cores(
+        exe: &Path,
+        threads: usize,
+        spread: Spread,
+        pin: bool,
+    ) -> Result<ServerProc, BenchError> {
+        let mut args = vec![
+            "--threads".to_string(),
+            threads.to_string(),
+            "--spread".to_string(),
+            spread_name(spread).to_string(),
+        ];
+        if !pin {
+            args.push("--no-pin".into());
+        }
+        ServerProc::spawn(&[], exe, Impl::GaioCores, Variant::Echo, &args)
+    }
+
     /// Like [`start`](ServerProc::start), but runs `wrapper exe ...` (a
     /// wrapper that keeps the process id, such as valgrind).
     pub fn start_wrapped(
@@ -56,6 +79,17 @@ impl ServerProc {
         exe: &Path,
         imp: Impl,
         variant: Variant,
+    ) -> Result<ServerProc, BenchError> {
+        ServerProc::spawn(wrapper, exe, imp, variant, &[])
+    }
+
+    /// Starts `wrapper exe --impl imp extra...` in `variant`.
+    fn spawn(
+        wrapper: &[&str],
+        exe: &Path,
+        imp: Impl,
+        variant: Variant,
+        extra: &[String],
     ) -> Result<ServerProc, BenchError> {
         let mut cmd = match wrapper.split_first() {
             Some((prog, args)) => {
@@ -66,6 +100,7 @@ impl ServerProc {
             None => Command::new(exe),
         };
         cmd.args(["--impl", imp.name()])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

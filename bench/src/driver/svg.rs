@@ -2,8 +2,11 @@
 
 use std::fmt::Write;
 
-/// One colour per server, in [`Impl::ALL`](crate::servers::Impl::ALL) order.
-pub const COLORS: [&str; 6] = ["#1f77b4", "#17becf", "#d62728", "#9467bd", "#ff7f0e", "#7f7f7f"];
+/// One colour per server, in [`Impl::ALL`](crate::servers::Impl::ALL) order,
+/// then [`Impl::EXTRA`](crate::servers::Impl::EXTRA).
+pub const COLORS: [&str; 7] = [
+    "#1f77b4", "#17becf", "#d62728", "#9467bd", "#ff7f0e", "#7f7f7f", "#2ca02c",
+];
 
 /// A named line of `(x, y)` points.
 #[derive(Debug, Clone)]
@@ -59,7 +62,8 @@ fn tick_label(v: f64) -> String {
     } else if a >= 1.0 {
         format!("{v:.1}")
     } else {
-        format!("{v:.3}")
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').to_string()
     }
 }
 
@@ -91,14 +95,23 @@ fn legend(out: &mut String, x: f64, y: f64, items: &[(&str, &str)]) {
     }
 }
 
-/// A line chart, both axes from 0.
+/// Width and height of a [`line_chart`].
+pub const LINE_CHART_SIZE: (f64, f64) = (760.0, 440.0);
+
+/// A line chart, both axes from 0. When every x is a whole number (a
+/// count), the x ticks are whole numbers too.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
-    let (w, h) = (760.0, 440.0);
+    let (w, h) = LINE_CHART_SIZE;
     let (left, right, top, bottom) = (70.0, 170.0, 40.0, 50.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let all = series.iter().flat_map(|s| s.points.iter());
     let (x_max, y_max) = all.fold((0f64, 0f64), |(a, b), p| (a.max(p.0), b.max(p.1)));
-    let (x_top, x_step) = axis(x_max);
+    let (mut x_top, mut x_step) = axis(x_max);
+    let whole = series.iter().flat_map(|s| &s.points).all(|p| p.0.fract() == 0.0);
+    if whole && x_step < 1.0 {
+        x_step = 1.0;
+        x_top = x_max.ceil().max(1.0);
+    }
     let (y_top, y_step) = axis(y_max);
     let px = |x: f64| left + x / x_top * pw;
     let py = |y: f64| top + ph - y / y_top * ph;
@@ -172,6 +185,24 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     }
     let items: Vec<(&str, &str)> = series.iter().map(|s| (s.name.as_str(), s.color)).collect();
     legend(&mut out, w - right + 20.0, top + 12.0, &items);
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Charts made by [`line_chart`] side by side in one picture, under a
+/// title of their own.
+pub fn side_by_side(title: &str, charts: &[String]) -> String {
+    let (cw, ch) = LINE_CHART_SIZE;
+    // Room for the title above the charts' own.
+    let top = 34.0;
+    let (w, h) = (cw * charts.len().max(1) as f64, ch + top);
+    let mut out = String::new();
+    header(&mut out, w, h, title);
+    for (k, chart) in charts.iter().enumerate() {
+        let _ = writeln!(out, r#"<g transform="translate({} {top})">"#, cw * k as f64);
+        out.push_str(chart);
+        out.push_str("</g>\n");
+    }
     out.push_str("</svg>\n");
     out
 }
@@ -277,5 +308,16 @@ mod tests {
             value: 5.0,
         };
         assert!(bar_panels("t", "y", &[("p".into(), vec![bar])]).contains("<rect"));
+        let counts = Series {
+            name: "n".into(),
+            color: COLORS[6],
+            points: vec![(1.0, 2.0), (2.0, 3.0)],
+        };
+        let chart = line_chart("t", "threads", "y", &[counts]);
+        assert!(!chart.contains(">0.5<"), "{chart}");
+        let both = side_by_side("two", &[chart.clone(), chart]);
+        assert_eq!(both.matches("<svg").count(), 3);
+        assert_eq!(both.matches("</svg>").count(), 3);
+        assert!(both.trim_end().ends_with("</svg>"));
     }
 }

@@ -1,17 +1,24 @@
-//! The six echo servers under test, one module per library.
+//! The echo servers under test, one module per library.
 //!
-//! Each takes a bound listener, calls [`note_accepted`](crate::control::note_accepted)
-//! for every connection it accepts, and serves until the process is killed.
-//! Every server sets `TCP_NODELAY` on accepted sockets, so none of them
-//! gains or loses from Nagle's algorithm.
+//! The six compared side by side ([`Impl::ALL`]) take a bound listener;
+//! gaio-cores ([`Impl::GaioCores`], the scaling scenario's server) binds
+//! its own, since `gaio::CoresBuilder` does. Each calls
+//! [`note_accepted`](crate::control::note_accepted) for every connection it
+//! accepts, and serves until the process is killed. Every server sets
+//! `TCP_NODELAY` on accepted sockets, so none of them gains or loses from
+//! Nagle's algorithm.
 
+mod cores_srv;
 mod gaio_srv;
 mod mio_srv;
 mod std_srv;
 mod tokio_srv;
 
 use std::fmt;
-use std::net::TcpListener;
+use std::io;
+use std::net::SocketAddr;
+
+pub use cores_srv::CoresOptions;
 
 /// The size of the read buffer every echo server uses: gaio's swap slab,
 /// mio's one shared buffer, and the per-connection buffer of the tokio and
@@ -33,6 +40,12 @@ pub enum Impl {
     TokioMt,
     /// std blocking I/O, a thread per connection.
     StdThreads,
+    /// gaio, `CoresBuilder`: a watcher per thread, each thread pinned to
+    /// a CPU, one listening address spread over them ([`CoresOptions`]).
+    /// Not in [`Impl::ALL`]: the scaling scenario runs it at every thread
+    /// count; `--servers gaio-cores` adds it to the other scenarios (a
+    /// thread per CPU there).
+    GaioCores,
 }
 
 impl Impl {
@@ -46,6 +59,10 @@ impl Impl {
         Impl::StdThreads,
     ];
 
+    /// Implementations that exist besides [`Impl::ALL`] and are measured
+    /// only when asked for.
+    pub const EXTRA: [Impl; 1] = [Impl::GaioCores];
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -55,18 +72,22 @@ impl Impl {
             Impl::TokioCt => "tokio-ct",
             Impl::TokioMt => "tokio-mt",
             Impl::StdThreads => "std-threads",
+            Impl::GaioCores => "gaio-cores",
         }
     }
 
     /// The implementation called `name`.
     pub fn parse(name: &str) -> Option<Impl> {
-        Impl::ALL.into_iter().find(|i| i.name() == name)
+        Impl::ALL
+            .into_iter()
+            .chain(Impl::EXTRA)
+            .find(|i| i.name() == name)
     }
 
     /// What an idle connection holds in the `--idle` variant.
     pub fn idle_description(self) -> &'static str {
         match self {
-            Impl::GaioInline | Impl::GaioBackground => "a pending read_swap (no buffer)",
+            Impl::GaioInline | Impl::GaioBackground | Impl::GaioCores => "a pending read_swap (no buffer)",
             Impl::Mio => "a registration, no buffer",
             Impl::TokioCt | Impl::TokioMt => "a task awaiting readable(), no buffer",
             Impl::StdThreads => "a thread (16 KiB stack) blocked in read() into a 1-byte stack buffer",
@@ -80,11 +101,23 @@ impl fmt::Display for Impl {
     }
 }
 
-/// Serves on `listener` with `imp` until the process ends. With `idle`,
-/// every connection only keeps one read pending without a buffer (gaio and
-/// mio: their echo servers already hold no buffer while a connection is
-/// idle, so they run unchanged).
-pub fn run(imp: Impl, idle: bool, listener: TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+/// Serves with `imp` on a loopback port of the kernel's choice until the
+/// process ends, calling `announce` with the address once it listens.
+/// With `idle`, every connection only keeps one read pending without a
+/// buffer (gaio and mio: their echo servers already hold no buffer while a
+/// connection is idle, so they run unchanged). `cores` configures
+/// [`Impl::GaioCores`] only.
+pub fn run(
+    imp: Impl,
+    idle: bool,
+    cores: CoresOptions,
+    announce: impl FnOnce(SocketAddr) -> io::Result<()>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if imp == Impl::GaioCores {
+        return cores_srv::run(cores, announce);
+    }
+    let listener = crate::limits::loopback_listener()?;
+    announce(listener.local_addr()?)?;
     match imp {
         Impl::GaioInline => gaio_srv::run(listener, gaio::Mode::Inline),
         Impl::GaioBackground => gaio_srv::run(listener, gaio::Mode::Background),
@@ -92,7 +125,29 @@ pub fn run(imp: Impl, idle: bool, listener: TcpListener) -> Result<(), Box<dyn s
         Impl::TokioCt => Ok(tokio_srv::run(listener, false, idle)?),
         Impl::TokioMt => Ok(tokio_srv::run(listener, true, idle)?),
         Impl::StdThreads => Ok(std_srv::run(listener, idle)?),
+        Impl::GaioCores => unreachable!("served above"),
     }
+}
+
+/// The name of a spread strategy on the command line and in reports.
+pub fn spread_name(spread: gaio::Spread) -> &'static str {
+    match spread {
+        gaio::Spread::ReusePort => "reuseport",
+        gaio::Spread::RoundRobin => "round-robin",
+        gaio::Spread::LeastLoaded => "least-loaded",
+        _ => "other",
+    }
+}
+
+/// The spread strategy called `name` ([`spread_name`]).
+pub fn parse_spread(name: &str) -> Option<gaio::Spread> {
+    [
+        gaio::Spread::ReusePort,
+        gaio::Spread::RoundRobin,
+        gaio::Spread::LeastLoaded,
+    ]
+    .into_iter()
+    .find(|&s| spread_name(s) == name)
 }
 
 /// Logs an accept error and pauses a little, so a persistent error (such

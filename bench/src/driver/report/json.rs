@@ -7,8 +7,9 @@ use serde_json::{json, Map, Value};
 use super::med;
 use crate::driver::accept::ACCEPT_MSG;
 use crate::driver::scenarios::{CONCURRENT_MSG, PING_MSG};
-use crate::driver::{Case, Plan, Record};
+use crate::driver::{Case, Plan, Record, ScaleLoad};
 use crate::procfs::Machine;
+use crate::servers::spread_name;
 
 fn case_json(c: &Case) -> Value {
     match *c {
@@ -34,6 +35,28 @@ fn case_json(c: &Case) -> Value {
             "warmup_ms": warmup_ms,
             "msg": ACCEPT_MSG,
         }),
+        Case::Scaling { threads, setup, load } => {
+            let mut v = match load {
+                ScaleLoad::PingPong {
+                    load_threads,
+                    conns,
+                    secs,
+                } => json!({"load": "ping-pong", "load_threads": load_threads, "conns": conns,
+                            "secs": secs, "msg": PING_MSG}),
+                ScaleLoad::Accept {
+                    workers,
+                    in_flight,
+                    secs,
+                    warmup_ms,
+                } => json!({"load": "accept-rate", "workers": workers, "in_flight_per_worker": in_flight,
+                            "secs": secs, "warmup_ms": warmup_ms, "msg": ACCEPT_MSG}),
+            };
+            v["threads"] = json!(threads);
+            v["spread"] = json!(spread_name(setup.spread));
+            v["pinned"] = json!(setup.pin);
+            v["load_off_server_cpus"] = json!(setup.pin && setup.place_load);
+            v
+        }
     }
 }
 
@@ -62,7 +85,7 @@ pub fn json(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Duratio
         .collect();
     let mut medians = Vec::new();
     for case in &plan.cases {
-        for &imp in &plan.servers {
+        for &imp in plan.servers_for(case) {
             let keys: Vec<&str> = records
                 .iter()
                 .filter(|r| r.case == *case && r.imp == imp)

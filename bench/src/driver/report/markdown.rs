@@ -287,6 +287,9 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
     if has(plan, "accept-rate") {
         accept_rate(&mut o, machine, plan, records);
     }
+    if has(plan, "scaling") {
+        super::scaling::section(&mut o, machine, plan, records);
+    }
     let failures: Vec<&Record> = records.iter().filter(|r| r.result.is_err()).collect();
     if !failures.is_empty() {
         o.push_str("## Failed measurements\n\n");

@@ -5,6 +5,7 @@
 mod json;
 mod markdown;
 mod plots;
+mod scaling;
 
 pub use json::json;
 pub use markdown::markdown;

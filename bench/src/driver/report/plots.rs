@@ -9,7 +9,11 @@ use crate::driver::{Case, Plan, Record};
 use crate::servers::Impl;
 
 fn color(imp: Impl) -> &'static str {
-    let i = Impl::ALL.iter().position(|&x| x == imp).unwrap_or(0);
+    let i = Impl::ALL
+        .iter()
+        .chain(&Impl::EXTRA)
+        .position(|&x| x == imp)
+        .unwrap_or(0);
     COLORS[i % COLORS.len()]
 }
 
@@ -107,5 +111,6 @@ pub fn plots(plan: &Plan, records: &[Record]) -> Vec<(String, String)> {
         let svg = svg::bar_panels("Idle connections: server RSS growth", "bytes per connection", &p);
         out.push(("idle.svg".into(), svg));
     }
+    out.extend(super::scaling::plot(plan, records));
     out
 }
