@@ -33,12 +33,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
     pub(super) fn drive_accepts(&mut self, listener: Conn) {
         loop {
-            let Some(state) = self
-                .conns
-                .get_mut(listener.fd as usize)
-                .and_then(Option::as_mut)
-                .filter(|s| s.gen == listener.gen)
-            else {
+            let Some(state) = self.conns.get_mut(listener.fd).filter(|s| s.gen == listener.gen) else {
                 return;
             };
             if state.reads.is_empty() || !state.has(READABLE) {

@@ -78,14 +78,40 @@ impl<T> Chunked<T> {
 
     /// Appends `value` at index `len()`.
     pub(super) fn push(&mut self, value: T) {
-        if self.len % CHUNK == 0 {
+        let chunk = self.len / CHUNK;
+        if chunk == self.chunks.len() {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
-        self.chunks.last_mut().expect("a chunk with room").push(value);
+        self.chunks[chunk].push(value);
         self.len += 1;
     }
 
+    /// Removes entry `i` and returns it, the last entry taking its place
+    /// (the only entry that moves). Keeps the chunks' memory
+    /// ([`shrink_to_len`](Chunked::shrink_to_len) gives it back).
+    ///
+    /// # Panics
+    ///
+    /// If `i` is out of bounds.
+    pub(super) fn swap_remove(&mut self, i: usize) -> T {
+        assert!(i < self.len, "swap_remove index {i} out of bounds ({})", self.len);
+        let last = self.chunks[(self.len - 1) / CHUNK].pop().expect("the last entry");
+        self.len -= 1;
+        if i == self.len {
+            last
+        } else {
+            std::mem::replace(&mut self[i], last)
+        }
+    }
+
+    /// Frees the chunks that hold no entry (past `len()`).
+    pub(super) fn shrink_to_len(&mut self) {
+        self.chunks.truncate(self.len.div_ceil(CHUNK));
+        self.chunks.shrink_to_fit();
+    }
+
     /// Grows to at least `len` entries, filling new ones with `fill()`.
+    #[cfg(test)]
     pub(super) fn grow_to(&mut self, len: usize, mut fill: impl FnMut() -> T) {
         while self.len < len {
             self.push(fill());
@@ -94,10 +120,6 @@ impl<T> Chunked<T> {
 
     pub(super) fn get(&self, i: usize) -> Option<&T> {
         self.chunks.get(i / CHUNK).and_then(|c| c.get(i % CHUNK))
-    }
-
-    pub(super) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        self.chunks.get_mut(i / CHUNK).and_then(|c| c.get_mut(i % CHUNK))
     }
 }
 
@@ -138,7 +160,6 @@ mod tests {
         c[CHUNK] = 99;
         assert_eq!(c.get(CHUNK), Some(&99));
         assert_eq!(c.get(5 * CHUNK), None);
-        assert_eq!(c.get_mut(5 * CHUNK + 3), None);
     }
 
     #[test]

@@ -80,15 +80,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         error: Option<Error>,
         swap: Bytes,
     ) {
-        let Some(state) = self
-            .conns
-            .get_mut(conn.fd as usize)
-            .and_then(Option::as_mut)
-            .filter(|s| {
-                let list = if dir == Dir::Read { &s.reads } else { &s.writes };
-                s.gen == conn.gen && !list.is_empty()
-            })
-        else {
+        let Some(state) = self.conns.get_mut(conn.fd).filter(|s| {
+            let list = if dir == Dir::Read { &s.reads } else { &s.writes };
+            s.gen == conn.gen && !list.is_empty()
+        }) else {
             // Nothing to complete: an extra set for it must not reach
             // another completion.
             let _ = self.io.take_extra();

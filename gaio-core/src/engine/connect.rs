@@ -38,7 +38,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             0
         };
         let node = Node::new(Op::Connect, req.context, None, timer);
-        let state = self.conns[conn.fd as usize].as_mut().expect("just inserted");
+        let state = self.conns.get_mut(conn.fd).expect("just inserted");
         let idx = self.nodes.push_back(&mut state.writes, node);
         self.addrs.insert(idx, addr);
         if let Some(deadline) = req.deadline {
@@ -63,7 +63,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// writable (or hung up), made again after EAGAIN. Returns true if it
     /// ended and the writes behind it may run.
     pub(super) fn drive_connect(&mut self, conn: crate::Conn) -> bool {
-        let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
+        let Some(state) = self.conns.get_mut(conn.fd) else {
             return false;
         };
         if state.has(REDIAL) {

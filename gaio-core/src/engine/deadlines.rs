@@ -30,7 +30,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let dir = Dir::of(op);
             // A pending node is in a list of the connection now at its
             // descriptor: freeing a connection takes all its nodes out.
-            let Some(state) = self.conns.get_mut(entry.fd as usize).and_then(Option::as_mut) else {
+            let Some(state) = self.conns.get_mut(entry.fd) else {
                 continue;
             };
             let conn = Conn {

@@ -51,7 +51,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// until one would block. A detach waiting for the reads then goes.
     pub(super) fn drive_reads(&mut self, conn: Conn) {
         loop {
-            let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
+            let Some(state) = self.conns.get_mut(conn.fd) else {
                 return;
             };
             if state.gen != conn.gen {
@@ -81,7 +81,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// a shutdown or a detach at the head runs by its own rule.
     pub(super) fn drive_writes(&mut self, conn: Conn) {
         loop {
-            let Some(state) = self.conns.get_mut(conn.fd as usize).and_then(Option::as_mut) else {
+            let Some(state) = self.conns.get_mut(conn.fd) else {
                 return;
             };
             if state.gen != conn.gen || state.writes.is_empty() {

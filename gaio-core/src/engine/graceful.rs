@@ -24,20 +24,22 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         // waiting from an earlier call included (one already half-closed by
         // it is half-closed once more, which does nothing).
         self.half_closing.clear();
-        for fd in 0..self.conns.len() {
-            let Some(state) = self.conns[fd].as_ref() else {
-                continue;
-            };
+        let owner = self.shared.id;
+        let mut closing = Vec::new();
+        for (fd, state) in self.conns.iter() {
             let conn = Conn {
-                fd: fd as u32,
+                fd,
                 gen: state.gen,
-                owner: self.shared.id,
+                owner,
             };
             if state.has(LISTENER) || state.has(DGRAM) {
-                self.free_conn(conn, || Error::ConnClosed);
+                closing.push(conn);
             } else if state.has(STREAM) {
                 self.half_closing.push(conn);
             }
+        }
+        for conn in closing {
+            self.free_conn(conn, || Error::ConnClosed);
         }
         self.end_of_turn_graceful(Instant::now());
     }

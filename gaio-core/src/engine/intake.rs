@@ -141,7 +141,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         };
         let mut node = Node::new(op, req.context, buf, 0);
         node.multishot = req.repeat.is_some();
-        let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
+        let state = self.conns.get_mut(conn.fd).expect("checked above");
         if op == Op::Detach {
             state.set(DETACHING, true);
         }
@@ -186,7 +186,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if !data {
             // Accepts, shutdowns and detaches run by their own rules, which
             // the drivers know; at the head, they may run now.
-            let state = self.conns[conn.fd as usize].as_mut().expect("checked above");
+            let state = self.conns.get_mut(conn.fd).expect("checked above");
             if state.list(dir).head == idx {
                 self.drive(conn, dir);
             }

@@ -8,11 +8,11 @@
 
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 
-use super::chunked::Chunked;
 use super::complete::completion_of;
 use super::conn_state::{
     ConnState, DETACHING, DGRAM, LISTENER, NODELAY, PLAIN_TCP, READABLE, SHORT_READ_DRAINS, STREAM, WRITABLE,
 };
+use super::conn_table::ConnTable;
 use super::events::bare_completion;
 use super::slab::List;
 use super::{Dir, Engine};
@@ -29,9 +29,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
 
     /// Puts a registered descriptor in the table under `conn`.
     pub(super) fn insert_conn(&mut self, conn: Conn, fd: OwnedFd, info: FdInfo, role: Role) {
-        let idx = conn.fd as usize;
-        self.conns.grow_to(idx + 1, || None);
-        if let Some(stale) = self.conns[idx].take() {
+        if let Some(stale) = self.conns.remove(conn.fd) {
             self.count_out(&stale);
             self.forget_stale(conn.fd, stale);
         }
@@ -57,7 +55,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                 kind |= NODELAY;
             }
         }
-        self.conns[idx] = Some(ConnState {
+        let state = ConnState {
             fd,
             gen: conn.gen,
             reads: List::EMPTY,
@@ -66,7 +64,8 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             // Readiness is unknown until tried: an edge may have been
             // reported before the engine knew the connection.
             flags: READABLE | WRITABLE | kind,
-        });
+        };
+        self.conns.insert(conn.fd, state);
     }
 
     /// Retires a connection found in the table at a descriptor number that
@@ -112,22 +111,16 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     }
 
     pub(super) fn conn_mut(&mut self, conn: Conn) -> Option<&mut ConnState> {
-        match self.conns.get_mut(conn.fd as usize) {
-            Some(Some(s)) if s.gen == conn.gen => Some(s),
-            _ => None,
-        }
+        self.conns.get_mut(conn.fd).filter(|s| s.gen == conn.gen)
     }
 
     /// Closes a connection and completes each of its requests with
     /// `error()`, reads then writes, each in submission order.
     pub(super) fn free_conn(&mut self, conn: Conn, error: impl Fn() -> Error) {
-        let Some(slot) = self.conns.get_mut(conn.fd as usize) else {
-            return;
-        };
-        if !matches!(slot, Some(s) if s.gen == conn.gen) {
+        if self.conn_mut(conn).is_none() {
             return;
         }
-        let mut state = slot.take().expect("checked above");
+        let mut state = self.conns.remove(conn.fd).expect("checked above");
         self.count_out(&state);
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection freed");
         self.complete_all(conn, &mut state, error);
@@ -153,10 +146,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     /// written before it done). The socket leaves the table and the
     /// poller, still open; the detach completes carrying it.
     pub(super) fn try_detach(&mut self, conn: Conn) {
-        let Some(slot) = self.conns.get_mut(conn.fd as usize) else {
-            return;
-        };
-        let ready = matches!(slot, Some(s) if s.gen == conn.gen
+        let ready = matches!(self.conns.get(conn.fd), Some(s) if s.gen == conn.gen
             && s.has(DETACHING)
             && s.reads.is_empty()
             && !s.writes.is_empty()
@@ -164,7 +154,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         if !ready {
             return;
         }
-        let mut state = slot.take().expect("checked above");
+        let mut state = self.conns.remove(conn.fd).expect("checked above");
         self.count_out(&state);
         let _ = self.shared.poller.deregister(state.fd.as_fd());
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection detached");
@@ -223,15 +213,14 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         // From here on the command queue refuses pushes, so the one look at
         // it below sees every command ever accepted.
         self.shared.close();
-        for fd in 0..self.conns.len() {
-            if let Some(gen) = self.conns[fd].as_ref().map(|s| s.gen) {
-                let conn = Conn {
-                    fd: fd as u32,
-                    gen,
-                    owner: self.shared.id,
-                };
-                self.free_conn(conn, || Error::WatcherClosed);
-            }
+        while let Some(fd) = self.conns.any_fd() {
+            let gen = self.conns.get(fd).expect("held").gen;
+            let conn = Conn {
+                fd,
+                gen,
+                owner: self.shared.id,
+            };
+            self.free_conn(conn, || Error::WatcherClosed);
         }
         let mut commands = std::mem::take(&mut self.commands);
         self.shared.queue.take_into(&mut commands);
@@ -240,7 +229,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         }
         self.commands = commands;
         self.end_sleeps(|| Error::WatcherClosed);
-        self.conns = Chunked::new();
+        self.conns = ConnTable::new();
         self.live = 0;
         self.listeners = 0;
         self.publish_load();

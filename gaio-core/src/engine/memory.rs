@@ -43,7 +43,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         // The tables give back what lies past their last entry in use; see
         // `Chunked` for what must stay (a connection on a high descriptor
         // number keeps the table up to its chunk).
-        self.conns.trim_trailing(Option::is_none);
+        self.conns.trim();
         self.nodes.trim();
         self.sleeps.shrink_to(0);
         let (nodes, sleeps) = (&self.nodes, &self.sleeps);

@@ -30,6 +30,7 @@ mod attempt;
 mod chunked;
 mod complete;
 mod conn_state;
+mod conn_table;
 mod connect;
 mod datagram;
 mod deadlines;
@@ -63,8 +64,7 @@ use crate::shared::{Command, Role, Shared};
 use crate::{AcceptOptions, Completion, Conn, Error, Event, IoBuf, Listener, Op, PeerAddr, Poller, Rejected};
 
 use attempt::IoState;
-use chunked::Chunked;
-use conn_state::ConnState;
+use conn_table::ConnTable;
 pub(crate) use memory::hand_over;
 use memory::KEEP_CAPACITY;
 use slab::Slab;
@@ -126,7 +126,7 @@ pub(crate) enum Sleep {
 pub(crate) struct Engine<P: Poller, C, B> {
     shared: Arc<Shared<P, C, B>>,
     /// Connections indexed by file descriptor number.
-    conns: Chunked<Option<ConnState>>,
+    conns: ConnTable,
     nodes: Slab<C, B>,
     timers: Timers,
     /// Swap memory, the read view and the starved list: what an I/O
@@ -192,7 +192,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     pub(crate) fn new(shared: Arc<Shared<P, C, B>>, config: Config) -> Self {
         Engine {
             shared,
-            conns: Chunked::new(),
+            conns: ConnTable::new(),
             nodes: Slab::new(),
             timers: Timers::new(),
             io: IoState::new(config.swap_size),
@@ -255,8 +255,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// The bytes queued for writing on `conn` and not yet written.
     pub(crate) fn queued_write_bytes(&self, conn: Conn) -> Option<usize> {
-        match self.conns.get(conn.fd as usize) {
-            Some(Some(s)) if s.gen == conn.gen && conn.owner == self.shared.id => Some(s.queued as usize),
+        match self.conns.get(conn.fd) {
+            Some(s) if s.gen == conn.gen && conn.owner == self.shared.id => Some(s.queued as usize),
             _ => None,
         }
     }
@@ -264,8 +264,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// `conn`'s descriptor, if this engine holds it.
     pub(crate) fn socket(&self, conn: Conn) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
-        match self.conns.get(conn.fd as usize) {
-            Some(Some(s)) if s.gen == conn.gen && conn.owner == self.shared.id => Some(s.fd.as_fd()),
+        match self.conns.get(conn.fd) {
+            Some(s) if s.gen == conn.gen && conn.owner == self.shared.id => Some(s.fd.as_fd()),
             _ => None,
         }
     }

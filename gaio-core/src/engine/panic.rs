@@ -82,8 +82,8 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         for cmd in commands {
             self.discard(cmd);
         }
-        for fd in 0..self.conns.len() {
-            if let Some(state) = self.conns[fd].take() {
+        while let Some(fd) = self.conns.any_fd() {
+            if let Some(state) = self.conns.remove(fd) {
                 let _ = self.shared.poller.deregister(state.fd.as_fd());
             }
         }

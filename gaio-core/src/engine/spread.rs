@@ -88,7 +88,7 @@ impl<P: Poller, C, B: crate::IoBuf> Engine<P, C, B> {
         let Some(seat) = self.spread.as_ref().filter(|s| s.listener == listener) else {
             return Some(fd);
         };
-        let head = self.conns[listener.fd as usize].as_ref()?.reads.head;
+        let head = self.conns.get(listener.fd)?.reads.head;
         let head = self.nodes.get(head);
         let clone = self.clone_context.filter(|_| head.multishot)?;
         let target = seat.group.pick();
