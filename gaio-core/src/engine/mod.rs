@@ -21,9 +21,12 @@
 //! points and its loop. `conn_state` is what a connection holds, `intake`
 //! takes commands and requests in, `attempt` tries one request's I/O,
 //! `drive` turns readiness into attempts, `deadlines` fires timers,
-//! `complete` makes every completion, `lifecycle` brings connections in
-//! and out, `graceful` closes gracefully, `memory` is the memory policy, `panic` what happens after a
-//! panic; `slab`, `chunked`, `timers` and `swap` are the data structures.
+//! `events` runs notifications and sleeps, `complete` makes every
+//! completion, `lifecycle` brings connections in and out, `spread` hands
+//! accepted connections to the other watchers of a group, `graceful`
+//! closes gracefully, `memory` is the memory policy, `panic` what happens
+//! after a panic; `conn_table`, `slab`, `chunked`, `timers` and `swap` are
+//! the data structures.
 
 mod accept;
 mod attempt;
@@ -125,7 +128,7 @@ pub(crate) enum Sleep {
 /// The engine. See the module documentation.
 pub(crate) struct Engine<P: Poller, C, B> {
     shared: Arc<Shared<P, C, B>>,
-    /// Connections indexed by file descriptor number.
+    /// Connections, found by file descriptor number.
     conns: ConnTable,
     nodes: Slab<C, B>,
     timers: Timers,
