@@ -246,9 +246,10 @@ impl<P: Poller> CoresBuilder<P> {
     /// * [`Error::InvalidCpu`]: a thread could not be pinned to its CPU.
     /// * [`Error::Io`]: the address did not resolve or bind
     ///   ([`AddrInUse`](io::ErrorKind::AddrInUse), ...),
-    ///   [`Spread::ReusePort`] on a platform without it
-    ///   ([`Unsupported`](io::ErrorKind::Unsupported)), or a poller or a
-    ///   thread could not be created.
+    ///   [`Spread::ReusePort`] on a platform without it, or
+    ///   [`pin(true)`](CoresBuilder::pin) where threads cannot be pinned
+    ///   (both [`Unsupported`](io::ErrorKind::Unsupported)), or a poller or
+    ///   a thread could not be created.
     ///
     /// # Examples
     ///
@@ -441,8 +442,14 @@ fn stop_all<P: Poller, C, B: IoBuf, R>(
 }
 
 /// Watchers, one per core, each turned by a thread of its own pinned to
-/// its core and running the user's per-thread code; see the
-/// [module](self) docs and [`CoresBuilder`].
+/// its core and running the user's per-thread code; started by
+/// [`CoresBuilder::start`].
+///
+/// Shared nothing: each thread owns its [`Watcher`] (inline mode, so I/O
+/// and the user's code run on the core's one thread with no hand-off);
+/// the threads talk only through [`Submitter`]s ([`Core::peers`],
+/// [`Cores::submitters`]): a [`notify`](crate::Submit::notify) to another
+/// core's watcher, a connection detached on one and watched on another.
 ///
 /// Dropping it stops it as [`stop`](Cores::stop) does, and drops the
 /// results.

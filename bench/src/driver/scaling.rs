@@ -58,7 +58,7 @@ pub struct Setup {
     /// Whether the server pins its threads (`--no-pin`: no).
     pub pin: bool,
     /// Whether the load is kept off the CPUs the server's threads are
-    /// pinned to, where CPUs are left ([`LoadPlacement`];
+    /// pinned to, where CPUs are left (`LoadPlacement`;
     /// `--load-anywhere`: no).
     pub place_load: bool,
 }
