@@ -34,7 +34,15 @@ use std::io;
 use std::path::Path;
 
 use gaio::Spread;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+
+/// A thread's CPU mask, where threads have one (Linux); elsewhere the
+/// load runs anywhere and there is nothing to put back.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+type CpuMask = CpuSet;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+type CpuMask = ();
 
 use super::error::BenchError;
 use super::scenarios::{accept_rate_on, ping_pong_on, Case, Metrics};
@@ -251,7 +259,8 @@ pub fn measure(exe: &Path, threads: usize, setup: Setup, load: ScaleLoad) -> Res
 #[derive(Debug)]
 struct LoadPlacement {
     /// The mask to put back, if it was changed.
-    previous: Option<CpuSet>,
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    previous: Option<CpuMask>,
     /// CPUs the load is confined to; 0 when it may run anywhere.
     cpus: usize,
 }
@@ -268,6 +277,7 @@ impl LoadPlacement {
     /// Moves the calling thread off the first `n` CPUs of its mask (the
     /// ones gaio-cores pins its `n` threads to), unless no CPU would be
     /// left.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn off_first(n: usize) -> io::Result<LoadPlacement> {
         let mask = sched_getaffinity(None)?;
         let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| mask.is_set(c)).collect();
@@ -286,8 +296,17 @@ impl LoadPlacement {
     }
 }
 
+impl LoadPlacement {
+    /// No thread masks here: the load runs anywhere.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn off_first(_n: usize) -> io::Result<LoadPlacement> {
+        Ok(LoadPlacement::anywhere())
+    }
+}
+
 impl Drop for LoadPlacement {
     fn drop(&mut self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(mask) = &self.previous {
             if let Err(e) = sched_setaffinity(None, mask) {
                 eprintln!("bench: cannot restore the CPU mask: {e}");
@@ -314,6 +333,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn the_load_moves_off_the_first_cpus_and_back() {
         let before = sched_getaffinity(None).unwrap();
         let count = (0..CpuSet::MAX_CPU).filter(|&c| before.is_set(c)).count();
