@@ -428,14 +428,19 @@ fn run_core<P: Poller, C, B: IoBuf, R>(
         .map_err(|payload| crate::background::panic_message(&*payload))
 }
 
+/// Closes every watcher.
+fn close_all<P: Poller, C, B: IoBuf>(peers: &[Submitter<P, C, B>]) {
+    for mut peer in peers.iter() {
+        peer.close();
+    }
+}
+
 /// Closes every watcher and joins every thread, ignoring how they ended.
 fn stop_all<P: Poller, C, B: IoBuf, R>(
     peers: &[Submitter<P, C, B>],
     handles: Vec<JoinHandle<Result<R, String>>>,
 ) {
-    for mut peer in peers.iter() {
-        peer.close();
-    }
+    close_all(peers);
     for handle in handles {
         let _ = handle.join();
     }
@@ -543,9 +548,7 @@ impl<P: Poller, C, B: IoBuf, R> Cores<P, C, B, R> {
     /// # Ok(()) }
     /// ```
     pub fn stop(mut self) -> Result<Vec<R>, Error> {
-        for mut peer in self.peers.iter() {
-            peer.close();
-        }
+        close_all(&self.peers);
         self.join_all()
     }
 
@@ -623,9 +626,7 @@ impl<P: Poller, C, B: IoBuf, R> Cores<P, C, B, R> {
 impl<P: Poller, C, B: IoBuf, R> Drop for Cores<P, C, B, R> {
     fn drop(&mut self) {
         if !self.handles.is_empty() {
-            for mut peer in self.peers.iter() {
-                peer.close();
-            }
+            close_all(&self.peers);
             let _ = self.join_all();
         }
     }

@@ -206,6 +206,17 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         Ok(conn)
     }
 
+    /// Whether `free(conn)` has a connection of this watcher to close:
+    /// `Ok(false)` for the handle that names none (a notification's or a
+    /// timer's), `Err(ForeignConn)` for another watcher's.
+    pub(crate) fn check_free(&self, conn: Conn) -> Result<bool, Error> {
+        if conn == Conn::NONE {
+            return Ok(false);
+        }
+        self.check_owner(conn)?;
+        Ok(true)
+    }
+
     /// `Err(ForeignConn)` if `conn` was handed out by another watcher.
     pub(crate) fn check_owner(&self, conn: Conn) -> Result<(), Error> {
         if conn.owner == self.id {

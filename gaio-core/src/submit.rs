@@ -1263,10 +1263,9 @@ pub(crate) fn cancel_timer_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, tim
 }
 
 pub(crate) fn free_shared<P: Poller, C, B>(shared: &Shared<P, C, B>, conn: Conn) -> Result<(), Error> {
-    if conn == Conn::NONE {
-        return Ok(()); // a notification's or a timer's: nothing to free
+    if !shared.check_free(conn)? {
+        return Ok(());
     }
-    shared.check_owner(conn)?;
     // Refused only once the watcher is closed, which closes every
     // connection anyway: nothing left to do.
     let _ = shared.push(Command::Free(conn));

@@ -23,6 +23,8 @@
 //! descriptors and background threads): nothing may be left open.
 
 mod util;
+// Each completion with the instant the wait that handed it out returned.
+use util::wait_for_stamped as stamped;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -45,31 +47,6 @@ fn ms(n: u64) -> Duration {
 }
 
 // ----- helpers ---------------------------------------------------------------
-
-/// Collects completions until `n` have arrived (failing after `limit`),
-/// each with the instant the wait that handed it out returned: a timer
-/// handed out then fired at or before that instant.
-fn stamped<C, B: gaio::IoBuf>(
-    w: &mut Watcher<C, B>,
-    n: usize,
-    limit: Duration,
-) -> Vec<(Completion<C, B>, Instant)> {
-    let end = Instant::now() + limit;
-    let mut out = Vec::new();
-    let mut batch = Vec::new();
-    while out.len() < n {
-        let now = Instant::now();
-        assert!(
-            now < end,
-            "timed out after {limit:?}: got {} of {n} completions",
-            out.len()
-        );
-        w.wait_io_timeout(&mut batch, end - now).expect("wait_io");
-        let at = Instant::now();
-        out.extend(batch.drain(..).map(|c| (c, at)));
-    }
-    out
-}
 
 /// Everything the watcher hands out until `next_batch` says it is closed
 /// (bounded by `limit`).

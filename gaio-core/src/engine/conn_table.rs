@@ -41,9 +41,13 @@ impl ConnTable {
     }
 
     /// Connections held.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// True if it holds no connection.
+    pub(super) fn is_empty(&self) -> bool {
+        self.slots.len() == 0
     }
 
     /// Entries the index and the slots have room for together (used or

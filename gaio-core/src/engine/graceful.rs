@@ -18,7 +18,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         if self.finished {
             return;
         }
-        crate::diag::debug_event!(live = self.live, "closing gracefully");
+        crate::diag::debug_event!(live = self.conns.len(), "closing gracefully");
         self.graceful_until = Some(self.graceful_until.map_or(deadline, |d| d.min(deadline)));
         // The scan below finds every stream connection again, those still
         // waiting from an earlier call included (one already half-closed by
@@ -64,8 +64,8 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             false
         });
         self.half_closing = pending;
-        if self.live == 0 || now >= until {
-            crate::diag::debug_event!(live = self.live, "graceful close done; closing");
+        if self.conns.is_empty() || now >= until {
+            crate::diag::debug_event!(live = self.conns.len(), "graceful close done; closing");
             self.shutdown();
         }
     }

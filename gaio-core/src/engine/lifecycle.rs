@@ -33,9 +33,6 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             self.count_out(&stale);
             self.forget_stale(conn.fd, stale);
         }
-        self.live += 1;
-        self.listeners += usize::from(matches!(role, Role::Listener(_)));
-        self.publish_load();
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, ?info, "connection watched");
         let mut kind = match info.kind {
             FdKind::StreamSocket => {
@@ -66,6 +63,8 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             flags: READABLE | WRITABLE | kind,
         };
         self.conns.insert(conn.fd, state);
+        self.listeners += usize::from(matches!(role, Role::Listener(_)));
+        self.publish_load();
     }
 
     /// Retires a connection found in the table at a descriptor number that
@@ -97,7 +96,6 @@ impl<P: Poller, C, B> Engine<P, C, B> {
 
     /// A connection left the table: it no longer counts.
     fn count_out(&mut self, state: &ConnState) {
-        self.live -= 1;
         self.listeners -= usize::from(state.has(LISTENER));
         self.publish_load();
     }
@@ -105,9 +103,10 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     /// Tells a group spreading connections how many this watcher holds
     /// (a plain store: no other thread writes it).
     fn publish_load(&self) {
-        self.shared
-            .conns
-            .store(self.live - self.listeners, std::sync::atomic::Ordering::Relaxed);
+        self.shared.conns.store(
+            self.conns.len() - self.listeners,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub(super) fn conn_mut(&mut self, conn: Conn) -> Option<&mut ConnState> {
@@ -230,7 +229,6 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         self.commands = commands;
         self.end_sleeps(|| Error::WatcherClosed);
         self.conns = ConnTable::new();
-        self.live = 0;
         self.listeners = 0;
         self.publish_load();
         self.half_closing = Vec::new();

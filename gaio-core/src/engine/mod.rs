@@ -172,8 +172,6 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// Since when the engine has had nothing to do (tracked only while it
     /// holds burst memory).
     idle_since: Option<Instant>,
-    /// Connections in the table (listeners included).
-    live: usize,
     /// Listeners in the table.
     listeners: usize,
     /// Closing gracefully: the watcher closes by then at the latest.
@@ -216,7 +214,6 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             burst_memory: false,
             tables_mark: 0,
             idle_since: None,
-            live: 0,
             listeners: 0,
             graceful_until: None,
             half_closing: Vec::new(),
@@ -319,10 +316,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Frees a connection from the owning thread.
     pub(crate) fn free(&mut self, conn: Conn) -> Result<(), Error> {
-        if conn == Conn::NONE {
-            return Ok(()); // a notification's or a timer's: nothing to free
+        if !self.shared.check_free(conn)? {
+            return Ok(());
         }
-        self.shared.check_owner(conn)?;
         if self.finished || self.shared.is_closed() {
             // Closed: every connection is (or is being) closed already.
             return Ok(());
@@ -470,7 +466,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         if let Some(at) = self.graceful_until {
             // Closing gracefully and every connection freed: close now.
-            let left = if self.live == 0 {
+            let left = if self.conns.is_empty() {
                 Duration::ZERO
             } else {
                 at.saturating_duration_since(Instant::now())

@@ -87,7 +87,6 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                 let _ = self.shared.poller.deregister(state.fd.as_fd());
             }
         }
-        self.live = 0;
         self.listeners = 0;
         self.finished = true;
     }

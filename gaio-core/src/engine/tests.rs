@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 use crate::fake::{self, dummy_fd, FakeHandle, FakePoller, Scripted};
 use crate::{Buffer, Builder, Completion, Conn, Error, Op, Submit, Watcher};
 
-type W<B = Vec<u8>> = Watcher<FakePoller, u32, B>;
+pub(super) type W<B = Vec<u8>> = Watcher<FakePoller, u32, B>;
 
-fn setup<B: crate::IoBuf>() -> (W<B>, FakeHandle) {
+pub(super) fn setup<B: crate::IoBuf>() -> (W<B>, FakeHandle) {
     let w: W<B> = Builder::new().build().expect("build");
     (w, fake::last())
 }
 
 /// Waits up to `limit` for `n` completions.
-fn collect<B: crate::IoBuf>(w: &mut W<B>, n: usize, limit: Duration) -> Vec<Completion<u32, B>> {
+pub(super) fn collect<B: crate::IoBuf>(w: &mut W<B>, n: usize, limit: Duration) -> Vec<Completion<u32, B>> {
     let end = Instant::now() + limit;
     let mut out = Vec::new();
     while out.len() < n && Instant::now() < end {

@@ -6,30 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::spread::Group;
-use crate::fake::{self, dummy_fd, FakePoller};
-use crate::{Builder, Completion, Error, Op, Submit, Watcher};
+use super::tests::{collect, setup, W};
+use crate::fake::dummy_fd;
+use crate::{Error, Op, Submit};
 
-type W = Watcher<FakePoller, u32, Vec<u8>>;
-
+/// A watcher on the fake poller (its handle is not needed here).
 fn watcher() -> W {
-    Builder::new().build().expect("build")
-}
-
-/// Waits up to `limit` for `n` completions.
-fn collect(w: &mut W, n: usize, limit: Duration) -> Vec<Completion<u32, Vec<u8>>> {
-    let end = Instant::now() + limit;
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < end {
-        w.wait_io_timeout(&mut out, Duration::from_millis(5))
-            .expect("wait_io");
-    }
-    out
+    setup::<Vec<u8>>().0
 }
 
 #[test]
 fn sleeps_and_request_deadlines_share_one_clock_and_fire_in_deadline_order() {
     let mut w = watcher();
-    let _f = fake::last();
     let conn = w.watch(dummy_fd()).expect("watch");
     let t0 = Instant::now();
     w.sleep_until(t0 + Duration::from_millis(60), 3).unwrap();
@@ -47,7 +35,6 @@ fn sleeps_and_request_deadlines_share_one_clock_and_fire_in_deadline_order() {
 #[test]
 fn thousands_of_cancels_complete_each_sleep_once_and_the_live_one_still_fires() {
     let mut w = watcher();
-    let _f = fake::last();
     let far = Instant::now() + Duration::from_secs(3600);
     let timers: Vec<_> = (0..3000).map(|i| w.sleep_until(far, i).unwrap()).collect();
     let soon = Instant::now() + Duration::from_millis(10);
@@ -76,7 +63,6 @@ fn thousands_of_cancels_complete_each_sleep_once_and_the_live_one_still_fires() 
 #[test]
 fn notifications_complete_in_submission_order_on_no_connection() {
     let mut w = watcher();
-    let _f = fake::last();
     let mut other = w.submitter();
     for i in 0..5 {
         w.notify(i).unwrap();

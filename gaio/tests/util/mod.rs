@@ -402,8 +402,22 @@ pub fn wait_for<C, B: gaio::IoBuf>(
     n: usize,
     limit: Duration,
 ) -> Vec<Completion<C, B>> {
+    wait_for_stamped(w, n, limit)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// [`wait_for`], each completion with the instant the wait that handed it
+/// out returned: a timer handed out then fired at or before that instant.
+pub fn wait_for_stamped<C, B: gaio::IoBuf>(
+    w: &mut Watcher<C, B>,
+    n: usize,
+    limit: Duration,
+) -> Vec<(Completion<C, B>, Instant)> {
     let end = Instant::now() + limit;
     let mut out = Vec::new();
+    let mut batch = Vec::new();
     while out.len() < n {
         let now = Instant::now();
         assert!(
@@ -411,7 +425,9 @@ pub fn wait_for<C, B: gaio::IoBuf>(
             "timed out after {limit:?}: got {} of {n} completions",
             out.len()
         );
-        w.wait_io_timeout(&mut out, end - now).expect("wait_io");
+        w.wait_io_timeout(&mut batch, end - now).expect("wait_io");
+        let at = Instant::now();
+        out.extend(batch.drain(..).map(|c| (c, at)));
     }
     out
 }
