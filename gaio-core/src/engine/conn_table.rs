@@ -16,7 +16,7 @@
 
 use std::os::fd::AsRawFd;
 
-use super::chunked::Chunked;
+use super::chunked::{Chunked, CHUNK};
 use super::conn_state::ConnState;
 
 /// No slot: the index entry of a descriptor number this watcher does not
@@ -26,7 +26,8 @@ const NO_SLOT: u32 = u32::MAX;
 pub(super) struct ConnTable {
     /// Slot of each descriptor number, or [`NO_SLOT`]: a flat vector, one
     /// bounds check per look-up (4 bytes per descriptor number: what a
-    /// reallocation leaves behind is small).
+    /// reallocation leaves behind is small), its length a whole number of
+    /// chunks.
     index: Vec<u32>,
     /// The states, dense: slots `0..slots.len()` are all in use.
     slots: Chunked<ConnState>,
@@ -83,7 +84,11 @@ impl ConnTable {
             return Some(std::mem::replace(&mut self.slots[slot], state));
         }
         if self.index.len() <= fd as usize {
-            self.index.resize(fd as usize + 1, NO_SLOT);
+            // In whole chunks: descriptor numbers wander a little as
+            // connections come and go, and a steady server must not
+            // allocate each time one goes past the highest so far.
+            self.index
+                .resize((fd as usize + 1).next_multiple_of(CHUNK), NO_SLOT);
         }
         self.index[fd as usize] = u32::try_from(self.slots.len()).expect("fewer than 2^32 connections");
         self.slots.push(state);
@@ -126,7 +131,7 @@ impl ConnTable {
             .iter()
             .rposition(|&slot| slot != NO_SLOT)
             .map_or(0, |i| i + 1);
-        self.index.truncate(end);
+        self.index.truncate(end.next_multiple_of(CHUNK));
         self.index.shrink_to_fit();
         self.slots.shrink_to_len();
     }
