@@ -1,76 +1,122 @@
-//! Background mode: a thread of its own turns the engine and posts each
-//! batch of completions to a mailbox the owning thread's `wait_io` takes
-//! them from.
+//! Background mode: the engine keeps turning while the owning thread is
+//! busy, and that thread's `wait_io` turns it itself, with no hand-off,
+//! whenever it waits.
+//!
+//! The engine sits behind a lock, and whoever holds the lock turns it:
+//!
+//! * **The owning thread, while it waits.** `wait_io` takes the engine
+//!   and runs it exactly as inline mode does: the poller's wait, the I/O
+//!   and the completions all on the waiting thread, nothing crossing
+//!   threads. Its submissions take the engine too when it is free, so the
+//!   I/O is tried at once, as in inline mode.
+//! * **The background thread, once the owner has been away for
+//!   [`TAKE_OVER_AFTER`].** It takes the engine and turns it until the
+//!   owner comes back, so writes keep draining, reads keep filling and
+//!   deadlines and timers keep firing while the owner works on a batch.
+//!   Completions collect in the engine until the next `wait_io`. The
+//!   owner's submissions then travel through the command queue (as a
+//!   `Submitter`'s do), and its next `wait_io` asks for the engine back:
+//!   it raises `Shared::ask_for_engine`, which wakes the poller, and the
+//!   background thread hands the engine over after that turn.
+//!
+//! A server answering each batch quickly therefore never crosses threads,
+//! and pays what inline mode pays; one that works longer than
+//! `TAKE_OVER_AFTER` on a batch pays one hand-off each way per long
+//! batch. To notice that the owner is away, the background thread looks
+//! at it now and then while it is active: every `TAKE_OVER_AFTER` at
+//! first, less often (up to [`MAX_NAP`]) while the owner keeps coming
+//! back in time, so the engine is taken over between `TAKE_OVER_AFTER`
+//! and `TAKE_OVER_AFTER + MAX_NAP` after the owner left. Once the owner has
+//! sat in `wait_io` for [`DOZE_AFTER`] (an idle server) the background
+//! thread sleeps until the owner leaves `wait_io`, so an idle watcher
+//! costs no CPU.
+//!
+//! A panic in the engine (user code it calls: buffers, `Drop` and `Clone`
+//! of contexts) is caught on whichever thread it happens: the watcher
+//! closes and `wait_io` reports it (see `engine::panic`).
 
 use std::any::Any;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, Sleep};
 use crate::shared::Shared;
-use crate::{affinity, Completion, Error, IoBuf, Poller};
+use crate::submit::{
+    cancel_timer_shared, close_gracefully_shared, deadline_after, free_shared, submit_shared,
+    watch_listener_shared, watch_shared,
+};
+use crate::{
+    affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, Request, SubmitResult,
+};
 
-/// Completions travelling from the background thread to `wait_io`.
-struct Inbox<C, B> {
-    batch: Vec<Completion<C, B>>,
-    /// The engine has shut down (or failed) and will send nothing more.
-    finished: bool,
-    failure: Option<io::Error>,
-    /// The engine thread panicked, with this message: every `wait_io`
-    /// after the last batch fails with `Error::Panicked`.
-    panicked: Option<String>,
-    /// The owning thread sleeps on the condition variable: only then does
-    /// the engine thread pay for a wake-up (a futex call) after a post.
-    waiting: bool,
+/// How long the owning thread may stay away from `wait_io` before the
+/// background thread takes the engine and turns it.
+pub(crate) const TAKE_OVER_AFTER: Duration = Duration::from_millis(1);
+
+/// The longest the background thread sleeps between two looks at an
+/// owner that keeps coming back to `wait_io` in time. Each look that finds
+/// nothing to do doubles the sleep from [`TAKE_OVER_AFTER`] up to this, so
+/// a busy server's owner is checked on about 125 times a second (each look
+/// is a timer wake-up: some 20 µs of CPU on a virtual machine).
+pub(crate) const MAX_NAP: Duration = Duration::from_millis(8);
+
+/// How long the owning thread sits in `wait_io` before the background
+/// thread stops checking on it and sleeps until it leaves.
+pub(crate) const DOZE_AFTER: Duration = Duration::from_millis(20);
+
+/// Why the engine stopped, when it was not a close.
+enum Ending {
+    /// User code the engine called panicked, with this message.
+    Panicked(String),
+    /// The poller failed on the background thread.
+    Failed(io::Error),
 }
 
-struct Mailbox<C, B> {
-    inbox: Mutex<Inbox<C, B>>,
-    ready: Condvar,
+/// What the owning thread and the background thread share.
+struct Relay<P: Poller, C, B> {
+    /// Whoever holds it turns it.
+    engine: Mutex<Engine<P, C, B>>,
+    shared: Arc<Shared<P, C, B>>,
+    /// The owning thread is inside `wait_io`.
+    owner_in_wait: AtomicBool,
+    /// When the owning thread last entered or left `wait_io`, in
+    /// nanoseconds since `epoch`.
+    owner_moved_at: AtomicU64,
+    /// The background thread sleeps until the owning thread leaves
+    /// `wait_io`, which then wakes it.
+    dozing: AtomicBool,
+    epoch: Instant,
+    ending: Mutex<Option<Ending>>,
 }
 
-impl<C, B> Mailbox<C, B> {
-    fn lock(&self) -> MutexGuard<'_, Inbox<C, B>> {
-        // A panic while holding the lock cannot leave the inbox
-        // inconsistent (it is only appended to and drained).
-        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-pub(crate) struct Background<C, B> {
-    mailbox: Arc<Mailbox<C, B>>,
+/// Background mode's side of a watcher, held by the owning thread.
+pub(crate) struct Background<P: Poller, C, B> {
+    relay: Arc<Relay<P, C, B>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl<C, B: IoBuf> Background<C, B> {
-    pub(crate) fn spawn<P: Poller>(
-        mut engine: Engine<P, C, B>,
-        shared: &Shared<P, C, B>,
-    ) -> Result<Self, Error>
-    where
-        C: Send + 'static,
-    {
-        let mailbox = Arc::new(Mailbox {
-            inbox: Mutex::new(Inbox {
-                batch: Vec::new(),
-                finished: false,
-                failure: None,
-                panicked: None,
-                waiting: false,
-            }),
-            ready: Condvar::new(),
+impl<P: Poller, C: Send + 'static, B: IoBuf> Background<P, C, B> {
+    pub(crate) fn spawn(engine: Engine<P, C, B>, shared: &Arc<Shared<P, C, B>>) -> Result<Self, Error> {
+        let relay = Arc::new(Relay {
+            engine: Mutex::new(engine),
+            shared: Arc::clone(shared),
+            owner_in_wait: AtomicBool::new(false),
+            owner_moved_at: AtomicU64::new(0),
+            dozing: AtomicBool::new(false),
+            epoch: Instant::now(),
+            ending: Mutex::new(None),
         });
         let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let thread_mailbox = Arc::clone(&mailbox);
+        let thread_relay = Arc::clone(&relay);
         let thread = std::thread::Builder::new()
             .name("gaio-watcher".into())
             .spawn(move || {
                 let _ = started_tx.send(affinity::current_tid());
-                run_background(&mut engine, &thread_mailbox);
+                thread_relay.run();
             })?;
         // Publish the thread id before `build` returns, so the affinity
         // setter always has it.
@@ -78,85 +124,343 @@ impl<C, B: IoBuf> Background<C, B> {
             shared.engine_tid.store(tid, Ordering::Release);
         }
         Ok(Background {
-            mailbox,
+            relay,
             thread: Some(thread),
         })
     }
+}
 
+impl<P: Poller, C, B: IoBuf> Background<P, C, B> {
+    /// `wait_io`: takes the engine (asking the background thread for it if
+    /// that has it) and turns it on this thread until completions are
+    /// ready or `limit` passes.
     pub(crate) fn wait(
         &mut self,
         out: &mut Vec<Completion<C, B>>,
         limit: Option<Instant>,
     ) -> Result<usize, Error> {
-        let mut inbox = self.mailbox.lock();
-        loop {
-            if !inbox.batch.is_empty() {
-                let n = inbox.batch.len();
-                crate::engine::hand_over(&mut inbox.batch, out);
-                return Ok(n);
+        let relay = &*self.relay;
+        relay.owner_moves(true);
+        let mut engine = relay.engine_for_owner();
+        let waited = match relay.guarded(&mut engine, |e| e.wait(out, limit)) {
+            // The poller failed: as on the background thread, the watcher
+            // closes, and the error comes after the last batch.
+            Some(Err(Error::Io(e))) => {
+                crate::diag::error_event!(error = %e, "poller failed; shutting the watcher down");
+                relay.end(Ending::Failed(e));
+                relay.guarded(&mut engine, |e| e.shutdown());
+                None
             }
-            if inbox.finished {
-                if let Some(message) = &inbox.panicked {
-                    return Err(Error::Panicked {
-                        message: message.as_str().into(),
-                    });
+            other => other,
+        };
+        let result = match waited {
+            Some(Err(Error::WatcherClosed)) | None => {
+                // Closed, or a panic just closed it: hand out what the
+                // close completed, then say why it closed.
+                let ready = engine.ready_mut();
+                if ready.is_empty() {
+                    Err(relay.closed_error())
+                } else {
+                    let n = ready.len();
+                    crate::engine::hand_over(ready, out);
+                    Ok(n)
                 }
-                return Err(inbox.failure.take().map_or(Error::WatcherClosed, Error::Io));
             }
-            let timeout = match limit {
-                None => None,
-                Some(limit) => {
-                    let now = Instant::now();
-                    if now >= limit {
-                        return Ok(0);
-                    }
-                    Some(limit - now)
-                }
-            };
-            inbox.waiting = true;
-            inbox = match timeout {
-                None => self.mailbox.ready.wait(inbox).unwrap_or_else(|p| p.into_inner()),
-                Some(t) => {
-                    self.mailbox
-                        .ready
-                        .wait_timeout(inbox, t)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
-            inbox.waiting = false;
+            Some(other) => other,
+        };
+        drop(engine);
+        relay.owner_moves(false);
+        if relay.dozing.load(Ordering::SeqCst) {
+            self.wake_thread();
+        }
+        result
+    }
+
+    /// A submission from the owning thread: on the engine at once when it
+    /// is free (the I/O tried there and then), through the command queue
+    /// when the background thread is turning it.
+    pub(crate) fn submit(&self, request: Request<C, B>) -> SubmitResult<C, B> {
+        match self.relay.free_engine() {
+            Some(mut engine) => self
+                .relay
+                .guarded(&mut engine, |e| e.submit_as_queued(request))
+                .unwrap_or(Ok(())),
+            None => submit_shared(&self.relay.shared, request),
+        }
+    }
+
+    pub(crate) fn watch(&self, fd: std::os::fd::OwnedFd) -> Result<Conn, Error> {
+        match self.relay.free_engine() {
+            Some(mut engine) => self
+                .relay
+                .guarded(&mut engine, |e| e.watch(fd))
+                .unwrap_or(Err(Error::WatcherClosed)),
+            None => watch_shared(&self.relay.shared, fd),
+        }
+    }
+
+    pub(crate) fn watch_listener(
+        &self,
+        fd: std::os::fd::OwnedFd,
+        options: AcceptOptions,
+    ) -> Result<Listener, Error> {
+        match self.relay.free_engine() {
+            Some(mut engine) => self
+                .relay
+                .guarded(&mut engine, |e| e.watch_listener(fd, options))
+                .unwrap_or(Err(Error::WatcherClosed)),
+            None => watch_listener_shared(&self.relay.shared, fd, options),
+        }
+    }
+
+    pub(crate) fn free(&self, conn: Conn) -> Result<(), Error> {
+        match self.relay.free_engine() {
+            Some(mut engine) => self
+                .relay
+                .guarded(&mut engine, |e| e.free(conn))
+                .unwrap_or(Ok(())),
+            None => free_shared(&self.relay.shared, conn),
+        }
+    }
+
+    pub(crate) fn close_gracefully(&self, timeout: Duration) {
+        match self.relay.free_engine() {
+            Some(mut engine) => {
+                let deadline = deadline_after(timeout);
+                // After the owner's requests still queued from when the
+                // background thread held the engine: they are part of
+                // what the graceful close lets finish.
+                self.relay.guarded(&mut engine, |e| {
+                    e.drain_commands();
+                    e.close_gracefully(deadline);
+                });
+            }
+            None => close_gracefully_shared(&self.relay.shared, timeout),
+        }
+    }
+
+    pub(crate) fn cancel_timer(&self, timer: crate::Timer) {
+        match self.relay.free_engine() {
+            Some(mut engine) => {
+                // The sleep may still be queued (submitted while the
+                // background thread held the engine).
+                self.relay.guarded(&mut engine, |e| {
+                    e.drain_commands();
+                    e.cancel_timer(timer);
+                });
+            }
+            None => cancel_timer_shared(&self.relay.shared, timer),
         }
     }
 }
 
-impl<C, B> Background<C, B> {
-    pub(crate) fn join(&mut self) {
+impl<P: Poller, C, B> Background<P, C, B> {
+    /// Closes the watcher and waits for the background thread, which
+    /// shuts the engine down (every socket closed) before it ends.
+    pub(crate) fn close(&mut self) {
+        self.relay.shared.close();
         if let Some(thread) = self.thread.take() {
-            // The thread only panics on a bug in the engine; re-raising it
-            // inside drop would abort, so it is dropped here.
+            thread.thread().unpark();
+            // The thread catches every panic of the engine; one here would
+            // be a bug in this file, and re-raising it inside `drop` would
+            // abort, so it is dropped.
             let _ = thread.join();
         }
     }
+
+    fn wake_thread(&self) {
+        self.relay.dozing.store(false, Ordering::SeqCst);
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
 }
 
-/// The background thread: turn the engine, post each batch, stop after the
-/// engine has shut down. A panic (in user code the engine called, or a bug)
-/// closes the watcher and is reported to `wait_io` (see `engine::panic`).
-fn run_background<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox: &Mailbox<C, B>) {
-    let Err(payload) = catch_unwind(AssertUnwindSafe(|| turn_until_finished(engine, mailbox))) else {
-        return;
-    };
-    let message = panic_message(payload.as_ref());
-    crate::diag::error_event!(%message, "the watcher's engine thread panicked; closing the watcher");
-    engine.close_after_panic();
-    let mut inbox = mailbox.lock();
-    crate::engine::hand_over(engine.ready_mut(), &mut inbox.batch);
-    inbox.panicked = Some(message);
-    inbox.finished = true;
-    let waiting = inbox.waiting;
-    drop(inbox);
-    if waiting {
-        mailbox.ready.notify_one();
+/// What the background thread does next.
+enum Step {
+    /// Take the engine: the owner has been away long enough.
+    TakeOver,
+    /// Look again after this long.
+    Nap(Duration),
+    /// Sleep until the owner leaves `wait_io`.
+    Doze,
+}
+
+impl<P: Poller, C, B> Relay<P, C, B> {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The owning thread enters (`true`) or leaves `wait_io`.
+    fn owner_moves(&self, entering: bool) {
+        self.owner_moved_at.store(self.now_ns(), Ordering::Relaxed);
+        // SeqCst pairs with `doze`: the background thread either sees the
+        // owner leave or is woken by it.
+        self.owner_in_wait.store(entering, Ordering::SeqCst);
+    }
+
+    /// The engine for the owning thread's `wait_io`: at once if it is
+    /// free, else asked back from the background thread, which hands it
+    /// over after its current turn.
+    fn engine_for_owner(&self) -> MutexGuard<'_, Engine<P, C, B>> {
+        if let Some(engine) = self.free_engine() {
+            return engine;
+        }
+        self.shared.ask_for_engine();
+        let engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        self.shared.got_engine();
+        engine
+    }
+
+    /// The engine if nobody holds it. Every call into the engine catches
+    /// panics (`guarded`), so a poisoned lock only means a panic outside
+    /// the engine's logic: the engine itself is consistent.
+    fn free_engine(&self) -> Option<MutexGuard<'_, Engine<P, C, B>>> {
+        match self.engine.try_lock() {
+            Ok(engine) => Some(engine),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Runs `call` on the engine; after a panic in it, closes the watcher
+    /// and returns `None`.
+    fn guarded<R>(
+        &self,
+        engine: &mut Engine<P, C, B>,
+        call: impl FnOnce(&mut Engine<P, C, B>) -> R,
+    ) -> Option<R> {
+        match catch_unwind(AssertUnwindSafe(|| call(engine))) {
+            Ok(result) => Some(result),
+            Err(payload) => {
+                self.after_panic(engine, payload.as_ref());
+                None
+            }
+        }
+    }
+
+    fn after_panic(&self, engine: &mut Engine<P, C, B>, payload: &(dyn Any + Send)) {
+        let message = panic_message(payload);
+        crate::diag::error_event!(%message, "the watcher's engine panicked; closing the watcher");
+        engine.close_after_panic();
+        self.end(Ending::Panicked(message));
+    }
+
+    /// Records why the engine stopped, if nothing did before.
+    fn end(&self, ending: Ending) {
+        self.ending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(ending);
+    }
+
+    /// What `wait_io` returns once everything is handed out: `Panicked` on
+    /// every call after a panic, the poller's failure once, else
+    /// `WatcherClosed`.
+    fn closed_error(&self) -> Error {
+        let mut ending = self.ending.lock().unwrap_or_else(|p| p.into_inner());
+        match &*ending {
+            Some(Ending::Panicked(message)) => Error::Panicked {
+                message: message.as_str().into(),
+            },
+            Some(Ending::Failed(_)) => match ending.take() {
+                Some(Ending::Failed(e)) => Error::Io(e),
+                _ => unreachable!("matched just above"),
+            },
+            None => Error::WatcherClosed,
+        }
+    }
+
+    /// What the background thread does next, from where the owner is.
+    fn next_step(&self) -> Step {
+        let since = Duration::from_nanos(
+            self.now_ns()
+                .saturating_sub(self.owner_moved_at.load(Ordering::Relaxed)),
+        );
+        if self.owner_in_wait.load(Ordering::SeqCst) {
+            if since >= DOZE_AFTER {
+                Step::Doze
+            } else {
+                Step::Nap(TAKE_OVER_AFTER)
+            }
+        } else if since >= TAKE_OVER_AFTER {
+            Step::TakeOver
+        } else {
+            Step::Nap(TAKE_OVER_AFTER - since)
+        }
+    }
+
+    /// Sleeps until the owning thread leaves `wait_io` (or the watcher
+    /// closes: `close` wakes this thread too).
+    fn doze(&self) {
+        self.dozing.store(true, Ordering::SeqCst);
+        if self.owner_in_wait.load(Ordering::SeqCst) && !self.shared.is_closed() {
+            std::thread::park();
+        }
+        self.dozing.store(false, Ordering::SeqCst);
+    }
+}
+
+impl<P: Poller, C, B: IoBuf> Relay<P, C, B> {
+    /// The background thread: watch the owner, turn the engine while it
+    /// is away, and shut the engine down once the watcher is closed.
+    fn run(&self) {
+        // How long to sleep between looks at an owner that keeps coming
+        // back: doubled by every look that finds nothing to do.
+        let mut nap = TAKE_OVER_AFTER;
+        loop {
+            if self.shared.is_closed() {
+                self.finish();
+                return;
+            }
+            match self.next_step() {
+                Step::Nap(time) => {
+                    std::thread::park_timeout(time.max(nap));
+                    nap = (nap * 2).min(MAX_NAP);
+                }
+                Step::Doze => self.doze(),
+                Step::TakeOver => {
+                    nap = TAKE_OVER_AFTER;
+                    match self.free_engine() {
+                        Some(mut engine) => {
+                            self.turn_while_away(&mut engine);
+                            if engine.is_finished() {
+                                return;
+                            }
+                        }
+                        None => std::thread::park_timeout(TAKE_OVER_AFTER),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns the engine until the owner asks for it back or the engine
+    /// has shut down.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
+    fn turn_while_away(&self, engine: &mut Engine<P, C, B>) {
+        while !engine.is_finished() && !self.shared.owner_waits() {
+            let turned = self.guarded(engine, |e| {
+                let failure = e.turn(Sleep::UpTo, None).err();
+                if failure.is_some() || e.close_requested() {
+                    e.shutdown();
+                }
+                failure
+            });
+            if let Some(Some(e)) = turned {
+                crate::diag::error_event!(error = %e, "poller failed; shutting the watcher down");
+                self.end(Ending::Failed(e));
+            }
+        }
+    }
+
+    /// Shuts the engine down after a close, unless the owner's `wait_io`
+    /// already did.
+    fn finish(&self) {
+        let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        if !engine.is_finished() {
+            self.guarded(&mut engine, |e| e.shutdown());
+        }
     }
 }
 
@@ -168,36 +472,5 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "(a panic payload that is not a string)".to_string()
-    }
-}
-
-/// The loop of [`run_background`].
-#[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
-fn turn_until_finished<P: Poller, C, B: IoBuf>(engine: &mut Engine<P, C, B>, mailbox: &Mailbox<C, B>) {
-    loop {
-        let failure = engine.turn(Sleep::UpTo, None).err();
-        if let Some(e) = &failure {
-            crate::diag::error_event!(error = %e, "poller failed; shutting the watcher down");
-        }
-        if failure.is_some() || engine.close_requested() {
-            engine.shutdown();
-        }
-        let finished = engine.is_finished();
-        if !engine.ready_mut().is_empty() || finished {
-            let mut inbox = mailbox.lock();
-            crate::engine::hand_over(engine.ready_mut(), &mut inbox.batch);
-            if failure.is_some() {
-                inbox.failure = failure;
-            }
-            inbox.finished |= finished;
-            let waiting = inbox.waiting;
-            drop(inbox);
-            if waiting {
-                mailbox.ready.notify_one();
-            }
-        }
-        if finished {
-            return;
-        }
     }
 }

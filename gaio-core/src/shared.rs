@@ -68,6 +68,10 @@ pub(crate) struct Shared<P, C, B> {
     /// submitter to see it clears it and wakes the poller. Later submitters
     /// see it clear and skip the wake-up system call.
     sleeping: AtomicBool,
+    /// Background mode: the owning thread waits for the engine the
+    /// background thread holds (see `background`). The engine must not
+    /// sleep in the poller, and its holder hands it over after the turn.
+    owner_waiting: AtomicBool,
     next_gen: AtomicU32,
     /// This watcher's identity, unique in the process: every `Conn` it
     /// hands out carries it, so a handle given to another watcher is
@@ -92,6 +96,7 @@ impl<P: Poller, C, B> Shared<P, C, B> {
             poller,
             queue: CommandQueue::new(),
             sleeping: AtomicBool::new(false),
+            owner_waiting: AtomicBool::new(false),
             next_gen: AtomicU32::new(1),
             id: NEXT_WATCHER_ID.fetch_add(1, Ordering::Relaxed),
             engine_tid: AtomicI32::new(0),
@@ -257,7 +262,7 @@ impl<P: Poller, C, B> Shared<P, C, B> {
     /// if it must not block because work arrived meanwhile.
     pub(crate) fn prepare_sleep(&self) -> bool {
         self.sleeping.store(true, Ordering::SeqCst);
-        if self.queue.is_pending() || self.is_closed() {
+        if self.queue.is_pending() || self.is_closed() || self.owner_waiting.load(Ordering::SeqCst) {
             self.sleeping.store(false, Ordering::SeqCst);
             return false;
         }
@@ -273,5 +278,25 @@ impl<P: Poller, C, B> Shared<P, C, B> {
     /// Called by the engine after the poller returned.
     pub(crate) fn woke(&self) {
         self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Background mode: the owning thread asks for the engine, waking it
+    /// if it sleeps in the poller. SeqCst pairs with `prepare_sleep`: the
+    /// engine either sees the request or is woken.
+    pub(crate) fn ask_for_engine(&self) {
+        self.owner_waiting.store(true, Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            let _ = self.poller.wake();
+        }
+    }
+
+    /// Background mode: the owning thread has the engine it asked for.
+    pub(crate) fn got_engine(&self) {
+        self.owner_waiting.store(false, Ordering::SeqCst);
+    }
+
+    /// Background mode: the owning thread waits for the engine.
+    pub(crate) fn owner_waits(&self) -> bool {
+        self.owner_waiting.load(Ordering::SeqCst)
     }
 }

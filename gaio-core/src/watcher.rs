@@ -12,10 +12,7 @@ use crate::background::Background;
 use crate::engine::{Config, Engine};
 use crate::request::Request;
 use crate::shared::Shared;
-use crate::submit::{
-    cancel_timer_shared, close_gracefully_shared, deadline_after, free_shared, submit_shared,
-    watch_listener_shared, watch_shared, SubmitResult,
-};
+use crate::submit::{deadline_after, SubmitResult};
 use crate::{
     affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, SocketRef, Submit, Submitter,
 };
@@ -28,9 +25,17 @@ pub enum Mode {
     /// thread try the I/O at once and cross no thread boundary at all.
     #[default]
     Inline,
-    /// A background thread runs the I/O (gaio's model), so data keeps
-    /// flowing while the user is busy with results; `wait_io` receives
-    /// batches from it.
+    /// The I/O keeps flowing while the user is busy with results (gaio's
+    /// model): a thread of the watcher's own turns the engine whenever
+    /// the owning thread has been away from `wait_io` for about a
+    /// millisecond, and hands it back when that thread waits again.
+    ///
+    /// While the owning thread is in `wait_io` it runs the I/O itself, as
+    /// in inline mode, so a server that answers each batch promptly pays
+    /// no hand-off between threads and runs at inline mode's speed. One
+    /// that works on a batch for longer pays one hand-off each way per such
+    /// batch, and meanwhile writes drain, reads fill, deadlines and timers
+    /// fire. An idle watcher's background thread sleeps.
     Background,
 }
 
@@ -259,8 +264,10 @@ fn in_range(name: &'static str, value: usize, min: usize, max: usize) -> Result<
 /// [`Error::WatcherClosed`], the pending requests come back from
 /// `wait_io` with [`Error::WatcherClosed`], and from then on every
 /// `wait_io` fails with [`Error::Panicked`].
-/// * In [`Mode::Background`] the engine thread catches the panic and
-///   passes its message on; a `wait_io` blocked at that moment wakes up.
+/// * In [`Mode::Background`] the panic is caught on whichever thread ran
+///   the I/O (the background thread, or the owning thread inside
+///   `wait_io` or a submission) and its message passed on; a `wait_io`
+///   blocked at that moment wakes up.
 /// * In [`Mode::Inline`] the panic happens on the caller's thread, inside
 ///   the call that ran the user code (`wait_io`, or a submission that tried
 ///   the I/O at once), and unwinds into the caller like any panic of its
@@ -280,7 +287,7 @@ pub struct Watcher<P: Poller, C, B> {
 
 enum Driver<P: Poller, C, B> {
     Inline(Box<Engine<P, C, B>>),
-    Background(Background<C, B>),
+    Background(Background<P, C, B>),
 }
 
 #[cfg(test)]
@@ -344,7 +351,7 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// fn f<P: Poller>(w: &Watcher<P, (), Vec<u8>>) {
     ///     match w.mode() {
     ///         Mode::Inline => println!("the I/O runs in wait_io"),
-    ///         Mode::Background => println!("the I/O runs on a thread of its own"),
+    ///         Mode::Background => println!("the I/O goes on while this thread is busy"),
     ///         _ => {}
     ///     }
     /// }
@@ -596,8 +603,10 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     }
 
     /// Pins the thread that runs the I/O to CPU `cpu`: the background
-    /// thread in background mode, the calling thread in inline mode (call
-    /// it from the thread that calls `wait_io`).
+    /// thread in background mode (which runs the I/O while the owning
+    /// thread is busy; while it waits, the owning thread runs it), the
+    /// calling thread in inline mode (call it from the thread that calls
+    /// `wait_io`).
     ///
     /// gaio has separate poller and loop affinities because it runs two
     /// goroutines; here polling and the I/O loop are one thread, so one
@@ -663,7 +672,7 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
         let (op, conn) = (request.op(), request.conn());
         let result = match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.submit(request)),
-            Driver::Background(_) => submit_shared(&self.shared, request),
+            Driver::Background(bg) => bg.submit(request),
         };
         match result {
             // Closed from another thread (or by a graceful close's end)
@@ -683,7 +692,7 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     fn watch(&mut self, fd: impl Into<OwnedFd>) -> Result<Conn, Error> {
         match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.watch(fd.into())),
-            Driver::Background(_) => watch_shared(&self.shared, fd.into()),
+            Driver::Background(bg) => bg.watch(fd.into()),
         }
     }
 
@@ -694,14 +703,14 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     ) -> Result<Listener, Error> {
         match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.watch_listener(listener.into(), options)),
-            Driver::Background(_) => watch_listener_shared(&self.shared, listener.into(), options),
+            Driver::Background(bg) => bg.watch_listener(listener.into(), options),
         }
     }
 
     fn free(&mut self, conn: Conn) -> Result<(), Error> {
         match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.free(conn)),
-            Driver::Background(_) => free_shared(&self.shared, conn),
+            Driver::Background(bg) => bg.free(conn),
         }
     }
 
@@ -709,12 +718,9 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
         self.told_closed = true;
         match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.shutdown()),
-            Driver::Background(bg) => {
-                // Wait for the I/O thread to finish shutting down, so every
-                // socket is closed when `close` returns, as in inline mode.
-                self.shared.close();
-                bg.join();
-            }
+            // Waits for the I/O thread to finish shutting down, so every
+            // socket is closed when `close` returns, as in inline mode.
+            Driver::Background(bg) => bg.close(),
         }
     }
 
@@ -724,14 +730,14 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
                 let deadline = deadline_after(timeout);
                 engine.guarded(|e| e.close_gracefully(deadline));
             }
-            Driver::Background(_) => close_gracefully_shared(&self.shared, timeout),
+            Driver::Background(bg) => bg.close_gracefully(timeout),
         }
     }
 
     fn cancel_timer(&mut self, timer: crate::Timer) -> Result<(), Error> {
         match &mut self.driver {
             Driver::Inline(engine) => engine.guarded(|e| e.cancel_timer(timer)),
-            Driver::Background(_) => cancel_timer_shared(&self.shared, timer),
+            Driver::Background(bg) => bg.cancel_timer(timer),
         }
         Ok(())
     }
@@ -741,7 +747,7 @@ impl<P: Poller, C, B> Drop for Watcher<P, C, B> {
     fn drop(&mut self) {
         self.shared.close();
         match &mut self.driver {
-            Driver::Background(bg) => bg.join(),
+            Driver::Background(bg) => bg.close(),
             // Closes every descriptor, including those handed over through
             // a `Submitter` and still queued (the queue outlives the
             // watcher while a `Submitter` lives). After a panic went

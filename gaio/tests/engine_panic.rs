@@ -2,7 +2,9 @@
 //! `as_bytes_mut` panics) runs on the thread that does the I/O. The watcher
 //! must not hang its waiter or leak its sockets:
 //!
-//! * background mode: the engine thread's panic closes the watcher; a
+//! * background mode: the panic is caught on the thread that ran the I/O
+//!   (the owning thread inside `wait_io` or a submission, or the
+//!   background thread while the owner is busy) and closes the watcher; a
 //!   blocked `wait_io` wakes, the pending requests come back with
 //!   `WatcherClosed`, then `wait_io` fails with `Panicked` (with the
 //!   message) on every call; submitters are refused; sockets are closed;
@@ -201,6 +203,34 @@ fn after_a_panic_on_the_engine_thread_wait_io_keeps_failing_and_submitters_are_r
     w.read(trapped, 2, Trapped::armed()).expect("read");
     after_the_panic(&mut w, &mut [c1, c2], quiet, BOOM);
     drop(w);
+    fds.check();
+}
+
+#[test]
+fn a_panic_on_the_background_thread_while_the_owner_is_busy_closes_the_watcher() {
+    let fds = util::FdCheck::new();
+    let mut w: Watcher<u32, Trapped> = util::watcher(Mode::Background);
+    let (mut c1, s1) = util::tcp_pair();
+    let (mut c2, s2) = util::tcp_pair();
+    timeouts(&c1);
+    timeouts(&c2);
+    let quiet = w.watch(s1).expect("watch");
+    let trapped = w.watch(s2).expect("watch");
+    w.read(quiet, 1, Trapped::safe()).expect("read");
+    // The owner leaves `wait_io` and stays away: the background thread
+    // takes the engine. The trapped read arrives from another thread.
+    util::expect_quiet(&mut w, Duration::from_millis(10));
+    let mut sub = w.submitter();
+    thread::spawn(move || sub.read(trapped, 2, Trapped::armed()).expect("read"))
+        .join()
+        .expect("submitting thread");
+    // With no call from the owner, the background thread runs the read,
+    // panics and closes the watcher: both peers see their socket close.
+    for peer in [&mut c1, &mut c2] {
+        assert!(read_to_eof(peer).is_empty());
+    }
+    after_the_panic(&mut w, &mut [], quiet, BOOM);
+    drop((w, c1, c2));
     fds.check();
 }
 

@@ -161,6 +161,7 @@ impl Plan {
         cases.push(Case::Idle {
             conns: 10_000,
             settle_ms,
+            cpu_secs: if opts.quick { 2.0 } else { 10.0 },
         });
         let (cost_conns, cost_rounds): (&[usize], u64) = if opts.quick {
             (&[64], 50)

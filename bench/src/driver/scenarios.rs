@@ -48,6 +48,9 @@ pub enum Case {
         conns: usize,
         /// Time left for the server to settle before RSS is read.
         settle_ms: u64,
+        /// How long the server's CPU time is watched with the first 1,000
+        /// connections open and silent.
+        cpu_secs: f64,
     },
     /// User-space instructions and system calls per 64-byte round trip,
     /// counted under callgrind.
@@ -178,7 +181,11 @@ pub fn measure(exe: &Path, case: &Case, imp: Impl) -> Result<Metrics, BenchError
         Case::Throughput { size, volume } => throughput(exe, imp, size, volume),
         Case::Concurrent { conns } => concurrent(exe, imp, conns),
         Case::PingPong { conns, secs } => ping_pong(exe, imp, conns, secs),
-        Case::Idle { conns, settle_ms } => idle(exe, imp, conns, settle_ms),
+        Case::Idle {
+            conns,
+            settle_ms,
+            cpu_secs,
+        } => idle(exe, imp, conns, settle_ms, cpu_secs),
         Case::Allocs {
             conns,
             warmup,
@@ -433,7 +440,7 @@ fn ping_pong_metrics(mut out: Outcome, cpu: f64, cpu_stat: f64) -> Metrics {
 /// the first chunk of each table) are not charged to connections.
 const IDLE_BASE_CONNS: usize = 1_000;
 
-fn idle(exe: &Path, imp: Impl, conns: usize, settle_ms: u64) -> Result<Metrics, BenchError> {
+fn idle(exe: &Path, imp: Impl, conns: usize, settle_ms: u64, cpu_secs: f64) -> Result<Metrics, BenchError> {
     let mut server = ServerProc::start(exe, imp, Variant::Idle)?;
     server.stats()?; // warms the control channel up
     std::thread::sleep(Duration::from_millis(settle_ms / 2));
@@ -442,6 +449,13 @@ fn idle(exe: &Path, imp: Impl, conns: usize, settle_ms: u64) -> Result<Metrics, 
     let base = connect(&mut server, base_conns)?;
     std::thread::sleep(Duration::from_millis(settle_ms / 2));
     let before = server.rss_bytes()?;
+    // What the server spends doing nothing: every connection has a read
+    // pending and no byte arrives.
+    let cpu_start = server.cpu()?;
+    let watched = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(cpu_secs));
+    let (idle_cpu, _) = server.cpu()?.since(&cpu_start);
+    let idle_cpu_pct = idle_cpu * 100.0 / watched.elapsed().as_secs_f64();
     let more = connect_more(&mut server, conns - base_conns, base_conns as u64)?;
     std::thread::sleep(Duration::from_millis(settle_ms));
     let after = server.rss_bytes()?;
@@ -453,6 +467,7 @@ fn idle(exe: &Path, imp: Impl, conns: usize, settle_ms: u64) -> Result<Metrics, 
         ("rss_per_conn_from_empty_b", per(empty, conns)),
         ("rss_empty_mib", mib(empty)),
         ("rss_after_mib", mib(after)),
+        ("idle_cpu_pct", idle_cpu_pct),
     ])
 }
 

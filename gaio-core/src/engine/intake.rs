@@ -26,7 +26,7 @@ pub(super) type Refused<C, B> = (Request<C, B>, Error);
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
-    pub(super) fn drain_commands(&mut self) {
+    pub(crate) fn drain_commands(&mut self) {
         if !self.shared.queue.is_pending() {
             return;
         }

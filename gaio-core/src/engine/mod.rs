@@ -272,8 +272,24 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 
     /// Submits from the owning thread: the I/O is tried at once when the
     /// request is first in its list and the descriptor is known ready.
+    /// A request the connection's state refuses (a read on a listener, a
+    /// stale handle) is refused here, at once.
     #[inline]
-    pub(crate) fn submit(&mut self, mut req: Request<C, B>) -> Result<(), Rejected<C, B>> {
+    pub(crate) fn submit(&mut self, req: Request<C, B>) -> Result<(), Rejected<C, B>> {
+        self.submit_refusing(req, true)
+    }
+
+    /// [`submit`](Self::submit) for a background-mode watcher's owner,
+    /// whose requests may travel through the command queue: a request the
+    /// connection's state refuses completes with the error, as a queued
+    /// one does, so the answer does not depend on who held the engine.
+    #[inline]
+    pub(crate) fn submit_as_queued(&mut self, req: Request<C, B>) -> Result<(), Rejected<C, B>> {
+        self.submit_refusing(req, false)
+    }
+
+    #[inline]
+    fn submit_refusing(&mut self, mut req: Request<C, B>, refuse: bool) -> Result<(), Rejected<C, B>> {
         if self.finished || self.shared.is_closed() {
             return Err(req.reject(Error::WatcherClosed));
         }
@@ -294,7 +310,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         // Commands queued by other threads may have happened before this
         // call (a `Watch` of this very connection, say): apply them first.
         self.drain_commands();
-        self.apply_request(req).map_err(|(req, error)| req.reject(error))
+        match self.apply_request(req) {
+            Ok(()) => Ok(()),
+            Err((req, error)) if refuse => Err(req.reject(error)),
+            Err((req, error)) => {
+                self.ready.push(complete::completion_of(req, error));
+                Ok(())
+            }
+        }
     }
 
     /// A connect from the owning thread: dialled here, taken in at once.

@@ -16,7 +16,11 @@ fn case_json(c: &Case) -> Value {
         Case::Throughput { size, volume } => json!({"size": size, "volume": volume}),
         Case::Concurrent { conns } => json!({"conns": conns, "msg": CONCURRENT_MSG}),
         Case::PingPong { conns, secs } => json!({"conns": conns, "secs": secs, "msg": PING_MSG}),
-        Case::Idle { conns, settle_ms } => json!({"conns": conns, "settle_ms": settle_ms}),
+        Case::Idle {
+            conns,
+            settle_ms,
+            cpu_secs,
+        } => json!({"conns": conns, "settle_ms": settle_ms, "cpu_secs": cpu_secs}),
         Case::Allocs {
             conns,
             warmup,

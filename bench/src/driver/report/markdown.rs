@@ -219,7 +219,9 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
              server divided by N, which does include them, is shown too. User-space memory only: \
              kernel socket memory is not in RSS. \
              100k idle connections are not possible here: the hard RLIMIT_NOFILE is 20000 per process, \
-             so neither the server nor the driver can hold 100k sockets.\n\n",
+             so neither the server nor the driver can hold 100k sockets. Idle CPU: the server's \
+             CPU time (user + system, every thread) while the first 1,000 connections sit silent, \
+             as a share of one core.\n\n",
         );
         table(
             &mut o,
@@ -232,6 +234,7 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
                 col("from empty B/conn", "rss_per_conn_from_empty_b", false),
                 col("RSS empty MiB", "rss_empty_mib", false),
                 col("RSS after MiB", "rss_after_mib", false),
+                col("idle CPU % of a core", "idle_cpu_pct", false),
             ],
         );
         o.push_str("What one idle connection holds:\n\n");
