@@ -9,8 +9,8 @@
 //!   and the completions all on the waiting thread, nothing crossing
 //!   threads. Its submissions take the engine too when it is free, so the
 //!   I/O is tried at once, as in inline mode.
-//! * **The background thread, once the owner has been away for
-//!   [`TAKE_OVER_AFTER`].** It takes the engine and turns it until the
+//! * **The background thread, once the owner has been away from
+//!   `wait_io` for a while** (at least [`TAKE_OVER_AFTER`]). It takes the engine and turns it until the
 //!   owner comes back, so writes keep draining, reads keep filling and
 //!   deadlines and timers keep firing while the owner works on a batch.
 //!   Completions collect in the engine until the next `wait_io`. The
@@ -20,16 +20,19 @@
 //!   background thread hands the engine over after that turn.
 //!
 //! A server answering each batch quickly therefore never crosses threads,
-//! and pays what inline mode pays; one that works longer than
-//! `TAKE_OVER_AFTER` on a batch pays one hand-off each way per long
-//! batch. To notice that the owner is away, the background thread looks
-//! at it now and then while it is active: every `TAKE_OVER_AFTER` at
-//! first, less often (up to [`MAX_NAP`]) while the owner keeps coming
-//! back in time, so the engine is taken over between `TAKE_OVER_AFTER`
-//! and `TAKE_OVER_AFTER + MAX_NAP` after the owner left. Once the owner has
-//! sat in `wait_io` for [`DOZE_AFTER`] (an idle server) the background
-//! thread sleeps until the owner leaves `wait_io`, so an idle watcher
-//! costs no CPU.
+//! and pays what inline mode pays; one that works longer on a batch pays
+//! one hand-off each way per long batch.
+//!
+//! To notice that the owner is away, the background thread looks at it
+//! now and then: the owner counts its moves in and out of `wait_io` (a
+//! store per move, no clock), and two looks a nap apart that see the same
+//! count, outside `wait_io`, mean it has been away for that long. Naps
+//! start at `TAKE_OVER_AFTER` and double up to [`MAX_NAP`] while the owner
+//! keeps moving, so a busy server's owner is looked at about 125 times a
+//! second and a busy owner is relieved within `2 × MAX_NAP` at most. Once
+//! the owner has sat in one `wait_io` for [`DOZE_AFTER`] (an idle server)
+//! the background thread sleeps until the owner leaves it, so an idle
+//! watcher costs no CPU.
 //!
 //! A panic in the engine (user code it calls: buffers, `Drop` and `Clone`
 //! of contexts) is caught on whichever thread it happens: the watcher
@@ -53,15 +56,16 @@ use crate::{
     affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, Request, SubmitResult,
 };
 
-/// How long the owning thread may stay away from `wait_io` before the
-/// background thread takes the engine and turns it.
+/// The shortest time the owning thread stays away from `wait_io` before
+/// the background thread takes the engine: its first nap after taking
+/// over or after the owner idled.
 pub(crate) const TAKE_OVER_AFTER: Duration = Duration::from_millis(1);
 
 /// The longest the background thread sleeps between two looks at an
-/// owner that keeps coming back to `wait_io` in time. Each look that finds
-/// nothing to do doubles the sleep from [`TAKE_OVER_AFTER`] up to this, so
-/// a busy server's owner is checked on about 125 times a second (each look
-/// is a timer wake-up: some 20 µs of CPU on a virtual machine).
+/// owner that keeps coming back to `wait_io`. Each look that finds the
+/// owner moved doubles the nap from [`TAKE_OVER_AFTER`] up to this: each
+/// look is a timer wake-up, which costs 20–50 µs of CPU on this
+/// benchmark's virtual machine.
 pub(crate) const MAX_NAP: Duration = Duration::from_millis(8);
 
 /// How long the owning thread sits in `wait_io` before the background
@@ -81,15 +85,14 @@ struct Relay<P: Poller, C, B> {
     /// Whoever holds it turns it.
     engine: Mutex<Engine<P, C, B>>,
     shared: Arc<Shared<P, C, B>>,
-    /// The owning thread is inside `wait_io`.
-    owner_in_wait: AtomicBool,
-    /// When the owning thread last entered or left `wait_io`, in
-    /// nanoseconds since `epoch`.
-    owner_moved_at: AtomicU64,
+    /// How many times the owning thread has entered or left `wait_io`:
+    /// odd while it is inside. Only the owning thread writes it; the
+    /// background thread compares two looks to tell an owner that stayed
+    /// away (or inside) from one that came and went.
+    owner_moves: AtomicU64,
     /// The background thread sleeps until the owning thread leaves
     /// `wait_io`, which then wakes it.
     dozing: AtomicBool,
-    epoch: Instant,
     ending: Mutex<Option<Ending>>,
 }
 
@@ -104,10 +107,8 @@ impl<P: Poller, C: Send + 'static, B: IoBuf> Background<P, C, B> {
         let relay = Arc::new(Relay {
             engine: Mutex::new(engine),
             shared: Arc::clone(shared),
-            owner_in_wait: AtomicBool::new(false),
-            owner_moved_at: AtomicU64::new(0),
+            owner_moves: AtomicU64::new(0),
             dozing: AtomicBool::new(false),
-            epoch: Instant::now(),
             ending: Mutex::new(None),
         });
         let (started_tx, started_rx) = std::sync::mpsc::channel();
@@ -140,7 +141,7 @@ impl<P: Poller, C, B: IoBuf> Background<P, C, B> {
         limit: Option<Instant>,
     ) -> Result<usize, Error> {
         let relay = &*self.relay;
-        relay.owner_moves(true);
+        relay.owner_moves();
         let mut engine = relay.engine_for_owner();
         let waited = match relay.guarded(&mut engine, |e| e.wait(out, limit)) {
             // The poller failed: as on the background thread, the watcher
@@ -169,7 +170,7 @@ impl<P: Poller, C, B: IoBuf> Background<P, C, B> {
             Some(other) => other,
         };
         drop(engine);
-        relay.owner_moves(false);
+        relay.owner_moves();
         if relay.dozing.load(Ordering::SeqCst) {
             self.wake_thread();
         }
@@ -278,25 +279,23 @@ impl<P: Poller, C, B> Background<P, C, B> {
 
 /// What the background thread does next.
 enum Step {
-    /// Take the engine: the owner has been away long enough.
+    /// Take the engine: the owner has been away since the last look.
     TakeOver,
-    /// Look again after this long.
-    Nap(Duration),
-    /// Sleep until the owner leaves `wait_io`.
-    Doze,
+    /// Look again after a nap.
+    Nap,
+    /// Sleep until the owner leaves the `wait_io` it is in (at this move
+    /// count).
+    Doze(u64),
 }
 
 impl<P: Poller, C, B> Relay<P, C, B> {
-    fn now_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// The owning thread enters (`true`) or leaves `wait_io`.
-    fn owner_moves(&self, entering: bool) {
-        self.owner_moved_at.store(self.now_ns(), Ordering::Relaxed);
+    /// The owning thread enters or leaves `wait_io`.
+    fn owner_moves(&self) {
+        // Only this thread writes the count, so a load and a store do.
         // SeqCst pairs with `doze`: the background thread either sees the
         // owner leave or is woken by it.
-        self.owner_in_wait.store(entering, Ordering::SeqCst);
+        let moves = self.owner_moves.load(Ordering::Relaxed);
+        self.owner_moves.store(moves.wrapping_add(1), Ordering::SeqCst);
     }
 
     /// The engine for the owning thread's `wait_io`: at once if it is
@@ -371,34 +370,45 @@ impl<P: Poller, C, B> Relay<P, C, B> {
         }
     }
 
-    /// What the background thread does next, from where the owner is.
-    fn next_step(&self) -> Step {
-        let since = Duration::from_nanos(
-            self.now_ns()
-                .saturating_sub(self.owner_moved_at.load(Ordering::Relaxed)),
-        );
-        if self.owner_in_wait.load(Ordering::SeqCst) {
-            if since >= DOZE_AFTER {
-                Step::Doze
-            } else {
-                Step::Nap(TAKE_OVER_AFTER)
-            }
-        } else if since >= TAKE_OVER_AFTER {
+    /// What the background thread does next, given the owner's move count
+    /// at its last look (`seen`) and when that count was first seen.
+    fn next_step(&self, seen: &mut Seen) -> Step {
+        let moves = self.owner_moves.load(Ordering::SeqCst);
+        if moves != seen.moves {
+            // The owner came or went since the last look.
+            *seen = Seen {
+                moves,
+                since: Instant::now(),
+            };
+            return Step::Nap;
+        }
+        if moves % 2 == 0 {
+            // Away from `wait_io` since before the last look, a nap ago.
             Step::TakeOver
+        } else if seen.since.elapsed() >= DOZE_AFTER {
+            Step::Doze(moves)
         } else {
-            Step::Nap(TAKE_OVER_AFTER - since)
+            Step::Nap
         }
     }
 
-    /// Sleeps until the owning thread leaves `wait_io` (or the watcher
-    /// closes: `close` wakes this thread too).
-    fn doze(&self) {
+    /// Sleeps until the owning thread leaves the `wait_io` it was in at
+    /// move count `moves` (or the watcher closes: `close` wakes this
+    /// thread too).
+    fn doze(&self, moves: u64) {
         self.dozing.store(true, Ordering::SeqCst);
-        if self.owner_in_wait.load(Ordering::SeqCst) && !self.shared.is_closed() {
+        if self.owner_moves.load(Ordering::SeqCst) == moves && !self.shared.is_closed() {
             std::thread::park();
         }
         self.dozing.store(false, Ordering::SeqCst);
     }
+}
+
+/// The owner's move count at the background thread's last look, and when
+/// it was first seen.
+struct Seen {
+    moves: u64,
+    since: Instant,
 }
 
 impl<P: Poller, C, B: IoBuf> Relay<P, C, B> {
@@ -408,19 +418,29 @@ impl<P: Poller, C, B: IoBuf> Relay<P, C, B> {
         // How long to sleep between looks at an owner that keeps coming
         // back: doubled by every look that finds nothing to do.
         let mut nap = TAKE_OVER_AFTER;
+        let mut seen = Seen {
+            moves: u64::MAX,
+            since: Instant::now(),
+        };
         loop {
             if self.shared.is_closed() {
                 self.finish();
                 return;
             }
-            match self.next_step() {
-                Step::Nap(time) => {
-                    std::thread::park_timeout(time.max(nap));
+            match self.next_step(&mut seen) {
+                Step::Nap => {
+                    std::thread::park_timeout(nap);
                     nap = (nap * 2).min(MAX_NAP);
                 }
-                Step::Doze => self.doze(),
+                Step::Doze(moves) => {
+                    self.doze(moves);
+                    nap = TAKE_OVER_AFTER;
+                }
                 Step::TakeOver => {
                     nap = TAKE_OVER_AFTER;
+                    // Once handed back, the owner's next move starts the
+                    // watch afresh.
+                    seen.moves = u64::MAX;
                     match self.free_engine() {
                         Some(mut engine) => {
                             self.turn_while_away(&mut engine);
