@@ -36,7 +36,7 @@ echo "   docs ok"
 MSRV=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 echo "== the declared rust-version ($MSRV) builds the libraries"
 rustup toolchain install "$MSRV" --profile minimal >/dev/null 2>&1 || true
-CARGO_TARGET_DIR=target/msrv cargo +"$MSRV" check --quiet -p gaio-core -p gaio-epoll -p gaio-poll -p gaio --lib
+CARGO_TARGET_DIR=target/msrv cargo +"$MSRV" check --quiet -p gaio-core -p gaio-epoll -p gaio-poll -p gaio-uring -p gaio --lib
 echo "   rust $MSRV: ok"
 
 echo "== cargo package: the library crates are publishable as they stand"
@@ -49,7 +49,7 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 rm -rf target/package-check "$cargo_home"/registry/src/*/gaio-*-0.* "$cargo_home"/registry/src/*/gaio-0.* \
     "$cargo_home"/registry/cache/*/gaio-*-0.*.crate "$cargo_home"/registry/cache/*/gaio-0.*.crate
 CARGO_TARGET_DIR=target/package-check cargo package --quiet --allow-dirty \
-    -p gaio-core -p gaio-epoll -p gaio-poll -p gaio-kqueue -p gaio
+    -p gaio-core -p gaio-epoll -p gaio-poll -p gaio-kqueue -p gaio-uring -p gaio
 echo "   packages ok"
 
 echo "== actionlint ci/github/ci.yml"
