@@ -21,6 +21,7 @@
 #![cfg(target_os = "linux")]
 #![deny(missing_debug_implementations)]
 
+mod buf_ring;
 mod probe;
 
 pub use probe::{probe, Support, Unavailable, REQUIRED_OPCODES};
