@@ -23,5 +23,6 @@
 
 mod buf_ring;
 mod probe;
+mod ring;
 
 pub use probe::{probe, Support, Unavailable, REQUIRED_OPCODES};

@@ -1,0 +1,338 @@
+//! One io_uring ring as the engine turns it: set up with the best flags
+//! the probe found, entered at most once per turn (submitting and waiting
+//! in the same call, the nearest deadline as the wait's timeout), and woken
+//! from other threads through an eventfd the ring keeps a read on.
+//!
+//! Used by the completion engine (issue 15, in progress); until that lands
+//! only the tests drive it.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::types::{SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use rustix::event::{eventfd, EventfdFlags};
+use rustix::io::Errno;
+
+/// The user data of the eventfd read that wakes the ring. The engine's
+/// own user data never take this value.
+pub(crate) const WAKE: u64 = u64::MAX;
+
+/// The user data of the cancel sent for the wake read on drop.
+const CANCEL_WAKE: u64 = u64::MAX - 1;
+
+/// How long dropping a ring waits for its wake read to be cancelled
+/// before it leaks the read's 8-byte target instead of freeing it under
+/// the kernel.
+const DROP_WAIT: Duration = Duration::from_secs(1);
+
+/// Wake-read targets leaked by rings dropped in tests.
+#[cfg(test)]
+static LEAKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A ring, its wake-up eventfd, and the eventfd read's target.
+pub(crate) struct Ring {
+    uring: IoUring,
+    wake: Arc<OwnedFd>,
+    /// Where the eventfd read puts the counter: the kernel writes it while
+    /// the read is in flight, so it lives on the heap, at a fixed address.
+    wake_target: Box<u64>,
+    /// The eventfd read is in flight.
+    wake_armed: bool,
+}
+
+/// Wakes a ring's waiting thread from any thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Waker(Arc<OwnedFd>);
+
+impl Waker {
+    /// Adds one to the eventfd: the ring's read on it completes, and a wait
+    /// in progress (or the next one) returns.
+    pub(crate) fn wake(&self) -> io::Result<()> {
+        match rustix::io::write(&*self.0, &1u64.to_ne_bytes()) {
+            // The counter is at its maximum: a wake-up is pending anyway.
+            Ok(_) | Err(Errno::AGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Ring {
+    /// A ring with room for `entries` submissions, set up as the probe
+    /// found best (`Unsupported` if no ring can be used here).
+    pub(crate) fn new(entries: u32) -> io::Result<Ring> {
+        let support =
+            crate::probe().map_err(|why| io::Error::new(io::ErrorKind::Unsupported, why.to_string()))?;
+        let mut builder = IoUring::builder();
+        if support.single_issuer {
+            builder.setup_single_issuer();
+        }
+        if support.defer_taskrun {
+            builder.setup_defer_taskrun();
+        } else if support.coop_taskrun {
+            builder.setup_coop_taskrun();
+        }
+        let uring = builder.build(entries)?;
+        // Blocking: the ring's read on it waits inside the kernel.
+        let wake = eventfd(0, EventfdFlags::CLOEXEC)?;
+        Ok(Ring {
+            uring,
+            wake: Arc::new(wake),
+            wake_target: Box::new(0),
+            wake_armed: false,
+        })
+    }
+
+    /// A handle that wakes this ring from another thread.
+    pub(crate) fn waker(&self) -> Waker {
+        Waker(Arc::clone(&self.wake))
+    }
+
+    /// Queues `sqe`, submitting what is queued first if the submission
+    /// queue is full.
+    ///
+    /// # Safety
+    ///
+    /// Whatever `sqe` points to (buffers, addresses, the descriptor) must
+    /// stay valid until its completion has been taken from
+    /// [`next_completion`](Self::next_completion), and its user data must
+    /// not be [`WAKE`].
+    pub(crate) unsafe fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: the caller keeps what the entry points to valid
+            // until its completion (this function's contract).
+            if unsafe { self.uring.submission().push(sqe) }.is_ok() {
+                return Ok(());
+            }
+            // Full: hand the queued entries to the kernel, which copies
+            // them out, and try again.
+            self.submit_only()?;
+        }
+    }
+
+    /// One turn's entry into the kernel: submits what is queued and waits
+    /// for a completion up to `timeout` (`None`: until one comes;
+    /// `Some(ZERO)`: not at all). Skipped entirely when completions are
+    /// already waiting and nothing is queued.
+    pub(crate) fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.arm_wake()?;
+        let queued = !self.uring.submission().is_empty();
+        if !self.uring.completion().is_empty() {
+            return if queued { self.submit_only() } else { Ok(()) };
+        }
+        let entered = match timeout {
+            Some(t) if t.is_zero() => self.uring.submitter().submit_and_wait(0),
+            Some(t) => {
+                let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+                self.uring
+                    .submitter()
+                    .submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+            }
+            None => self.uring.submitter().submit_and_wait(1),
+        };
+        match entered {
+            Ok(_) => Ok(()),
+            // The timeout passed, or a signal came: a turn with nothing.
+            Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::TIME | Errno::INTR)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next completion, the wake read's left out (it only re-arms).
+    pub(crate) fn next_completion(&mut self) -> Option<cqueue::Entry> {
+        loop {
+            let cqe = self.uring.completion().next()?;
+            if cqe.user_data() == WAKE {
+                self.wake_armed = false;
+                continue;
+            }
+            if cqe.user_data() == CANCEL_WAKE {
+                continue;
+            }
+            return Some(cqe);
+        }
+    }
+
+    fn submit_only(&mut self) -> io::Result<()> {
+        match self.uring.submitter().submit() {
+            Ok(_) => Ok(()),
+            Err(e) if Errno::from_io_error(&e) == Some(Errno::INTR) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps a read on the eventfd in flight.
+    fn arm_wake(&mut self) -> io::Result<()> {
+        if self.wake_armed {
+            return Ok(());
+        }
+        let target: *mut u64 = &mut *self.wake_target;
+        let sqe = opcode::Read::new(types::Fd(self.wake.as_raw_fd()), target.cast(), 8)
+            .build()
+            .user_data(WAKE);
+        // SAFETY: the target is a heap allocation owned by the ring, and
+        // the eventfd an `Arc` the ring holds: both outlive the read, which
+        // `Drop` cancels and waits for (or leaks the target).
+        unsafe { self.push(&sqe) }?;
+        self.wake_armed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if !self.wake_armed {
+            return;
+        }
+        // Cancel the wake read and wait for its completion before the
+        // target is freed: the kernel may otherwise write to it after.
+        let cancel = opcode::AsyncCancel::new(WAKE).build().user_data(CANCEL_WAKE);
+        // SAFETY: a cancel points to no memory.
+        let pushed = unsafe { self.uring.submission().push(&cancel) }.is_ok();
+        let end = Instant::now() + DROP_WAIT;
+        while pushed && self.wake_armed && Instant::now() < end {
+            let ts = Timespec::new().nsec(10_000_000);
+            let _ = self
+                .uring
+                .submitter()
+                .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
+            while self.next_completion().is_some() {}
+        }
+        if self.wake_armed {
+            // Not confirmed: leak the 8 bytes rather than free them under
+            // the kernel.
+            #[cfg(test)]
+            LEAKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::mem::forget(std::mem::replace(&mut self.wake_target, Box::new(0)));
+        }
+    }
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("wake_armed", &self.wake_armed)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(5);
+
+    fn ring(entries: u32) -> Option<Ring> {
+        match Ring::new(entries) {
+            Ok(ring) => Some(ring),
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                eprintln!("NOT TESTED: io_uring cannot be used on this machine: {e}");
+                None
+            }
+            Err(e) => panic!("ring: {e}"),
+        }
+    }
+
+    fn nop(user_data: u64) -> squeue::Entry {
+        opcode::Nop::new().build().user_data(user_data)
+    }
+
+    /// Enters until `n` completions came (bounded by `LIMIT`).
+    fn collect(ring: &mut Ring, n: usize) -> Vec<u64> {
+        let end = Instant::now() + LIMIT;
+        let mut got = Vec::new();
+        while got.len() < n {
+            assert!(Instant::now() < end, "got {got:?} of {n}");
+            ring.enter(Some(Duration::from_millis(100))).unwrap();
+            while let Some(cqe) = ring.next_completion() {
+                assert_eq!(cqe.result(), 0);
+                got.push(cqe.user_data());
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_full_submission_queue_is_handed_over_not_refused() {
+        let Some(mut ring) = ring(4) else { return };
+        for i in 0..10 {
+            // SAFETY: a no-op points to no memory.
+            unsafe { ring.push(&nop(i)) }.unwrap();
+        }
+        let mut got = collect(&mut ring, 10);
+        got.sort_unstable();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_timeout_never_before() {
+        let Some(mut ring) = ring(8) else { return };
+        let started = Instant::now();
+        ring.enter(Some(Duration::from_millis(100))).unwrap();
+        let took = started.elapsed();
+        assert!(ring.next_completion().is_none());
+        assert!(took >= Duration::from_millis(100), "returned after {took:?}");
+        assert!(took < LIMIT, "returned after {took:?}");
+        // The wake read is in flight: dropping the ring cancels it and sees
+        // it end, at once (unconfirmed, it would leak the read's target).
+        let dropping = Instant::now();
+        drop(ring);
+        assert!(dropping.elapsed() < DROP_WAIT / 2, "{:?}", dropping.elapsed());
+        assert_eq!(LEAKED.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_wake_from_another_thread_ends_a_wait_and_none_is_lost() {
+        let Some(mut ring) = ring(8) else { return };
+        let waker = ring.waker();
+        // A wake-up before the wait is kept for it.
+        waker.wake().unwrap();
+        let started = Instant::now();
+        ring.enter(Some(LIMIT)).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // The turn takes its completions: the wake read's is not one.
+        assert!(ring.next_completion().is_none(), "a wake-up is not a completion");
+        // One during the wait ends it.
+        let from = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            waker.wake().unwrap();
+        });
+        let started = Instant::now();
+        ring.enter(Some(LIMIT)).unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(40) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert!(ring.next_completion().is_none(), "a wake-up is not a completion");
+        from.join().unwrap();
+    }
+
+    #[test]
+    fn completions_waiting_need_no_wait() {
+        let Some(mut ring) = ring(8) else { return };
+        for i in [1, 2] {
+            // SAFETY: a no-op points to no memory.
+            unsafe { ring.push(&nop(i)) }.unwrap();
+        }
+        ring.enter(Some(LIMIT)).unwrap();
+        let first = ring.next_completion().expect("a no-op completes at once");
+        assert_eq!(first.user_data(), 1);
+        // The second is waiting already: entering must not wait.
+        let started = Instant::now();
+        ring.enter(Some(LIMIT)).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(ring.next_completion().map(|c| c.user_data()), Some(2));
+    }
+}
