@@ -224,6 +224,18 @@ impl<P: Poller, C, B: IoBuf> Background<P, C, B> {
         }
     }
 
+    /// `queued_write_bytes`, counted on the engine itself, after the
+    /// owner's requests still in the command queue.
+    pub(crate) fn queued_write_bytes(&self, conn: Conn) -> Option<usize> {
+        let mut engine = self.relay.engine_for_owner();
+        self.relay
+            .guarded(&mut engine, |e| {
+                e.drain_commands();
+                e.queued_write_bytes(conn)
+            })
+            .flatten()
+    }
+
     pub(crate) fn close_gracefully(&self, timeout: Duration) {
         match self.relay.free_engine() {
             Some(mut engine) => {

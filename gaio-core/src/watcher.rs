@@ -550,9 +550,10 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     }
 
     /// The bytes queued for writing on `conn` and not yet written: `None`
-    /// for a connection this watcher does not have, and in background mode
-    /// (the count lives on the I/O thread; a completion with
-    /// [`Error::WriteQueueFull`] reports it there).
+    /// for a connection this watcher does not have. In background mode the
+    /// owning thread takes the engine for the moment of the count (from
+    /// the watcher's thread, after its current turn, if that is running
+    /// it).
     ///
     /// # Examples
     ///
@@ -567,7 +568,7 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     pub fn queued_write_bytes(&self, conn: Conn) -> Option<usize> {
         match &self.driver {
             Driver::Inline(engine) => engine.queued_write_bytes(conn),
-            Driver::Background(_) => None,
+            Driver::Background(bg) => bg.queued_write_bytes(conn),
         }
     }
 

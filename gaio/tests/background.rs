@@ -208,7 +208,7 @@ fn the_engine_changes_hands_without_losing_order() {
 /// A background watcher with one connection: a read pending (context 1)
 /// and a 16 MiB write (context 2) the peer does not read, left to the
 /// background thread while the owner stays away from `wait_io`.
-fn busy_owner_with_pending_io() -> (Watcher<u32, Vec<u8>>, TcpStream, Vec<u8>) {
+fn busy_owner_with_pending_io() -> (Watcher<u32, Vec<u8>>, TcpStream, Vec<u8>, gaio::Conn) {
     let mut w: Watcher<u32, Vec<u8>> = util::watcher(Mode::Background);
     let (client, server) = util::tcp_pair();
     util::peer::timeouts(&client);
@@ -218,7 +218,7 @@ fn busy_owner_with_pending_io() -> (Watcher<u32, Vec<u8>>, TcpStream, Vec<u8>) {
     util::ok(w.write(conn, 2, data.clone()));
     util::expect_quiet(&mut w, Duration::from_millis(10));
     thread::sleep(Duration::from_millis(50));
-    (w, client, data)
+    (w, client, data, conn)
 }
 
 /// Checks what a closed watcher hands out: the read and the write, each
@@ -243,7 +243,15 @@ fn expect_closed_with_both(w: &mut Watcher<u32, Vec<u8>>) {
 #[test]
 fn close_while_the_background_thread_has_the_engine() {
     let fds = util::FdCheck::new();
-    let (mut w, mut client, data) = busy_owner_with_pending_io();
+    let (mut w, mut client, data, conn) = busy_owner_with_pending_io();
+    // The write queue, counted on the engine the background thread holds
+    // (it hands it over for the count): what the kernel did not take.
+    let queued = w.queued_write_bytes(conn).expect("the connection is known");
+    assert!(
+        queued > 0 && queued < data.len(),
+        "{queued} of {} bytes queued",
+        data.len()
+    );
     w.close();
     // `close` returned: the socket is closed. The peer reads what the
     // write got out, then the end of the stream.
@@ -258,7 +266,7 @@ fn close_while_the_background_thread_has_the_engine() {
 #[test]
 fn a_close_from_elsewhere_while_the_owner_is_busy() {
     let fds = util::FdCheck::new();
-    let (mut w, mut client, data) = busy_owner_with_pending_io();
+    let (mut w, mut client, data, _) = busy_owner_with_pending_io();
     let mut sub = w.submitter();
     thread::spawn(move || sub.close()).join().expect("closing thread");
     // Without a call from the owner, the background thread shuts the
