@@ -1120,7 +1120,11 @@ fn the_write_cap_in_background_mode_completes_with_the_error() {
         done[0].error
     );
     assert_eq!((done[0].context, &done[0].buffer), (1, &Buffer::User(vec![2; 2])));
-    assert_eq!(w.queued_write_bytes(c), None, "not known on this thread");
+    assert_eq!(
+        w.queued_write_bytes(c),
+        Some(3),
+        "the queue, counted in background mode too"
+    );
     f.conn(c.fd(), |k| k.write_room = usize::MAX);
     f.event(c.fd(), false, true, false);
     let done = collect(&mut w, 1, Duration::from_secs(2));
