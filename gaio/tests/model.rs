@@ -7,7 +7,9 @@
 //! and without deadlines, each from a random thread; peer actions (send
 //! bytes, stop or resume reading, half-close, reset); `free`; new
 //! connections (some with a small send buffer, so writes go out in
-//! pieces); waits; sometimes a `close` in the middle. Every completion is
+//! pieces); waits; the waiting thread busy elsewhere for a few
+//! milliseconds (long enough for a background watcher's own thread to take
+//! the engine over); sometimes a `close` in the middle. Every completion is
 //! checked against a simple model of the contract:
 //!
 //! * every accepted request completes exactly once, refused ones never;
@@ -1115,6 +1117,14 @@ fn run_case(seed: u64) {
                 case.close();
                 closed_early = true;
                 break;
+            }
+            // The waiting thread works elsewhere for a while: in background
+            // mode the watcher's thread takes the engine over and hands it
+            // back at the next wait.
+            770..=799 => {
+                let ms = case.rng.pick(&[1u64, 2, 3, 5]);
+                case.note(format!("owner busy {ms} ms"));
+                std::thread::sleep(Duration::from_millis(ms));
             }
             _ => {
                 let ms = case.rng.pick(&[0u64, 0, 1, 2, 3, 10]);
