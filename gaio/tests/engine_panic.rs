@@ -61,6 +61,29 @@ impl IoBufMut for Trapped {
     }
 }
 
+/// A watcher in `mode` with two connections and their peers: a safe read
+/// pending on the first (`quiet`, context 1), nothing yet on the second
+/// (`trapped`, for the booby-trapped read).
+fn two_connections(
+    mode: Mode,
+) -> (
+    Watcher<u32, Trapped>,
+    std::net::TcpStream,
+    std::net::TcpStream,
+    gaio::Conn,
+    gaio::Conn,
+) {
+    let mut w: Watcher<u32, Trapped> = util::watcher(mode);
+    let (c1, s1) = util::tcp_pair();
+    let (c2, s2) = util::tcp_pair();
+    timeouts(&c1);
+    timeouts(&c2);
+    let quiet = w.watch(s1).expect("watch");
+    let trapped = w.watch(s2).expect("watch");
+    w.read(quiet, 1, Trapped::safe()).expect("read");
+    (w, c1, c2, quiet, trapped)
+}
+
 /// Checks what a closed-by-panic watcher does from here on: `wait_io`
 /// hands out the safe read (with `WatcherClosed`), then fails with
 /// `Panicked` on every call; submissions are refused with everything handed
@@ -140,14 +163,7 @@ fn after_the_panic(
 #[test]
 fn a_panic_on_the_engine_thread_closes_the_watcher_and_wakes_the_waiter() {
     let fds = util::FdCheck::new();
-    let mut w: Watcher<u32, Trapped> = util::watcher(Mode::Background);
-    let (mut c1, s1) = util::tcp_pair();
-    let (mut c2, s2) = util::tcp_pair();
-    timeouts(&c1);
-    timeouts(&c2);
-    let quiet = w.watch(s1).expect("watch");
-    let trapped = w.watch(s2).expect("watch");
-    w.read(quiet, 1, Trapped::safe()).expect("read");
+    let (mut w, mut c1, mut c2, _quiet, trapped) = two_connections(Mode::Background);
     // The trapped read is submitted from another thread while this one is
     // blocked in wait_io.
     let mut sub = w.submitter();
@@ -192,14 +208,7 @@ fn a_panic_on_the_engine_thread_closes_the_watcher_and_wakes_the_waiter() {
 #[test]
 fn after_a_panic_on_the_engine_thread_wait_io_keeps_failing_and_submitters_are_refused() {
     let fds = util::FdCheck::new();
-    let mut w: Watcher<u32, Trapped> = util::watcher(Mode::Background);
-    let (c1, s1) = util::tcp_pair();
-    let (c2, s2) = util::tcp_pair();
-    timeouts(&c1);
-    timeouts(&c2);
-    let quiet = w.watch(s1).expect("watch");
-    let trapped = w.watch(s2).expect("watch");
-    w.read(quiet, 1, Trapped::safe()).expect("read");
+    let (mut w, c1, c2, quiet, trapped) = two_connections(Mode::Background);
     w.read(trapped, 2, Trapped::armed()).expect("read");
     after_the_panic(&mut w, &mut [c1, c2], quiet, BOOM);
     drop(w);
@@ -209,14 +218,7 @@ fn after_a_panic_on_the_engine_thread_wait_io_keeps_failing_and_submitters_are_r
 #[test]
 fn a_panic_on_the_background_thread_while_the_owner_is_busy_closes_the_watcher() {
     let fds = util::FdCheck::new();
-    let mut w: Watcher<u32, Trapped> = util::watcher(Mode::Background);
-    let (mut c1, s1) = util::tcp_pair();
-    let (mut c2, s2) = util::tcp_pair();
-    timeouts(&c1);
-    timeouts(&c2);
-    let quiet = w.watch(s1).expect("watch");
-    let trapped = w.watch(s2).expect("watch");
-    w.read(quiet, 1, Trapped::safe()).expect("read");
+    let (mut w, mut c1, mut c2, quiet, trapped) = two_connections(Mode::Background);
     // The owner leaves `wait_io` and stays away: the background thread
     // takes the engine. The trapped read arrives from another thread.
     util::expect_quiet(&mut w, Duration::from_millis(10));
@@ -237,14 +239,7 @@ fn a_panic_on_the_background_thread_while_the_owner_is_busy_closes_the_watcher()
 #[test]
 fn a_panic_in_inline_mode_unwinds_to_the_caller_and_poisons_the_watcher() {
     let fds = util::FdCheck::new();
-    let mut w: Watcher<u32, Trapped> = util::watcher(Mode::Inline);
-    let (c1, s1) = util::tcp_pair();
-    let (c2, s2) = util::tcp_pair();
-    timeouts(&c1);
-    timeouts(&c2);
-    let quiet = w.watch(s1).expect("watch");
-    let trapped = w.watch(s2).expect("watch");
-    w.read(quiet, 1, Trapped::safe()).expect("read");
+    let (mut w, c1, c2, quiet, trapped) = two_connections(Mode::Inline);
     // Inline submission tries the read at once, on this thread: the panic
     // comes straight back to the caller.
     let caught = catch_unwind(AssertUnwindSafe(|| w.read(trapped, 2, Trapped::armed())));
