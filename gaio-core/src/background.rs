@@ -40,6 +40,7 @@
 
 use std::any::Any;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -177,51 +178,47 @@ impl<P: Poller, C, B: IoBuf> Background<P, C, B> {
         result
     }
 
-    /// A submission from the owning thread: on the engine at once when it
-    /// is free (the I/O tried there and then), through the command queue
-    /// when the background thread is turning it.
-    pub(crate) fn submit(&self, request: Request<C, B>) -> SubmitResult<C, B> {
-        match self.relay.free_engine() {
-            Some(mut engine) => self
-                .relay
-                .guarded(&mut engine, |e| e.submit_as_queued(request))
-                .unwrap_or(Ok(())),
-            None => submit_shared(&self.relay.shared, request),
-        }
-    }
-
-    pub(crate) fn watch(&self, fd: std::os::fd::OwnedFd) -> Result<Conn, Error> {
-        match self.relay.free_engine() {
-            Some(mut engine) => self
-                .relay
-                .guarded(&mut engine, |e| e.watch(fd))
-                .unwrap_or(Err(Error::WatcherClosed)),
-            None => watch_shared(&self.relay.shared, fd),
-        }
-    }
-
-    pub(crate) fn watch_listener(
+    /// A call from the owning thread with `arg`: `direct` on the engine at
+    /// once when it is free, `queued` (through the command queue, as a
+    /// `Submitter` does) when the background thread is turning it, and
+    /// `after_panic` if `direct` panicked (the watcher is closed then).
+    fn on_engine<T, R>(
         &self,
-        fd: std::os::fd::OwnedFd,
-        options: AcceptOptions,
-    ) -> Result<Listener, Error> {
+        arg: T,
+        direct: impl FnOnce(&mut Engine<P, C, B>, T) -> R,
+        queued: impl FnOnce(&Shared<P, C, B>, T) -> R,
+        after_panic: R,
+    ) -> R {
         match self.relay.free_engine() {
             Some(mut engine) => self
                 .relay
-                .guarded(&mut engine, |e| e.watch_listener(fd, options))
-                .unwrap_or(Err(Error::WatcherClosed)),
-            None => watch_listener_shared(&self.relay.shared, fd, options),
+                .guarded(&mut engine, |e| direct(e, arg))
+                .unwrap_or(after_panic),
+            None => queued(&self.relay.shared, arg),
         }
+    }
+
+    /// A submission from the owning thread (the I/O tried at once when the
+    /// engine is free).
+    pub(crate) fn submit(&self, request: Request<C, B>) -> SubmitResult<C, B> {
+        self.on_engine(request, |e, r| e.submit_as_queued(r), submit_shared, Ok(()))
+    }
+
+    pub(crate) fn watch(&self, fd: OwnedFd) -> Result<Conn, Error> {
+        self.on_engine(fd, |e, fd| e.watch(fd), watch_shared, Err(Error::WatcherClosed))
+    }
+
+    pub(crate) fn watch_listener(&self, fd: OwnedFd, options: AcceptOptions) -> Result<Listener, Error> {
+        self.on_engine(
+            fd,
+            |e, fd| e.watch_listener(fd, options),
+            |shared, fd| watch_listener_shared(shared, fd, options),
+            Err(Error::WatcherClosed),
+        )
     }
 
     pub(crate) fn free(&self, conn: Conn) -> Result<(), Error> {
-        match self.relay.free_engine() {
-            Some(mut engine) => self
-                .relay
-                .guarded(&mut engine, |e| e.free(conn))
-                .unwrap_or(Ok(())),
-            None => free_shared(&self.relay.shared, conn),
-        }
+        self.on_engine(conn, |e, conn| e.free(conn), free_shared, Ok(()))
     }
 
     /// `queued_write_bytes`, counted on the engine itself, after the
@@ -237,33 +234,24 @@ impl<P: Poller, C, B: IoBuf> Background<P, C, B> {
     }
 
     pub(crate) fn close_gracefully(&self, timeout: Duration) {
-        match self.relay.free_engine() {
-            Some(mut engine) => {
-                let deadline = deadline_after(timeout);
-                // After the owner's requests still queued from when the
-                // background thread held the engine: they are part of
-                // what the graceful close lets finish.
-                self.relay.guarded(&mut engine, |e| {
-                    e.drain_commands();
-                    e.close_gracefully(deadline);
-                });
-            }
-            None => close_gracefully_shared(&self.relay.shared, timeout),
-        }
+        // After the owner's requests still queued from when the background
+        // thread held the engine: they are part of what the graceful close
+        // lets finish.
+        let direct = |e: &mut Engine<P, C, B>, timeout| {
+            e.drain_commands();
+            e.close_gracefully(deadline_after(timeout));
+        };
+        self.on_engine(timeout, direct, close_gracefully_shared, ());
     }
 
     pub(crate) fn cancel_timer(&self, timer: crate::Timer) {
-        match self.relay.free_engine() {
-            Some(mut engine) => {
-                // The sleep may still be queued (submitted while the
-                // background thread held the engine).
-                self.relay.guarded(&mut engine, |e| {
-                    e.drain_commands();
-                    e.cancel_timer(timer);
-                });
-            }
-            None => cancel_timer_shared(&self.relay.shared, timer),
-        }
+        // The sleep may still be queued (submitted while the background
+        // thread held the engine).
+        let direct = |e: &mut Engine<P, C, B>, timer| {
+            e.drain_commands();
+            e.cancel_timer(timer);
+        };
+        self.on_engine(timer, direct, cancel_timer_shared, ());
     }
 }
 
