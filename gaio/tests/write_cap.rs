@@ -477,7 +477,7 @@ fn a_datagram_larger_than_the_cap_is_refused_background() {
 fn queued_write_bytes_reports_the_queue_without_a_cap_inline() {
     let fds = util::FdCheck::new();
     let mut w: W = util::watcher(Mode::Inline);
-    let (mut peer, server) = util::tcp_pair();
+    let (peer, server) = util::tcp_pair();
     util::peer::timeouts(&peer);
     let kernel = small_kernel_buffers(&server, &peer);
     let conn = w.watch(server).expect("watch");
@@ -509,13 +509,25 @@ fn queued_write_bytes_reports_the_queue_without_a_cap_inline() {
         "{q} bytes queued, but the kernel holds about {kernel} of the 1 MiB written"
     );
 
+    drain_then_free(&mut w, conn, peer, &expected);
+    drop(w);
+    fds.check();
+}
+
+/// The end of the `queued_write_bytes` tests: the peer reads all of
+/// `expected` (the writes with contexts 0, 1, ..., one piece each), every
+/// write completes in order without error, the queue is then empty, and
+/// once `conn` is freed it has none.
+fn drain_then_free(w: &mut W, conn: gaio::Conn, mut peer: TcpStream, expected: &[u8]) {
+    let len = expected.len();
     let reader = std::thread::spawn(move || {
-        let mut got = vec![0u8; MIB];
+        let mut got = vec![0u8; len];
         peer.read_exact(&mut got).unwrap();
         (peer, got)
     });
-    let done = collect_until(&mut w, LIMIT, |out| out.len() >= N as usize);
-    assert_eq!(done.len(), N as usize);
+    let writes = len / PIECE;
+    let done = collect_until(w, LIMIT, |out| out.len() >= writes);
+    assert_eq!(done.len(), writes);
     for (k, c) in done.iter().enumerate() {
         assert_eq!(c.context, k as u64);
         assert!(c.error.is_none(), "{:?}", c.error);
@@ -523,16 +535,13 @@ fn queued_write_bytes_reports_the_queue_without_a_cap_inline() {
     let (peer, got) = reader.join().expect("peer thread");
     assert!(got == expected, "the bytes delivered");
     assert_eq!(w.queued_write_bytes(conn), Some(0), "drained");
-
     w.free(conn).unwrap();
     assert_eq!(
         w.queued_write_bytes(conn),
         None,
         "a freed connection has no queue"
     );
-    drop(w);
     drop(peer);
-    fds.check();
 }
 
 /// In background mode the queue is counted too, whichever thread holds
@@ -542,7 +551,7 @@ fn queued_write_bytes_reports_the_queue_without_a_cap_inline() {
 fn queued_write_bytes_in_background_mode() {
     let fds = util::FdCheck::new();
     let mut w: W = util::watcher(Mode::Background);
-    let (mut peer, server) = util::tcp_pair();
+    let (peer, server) = util::tcp_pair();
     util::peer::timeouts(&peer);
     let kernel = small_kernel_buffers(&server, &peer);
     let conn = w.watch(server).expect("watch");
@@ -567,25 +576,9 @@ fn queued_write_bytes_in_background_mode() {
         later <= queued && later >= MIB.saturating_sub(4 * kernel),
         "{later} queued, {queued} before"
     );
-    let reader = std::thread::spawn(move || {
-        let mut got = vec![0u8; MIB];
-        peer.read_exact(&mut got).unwrap();
-        (peer, got)
-    });
-    let done = collect_until(&mut w, LIMIT, |out| out.len() >= N as usize);
-    assert!(done.iter().all(|c| c.error.is_none()));
-    let (peer, got) = reader.join().expect("peer thread");
     let want: Vec<u8> = (0..N).flat_map(piece).collect();
-    assert!(got == want);
-    assert_eq!(w.queued_write_bytes(conn), Some(0), "drained");
-    w.free(conn).unwrap();
-    assert_eq!(
-        w.queued_write_bytes(conn),
-        None,
-        "a freed connection has no queue"
-    );
+    drain_then_free(&mut w, conn, peer, &want);
     drop(w);
-    drop(peer);
     fds.check();
 }
 
