@@ -12,7 +12,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use gaio::{Buffer, Bytes, Core, CoresBuilder, Op, Spread, Submit};
+use gaio::{Bytes, Core, CoresBuilder, Op, Spread, Submit};
 
 use crate::control::note_accepted;
 
@@ -97,11 +97,7 @@ fn serve(core: Core<(), Bytes>) -> gaio::Result<()> {
                 }
                 continue;
             }
-            match (c.error, c.buffer) {
-                (Some(_), _) => w.free(c.conn)?,
-                (None, Buffer::Swap(data)) => w.write(c.conn, (), data)?,
-                (None, _) => w.read_swap(c.conn, ())?,
-            }
+            super::gaio_srv::echo(&mut w, c)?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@
 
 use std::net::TcpListener;
 
-use gaio::{Buffer, Bytes, Mode, Op, Submit, Watcher};
+use gaio::{Buffer, Bytes, Completion, Mode, Op, Submit, Watcher};
 
 use crate::control::note_accepted;
 
@@ -41,11 +41,21 @@ pub fn run(listener: TcpListener, mode: Mode) -> Result<(), Box<dyn std::error::
                 w.accept(listener, ())?;
                 continue;
             }
-            match (c.error, c.buffer) {
-                (Some(_), _) => w.free(c.conn)?,
-                (None, Buffer::Swap(data)) => w.write(c.conn, (), data)?,
-                (None, _) => w.read_swap(c.conn, ())?,
-            }
+            echo(&mut w, c)?;
         }
     }
+}
+
+/// The echo step for a completion other than an accept: a swap read's
+/// slice is written straight back, a finished write reads again, and an
+/// error (end of stream, reset) frees the connection. Shared with the
+/// gaio-cores server, so both run the same loop.
+#[inline]
+pub(super) fn echo(w: &mut Watcher<(), Bytes>, c: Completion<(), Bytes>) -> gaio::Result<()> {
+    match (c.error, c.buffer) {
+        (Some(_), _) => w.free(c.conn)?,
+        (None, Buffer::Swap(data)) => w.write(c.conn, (), data)?,
+        (None, _) => w.read_swap(c.conn, ())?,
+    }
+    Ok(())
 }
