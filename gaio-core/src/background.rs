@@ -150,7 +150,7 @@ impl<P: Poller, C, B: IoBuf> Background<P, C, B> {
             Some(Err(Error::Io(e))) => {
                 crate::diag::error_event!(error = %e, "poller failed; shutting the watcher down");
                 relay.end(Ending::Failed(e));
-                relay.guarded(&mut engine, |e| e.shutdown());
+                relay.guarded(&mut engine, |e| e.shutdown_settled());
                 None
             }
             other => other,
@@ -463,7 +463,7 @@ impl<P: Poller, C, B: IoBuf> Relay<P, C, B> {
             let turned = self.guarded(engine, |e| {
                 let failure = e.turn(Sleep::UpTo, None).err();
                 if failure.is_some() || e.close_requested() {
-                    e.shutdown();
+                    e.shutdown_settled();
                 }
                 failure
             });
@@ -479,7 +479,7 @@ impl<P: Poller, C, B: IoBuf> Relay<P, C, B> {
     fn finish(&self) {
         let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
         if !engine.is_finished() {
-            self.guarded(&mut engine, |e| e.shutdown());
+            self.guarded(&mut engine, |e| e.shutdown_settled());
         }
     }
 }

@@ -416,6 +416,10 @@ impl FakePoller {
 impl Poller for FakePoller {
     type Events = ();
 
+    fn backend(&self) -> crate::Backend {
+        crate::Backend::Other
+    }
+
     fn new() -> io::Result<Self> {
         let state = Arc::new(Mutex::new(FakeState::default()));
         LAST.with(|l| *l.borrow_mut() = Some(Arc::clone(&state)));

@@ -40,6 +40,7 @@
 
 mod addr;
 mod affinity;
+mod backend;
 mod background;
 mod buf;
 mod buf_pool;
@@ -64,6 +65,7 @@ mod timer;
 mod watcher;
 
 pub use addr::{PeerAddr, UnixAddr};
+pub use backend::{Backend, UnknownBackend};
 pub use buf::{Buffer, IoBuf, IoBufAppend, IoBufMut};
 pub use buf_pool::{BufPool, PoolBuf};
 pub use bytes::{Bytes, BytesMut};

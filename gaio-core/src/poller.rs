@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::net::{self, Datagram};
 use crate::sys::{self, FdKind, IoOutcome};
-use crate::PeerAddr;
+use crate::{Backend, Mode, PeerAddr};
 
 /// Directions of I/O: what a descriptor is watched for, or what the engine
 /// waits for after finding a descriptor not ready.
@@ -152,6 +152,86 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// What the system reports while making them (`EMFILE` when out of
     /// descriptors, for one).
     fn new() -> io::Result<Self>;
+
+    /// Creates a poller on `backend` for a watcher in `mode`:
+    /// [`Backend::Auto`] lets the poller choose. In [`Mode::Inline`] the
+    /// engine is turned by the thread that waits, so a poller may bind
+    /// itself to the first thread that waits; in [`Mode::Background`] two
+    /// threads take turns. The default answers `Auto` and the poller's own
+    /// backend with [`new`](Poller::new), and refuses any other with
+    /// `Unsupported`; a poller that can run on several backends (Linux's
+    /// io_uring or epoll) chooses here.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Poller::new); `Unsupported` for a backend this poller
+    /// cannot run on, or one the system refuses (io_uring blocked by
+    /// seccomp, say), saying why.
+    fn open(backend: Backend, mode: Mode) -> io::Result<Self> {
+        let _ = mode;
+        let poller = Self::new()?;
+        if backend == Backend::Auto || backend == poller.backend() {
+            Ok(poller)
+        } else {
+            Err(Backend::unsupported(backend, poller.backend()))
+        }
+    }
+
+    /// The kernel interface this poller runs on.
+    fn backend(&self) -> Backend;
+
+    /// [`Self::LEVEL_TRIGGERED`], asked of this poller: a poller whose
+    /// backend is chosen at run time answers for the one it runs on.
+    fn level_triggered(&self) -> bool {
+        Self::LEVEL_TRIGGERED
+    }
+
+    /// [`Self::REPORTS_URGENT`], asked of this poller (see
+    /// [`level_triggered`](Poller::level_triggered)).
+    fn reports_urgent(&self) -> bool {
+        Self::REPORTS_URGENT
+    }
+
+    /// True if the I/O methods ([`read`](Poller::read),
+    /// [`read_uninit`](Poller::read_uninit), [`write`](Poller::write),
+    /// [`accept`](Poller::accept)) may *start* the I/O and answer
+    /// `WouldBlock`, the kernel finishing it later on its own (a
+    /// completion ring). The I/O's end comes as an [`Event`] for the
+    /// descriptor, and the same call made again then returns its result.
+    ///
+    /// The engine then keeps three rules, so the kernel never touches
+    /// memory that moved or went back to the user: a request is stored
+    /// before its I/O is tried (its buffer no longer moves); a request
+    /// whose I/O may be in flight leaves its list only after
+    /// [`cancel`](Poller::cancel); and the retry after the event offers the
+    /// same memory as the first call. Readiness pollers answer false.
+    fn completes_io(&self) -> bool {
+        false
+    }
+
+    /// Completion pollers: ends the I/O in flight on `fd` (only its number
+    /// is used) in the directions of `interest`. When it returns, the
+    /// kernel no longer uses the memory the I/O was given, and no event
+    /// comes for it any more.
+    ///
+    /// An I/O that ended before it could be stopped has a result: with
+    /// `keep`, the result is kept for the next call in that direction
+    /// (which returns it, as after an event) and `true` is returned; else
+    /// it is dropped (an accepted descriptor closed). The default, for
+    /// readiness pollers, has nothing in flight and returns false.
+    fn cancel(&self, fd: BorrowedFd<'_>, interest: Interest, keep: bool) -> bool {
+        let _ = (fd, interest, keep);
+        false
+    }
+
+    /// Completion pollers: while held, the I/O methods only hand out
+    /// results that have ended (kept by [`cancel`](Poller::cancel) or
+    /// announced by an event) and answer `WouldBlock` otherwise, starting
+    /// nothing. The engine holds the poller while it takes a cancelled
+    /// request's last result. The default does nothing.
+    fn hold(&self, held: bool) {
+        let _ = held;
+    }
 
     /// Allocates a raw event buffer for up to `capacity` events per wait.
     fn events(capacity: usize) -> Self::Events;

@@ -125,7 +125,9 @@ impl<P: Poller, C, B> Shared<P, C, B> {
     /// Whether a socket being handed over must be asked if it is plain
     /// TCP: it matters only to an edge-triggered poller that reports urgent
     /// data (see `FdInfo::plain_tcp`).
-    const LEARN_PROTOCOL: bool = P::REPORTS_URGENT && !P::LEVEL_TRIGGERED;
+    fn learn_protocol(&self) -> bool {
+        self.poller.reports_urgent() && !self.poller.level_triggered()
+    }
 
     /// Checks, prepares and registers a descriptor. On success the caller
     /// owns a registered descriptor and a fresh handle for it.
@@ -133,7 +135,7 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         if self.is_closed() {
             return Err(Error::WatcherClosed);
         }
-        let info = sys::prepare(fd.as_fd(), Self::LEARN_PROTOCOL)?;
+        let info = sys::prepare(fd.as_fd(), self.learn_protocol())?;
         let conn = self.enroll(fd.as_fd())?;
         Ok((conn, fd, info))
     }
@@ -148,7 +150,7 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         if self.is_closed() {
             return Err(Error::WatcherClosed);
         }
-        let info = net::prepare_listener(fd.as_fd(), Self::LEARN_PROTOCOL)?;
+        let info = net::prepare_listener(fd.as_fd(), self.learn_protocol())?;
         // Set once here, these reach every accepted connection: no system
         // call per accept.
         net::configure_listener(fd.as_fd(), info.tcp, &options)?;
@@ -169,7 +171,7 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         let (fd, dialled) = net::dial(addr, true)?;
         let info = FdInfo {
             kind: FdKind::StreamSocket,
-            plain_tcp: tcp && Self::LEARN_PROTOCOL,
+            plain_tcp: tcp && self.learn_protocol(),
             tcp,
         };
         let conn = self.enroll(fd.as_fd())?;

@@ -14,7 +14,8 @@ use crate::request::Request;
 use crate::shared::Shared;
 use crate::submit::{deadline_after, SubmitResult};
 use crate::{
-    affinity, AcceptOptions, Completion, Conn, Error, IoBuf, Listener, Poller, SocketRef, Submit, Submitter,
+    affinity, AcceptOptions, Backend, Completion, Conn, Error, IoBuf, Listener, Poller, SocketRef, Submit,
+    Submitter,
 };
 
 /// Who turns the engine.
@@ -46,6 +47,7 @@ pub struct Builder<P> {
     max_events: usize,
     max_queued_write_bytes: Option<usize>,
     mode: Mode,
+    backend: Backend,
     poller: PhantomData<fn() -> P>,
 }
 
@@ -56,6 +58,7 @@ impl<P> fmt::Debug for Builder<P> {
             .field("max_events", &self.max_events)
             .field("max_queued_write_bytes", &self.max_queued_write_bytes)
             .field("mode", &self.mode)
+            .field("backend", &self.backend)
             .finish()
     }
 }
@@ -68,6 +71,7 @@ impl<P> Clone for Builder<P> {
             max_events: self.max_events,
             max_queued_write_bytes: self.max_queued_write_bytes,
             mode: self.mode,
+            backend: self.backend,
             poller: PhantomData,
         }
     }
@@ -98,6 +102,7 @@ impl<P: Poller> Builder<P> {
             max_events: crate::DEFAULT_MAX_EVENTS,
             max_queued_write_bytes: None,
             mode: Mode::Inline,
+            backend: Backend::Auto,
             poller: PhantomData,
         }
     }
@@ -182,6 +187,26 @@ impl<P: Poller> Builder<P> {
         self
     }
 
+    /// The kernel interface to run on. [`Backend::Auto`] (the default)
+    /// lets the poller choose: on Linux, `gaio`'s poller takes io_uring
+    /// where it can be used and epoll otherwise (see
+    /// [`Watcher::backend`] for what was chosen). Naming a backend makes
+    /// [`build`](Self::build) fail if it cannot be had, with the reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Backend, Builder, Poller};
+    ///
+    /// fn builder<P: Poller>() -> Builder<P> {
+    ///     Builder::new().backend(Backend::Epoll)
+    /// }
+    /// ```
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Creates the watcher.
     ///
     /// # Errors
@@ -190,7 +215,8 @@ impl<P: Poller> Builder<P> {
     ///   is the method's: `swap_size`, `max_events` or
     ///   `max_queued_write_bytes`), checked before anything is allocated.
     /// * [`Error::Io`]: the poller (out of descriptors, say) or the
-    ///   background thread could not be created.
+    ///   background thread could not be created; `Unsupported` if the
+    ///   [backend](Self::backend) asked for cannot be had, saying why.
     ///
     /// # Examples
     ///
@@ -212,7 +238,7 @@ impl<P: Poller> Builder<P> {
         if let Some(limit) = self.max_queued_write_bytes {
             in_range("max_queued_write_bytes", limit, 1, u32::MAX as usize)?;
         }
-        let shared = Arc::new(Shared::new(P::new()?));
+        let shared = Arc::new(Shared::new(P::open(self.backend, self.mode)?));
         let config = Config {
             swap_size: self.swap_size,
             max_events: self.max_events,
@@ -341,11 +367,30 @@ impl<P: Poller, C: Send + 'static, B: IoBuf> Watcher<P, C, B> {
 }
 
 impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
-    /// The mode the watcher runs in.
+    /// The kernel interface this watcher runs on: what
+    /// [`Builder::backend`] asked for, or what the poller chose for
+    /// [`Backend::Auto`] (never `Auto` itself).
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
+    /// use gaio_core::{Backend, Poller, Watcher};
+    ///
+    /// fn f<P: Poller>(w: &Watcher<P, (), Vec<u8>>) {
+    ///     if w.backend() == Backend::Uring {
+    ///         println!("the kernel does the I/O, one system call per turn");
+    ///     }
+    /// }
+    /// ```
+    pub fn backend(&self) -> Backend {
+        self.shared.poller.backend()
+    }
+
+    /// The mode this watcher runs in.
+    ///
+    /// # Examples
+    ///
+    /// ```
     /// use gaio_core::{Mode, Poller, Watcher};
     ///
     /// fn f<P: Poller>(w: &Watcher<P, (), Vec<u8>>) {
@@ -718,7 +763,7 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     fn close(&mut self) {
         self.told_closed = true;
         match &mut self.driver {
-            Driver::Inline(engine) => engine.guarded(|e| e.shutdown()),
+            Driver::Inline(engine) => engine.guarded(|e| e.shutdown_settled()),
             // Waits for the I/O thread to finish shutting down, so every
             // socket is closed when `close` returns, as in inline mode.
             Driver::Background(bg) => bg.close(),

@@ -68,6 +68,10 @@ impl Poller for EpollPoller {
     /// `urgent`.
     const REPORTS_URGENT: bool = true;
 
+    fn backend(&self) -> gaio_core::Backend {
+        gaio_core::Backend::Epoll
+    }
+
     fn new() -> io::Result<Self> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;

@@ -172,6 +172,10 @@ impl Poller for KqueuePoller {
     /// correctness wins over the saved system call.
     const REPORTS_URGENT: bool = false;
 
+    fn backend(&self) -> gaio_core::Backend {
+        gaio_core::Backend::Kqueue
+    }
+
     fn new() -> io::Result<Self> {
         let kq = kqueue::kqueue()?;
         rustix::io::fcntl_setfd(&kq, rustix::io::FdFlags::CLOEXEC)?;

@@ -95,6 +95,10 @@ impl Poller for PollPoller {
     /// ready: data a short read left behind is never missed.
     const LEVEL_TRIGGERED: bool = true;
 
+    fn backend(&self) -> gaio_core::Backend {
+        gaio_core::Backend::Poll
+    }
+
     fn new() -> io::Result<Self> {
         let (wake_rx, wake_tx) = rustix::pipe::pipe()?;
         for fd in [&wake_rx, &wake_tx] {

@@ -11,9 +11,6 @@
 //! with no free buffer is back-pressure (the kernel answers a read with
 //! `ENOBUFS`; the engine re-arms it after a recycle), never lost data.
 //!
-//! Used by the completion engine (issue 15, in progress); until that lands
-//! only the tests drive it.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::alloc::Layout;
 use std::io;
@@ -76,7 +73,16 @@ impl BufRing {
             mask: entries - 1,
             entries_at,
             layout,
-            buffers: (0..entries).map(|_| Bytes::from(vec![0u8; size])).collect(),
+            buffers: (0..entries)
+                .map(|_| {
+                    let buffer = Bytes::from(vec![0u8; size]);
+                    // A `Bytes` made from a `Vec` allocates its shared
+                    // header at its first clone or slice: done here, so
+                    // that lending a buffer never allocates.
+                    drop(buffer.clone());
+                    buffer
+                })
+                .collect(),
             lent: Vec::with_capacity(usize::from(entries)),
             tail: 0,
             registered: false,

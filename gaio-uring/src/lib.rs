@@ -22,7 +22,10 @@
 #![deny(missing_debug_implementations)]
 
 mod buf_ring;
+mod ops;
+mod poller;
 mod probe;
 mod ring;
 
+pub use poller::UringPoller;
 pub use probe::{probe, Support, Unavailable, REQUIRED_OPCODES};

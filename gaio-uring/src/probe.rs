@@ -20,7 +20,7 @@ use rustix::io::Errno;
 /// `Recv`/`Send` and their `Msg` forms for sockets and datagrams),
 /// `Accept`, `Connect`, `Shutdown`, and `AsyncCancel`, `Timeout` and
 /// `Close` for deadlines, `free` and `close`.
-pub const REQUIRED_OPCODES: [(&str, u8); 13] = [
+pub const REQUIRED_OPCODES: [(&str, u8); 14] = [
     ("Read", opcode::Read::CODE),
     ("Write", opcode::Write::CODE),
     ("Writev", opcode::Writev::CODE),
@@ -34,6 +34,7 @@ pub const REQUIRED_OPCODES: [(&str, u8); 13] = [
     ("AsyncCancel", opcode::AsyncCancel::CODE),
     ("Timeout", opcode::Timeout::CODE),
     ("Close", opcode::Close::CODE),
+    ("PollAdd", opcode::PollAdd::CODE),
 ];
 
 /// What an io_uring ring offers on this machine: the setup flags the
@@ -165,7 +166,15 @@ pub fn probe() -> Result<&'static Support, &'static Unavailable> {
     static ANSWER: OnceLock<Result<Support, Unavailable>> = OnceLock::new();
     ANSWER
         .get_or_init(|| {
-            let answer = try_ring();
+            // On a thread of its own, as every ring here is made (see
+            // `Ring::new`): the caller's thread is never enrolled by it.
+            let answer = std::thread::scope(|scope| {
+                std::thread::Builder::new()
+                    .name("gaio-uring-probe".into())
+                    .spawn_scoped(scope, try_ring)
+                    .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            })
+            .unwrap_or_else(|_| try_ring());
             #[cfg(feature = "tracing")]
             match &answer {
                 Ok(support) => tracing::debug!(%support, "io_uring can be used"),
@@ -193,6 +202,9 @@ fn try_ring() -> Result<Support, Unavailable> {
     {
         return Err(Unavailable::MissingOpcode(name));
     }
+    if !try_sync_cancel(&ring) {
+        return Err(Unavailable::MissingOpcode(SYNC_CANCEL));
+    }
     try_buffer_ring(&ring).map_err(Unavailable::NoBufferRing)?;
     Ok(Support {
         single_issuer,
@@ -200,6 +212,21 @@ fn try_ring() -> Result<Support, Unavailable> {
         coop_taskrun,
         kernel: rustix::system::uname().release().to_string_lossy().into_owned(),
     })
+}
+
+/// The name [`Unavailable::MissingOpcode`] gives a kernel without
+/// synchronous cancellation (Linux 6.0), which the engine needs to take
+/// memory back from a request it cancels.
+const SYNC_CANCEL: &str = "IORING_REGISTER_SYNC_CANCEL";
+
+/// True if the kernel cancels synchronously: a cancel of a request that
+/// does not exist answers `ENOENT` (a kernel without it, `EINVAL`).
+fn try_sync_cancel(ring: &IoUring) -> bool {
+    let nothing = io_uring::types::CancelBuilder::user_data(0x5eed_0000_0000_0000);
+    let answer = ring
+        .submitter()
+        .register_sync_cancel(Some(io_uring::types::Timespec::new()), nothing);
+    matches!(answer, Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT))
 }
 
 /// A small ring with the best setup flags the kernel takes.

@@ -3,9 +3,6 @@
 //! in the same call, the nearest deadline as the wait's timeout), and woken
 //! from other threads through an eventfd the ring keeps a read on.
 //!
-//! Used by the completion engine (issue 15, in progress); until that lands
-//! only the tests drive it.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -35,13 +32,31 @@ static LEAKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::
 
 /// A ring, its wake-up eventfd, and the eventfd read's target.
 pub(crate) struct Ring {
-    uring: IoUring,
+    /// Dropped by hand, before the thread absorbs the teardown's notice
+    /// (see `Drop`).
+    uring: std::mem::ManuallyDrop<IoUring>,
     wake: Arc<OwnedFd>,
     /// Where the eventfd read puts the counter: the kernel writes it while
     /// the read is in flight, so it lives on the heap, at a fixed address.
     wake_target: Box<u64>,
     /// The eventfd read is in flight.
     wake_armed: bool,
+    /// Single-issuer rings: made disabled, enabled by the first thread
+    /// that enters (or cancels), which alone may enter from then on.
+    binding: Binding,
+    /// The last thread that entered the ring: the kernel enrolled it.
+    entered_by: Option<std::thread::ThreadId>,
+}
+
+/// Which threads may use a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// Any thread, one at a time.
+    Any,
+    /// The first thread that makes a system call on it; none has yet.
+    Unbound,
+    /// That thread only.
+    Bound(std::thread::ThreadId),
 }
 
 /// Wakes a ring's waiting thread from any thread.
@@ -62,28 +77,77 @@ impl Waker {
 
 impl Ring {
     /// A ring with room for `entries` submissions, set up as the probe
-    /// found best (`Unsupported` if no ring can be used here).
-    pub(crate) fn new(entries: u32) -> io::Result<Ring> {
+    /// found best (`Unsupported` if no ring can be used here). With
+    /// `one_thread`, only the thread that first enters it ever submits to
+    /// it (`SINGLE_ISSUER`, `DEFER_TASKRUN` where the kernel has them);
+    /// without, any thread may, one at a time (`COOP_TASKRUN`).
+    ///
+    /// A single-issuer ring is made disabled and bound to the first thread
+    /// that enters it (see [`bind`](Self::bind)), so it may be made on one
+    /// thread and used on another.
+    pub(crate) fn new(entries: u32, one_thread: bool) -> io::Result<Ring> {
         let support =
             crate::probe().map_err(|why| io::Error::new(io::ErrorKind::Unsupported, why.to_string()))?;
         let mut builder = IoUring::builder();
-        if support.single_issuer {
-            builder.setup_single_issuer();
+        let single = one_thread && support.single_issuer;
+        if single {
+            builder.setup_single_issuer().setup_r_disabled();
         }
-        if support.defer_taskrun {
+        if one_thread && support.defer_taskrun {
             builder.setup_defer_taskrun();
-        } else if support.coop_taskrun {
-            builder.setup_coop_taskrun();
+        } else if support.coop_taskrun || support.defer_taskrun {
+            // DEFER_TASKRUN's kernels (6.1) have COOP_TASKRUN (5.19).
+            // With the flag, the ring says when finished work waits for an
+            // entry into the kernel: a turn that needs no wait makes no
+            // system call otherwise.
+            builder.setup_coop_taskrun().setup_taskrun_flag();
         }
-        let uring = builder.build(entries)?;
+        // Made on a thread of its own: the kernel enrolls the thread that
+        // makes a ring, and tears that enrollment down with a signal-like
+        // notice when the ring goes, which makes a timed blocking call on
+        // that thread fail with EINTR. A thread that exits at once is
+        // unenrolled on exit instead.
+        let uring = off_thread(move || builder.build(entries))?;
         // Blocking: the ring's read on it waits inside the kernel.
         let wake = eventfd(0, EventfdFlags::CLOEXEC)?;
         Ok(Ring {
-            uring,
+            uring: std::mem::ManuallyDrop::new(uring),
             wake: Arc::new(wake),
             wake_target: Box::new(0),
             wake_armed: false,
+            binding: if single { Binding::Unbound } else { Binding::Any },
+            entered_by: None,
         })
+    }
+
+    /// Makes sure the calling thread may use the ring: a single-issuer
+    /// ring not yet bound is enabled for this thread; one bound to another
+    /// thread refuses, saying so.
+    pub(crate) fn bind(&mut self) -> io::Result<()> {
+        let here = std::thread::current().id();
+        match self.binding {
+            Binding::Any => Ok(()),
+            Binding::Bound(thread) if thread == here => Ok(()),
+            Binding::Bound(_) => Err(io::Error::other(
+                "this watcher's io_uring ring belongs to the thread that first ran its I/O; \
+                 an inline watcher on io_uring stays on that thread (use Mode::Background or \
+                 Backend::Epoll to move one between threads)",
+            )),
+            Binding::Unbound => {
+                self.uring.submitter().register_enable_rings()?;
+                self.binding = Binding::Bound(here);
+                Ok(())
+            }
+        }
+    }
+
+    /// True if the calling thread may use the ring (a single-issuer ring
+    /// not yet bound binds to the first thread that uses it).
+    pub(crate) fn usable_here(&self) -> bool {
+        match self.binding {
+            Binding::Any | Binding::Unbound => true,
+            Binding::Bound(thread) => thread == std::thread::current().id(),
+        }
     }
 
     /// A handle that wakes this ring from another thread.
@@ -118,12 +182,17 @@ impl Ring {
     /// `Some(ZERO)`: not at all). Skipped entirely when completions are
     /// already waiting and nothing is queued.
     pub(crate) fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.bind()?;
+        self.entered_by = Some(std::thread::current().id());
         self.arm_wake()?;
         let queued = !self.uring.submission().is_empty();
         if !self.uring.completion().is_empty() {
             return if queued { self.submit_only() } else { Ok(()) };
         }
         let entered = match timeout {
+            // Nothing to hand over, nothing finished waiting to be posted:
+            // looking costs no system call.
+            Some(t) if t.is_zero() && !queued && !self.uring.submission().taskrun() => return Ok(()),
             Some(t) if t.is_zero() => self.uring.submitter().submit_and_wait(0),
             Some(t) => {
                 let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
@@ -139,6 +208,40 @@ impl Ring {
             Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::TIME | Errno::INTR)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Hands what is queued to the kernel without waiting.
+    pub(crate) fn submit(&mut self) -> io::Result<()> {
+        if self.uring.submission().is_empty() {
+            return Ok(());
+        }
+        self.submit_only()
+    }
+
+    /// Cancels the request submitted with `user_data` and returns once
+    /// the kernel is done with it (it ended, or will end with
+    /// `ECANCELED` without touching its memory again); its completion
+    /// comes through [`next_completion`](Self::next_completion) as any
+    /// other. Submits what is queued first: a request still in the
+    /// submission queue cannot be cancelled.
+    pub(crate) fn cancel_sync(&mut self, user_data: u64) -> io::Result<()> {
+        self.bind()?;
+        self.submit()?;
+        loop {
+            let cancel = io_uring::types::CancelBuilder::user_data(user_data);
+            match self.uring.submitter().register_sync_cancel(None, cancel) {
+                // Cancelled, or ended before (its completion is posted).
+                Ok(()) => return Ok(()),
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => return Ok(()),
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The ring itself, to register buffers with.
+    pub(crate) fn uring(&self) -> &IoUring {
+        &self.uring
     }
 
     /// The next completion, the wake read's left out (it only re-arms).
@@ -157,6 +260,8 @@ impl Ring {
     }
 
     fn submit_only(&mut self) -> io::Result<()> {
+        self.bind()?;
+        self.entered_by = Some(std::thread::current().id());
         match self.uring.submitter().submit() {
             Ok(_) => Ok(()),
             Err(e) if Errno::from_io_error(&e) == Some(Errno::INTR) => Ok(()),
@@ -184,7 +289,28 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
+        self.end_wake_read();
+        let enrolled = self.entered_by == Some(std::thread::current().id());
+        // SAFETY: dropped once, here, and never used after.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.uring) };
+        if enrolled {
+            absorb_teardown_notice();
+        }
+    }
+}
+
+impl Ring {
+    /// Cancels the wake read and waits for it (or leaks its target).
+    fn end_wake_read(&mut self) {
         if !self.wake_armed {
+            return;
+        }
+        if !self.usable_here() {
+            // Bound to another thread: the cancel cannot be sent from
+            // here. Leak the 8 bytes; closing the ring ends the read.
+            #[cfg(test)]
+            LEAKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::mem::forget(std::mem::replace(&mut self.wake_target, Box::new(0)));
             return;
         }
         // Cancel the wake read and wait for its completion before the
@@ -211,6 +337,51 @@ impl Drop for Ring {
     }
 }
 
+/// Runs `make` on a thread of its own (on this one if none can be made).
+fn off_thread<T: Send>(make: impl FnOnce() -> T + Send) -> T {
+    let mut make = Some(make);
+    let made = std::thread::scope(|scope| {
+        let job = make.take()?;
+        std::thread::Builder::new()
+            .name("gaio-uring-setup".into())
+            .spawn_scoped(scope, job)
+            .ok()
+            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    match (made, make) {
+        (Some(made), _) => made,
+        (None, Some(make)) => make(),
+        (None, None) => unreachable!("the job runs on the new thread or here"),
+    }
+}
+
+/// Most a thread waits, when it dropped a ring it entered, for the
+/// kernel's notice that its enrollment ends.
+const NOTICE_WAIT: Duration = Duration::from_millis(200);
+
+/// Takes the notice the kernel sends a thread enrolled in a ring being
+/// torn down (task work with `TWA_SIGNAL`): it interrupts the thread's
+/// next interruptible wait, so a timed blocking call the caller makes
+/// next would fail with EINTR. An empty `poll` takes it instead: it
+/// returns EINTR when the notice comes, and the kernel runs the notice's
+/// work on the way out.
+fn absorb_teardown_notice() {
+    let until = Instant::now() + NOTICE_WAIT;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        // SAFETY: no descriptors (a null array of length 0); poll only
+        // sleeps.
+        let r = unsafe { libc::poll(std::ptr::null_mut(), 0, ms) };
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ring")
@@ -226,7 +397,7 @@ mod tests {
     const LIMIT: Duration = Duration::from_secs(5);
 
     fn ring(entries: u32) -> Option<Ring> {
-        match Ring::new(entries) {
+        match Ring::new(entries, true) {
             Ok(ring) => Some(ring),
             Err(e) if e.kind() == io::ErrorKind::Unsupported => {
                 eprintln!("NOT TESTED: io_uring cannot be used on this machine: {e}");

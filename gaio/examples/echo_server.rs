@@ -14,6 +14,10 @@
 //! each connection to the watcher holding the fewest), `round-robin`, or
 //! `reuse-port` (a listener per watcher, the kernel picking by hash).
 //!
+//! `--backend auto|uring|epoll` (Linux; default `auto`: io_uring where the
+//! kernel lets this process use it, else epoll) chooses how the watchers
+//! do their I/O; the second line printed says which one they run on.
+//!
 //! The listener has the system's deepest accept queue, and the watchers
 //! accept themselves: accepted connections get `TCP_NODELAY`, a burst of
 //! connections is taken without a wake-up per connection, and no thread
@@ -25,7 +29,9 @@ use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use gaio::{Buffer, Bytes, Core, Cores, CoresBuilder, Error, Listener, Op, Spread, Submit, Watcher};
+use gaio::{
+    Backend, Buffer, Builder, Bytes, Core, Cores, CoresBuilder, Error, Listener, Op, Spread, Submit, Watcher,
+};
 use nix::sys::signal::{SigSet, Signal};
 
 /// How long a shutdown waits for clients to take their last echoes and
@@ -58,11 +64,17 @@ pub fn serve(w: &mut Watcher<(), Bytes>, listener: Option<Listener>) -> Result<(
     Ok(())
 }
 
-/// Starts `threads` watchers serving `addr`, its connections spread as
-/// `spread` says.
-pub fn start(addr: &str, threads: usize, spread: Spread) -> Result<Cores<(), Bytes>, Error> {
+/// Starts `threads` watchers on `backend` serving `addr`, its connections
+/// spread as `spread` says.
+pub fn start(
+    addr: &str,
+    threads: usize,
+    spread: Spread,
+    backend: Backend,
+) -> Result<Cores<(), Bytes>, Error> {
     CoresBuilder::new()
         .threads(threads)
+        .watcher(Builder::new().backend(backend))
         // One thread alone is left to the scheduler; several get a CPU each.
         .pin(threads != 1)
         .listen(addr, spread)
@@ -79,8 +91,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     signals.thread_block()?;
 
-    let cores = start(&args.addr, args.threads, args.spread)?;
+    let cores = start(&args.addr, args.threads, args.spread, args.backend)?;
     println!("{}", cores.local_addr().expect("listening"));
+    println!("backend: {}", backend_of(args.backend)?);
 
     // Either stop request ends the wait below.
     let (stop, stop_requested) = mpsc::channel();
@@ -103,25 +116,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// What watchers built for `backend` run on (the choice `auto` makes is
+/// the same for every watcher of a process).
+fn backend_of(backend: Backend) -> Result<Backend, Error> {
+    let w: Watcher<(), Bytes> = Builder::new().backend(backend).build()?;
+    Ok(w.backend())
+}
+
 /// The command line.
 struct Args {
     addr: String,
     until_stdin_closes: bool,
     threads: usize,
     spread: Spread,
+    backend: Backend,
 }
 
 /// `--addr HOST:PORT` (default `127.0.0.1:0`), `--threads N`, `--spread
-/// least-loaded|round-robin|reuse-port` and `--until-stdin-closes`.
+/// least-loaded|round-robin|reuse-port`, `--backend auto|uring|epoll` and
+/// `--until-stdin-closes`.
 fn parse_args() -> Result<Args, String> {
     const USAGE: &str = "usage: echo_server [--addr HOST:PORT] [--threads N] \
-                         [--spread least-loaded|round-robin|reuse-port] [--until-stdin-closes]";
+                         [--spread least-loaded|round-robin|reuse-port] [--backend auto|uring|epoll] \
+                         [--until-stdin-closes]";
     let mut args = std::env::args().skip(1);
     let mut parsed = Args {
         addr: "127.0.0.1:0".to_string(),
         until_stdin_closes: false,
         threads: 1,
         spread: Spread::LeastLoaded,
+        backend: Backend::Auto,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -142,6 +166,10 @@ fn parse_args() -> Result<Args, String> {
                     Some("reuse-port") => Spread::ReusePort,
                     other => return Err(format!("--spread {other:?}; {USAGE}")),
                 }
+            }
+            "--backend" => {
+                let name = args.next().ok_or("--backend needs auto, uring or epoll")?;
+                parsed.backend = name.parse().map_err(|e| format!("--backend: {e}; {USAGE}"))?;
             }
             other => return Err(format!("unknown argument {other:?}; {USAGE}")),
         }
@@ -261,7 +289,7 @@ mod tests {
             spreads.push(Spread::ReusePort);
         }
         for spread in spreads {
-            let cores = super::start("127.0.0.1:0", 3, spread).unwrap();
+            let cores = super::start("127.0.0.1:0", 3, spread, Backend::Auto).unwrap();
             let addr = cores.local_addr().unwrap();
             let mut clients: Vec<TcpStream> = (0..30).map(|_| client(addr)).collect();
             for (i, c) in clients.iter_mut().enumerate() {

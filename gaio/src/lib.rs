@@ -69,7 +69,7 @@
 #![deny(missing_debug_implementations)]
 
 pub use gaio_core::{
-    listen, listen_unix, AcceptOptions, BufPool, Buffer, Bytes, BytesMut, Completion, Conn, ConnMap,
+    listen, listen_unix, AcceptOptions, Backend, BufPool, Buffer, Bytes, BytesMut, Completion, Conn, ConnMap,
     Datagram, Error, Event, Interest, InvalidSetting, IoBuf, IoBufAppend, IoBufMut, Listener, Mode, Op,
     PeerAddr, Poller, PoolBuf, Rejected, Request, SocketRef, Spread, Submit, SubmitResult, Timer, UnixAddr,
     DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE, MAX_CORES, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
@@ -82,7 +82,11 @@ cfg_if::cfg_if! {
         /// The poller used by this build: poll(2), forced by the
         /// `gaio_force_poll` cfg.
         pub type DefaultPoller = gaio_poll::PollPoller;
-    } else if #[cfg(any(target_os = "linux", target_os = "android"))] {
+    } else if #[cfg(target_os = "linux")] {
+        /// The poller used on this target: io_uring where it can be used,
+        /// else epoll (see [`LinuxPoller`]).
+        pub type DefaultPoller = LinuxPoller;
+    } else if #[cfg(target_os = "android")] {
         /// The poller used on this target: epoll.
         pub type DefaultPoller = gaio_epoll::EpollPoller;
     } else if #[cfg(gaio_kqueue)] {
@@ -96,8 +100,14 @@ cfg_if::cfg_if! {
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use gaio_epoll::EpollPoller;
+#[cfg(target_os = "linux")]
+mod linux;
 #[cfg(gaio_kqueue)]
 pub use gaio_kqueue::KqueuePoller;
+#[cfg(target_os = "linux")]
+pub use gaio_uring::UringPoller;
+#[cfg(target_os = "linux")]
+pub use linux::{LinuxEvents, LinuxPoller, BACKEND_VAR};
 
 /// The watcher for this target's poller. `C` is the context type every
 /// request carries, `B` the buffer type (`Vec<u8>` unless chosen).

@@ -1,8 +1,10 @@
-//! Which poller this build of gaio runs on: the native one (epoll, kqueue),
-//! or poll(2) when built with `--cfg gaio_force_poll` (gaio's crate docs,
-//! "Backends and cfgs"). `cargo xtask test` runs the suite both ways and
-//! sets `GAIO_EXPECT_POLLER=PollPoller` for the forced pass, so a pass
-//! that silently lost the cfg fails here.
+//! Which poller this build of gaio runs on: the native one (io_uring or
+//! epoll on Linux, chosen at run time; kqueue), or poll(2) when built with
+//! `--cfg gaio_force_poll` (gaio's crate docs, "Backends and cfgs").
+//! `cargo xtask test` runs the suite on each and says which one it expects
+//! in `GAIO_EXPECT_POLLER` (the type) and `GAIO_EXPECT_BACKEND` (what a
+//! default watcher runs on), so a pass that silently lost its backend
+//! fails here.
 
 mod util;
 
@@ -16,7 +18,9 @@ use gaio::DefaultPoller;
 // cross`, for the kqueue targets) checks the choice too.
 #[cfg(gaio_force_poll)]
 type Expected = gaio::PollPoller;
-#[cfg(all(not(gaio_force_poll), any(target_os = "linux", target_os = "android")))]
+#[cfg(all(not(gaio_force_poll), target_os = "linux"))]
+type Expected = gaio::LinuxPoller;
+#[cfg(all(not(gaio_force_poll), target_os = "android"))]
 type Expected = gaio::EpollPoller;
 #[cfg(all(not(gaio_force_poll), gaio_kqueue))]
 type Expected = gaio::KqueuePoller;
@@ -37,22 +41,71 @@ fn default_poller_is_the_configured_backend() {
         assert_eq!(short, want, "GAIO_EXPECT_POLLER: this build uses {name}");
     }
 
-    // On Linux, the kernel shows which one a watcher really uses: an epoll
-    // instance is an `anon_inode:[eventpoll]` descriptor; poll(2) has none.
+    let w: gaio::Watcher = gaio::Watcher::new().unwrap();
+    let backend = w.backend();
+    eprintln!("a default watcher runs on {backend}");
+    drop(w);
+    if let Ok(want) = std::env::var("GAIO_EXPECT_BACKEND") {
+        assert_eq!(backend.to_string(), want, "GAIO_EXPECT_BACKEND");
+    }
+
+    // On Linux, the kernel shows which one a watcher really uses: a ring
+    // is an `anon_inode:[io_uring]` descriptor, an epoll instance an
+    // `anon_inode:[eventpoll]` one; poll(2) has neither.
     #[cfg(target_os = "linux")]
     {
-        let epolls = || {
+        let count = |kind: &str| {
             std::fs::read_dir("/proc/self/fd")
                 .unwrap()
                 .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter(|target| target.to_str() == Some("anon_inode:[eventpoll]"))
+                .filter(|target| target.to_str() == Some(kind))
                 .count()
         };
-        let before = epolls();
+        let before = (count("anon_inode:[io_uring]"), count("anon_inode:[eventpoll]"));
         let w: gaio::Watcher = gaio::Watcher::new().unwrap();
-        let added = epolls() - before;
+        let after = (count("anon_inode:[io_uring]"), count("anon_inode:[eventpoll]"));
         drop(w);
-        let want = usize::from(type_name::<DefaultPoller>() == type_name::<gaio::EpollPoller>());
-        assert_eq!(added, want, "epoll descriptors a {name} watcher opened");
+        let want = match backend {
+            gaio::Backend::Uring => (1, 0),
+            gaio::Backend::Epoll => (0, 1),
+            _ => (0, 0),
+        };
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            want,
+            "rings and epoll instances a {backend} watcher opened"
+        );
     }
+}
+
+/// Each backend asked for by name is the one the watcher runs on, or is
+/// refused with a reason; never silently another.
+#[test]
+#[cfg(all(not(gaio_force_poll), target_os = "linux"))]
+fn a_backend_asked_for_is_given_or_refused_with_why() {
+    use gaio::Backend;
+    let epoll: gaio::Watcher = gaio::Builder::new().backend(Backend::Epoll).build().unwrap();
+    assert_eq!(epoll.backend(), Backend::Epoll);
+    match gaio::Builder::new()
+        .backend(Backend::Uring)
+        .build::<(), Vec<u8>>()
+    {
+        Ok(w) => {
+            assert_eq!(w.backend(), Backend::Uring);
+            assert!(gaio_uring::probe().is_ok());
+        }
+        Err(gaio::Error::Io(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::Unsupported);
+            let why = gaio_uring::probe().expect_err("refused although the probe found a ring");
+            assert!(e.to_string().contains(&why.to_string()), "{e}");
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    let kqueue = gaio::Builder::new()
+        .backend(Backend::Kqueue)
+        .build::<(), Vec<u8>>();
+    assert!(
+        matches!(&kqueue, Err(gaio::Error::Io(e)) if e.kind() == std::io::ErrorKind::Unsupported),
+        "{kqueue:?}"
+    );
 }

@@ -3,9 +3,14 @@
 //! * `test`: the whole test suite, one test per process (nextest), then the
 //!   documentation examples. Falls back to `cargo test --test-threads=1`
 //!   where nextest is not installed, so descriptor counting stays exact.
-//!   The `gaio` suite then runs a second time built with `--cfg
-//!   gaio_force_poll`, against the portable poll(2) poller, in a target
-//!   directory of its own (`target/force-poll`).
+//!   On Linux the workspace runs on io_uring where the kernel lets it
+//!   (epoll otherwise), and the `gaio` suite runs again on epoll
+//!   (`GAIO_BACKEND=epoll`) and once more with io_uring blocked by a
+//!   seccomp filter (the automatic choice must fall back to epoll). The
+//!   `gaio` suite then runs built with `--cfg gaio_force_poll`, against
+//!   the portable poll(2) poller, in a target directory of its own
+//!   (`target/force-poll`). Each run tells gaio's `backend` test what the
+//!   default watcher must run on (`GAIO_EXPECT_BACKEND`).
 //! * `cross`: `cargo check` and `cargo clippy -D warnings` of the whole
 //!   workspace (tests and examples included) for the BSD and Apple targets.
 //! * `ci`: what `.ci/run` checks: formatting, clippy with warnings denied,
@@ -41,6 +46,8 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("soak") => stress("soak", &args[1..]),
         Some("abuse") => stress("abuse", &args[1..]),
+        #[cfg(target_os = "linux")]
+        Some(WITHOUT_IO_URING) => without_io_uring(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <test|cross|ci|demo|bench|soak|abuse> [args]");
             return ExitCode::from(2);
@@ -95,7 +102,8 @@ fn cargo_force_poll(args: &[&str]) -> Result<(), String> {
             .args(args)
             .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
             .env("CARGO_TARGET_DIR", &target_dir)
-            .env("GAIO_EXPECT_POLLER", "PollPoller"),
+            .env("GAIO_EXPECT_POLLER", "PollPoller")
+            .env("GAIO_EXPECT_BACKEND", "poll"),
         args,
     )
 }
@@ -133,6 +141,19 @@ fn has_nextest() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// How one pass of the test suite runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The default backend (on Linux: io_uring where it can be used).
+    Default,
+    /// `GAIO_BACKEND=epoll`.
+    Epoll,
+    /// io_uring blocked by a seccomp filter: the default falls back.
+    Blocked,
+    /// Built with `--cfg gaio_force_poll`.
+    ForcePoll,
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let nextest = has_nextest();
@@ -142,8 +163,13 @@ fn test(extra: &[String]) -> Result<(), String> {
     // Every poller of this target, then gaio's suite on the portable
     // poll(2) one.
     let mut failed = Vec::new();
-    let runs: [(&[&str], bool); 2] = [(&["--workspace"], false), (&["-p", "gaio"], true)];
-    for (packages, force_poll) in runs {
+    let mut runs: Vec<(&[&str], Pass)> = vec![(&["--workspace"], Pass::Default)];
+    if cfg!(target_os = "linux") {
+        runs.push((&["-p", "gaio"], Pass::Epoll));
+        runs.push((&["-p", "gaio"], Pass::Blocked));
+    }
+    runs.push((&["-p", "gaio"], Pass::ForcePoll));
+    for (packages, pass) in runs {
         let mut args = if nextest {
             vec!["nextest", "run", "--no-fail-fast"]
         } else {
@@ -154,10 +180,11 @@ fn test(extra: &[String]) -> Result<(), String> {
         if !nextest {
             args.extend(["--", "--test-threads=1"]);
         }
-        let result = if force_poll {
-            cargo_force_poll(&args)
-        } else {
-            cargo(&args)
+        let result = match pass {
+            Pass::ForcePoll => cargo_force_poll(&args),
+            Pass::Default => cargo_expecting(&args, default_backend(), &[]),
+            Pass::Epoll => cargo_expecting(&args, "epoll", &[("GAIO_BACKEND", "epoll")]),
+            Pass::Blocked => cargo_without_io_uring(&args),
         };
         if let Err(e) = result {
             failed.push(e);
@@ -171,6 +198,92 @@ fn test(extra: &[String]) -> Result<(), String> {
     } else {
         Err(failed.join("; "))
     }
+}
+
+/// What a default watcher runs on here: io_uring where the probe finds a
+/// usable ring, else the target's readiness backend.
+fn default_backend() -> &'static str {
+    #[cfg(target_os = "linux")]
+    {
+        if gaio_uring::probe().is_ok() {
+            "uring"
+        } else {
+            "epoll"
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        if cfg!(target_os = "android") {
+            "epoll"
+        } else {
+            "kqueue"
+        }
+    }
+}
+
+/// Runs `cargo` with `args` and `env`, telling gaio's `backend` test what a
+/// default watcher must run on.
+fn cargo_expecting(args: &[&str], backend: &str, env: &[(&str, &str)]) -> Result<(), String> {
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!("xtask: {}cargo {}", shown.concat(), args.join(" "));
+    let mut command = Command::new(env_cargo());
+    command.args(args).env("GAIO_EXPECT_BACKEND", backend);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    run(&mut command, args)
+}
+
+/// The hidden subcommand that runs a command with io_uring blocked.
+#[cfg(target_os = "linux")]
+const WITHOUT_IO_URING: &str = "without-io-uring";
+
+/// Runs `cargo` with `args` under a seccomp filter that answers
+/// `io_uring_setup` with `EPERM`, as Docker's default profile does: the
+/// default watcher must fall back to epoll, and every test pass.
+#[cfg(not(target_os = "linux"))]
+fn cargo_without_io_uring(_args: &[&str]) -> Result<(), String> {
+    Err("io_uring exists on Linux only".into())
+}
+
+/// See the other `cargo_without_io_uring`.
+#[cfg(target_os = "linux")]
+fn cargo_without_io_uring(args: &[&str]) -> Result<(), String> {
+    let me = std::env::current_exe().map_err(|e| format!("cannot find xtask itself: {e}"))?;
+    eprintln!("xtask: (io_uring blocked by seccomp) cargo {}", args.join(" "));
+    run(
+        Command::new(me)
+            .arg(WITHOUT_IO_URING)
+            .arg(env_cargo())
+            .args(args)
+            .env("GAIO_EXPECT_BACKEND", "epoll"),
+        args,
+    )
+}
+
+/// `io_uring_setup`'s number: one table for every architecture since
+/// Linux 5.1.
+#[cfg(target_os = "linux")]
+const SYS_IO_URING_SETUP: i64 = 425;
+
+/// Installs the filter (`EPERM` for `io_uring_setup`, everything else
+/// allowed; inherited by every child) and becomes `command`.
+#[cfg(target_os = "linux")]
+fn without_io_uring(command: &[String]) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+    let (program, args) = command
+        .split_first()
+        .ok_or("usage: xtask without-io-uring <command> [args]")?;
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| format!("{e:?}"))?;
+    let rules = std::collections::BTreeMap::from([(SYS_IO_URING_SETUP, vec![])]);
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(1), arch)
+        .map_err(|e| format!("seccomp filter: {e}"))?;
+    let bpf: BpfProgram = filter.try_into().map_err(|e| format!("seccomp filter: {e:?}"))?;
+    seccompiler::apply_filter(&bpf).map_err(|e| format!("installing the seccomp filter: {e}"))?;
+    let e = Command::new(program).args(args).exec();
+    Err(format!("cannot run {program}: {e}"))
 }
 
 /// Targets checked (not run) here: the kqueue systems.

@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 /// One colour per server, in [`Impl::ALL`](crate::servers::Impl::ALL) order,
 /// then [`Impl::EXTRA`](crate::servers::Impl::EXTRA).
-pub const COLORS: [&str; 7] = [
-    "#1f77b4", "#17becf", "#d62728", "#9467bd", "#ff7f0e", "#7f7f7f", "#2ca02c",
+pub const COLORS: [&str; 8] = [
+    "#1f77b4", "#bcbd22", "#17becf", "#d62728", "#9467bd", "#ff7f0e", "#7f7f7f", "#2ca02c",
 ];
 
 /// A named line of `(x, y)` points.

@@ -1,4 +1,5 @@
-//! The gaio echo server: the README's echo loop, in either mode.
+//! The gaio echo server: the README's echo loop, in either mode, on the
+//! backend asked for.
 //!
 //! The listener is handed to the watcher, which accepts (with
 //! `TCP_NODELAY`, its default) as long as accepts are pending; each new
@@ -8,7 +9,7 @@
 
 use std::net::TcpListener;
 
-use gaio::{Buffer, Bytes, Completion, Mode, Op, Submit, Watcher};
+use gaio::{Backend, Buffer, Bytes, Completion, Mode, Op, Submit, Watcher};
 
 use crate::control::note_accepted;
 
@@ -17,9 +18,10 @@ use crate::control::note_accepted;
 const PENDING_ACCEPTS: usize = 16;
 
 /// Serves until the process ends.
-pub fn run(listener: TcpListener, mode: Mode) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(listener: TcpListener, mode: Mode, backend: Backend) -> Result<(), Box<dyn std::error::Error>> {
     let mut w: Watcher<(), Bytes> = gaio::Builder::new()
         .mode(mode)
+        .backend(backend)
         .swap_size(super::ECHO_BUF)
         .build()?;
     let listener = w.watch_listener(listener)?;

@@ -1,6 +1,6 @@
 //! The echo servers under test, one module per library.
 //!
-//! The six compared side by side ([`Impl::ALL`]) take a bound listener;
+//! The seven compared side by side ([`Impl::ALL`]) take a bound listener;
 //! gaio-cores ([`Impl::GaioCores`], the scaling scenario's server) binds
 //! its own, since `gaio::CoresBuilder` does. Each calls
 //! [`note_accepted`](crate::control::note_accepted) for every connection it
@@ -28,9 +28,14 @@ pub const ECHO_BUF: usize = 64 * 1024;
 /// An echo server implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Impl {
-    /// gaio, `Mode::Inline`: the thread that calls `wait_io` runs the I/O.
+    /// gaio on epoll, `Mode::Inline`: the thread that calls `wait_io`
+    /// runs the I/O.
     GaioInline,
-    /// gaio, `Mode::Background`: a thread of its own runs the I/O.
+    /// gaio on io_uring, `Mode::Inline` (Linux, where the kernel lets this
+    /// process use a ring).
+    GaioUring,
+    /// gaio on epoll, `Mode::Background`: a thread of its own runs the
+    /// I/O.
     GaioBackground,
     /// A hand-written single-thread edge-triggered mio loop.
     Mio,
@@ -50,8 +55,9 @@ pub enum Impl {
 
 impl Impl {
     /// Every implementation, in report order.
-    pub const ALL: [Impl; 6] = [
+    pub const ALL: [Impl; 7] = [
         Impl::GaioInline,
+        Impl::GaioUring,
         Impl::GaioBackground,
         Impl::Mio,
         Impl::TokioCt,
@@ -67,6 +73,7 @@ impl Impl {
     pub fn name(self) -> &'static str {
         match self {
             Impl::GaioInline => "gaio-inline",
+            Impl::GaioUring => "gaio-uring",
             Impl::GaioBackground => "gaio-background",
             Impl::Mio => "mio",
             Impl::TokioCt => "tokio-ct",
@@ -87,7 +94,9 @@ impl Impl {
     /// What an idle connection holds in the `--idle` variant.
     pub fn idle_description(self) -> &'static str {
         match self {
-            Impl::GaioInline | Impl::GaioBackground | Impl::GaioCores => "a pending read_swap (no buffer)",
+            Impl::GaioInline | Impl::GaioUring | Impl::GaioBackground | Impl::GaioCores => {
+                "a pending read_swap (no buffer)"
+            }
             Impl::Mio => "a registration, no buffer",
             Impl::TokioCt | Impl::TokioMt => "a task awaiting readable(), no buffer",
             Impl::StdThreads => "a thread (16 KiB stack) blocked in read() into a 1-byte stack buffer",
@@ -119,8 +128,9 @@ pub fn run(
     let listener = crate::limits::loopback_listener()?;
     announce(listener.local_addr()?)?;
     match imp {
-        Impl::GaioInline => gaio_srv::run(listener, gaio::Mode::Inline),
-        Impl::GaioBackground => gaio_srv::run(listener, gaio::Mode::Background),
+        Impl::GaioInline => gaio_srv::run(listener, gaio::Mode::Inline, gaio::Backend::Epoll),
+        Impl::GaioUring => gaio_srv::run(listener, gaio::Mode::Inline, gaio::Backend::Uring),
+        Impl::GaioBackground => gaio_srv::run(listener, gaio::Mode::Background, gaio::Backend::Epoll),
         Impl::Mio => Ok(mio_srv::run(listener)?),
         Impl::TokioCt => Ok(tokio_srv::run(listener, false, idle)?),
         Impl::TokioMt => Ok(tokio_srv::run(listener, true, idle)?),

@@ -106,6 +106,13 @@ impl ConnState {
         }
     }
 
+    pub(super) fn list_ref(&self, dir: Dir) -> &List {
+        match dir {
+            Dir::Read => &self.reads,
+            Dir::Write => &self.writes,
+        }
+    }
+
     pub(super) fn list(&mut self, dir: Dir) -> &mut List {
         match dir {
             Dir::Read => &mut self.reads,

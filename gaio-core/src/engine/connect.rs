@@ -55,7 +55,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             Dialled::Retry => self.io.starved.push((conn, Dir::Write)),
             // Writability will tell; a deadline already past fires at the
             // next turn.
-            Dialled::InProgress => {}
+            Dialled::InProgress => self.await_writable(conn),
         }
     }
 
@@ -74,6 +74,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 Dialled::Connected => {}
                 Dialled::InProgress => {
                     state.set(REDIAL, false);
+                    self.await_writable(conn);
                     return false;
                 }
                 Dialled::Retry => {
@@ -94,6 +95,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         ok
     }
 
+    /// Tells the poller the connect waits for writability (a completion
+    /// poller watches for it only when asked).
+    fn await_writable(&mut self, conn: crate::Conn) {
+        if let Some(state) = self.conns.get(conn.fd).filter(|s| s.gen == conn.gen) {
+            super::conn_state::rearm(&self.shared.poller, state, conn, Dir::Write);
+        }
+    }
+
     /// Completes `conn`'s connect request: the connection is ready, or
     /// failed and is closed.
     fn connect_ended(&mut self, conn: crate::Conn, result: std::io::Result<()>) {
@@ -107,7 +116,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             }
             Err(e) => {
                 self.finish_head(conn, Dir::Write, Some(Error::Io(e)), Bytes::new());
-                self.free_conn(conn, || Error::ConnClosed);
+                self.release(conn, || Error::ConnClosed);
             }
         }
     }

@@ -5,11 +5,13 @@
 
 use std::io;
 
-use super::conn_state::{ConnState, OUT_OF_FDS, SYSTEM_OUT_OF_FDS};
+use std::os::fd::AsFd;
+
+use super::conn_state::{ConnState, CONNECTING, OUT_OF_FDS, READABLE, SYSTEM_OUT_OF_FDS, WRITABLE};
 use super::events::SLEEP_FD;
 use super::Dir;
 use super::Engine;
-use crate::{Conn, Error, IoBuf, Op, Poller};
+use crate::{Conn, Error, Interest, IoBuf, Op, Poller};
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     pub(super) fn fire_timers(&mut self) {
@@ -30,13 +32,28 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let dir = Dir::of(op);
             // A pending node is in a list of the connection now at its
             // descriptor: freeing a connection takes all its nodes out.
-            let Some(state) = self.conns.get_mut(entry.fd) else {
+            let Some(state) = self.conns.get(entry.fd) else {
                 continue;
             };
             let conn = Conn {
                 fd: entry.fd,
                 gen: state.gen,
                 owner: self.shared.id,
+            };
+            // A completion poller may have this request's I/O in flight:
+            // the head's, or a gathered write's. It ends first, and what it
+            // moved before it ended counts.
+            let settled = self.shared.poller.completes_io()
+                && (state.list_ref(dir).head == entry.node || dir == Dir::Write);
+            if settled && self.settle(conn, dir) && self.nodes.find_timer(entry.node, entry.timer).is_none() {
+                // The I/O that ended completed the request: no deadline to
+                // report. Its timer entry was the one just taken.
+                self.timers.stale_dropped();
+                self.drive(conn, dir);
+                continue;
+            }
+            let Some(state) = self.conn_mut(conn) else {
+                continue;
             };
             let was_head = state.list(dir).head == entry.node;
             let error = match (op, shortage(state)) {
@@ -49,10 +66,89 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             self.finish_in(conn, dir, Some(entry.node), Some(error), bytes::Bytes::new());
             if op == Op::Connect {
                 // Nobody has the connection yet: it goes with its request.
-                self.free_conn(conn, || Error::ConnClosed);
-            } else if was_head {
-                // The next request in line may be able to run now.
+                self.release(conn, || Error::ConnClosed);
+            } else if was_head || settled {
+                // The next request in line may be able to run now (after a
+                // settle, the I/O of those left is to be started again).
                 self.drive(conn, dir);
+            }
+        }
+    }
+
+    /// Ends a completion poller's I/O in flight on `conn` in `dir`. If
+    /// some ended with a result first, the requests it was for take it
+    /// (the poller held, so nothing new starts). Returns true in that
+    /// case. Afterwards nothing is in flight in `dir`: the next attempt
+    /// starts anew.
+    pub(super) fn settle(&mut self, conn: Conn, dir: Dir) -> bool {
+        let interest = match dir {
+            Dir::Read => Interest::READ,
+            Dir::Write => Interest::WRITE,
+        };
+        let Some(state) = self.conns.get(conn.fd).filter(|s| s.gen == conn.gen) else {
+            return false;
+        };
+        let landed = self.shared.poller.cancel(state.fd.as_fd(), interest, true);
+        // Nothing is in flight any more: the next attempt (the one below,
+        // which takes the result, or the next request's) goes to the
+        // poller rather than wait for an event that will not come.
+        self.mark_ready(conn, dir);
+        if landed {
+            self.shared.poller.hold(true);
+            self.drive(conn, dir);
+            self.shared.poller.hold(false);
+            self.mark_ready(conn, dir);
+        }
+        landed
+    }
+
+    /// Frees `conn` as [`free_conn`](Self::free_conn) does, after ending
+    /// a completion poller's I/O in flight with what it moved counted:
+    /// bytes read are delivered, bytes written reported.
+    pub(super) fn release(&mut self, conn: Conn, error: impl Fn() -> Error) {
+        if self.shared.poller.completes_io() && self.conn_mut(conn).is_some() {
+            self.settle(conn, Dir::Read);
+            self.settle(conn, Dir::Write);
+        }
+        // Taking those results may have ended the connection (its detach).
+        self.free_conn(conn, error);
+    }
+
+    /// [`shutdown`](Self::shutdown), after ending every connection's I/O
+    /// in flight as [`release`](Self::release) does. Paths that may not
+    /// run user code (a drop, after a panic) shut down without it: the
+    /// results of I/O in flight are then dropped.
+    pub(crate) fn shutdown_settled(&mut self) {
+        if self.finished {
+            return;
+        }
+        if self.shared.poller.completes_io() {
+            // From here on nothing new is taken in.
+            self.shared.close();
+            let owner = self.shared.id;
+            let conns: Vec<Conn> = self
+                .conns
+                .iter()
+                .map(|(fd, state)| Conn {
+                    fd,
+                    gen: state.gen,
+                    owner,
+                })
+                .collect();
+            for conn in conns {
+                self.settle(conn, Dir::Read);
+                self.settle(conn, Dir::Write);
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Marks `conn` ready in `dir` (a connect in progress excepted: it
+    /// waits for writability, not for I/O of its own).
+    fn mark_ready(&mut self, conn: Conn, dir: Dir) {
+        if let Some(state) = self.conn_mut(conn) {
+            if !state.has(CONNECTING) {
+                state.set(if dir == Dir::Read { READABLE } else { WRITABLE }, true);
             }
         }
     }

@@ -39,7 +39,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             }
         }
         for conn in closing {
-            self.free_conn(conn, || Error::ConnClosed);
+            self.release(conn, || Error::ConnClosed);
         }
         self.end_of_turn_graceful(Instant::now());
     }
@@ -66,7 +66,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         self.half_closing = pending;
         if self.conns.is_empty() || now >= until {
             crate::diag::debug_event!(live = self.conns.len(), "graceful close done; closing");
-            self.shutdown();
+            self.shutdown_settled();
         }
     }
 }

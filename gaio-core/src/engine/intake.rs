@@ -59,7 +59,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                         self.ready.push(completion_of(req, error));
                     }
                 }
-                Command::Free(conn) => self.free_conn(conn, || Error::ConnClosed),
+                Command::Free(conn) => self.release(conn, || Error::ConnClosed),
                 Command::CloseGracefully(deadline) => self.close_gracefully(deadline),
                 Command::CancelTimer(timer) => self.cancel_timer(timer),
                 Command::Adopt {
@@ -149,7 +149,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             op,
             Op::Read | Op::ReadFull | Op::ReadAppend | Op::RecvFrom | Op::Write | Op::SendTo
         );
-        if data && state.list(dir).is_empty() {
+        // A completion poller's I/O may outlive this call: the request is
+        // stored first, so its buffer stays where the kernel was told.
+        let completes = self.shared.poller.completes_io();
+        if data && state.list(dir).is_empty() && !completes {
             let mut io = self.io.with(&self.shared.poller);
             let attempt = match dir {
                 Dir::Read => io.read(state, conn, &mut node),
@@ -183,9 +186,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 fd: conn.fd,
             });
         }
-        if !data {
+        if !data || completes {
             // Accepts, shutdowns and detaches run by their own rules, which
-            // the drivers know; at the head, they may run now.
+            // the drivers know; at the head, they may run now (and so does
+            // a read or write for a completion poller, stored first).
             let state = self.conns.get_mut(conn.fd).expect("checked above");
             if state.list(dir).head == idx {
                 self.drive(conn, dir);

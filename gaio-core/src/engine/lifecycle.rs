@@ -18,7 +18,7 @@ use super::slab::List;
 use super::{Dir, Engine};
 use crate::shared::{Command, Role};
 use crate::sys::FdInfo;
-use crate::{Conn, Error, FdKind, Op, Poller};
+use crate::{Conn, Error, FdKind, Interest, Op, Poller};
 
 impl<P: Poller, C, B> Engine<P, C, B> {
     /// Requests pending on connections (not counting queued commands).
@@ -36,7 +36,8 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, ?info, "connection watched");
         let mut kind = match info.kind {
             FdKind::StreamSocket => {
-                let drains = P::LEVEL_TRIGGERED || (P::REPORTS_URGENT && info.plain_tcp);
+                let poller = &self.shared.poller;
+                let drains = poller.level_triggered() || (poller.reports_urgent() && info.plain_tcp);
                 STREAM | if drains { SHORT_READ_DRAINS } else { 0 }
             }
             FdKind::DatagramSocket => DGRAM,
@@ -90,6 +91,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             gen = stale.gen,
             "descriptor handed over again while watched: it was closed behind the watcher's back"
         );
+        // By number: a completion poller's I/O in flight for the old
+        // descriptor ends before its buffers go back.
+        self.shared.poller.cancel(stale.fd.as_fd(), Interest::BOTH, false);
         self.complete_all(conn, &mut stale, || Error::ConnClosed);
         let _forgotten = stale.fd.into_raw_fd();
     }
@@ -122,6 +126,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         let mut state = self.conns.remove(conn.fd).expect("checked above");
         self.count_out(&state);
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection freed");
+        // Whatever a completion poller still has in flight (nothing, after
+        // the settling above) ends before the buffers go back.
+        self.shared.poller.cancel(state.fd.as_fd(), Interest::BOTH, false);
         self.complete_all(conn, &mut state, error);
         // Closing the descriptor would also drop the registration unless it
         // was duplicated; deregistering makes sure no event for it arrives.
@@ -155,6 +162,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         }
         let mut state = self.conns.remove(conn.fd).expect("checked above");
         self.count_out(&state);
+        // No I/O is in flight (no read pending, the writes before the
+        // detach done); a completion poller's readiness polls end here.
+        self.shared.poller.cancel(state.fd.as_fd(), Interest::BOTH, false);
         let _ = self.shared.poller.deregister(state.fd.as_fd());
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection detached");
         let head = state.writes.head;

@@ -347,7 +347,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             return Ok(());
         }
         self.drain_commands();
-        self.free_conn(conn, || Error::ConnClosed);
+        self.release(conn, || Error::ConnClosed);
         Ok(())
     }
 
@@ -365,7 +365,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     ) -> Result<usize, Error> {
         loop {
             if !self.finished && self.shared.is_closed() {
-                self.shutdown();
+                self.shutdown_settled();
             }
             if self.finished {
                 break;

@@ -84,6 +84,11 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         }
         while let Some(fd) = self.conns.any_fd() {
             if let Some(state) = self.conns.remove(fd) {
+                // A completion poller's I/O in flight ends, its results
+                // dropped, before the buffers go with the engine.
+                self.shared
+                    .poller
+                    .cancel(state.fd.as_fd(), crate::Interest::BOTH, false);
                 let _ = self.shared.poller.deregister(state.fd.as_fd());
             }
         }

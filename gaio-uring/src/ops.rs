@@ -1,0 +1,248 @@
+//! The I/O a ring has in flight, by descriptor and slot: what each
+//! request was given (so that the result is taken for the same memory),
+//! and its result once the kernel posted it.
+//!
+//! A descriptor has four slots: its read (or accept), its write, and a
+//! readiness poll for each direction. At most one request is in a slot,
+//! so a connection has at most one read and one write in flight, the
+//! heads of its lists. A request's user data is its index with a tag
+//! that changes at each reuse of the index: the completion of a request
+//! that was cancelled and forgotten is recognised and dropped.
+
+use std::os::fd::RawFd;
+
+use bytes::Bytes;
+
+/// The read (or accept) slot.
+pub(crate) const READ: usize = 0;
+/// The write slot.
+pub(crate) const WRITE: usize = 1;
+/// The readiness poll for reading.
+pub(crate) const POLL_IN: usize = 2;
+/// The readiness poll for writing.
+pub(crate) const POLL_OUT: usize = 3;
+
+/// What a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `recv` (stream socket) or `read` into the caller's memory.
+    Direct,
+    /// `recv` or `read` into a buffer the kernel picks from the buffer
+    /// ring.
+    Select,
+    /// `send`/`sendmsg` (stream socket) or `write`/`writev`.
+    Write,
+    /// `accept4`.
+    Accept,
+    /// A one-shot readiness poll.
+    Poll,
+}
+
+/// Where a request stands.
+#[derive(Debug)]
+pub(crate) enum State {
+    /// The kernel has it (or it is queued for the kernel).
+    InFlight,
+    /// Answered `ENOBUFS` (no buffer in the ring): to be submitted again
+    /// once buffers come back.
+    Starved,
+    /// Posted: the result (`res`, `flags` of the completion) waits for
+    /// the engine's next call.
+    Landed { res: i32, flags: u32 },
+    /// What a buffer-select read brought and the engine has not taken
+    /// yet (it offered less room than the read filled).
+    Leftover(Bytes),
+}
+
+/// Memory a request points the kernel to besides the caller's buffers,
+/// kept at a fixed address (boxed) and reused with the slot.
+pub(crate) struct Mem {
+    pub(crate) iov: Vec<libc::iovec>,
+    pub(crate) msg: libc::msghdr,
+    pub(crate) peer: libc::sockaddr_storage,
+    pub(crate) peer_len: libc::socklen_t,
+}
+
+// SAFETY: the raw pointers in `iov` and `msg` are only addresses handed to
+// the kernel (the caller's buffers, this box's own `iov`); nothing here
+// dereferences them, so moving the box to another thread cannot make a
+// data race.
+unsafe impl Send for Mem {}
+
+impl Mem {
+    fn new() -> Box<Mem> {
+        // SAFETY: `msghdr` and `sockaddr_storage` are plain C structs for
+        // which all-zero bytes are a valid value (null pointers, zero
+        // lengths, family AF_UNSPEC).
+        let (msg, peer) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        Box::new(Mem {
+            iov: Vec::new(),
+            msg,
+            peer,
+            peer_len: 0,
+        })
+    }
+}
+
+/// One request, in the slot table.
+pub(crate) struct Op {
+    pub(crate) tag: u32,
+    pub(crate) live: bool,
+    pub(crate) fd: RawFd,
+    pub(crate) slot: usize,
+    pub(crate) kind: Kind,
+    pub(crate) state: State,
+    /// The first byte the request was given, and how many: the result is
+    /// handed only to a call offering the same memory.
+    pub(crate) addr: usize,
+    pub(crate) len: usize,
+    pub(crate) mem: Box<Mem>,
+}
+
+/// Every request of a ring, found by descriptor and slot or by user data.
+#[derive(Default)]
+pub(crate) struct Ops {
+    ops: Vec<Op>,
+    free: Vec<u32>,
+    /// Per descriptor number, per slot: the request's index plus one (0:
+    /// none).
+    by_fd: Vec<[u32; 4]>,
+    live: usize,
+}
+
+impl Ops {
+    /// The request in `fd`'s `slot`, if any.
+    pub(crate) fn find(&self, fd: RawFd, slot: usize) -> Option<u32> {
+        let at = *self.by_fd.get(usize::try_from(fd).ok()?)?.get(slot)?;
+        at.checked_sub(1)
+    }
+
+    pub(crate) fn get(&self, idx: u32) -> &Op {
+        &self.ops[idx as usize]
+    }
+
+    pub(crate) fn get_mut(&mut self, idx: u32) -> &mut Op {
+        &mut self.ops[idx as usize]
+    }
+
+    /// Requests in the table.
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Puts a new request in `fd`'s empty `slot`; returns its index.
+    pub(crate) fn start(&mut self, fd: RawFd, slot: usize, kind: Kind, addr: usize, len: usize) -> u32 {
+        let number = usize::try_from(fd).expect("descriptors are not negative");
+        if self.by_fd.len() <= number {
+            self.by_fd.resize((number + 1).next_power_of_two(), [0; 4]);
+        }
+        debug_assert_eq!(self.by_fd[number][slot], 0, "slot {slot} of fd {fd} taken");
+        let idx = match self.free.pop() {
+            Some(idx) => idx,
+            None => {
+                self.ops.push(Op {
+                    tag: 0,
+                    live: false,
+                    fd: -1,
+                    slot: 0,
+                    kind,
+                    state: State::InFlight,
+                    addr: 0,
+                    len: 0,
+                    mem: Mem::new(),
+                });
+                u32::try_from(self.ops.len() - 1).expect("fewer than 4 billion requests")
+            }
+        };
+        let op = &mut self.ops[idx as usize];
+        op.live = true;
+        op.fd = fd;
+        op.slot = slot;
+        op.kind = kind;
+        op.state = State::InFlight;
+        op.addr = addr;
+        op.len = len;
+        self.by_fd[number][slot] = idx + 1;
+        self.live += 1;
+        idx
+    }
+
+    /// Takes request `idx` out of the table: its slot is free, and a
+    /// completion still to come for it will not match.
+    pub(crate) fn end(&mut self, idx: u32) {
+        let op = &mut self.ops[idx as usize];
+        debug_assert!(op.live);
+        op.live = false;
+        op.tag = op.tag.wrapping_add(1);
+        op.state = State::InFlight;
+        let (fd, slot) = (op.fd, op.slot);
+        if let Some(slots) = usize::try_from(fd).ok().and_then(|n| self.by_fd.get_mut(n)) {
+            slots[slot] = 0;
+        }
+        self.free.push(idx);
+        self.live -= 1;
+    }
+
+    /// The user data naming request `idx` to the kernel.
+    pub(crate) fn user_data(&self, idx: u32) -> u64 {
+        (u64::from(self.ops[idx as usize].tag) << 32) | u64::from(idx)
+    }
+
+    /// The live request `user_data` names, if it is still in the table.
+    pub(crate) fn named(&self, user_data: u64) -> Option<u32> {
+        let idx = (user_data & u64::from(u32::MAX)) as u32;
+        let tag = (user_data >> 32) as u32;
+        let op = self.ops.get(idx as usize)?;
+        (op.live && op.tag == tag).then_some(idx)
+    }
+}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops").field("live", &self.live).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_index_does_not_match_the_old_user_data() {
+        let mut ops = Ops::default();
+        let a = ops.start(7, READ, Kind::Direct, 0x1000, 64);
+        let old = ops.user_data(a);
+        assert_eq!(ops.named(old), Some(a));
+        assert_eq!(ops.find(7, READ), Some(a));
+        ops.end(a);
+        assert_eq!(ops.find(7, READ), None);
+        assert_eq!(ops.named(old), None);
+        let b = ops.start(7, READ, Kind::Select, 0, 64);
+        assert_eq!(b, a, "the index is reused");
+        assert_ne!(ops.user_data(b), old);
+        assert_eq!(ops.named(old), None);
+        assert_eq!(ops.live(), 1);
+    }
+
+    #[test]
+    fn slots_of_one_descriptor_are_independent() {
+        let mut ops = Ops::default();
+        let r = ops.start(3, READ, Kind::Direct, 1, 1);
+        let w = ops.start(3, WRITE, Kind::Write, 2, 1);
+        let p = ops.start(3, POLL_OUT, Kind::Poll, 0, 0);
+        assert_eq!(
+            [
+                ops.find(3, READ),
+                ops.find(3, WRITE),
+                ops.find(3, POLL_IN),
+                ops.find(3, POLL_OUT)
+            ],
+            [Some(r), Some(w), None, Some(p)]
+        );
+        ops.end(w);
+        assert_eq!(ops.find(3, READ), Some(r));
+        assert_eq!(ops.find(3, WRITE), None);
+        assert_eq!(ops.find(1000, READ), None);
+    }
+}

@@ -1,0 +1,784 @@
+//! [`UringPoller`]: gaio's engine on an io_uring ring.
+//!
+//! The engine's logic (per-connection FIFO lists, deadlines, swap memory,
+//! delivery) is the same on every backend; on the ring only its I/O step
+//! differs. An attempt at a read, write or accept starts the request on
+//! the ring and answers `WouldBlock`; the request's completion comes back
+//! from [`wait`](Poller::wait) as an event for the descriptor, and the
+//! engine's attempt made again then returns the completion's result. The
+//! engine keeps its side of that bargain (see `Poller::completes_io`):
+//! requests are stored before their I/O starts, so the memory given to
+//! the kernel stays put, and a request that may be in flight leaves only
+//! after [`cancel`](Poller::cancel), which returns once the kernel has let
+//! go of its memory.
+//!
+//! Reads without a buffer (the swap memory) take a buffer the kernel picks
+//! from a provided-buffer ring only when data arrives; the bytes are
+//! copied into the engine's swap slab when the engine takes the result,
+//! and the buffer goes straight back to the ring. A ring with no buffer
+//! left answers `ENOBUFS`: the read is submitted again once buffers come
+//! back, so an exhausted ring is back-pressure, never an error.
+//!
+//! Sends on stream sockets use `MSG_WAITALL`: the kernel finishes a
+//! partial send itself, so a write completes whole (or with an error, or
+//! cancelled with what it sent) in one completion. Connects, datagrams and
+//! anything else the ring does not carry use the default system calls,
+//! with one-shot readiness polls on the ring where they must wait.
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use gaio_core::{Backend, Event, FdKind, Interest, IoOutcome, Mode, PeerAddr, Poller};
+use io_uring::{opcode, squeue, types};
+
+use crate::buf_ring::BufRing;
+use crate::ops::{Kind, Ops, State, POLL_IN, POLL_OUT, READ, WRITE};
+use crate::ring::{Ring, Waker};
+
+/// Submission queue entries (the completion queue has twice as many).
+const RING_ENTRIES: u32 = 1024;
+/// Buffers in the provided-buffer ring, and the size of each: what reads
+/// without a buffer can have in flight at once, and the most one such
+/// read returns.
+const BUFFERS: u16 = 128;
+const BUFFER_SIZE: usize = 16 * 1024;
+/// The buffer group of the provided-buffer ring.
+const GROUP: u16 = 0;
+/// A token no descriptor has.
+const NO_TOKEN: u64 = u64::MAX;
+/// The user data of cancels sent for polls: their own completions are
+/// dropped (a tag of all ones, an index no request has).
+const CANCELLED_POLL: u64 = u64::MAX - 2;
+/// Longest a cancelled request may take to post its completion before the
+/// watcher gives up on the kernel (sync cancellation has already returned
+/// by then: the wait is only for the completion to be posted).
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// A poller whose I/O the kernel does: see the module documentation.
+pub struct UringPoller {
+    /// The ring and its requests: locked by the thread turning the engine
+    /// (the only one that calls the I/O methods, `wait`, `cancel`).
+    ring: Mutex<Inner>,
+    /// Tokens by descriptor number: registered and deregistered from any
+    /// thread, read when events are made.
+    tokens: Mutex<Vec<u64>>,
+    waker: Waker,
+}
+
+struct Inner {
+    ring: Ring,
+    bufs: BufRing,
+    ops: Ops,
+    /// Events posted and not yet handed to the engine: descriptor,
+    /// readable, writable, hung up.
+    ready: Vec<(RawFd, bool, bool, bool)>,
+    /// Buffer-select reads to submit again once buffers come back.
+    starved: Vec<u32>,
+    /// See `Poller::hold`.
+    held: bool,
+}
+
+impl std::fmt::Debug for UringPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringPoller").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while locked left nothing half-done that matters here: the
+    // engine closes the watcher after a panic, and the state stays
+    // consistent at every unlock point.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl UringPoller {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.ring)
+    }
+}
+
+impl Poller for UringPoller {
+    type Events = ();
+
+    fn new() -> io::Result<Self> {
+        Self::open(Backend::Uring, Mode::Inline)
+    }
+
+    /// In [`Mode::Inline`] the ring belongs to the thread that first runs
+    /// the watcher's I/O (`SINGLE_ISSUER`, `DEFER_TASKRUN`): the kernel
+    /// finishes requests only when that thread enters the ring, so nothing
+    /// of the ring's work reaches the thread between its calls (a ring
+    /// shared by threads flags them for task work, which makes their
+    /// blocking calls with timeouts fail with `EINTR`). In
+    /// [`Mode::Background`] both threads enter the ring (`COOP_TASKRUN`).
+    fn open(backend: Backend, mode: Mode) -> io::Result<Self> {
+        if !matches!(backend, Backend::Auto | Backend::Uring) {
+            return Err(Backend::unsupported(backend, Backend::Uring));
+        }
+        let ring = Ring::new(RING_ENTRIES, mode == Mode::Inline)?;
+        let bufs = BufRing::new(ring.uring(), GROUP, BUFFERS, BUFFER_SIZE)?;
+        let waker = ring.waker();
+        Ok(UringPoller {
+            ring: Mutex::new(Inner {
+                ring,
+                bufs,
+                ops: Ops::default(),
+                ready: Vec::new(),
+                starved: Vec::new(),
+                held: false,
+            }),
+            tokens: Mutex::new(Vec::new()),
+            waker,
+        })
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Uring
+    }
+
+    fn events(_capacity: usize) -> Self::Events {}
+
+    fn completes_io(&self) -> bool {
+        true
+    }
+
+    unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        // The ring could read a regular file or a directory, but the
+        // readiness backends refuse them (`EPERM`, as epoll does): the
+        // contract is the same on every backend.
+        let mode = rustix::fs::fstat(fd)?.st_mode;
+        if matches!(
+            rustix::fs::FileType::from_raw_mode(mode),
+            rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory
+        ) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        let number =
+            usize::try_from(fd.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        let mut tokens = lock(&self.tokens);
+        if tokens.len() <= number {
+            tokens.resize((number + 1).next_power_of_two(), NO_TOKEN);
+        }
+        tokens[number] = token;
+        Ok(())
+    }
+
+    fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let mut tokens = lock(&self.tokens);
+        match usize::try_from(fd.as_raw_fd())
+            .ok()
+            .and_then(|n| tokens.get_mut(n))
+        {
+            Some(t) if *t != NO_TOKEN => {
+                *t = NO_TOKEN;
+                Ok(())
+            }
+            _ => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+        }
+    }
+
+    unsafe fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        // Nothing to report anew: the ring reports the end of each request,
+        // and requests start only when the engine knows the connection.
+        // SAFETY: the caller keeps `fd` open until it is deregistered.
+        unsafe { self.register(fd, token) }
+    }
+
+    fn wait(&self, _raw: &mut (), out: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        let mut inner = self.inner();
+        inner.rearm_starved()?;
+        let timeout = if inner.ready.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        let entered = inner.ring.enter(timeout);
+        inner.reap();
+        if inner.ready.is_empty() {
+            return entered;
+        }
+        let tokens = lock(&self.tokens);
+        for (fd, readable, writable, hangup) in inner.ready.drain(..) {
+            let token = usize::try_from(fd).ok().and_then(|n| tokens.get(n)).copied();
+            let Some(token) = token.filter(|t| *t != NO_TOKEN) else {
+                continue;
+            };
+            let mut ev = Event::new(token);
+            ev.readable = readable;
+            ev.writable = writable;
+            ev.hangup = hangup;
+            out.push(ev);
+        }
+        entered
+    }
+
+    fn wake(&self) -> io::Result<()> {
+        self.waker.wake()
+    }
+
+    fn rearm(&self, fd: BorrowedFd<'_>, _token: u64, interest: Interest) -> io::Result<()> {
+        let mut inner = self.inner();
+        if inner.held {
+            return Ok(());
+        }
+        let fd = fd.as_raw_fd();
+        for (wanted, io_slot, poll_slot, events) in [
+            (interest.is_read(), READ, POLL_IN, libc::POLLIN | libc::POLLRDHUP),
+            (interest.is_write(), WRITE, POLL_OUT, libc::POLLOUT),
+        ] {
+            // A request in flight in that direction tells by its end.
+            if !wanted || inner.ops.find(fd, io_slot).is_some() || inner.ops.find(fd, poll_slot).is_some() {
+                continue;
+            }
+            let idx = inner.ops.start(fd, poll_slot, Kind::Poll, 0, 0);
+            let sqe = opcode::PollAdd::new(types::Fd(fd), events as u32)
+                .build()
+                .user_data(inner.ops.user_data(idx));
+            // SAFETY: a poll points to no memory; the descriptor stays open
+            // until `cancel` ended the poll (the engine cancels before it
+            // closes).
+            unsafe { inner.ring.push(&sqe) }?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, fd: BorrowedFd<'_>, kind: FdKind, buf: &mut [u8]) -> IoOutcome {
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        if let Some(idx) = inner.ops.find(fd, READ) {
+            return match inner.ops.get(idx).kind {
+                Kind::Direct => inner.take_direct(idx, buf.as_ptr() as usize, buf.len()),
+                // Bytes a buffer-select read brought, before the engine
+                // switched to a buffer of its own: copied, as for swap.
+                _ => {
+                    // SAFETY: viewing initialised bytes as possibly
+                    // uninitialised ones; only initialised bytes are
+                    // written through the view.
+                    let uninit = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [MaybeUninit<u8>]) };
+                    inner.take_selected(idx, uninit).0
+                }
+            };
+        }
+        if inner.held {
+            return IoOutcome::WouldBlock;
+        }
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let idx = inner
+            .ops
+            .start(fd, READ, Kind::Direct, buf.as_ptr() as usize, len as usize);
+        let sqe = match kind {
+            FdKind::StreamSocket => opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), len).build(),
+            _ => opcode::Read::new(types::Fd(fd), buf.as_mut_ptr(), len)
+                .offset(u64::MAX)
+                .build(),
+        };
+        // SAFETY: `buf` is the engine's request buffer, stored before its
+        // I/O starts; the engine ends the request only after the result
+        // was taken or `cancel` returned (`Poller::completes_io`).
+        inner.submit(idx, sqe)
+    }
+
+    fn read_uninit<'a>(
+        &self,
+        fd: BorrowedFd<'_>,
+        kind: FdKind,
+        buf: &'a mut [MaybeUninit<u8>],
+    ) -> (IoOutcome, &'a mut [u8]) {
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        if let Some(idx) = inner.ops.find(fd, READ) {
+            assert!(
+                inner.ops.get(idx).kind == Kind::Select,
+                "a read into the engine's own buffer was taken by a swap read"
+            );
+            return inner.take_selected(idx, buf);
+        }
+        if inner.held {
+            return (IoOutcome::WouldBlock, &mut []);
+        }
+        let len = buf.len().min(BUFFER_SIZE);
+        let idx = inner.ops.start(fd, READ, Kind::Select, 0, len);
+        let sqe = select_read(fd, kind, len, inner.bufs.group());
+        (inner.submit(idx, sqe), &mut [])
+    }
+
+    fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        let first = bufs.first().map_or(0, |b| b.as_ptr() as usize);
+        if let Some(idx) = inner.ops.find(fd, WRITE) {
+            return inner.take_direct(idx, first, usize::MAX);
+        }
+        if inner.held {
+            return IoOutcome::WouldBlock;
+        }
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let idx = inner.ops.start(fd, WRITE, Kind::Write, first, total);
+        let stream = kind == FdKind::StreamSocket;
+        let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
+        let sqe = if bufs.len() == 1 {
+            let len = u32::try_from(bufs[0].len()).unwrap_or(u32::MAX);
+            let ptr = bufs[0].as_ptr();
+            if stream {
+                opcode::Send::new(types::Fd(fd), ptr, len).flags(flags).build()
+            } else {
+                opcode::Write::new(types::Fd(fd), ptr, len)
+                    .offset(u64::MAX)
+                    .build()
+            }
+        } else {
+            let op = inner.ops.get_mut(idx);
+            let mem = &mut *op.mem;
+            mem.iov.clear();
+            mem.iov.extend(bufs.iter().map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            }));
+            if stream {
+                mem.msg.msg_iov = mem.iov.as_mut_ptr();
+                mem.msg.msg_iovlen = mem.iov.len() as _;
+                opcode::SendMsg::new(types::Fd(fd), &mem.msg)
+                    .flags(flags as u32)
+                    .build()
+            } else {
+                let count = u32::try_from(mem.iov.len()).unwrap_or(u32::MAX);
+                opcode::Writev::new(types::Fd(fd), mem.iov.as_ptr().cast(), count)
+                    .offset(u64::MAX)
+                    .build()
+            }
+        };
+        // SAFETY: the slices are the engine's stored write requests, kept
+        // until the result is taken or `cancel` returned; the gather array
+        // and message header live in the request's box.
+        inner.submit(idx, sqe)
+    }
+
+    fn accept(&self, fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<PeerAddr>)> {
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        if let Some(idx) = inner.ops.find(fd, READ) {
+            return inner.take_accept(idx);
+        }
+        if inner.held {
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        }
+        let idx = inner.ops.start(fd, READ, Kind::Accept, 0, 0);
+        let mem = &mut *inner.ops.get_mut(idx).mem;
+        mem.peer_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let sqe = opcode::Accept::new(
+            types::Fd(fd),
+            std::ptr::from_mut(&mut mem.peer).cast(),
+            &mut mem.peer_len,
+        )
+        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        .build();
+        // SAFETY: the address and its length live in the request's box,
+        // which stays until the request ends.
+        match inner.submit(idx, sqe) {
+            IoOutcome::Failed(e) => Err(e),
+            _ => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
+        }
+    }
+
+    fn cancel(&self, fd: BorrowedFd<'_>, interest: Interest, keep: bool) -> bool {
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        let mut kept = false;
+        for (wanted, io_slot, poll_slot) in [
+            (interest.is_read(), READ, POLL_IN),
+            (interest.is_write(), WRITE, POLL_OUT),
+        ] {
+            if !wanted {
+                continue;
+            }
+            if let Some(idx) = inner.ops.find(fd, poll_slot) {
+                inner.cancel_poll(idx);
+            }
+            if let Some(idx) = inner.ops.find(fd, io_slot) {
+                kept |= inner.settle(idx, keep);
+            }
+        }
+        kept
+    }
+
+    fn hold(&self, held: bool) {
+        self.inner().held = held;
+    }
+}
+
+impl Inner {
+    /// Queues request `idx`'s entry; `WouldBlock` (the result comes as an
+    /// event), or the error if it cannot be queued.
+    fn submit(&mut self, idx: u32, sqe: squeue::Entry) -> IoOutcome {
+        let sqe = sqe.user_data(self.ops.user_data(idx));
+        // SAFETY: each caller argues for the memory its entry points to;
+        // the user data is a request's, never the ring's wake-up.
+        match unsafe { self.ring.push(&sqe) } {
+            Ok(()) => IoOutcome::WouldBlock,
+            Err(e) => {
+                self.ops.end(idx);
+                IoOutcome::Failed(e)
+            }
+        }
+    }
+
+    /// The result of a read into the caller's memory or of a write, for
+    /// a call offering memory starting at `addr` (and `len` bytes, for a
+    /// read).
+    fn take_direct(&mut self, idx: u32, addr: usize, len: usize) -> IoOutcome {
+        let op = self.ops.get(idx);
+        let (res, _) = match op.state {
+            State::Landed { res, flags } => (res, flags),
+            _ => return IoOutcome::WouldBlock,
+        };
+        // The kernel wrote (or read) the memory it was given: a call
+        // offering other memory would be handed bytes that are not in it.
+        assert!(
+            op.addr == addr && (len == usize::MAX || op.len == len),
+            "a ring request's result was asked for with other memory than it was given"
+        );
+        self.ops.end(idx);
+        outcome(res)
+    }
+
+    /// The result of a buffer-select read, copied into `buf`; what does
+    /// not fit stays for the next call (and an event says so).
+    fn take_selected<'a>(&mut self, idx: u32, buf: &'a mut [MaybeUninit<u8>]) -> (IoOutcome, &'a mut [u8]) {
+        let op = self.ops.get_mut(idx);
+        let bytes = match std::mem::replace(&mut op.state, State::InFlight) {
+            State::Landed { res, flags } => {
+                if res <= 0 {
+                    self.ops.end(idx);
+                    return (outcome(res), &mut []);
+                }
+                let bid = io_uring::cqueue::buffer_select(flags)
+                    .expect("a buffer-select read with data names its buffer");
+                self.bufs.take(bid, res as usize)
+            }
+            State::Leftover(bytes) => bytes,
+            other => {
+                op.state = other;
+                return (IoOutcome::WouldBlock, &mut []);
+            }
+        };
+        let n = bytes.len().min(buf.len());
+        let fd = op.fd;
+        // SAFETY: `buf` has room for `n` bytes and `bytes` holds `n`
+        // initialised ones; they do not overlap (the ring's buffer is not
+        // the engine's memory).
+        let filled = unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.as_mut_ptr().cast::<u8>(), n);
+            std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), n)
+        };
+        if n < bytes.len() {
+            op.state = State::Leftover(bytes.slice(n..));
+            self.ready.push((fd, true, false, false));
+        } else {
+            self.ops.end(idx);
+            // The buffer goes back to the ring at the next turn.
+            drop(bytes);
+        }
+        (IoOutcome::Done(n), filled)
+    }
+
+    fn take_accept(&mut self, idx: u32) -> io::Result<(OwnedFd, Option<PeerAddr>)> {
+        let op = self.ops.get(idx);
+        let State::Landed { res, .. } = op.state else {
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        };
+        let peer = peer_addr(&op.mem.peer, op.mem.peer_len);
+        self.ops.end(idx);
+        if res < 0 {
+            return Err(io::Error::from_raw_os_error(-res));
+        }
+        // SAFETY: the kernel returned a new descriptor, owned by nobody
+        // else yet.
+        Ok((unsafe { OwnedFd::from_raw_fd(res) }, peer))
+    }
+
+    /// Ends a poll: it points to no memory, so an asynchronous cancel does,
+    /// and its completion will not match.
+    fn cancel_poll(&mut self, idx: u32) {
+        let target = self.ops.user_data(idx);
+        self.ops.end(idx);
+        let sqe = opcode::AsyncCancel::new(target).build().user_data(CANCELLED_POLL);
+        // SAFETY: a cancel points to no memory. If it cannot be queued the
+        // poll ends by itself at the descriptor's close.
+        let _ = unsafe { self.ring.push(&sqe) };
+    }
+
+    /// Ends request `idx`: once the kernel is done with it, its result is
+    /// kept (with `keep`, returning true) or dropped.
+    fn settle(&mut self, idx: u32, keep: bool) -> bool {
+        if !self.ring.usable_here() {
+            // A ring bound to another thread, which no longer runs it (the
+            // watcher moved, or is dropped elsewhere): it cannot be
+            // entered from here, and its requests make no progress unless
+            // that thread enters it (deferred task run), which it no longer
+            // does. Closing the ring ends them without their I/O.
+            self.drop_result(idx);
+            return false;
+        }
+        if matches!(self.ops.get(idx).state, State::InFlight) {
+            let target = self.ops.user_data(idx);
+            if let Err(e) = self.ring.cancel_sync(target) {
+                panic!("io_uring: cancelling a request failed ({e}); its memory cannot be released safely");
+            }
+            let until = Instant::now() + CANCEL_WAIT;
+            while matches!(self.ops.get(idx).state, State::InFlight) {
+                assert!(
+                    Instant::now() < until,
+                    "io_uring: a cancelled request posted no completion within {CANCEL_WAIT:?}"
+                );
+                let _ = self.ring.enter(Some(Duration::from_millis(10)));
+                self.reap();
+            }
+        }
+        if matches!(self.ops.get(idx).state, State::Starved) {
+            // Not in the kernel: nothing to wait for.
+            self.starved.retain(|&s| s != idx);
+            self.ops.end(idx);
+            return false;
+        }
+        let op = self.ops.get(idx);
+        let landed_data = match op.state {
+            State::Landed { res, .. } => res != -libc::ECANCELED,
+            State::Leftover(_) => true,
+            _ => false,
+        };
+        if keep && landed_data {
+            return true;
+        }
+        self.drop_result(idx);
+        false
+    }
+
+    /// Drops request `idx` and its result: a buffer goes back to the ring,
+    /// an accepted descriptor is closed.
+    fn drop_result(&mut self, idx: u32) {
+        let op = self.ops.get(idx);
+        if let State::Landed { res, flags } = op.state {
+            match op.kind {
+                Kind::Select if res > 0 => {
+                    if let Some(bid) = io_uring::cqueue::buffer_select(flags) {
+                        drop(self.bufs.take(bid, 0));
+                    }
+                }
+                Kind::Accept if res >= 0 => {
+                    // SAFETY: a descriptor the kernel just made for us.
+                    drop(unsafe { OwnedFd::from_raw_fd(res) });
+                }
+                _ => {}
+            }
+        }
+        self.ops.end(idx);
+    }
+
+    /// Takes every posted completion: results wait in their requests, and
+    /// their descriptors get events.
+    fn reap(&mut self) {
+        while let Some(cqe) = self.ring.next_completion() {
+            let (user_data, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+            let Some(idx) = self.ops.named(user_data) else {
+                // A cancelled request's late word: give its buffer back.
+                if let Some(bid) = io_uring::cqueue::buffer_select(flags) {
+                    drop(self.bufs.take(bid, 0));
+                }
+                continue;
+            };
+            let op = self.ops.get_mut(idx);
+            let fd = op.fd;
+            match op.kind {
+                Kind::Poll => {
+                    let ev = if res < 0 { libc::POLLERR as i32 } else { res };
+                    let hangup = ev & i32::from(libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0;
+                    let readable = ev & i32::from(libc::POLLIN) != 0 || hangup;
+                    let writable = ev & i32::from(libc::POLLOUT) != 0 || hangup;
+                    self.ops.end(idx);
+                    self.ready.push((fd, readable, writable, hangup));
+                }
+                Kind::Select if res == -libc::ENOBUFS => {
+                    op.state = State::Starved;
+                    self.starved.push(idx);
+                }
+                _ if res == -libc::EINTR || res == -libc::EAGAIN => {
+                    // Not an answer: ask again.
+                    op.state = State::Starved;
+                    self.starved.push(idx);
+                }
+                _ => {
+                    let slot = op.slot;
+                    op.state = State::Landed { res, flags };
+                    self.ready.push((fd, slot == READ, slot == WRITE, false));
+                }
+            }
+        }
+    }
+
+    /// Gives buffers back to the ring and submits again the reads that
+    /// found it empty (and requests interrupted before they began).
+    fn rearm_starved(&mut self) -> io::Result<()> {
+        self.bufs.recycle();
+        if self.starved.is_empty() {
+            return Ok(());
+        }
+        if self.bufs.available() == 0 {
+            // Still empty: a buffer comes back when its slice is dropped,
+            // which is a later turn; the reads wait.
+            return Ok(());
+        }
+        for idx in std::mem::take(&mut self.starved) {
+            let op = self.ops.get_mut(idx);
+            op.state = State::InFlight;
+            let (fd, kind, len) = (op.fd, op.kind, op.len);
+            let sqe = match kind {
+                Kind::Select => select_read(fd, stream_kind(fd), len, self.bufs.group()),
+                // An interrupted direct request: its memory is still the
+                // caller's stored buffer; ask the engine to try again.
+                _ => {
+                    let slot = op.slot;
+                    self.ops.end(idx);
+                    self.ready.push((fd, slot == READ, slot == WRITE, false));
+                    continue;
+                }
+            };
+            let sqe = sqe.user_data(self.ops.user_data(idx));
+            // SAFETY: a buffer-select read points to no memory of ours;
+            // the kernel picks a ring buffer.
+            unsafe { self.ring.push(&sqe) }?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for UringPoller {
+    fn drop(&mut self) {
+        let inner = self.ring.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if !inner.ring.usable_here() {
+            // Bound to another thread: unregistering is refused from here,
+            // and the buffers stay with the kernel until the ring is gone,
+            // so they are leaked (`BufRing`'s drop).
+            return;
+        }
+        // The engine cancels every request before it lets go of a buffer;
+        // what is left (polls) points to no memory of ours. The buffer
+        // ring is unregistered so that its memory can be freed.
+        if inner.bufs.unregister(inner.ring.uring()).is_err() {
+            // Left registered: `BufRing`'s drop leaks the buffers.
+        }
+    }
+}
+
+/// A buffer-select read of at most `len` bytes.
+fn select_read(fd: RawFd, kind: FdKind, len: usize, group: u16) -> squeue::Entry {
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    match kind {
+        FdKind::StreamSocket => opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), len)
+            .buf_group(group)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT),
+        _ => opcode::Read::new(types::Fd(fd), std::ptr::null_mut(), len)
+            .offset(u64::MAX)
+            .buf_group(group)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT),
+    }
+}
+
+/// Whether a descriptor is a stream socket, for a read submitted again
+/// (the engine said so at first; asked again rather than kept per
+/// request).
+fn stream_kind(fd: RawFd) -> FdKind {
+    // SAFETY: the descriptor is open while its request is in the table
+    // (the engine cancels requests before it closes descriptors).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    match rustix::net::sockopt::socket_type(fd) {
+        Ok(rustix::net::SocketType::STREAM) => FdKind::StreamSocket,
+        _ => FdKind::Other,
+    }
+}
+
+/// A completion's result as the engine's outcome.
+fn outcome(res: i32) -> IoOutcome {
+    if res >= 0 {
+        IoOutcome::Done(res as usize)
+    } else if res == -libc::EAGAIN {
+        IoOutcome::WouldBlock
+    } else if res == -libc::ENOBUFS {
+        IoOutcome::Starved
+    } else {
+        IoOutcome::Failed(io::Error::from_raw_os_error(-res))
+    }
+}
+
+/// The peer address an accept wrote, if it is one gaio names.
+fn peer_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<PeerAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    let len = len as usize;
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`,
+            // and the kernel wrote all of it (length checked).
+            let sin = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)).into())
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let sin6 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(
+                SocketAddrV6::new(
+                    ip,
+                    u16::from_be(sin6.sin6_port),
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )
+                .into(),
+            )
+        }
+        libc::AF_UNIX => {
+            // SAFETY: as above, for `sockaddr_un`; only the `len` bytes the
+            // kernel wrote are read below.
+            let sun = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_un>() };
+            let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+            let path_len = len.saturating_sub(offset).min(sun.sun_path.len());
+            let path: Vec<u8> = sun.sun_path[..path_len].iter().map(|&c| c as u8).collect();
+            Some(PeerAddr::Unix(match path.split_first() {
+                None => gaio_core::UnixAddr::unnamed(),
+                Some((0, name)) => gaio_core::UnixAddr::from_abstract_name(name),
+                Some(_) => {
+                    let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
+                    let path = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&path[..end]);
+                    gaio_core::UnixAddr::from_path(path)
+                }
+            }))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accepted_peer_address_is_read_as_the_kernel_wrote_it() {
+        // SAFETY: all-zero is a valid `sockaddr_storage`.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let addr: std::net::SocketAddr = "127.0.0.1:4242".parse().unwrap();
+        {
+            // SAFETY: the storage is large enough for a `sockaddr_in`.
+            let sin = unsafe { &mut *std::ptr::from_mut(&mut storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = 4242u16.to_be();
+            sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        }
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(peer_addr(&storage, len), Some(addr.into()));
+        assert_eq!(peer_addr(&storage, 2), None, "a short address is not read");
+    }
+}

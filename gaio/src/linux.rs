@@ -1,0 +1,223 @@
+//! Linux's poller: io_uring where the kernel lets this process use it,
+//! epoll otherwise, chosen when the watcher is built.
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use gaio_core::{Backend, Datagram, Event, FdKind, Interest, IoOutcome, Mode, PeerAddr, Poller};
+use gaio_epoll::EpollPoller;
+use gaio_uring::UringPoller;
+
+/// The environment variable that overrides [`Backend::Auto`]'s choice:
+/// `auto`, `uring` or `epoll`.
+pub const BACKEND_VAR: &str = "GAIO_BACKEND";
+
+/// The poller `gaio` uses on Linux: an io_uring ring ([`UringPoller`])
+/// where one can be used, else epoll ([`EpollPoller`]).
+///
+/// [`Backend::Auto`] (the default) takes the ring if
+/// [`gaio_uring::probe`] finds every opcode and feature the engine needs,
+/// and falls back to epoll otherwise: io_uring missing (`ENOSYS`), blocked
+/// by seccomp (`EPERM`, as in Docker's default profile), switched off by
+/// `kernel.io_uring_disabled`, a kernel older than the engine needs, or a
+/// memlock limit too low for the ring. The reason is a `tracing` event
+/// (feature `tracing`). The variable [`BACKEND_VAR`] overrides the
+/// automatic choice. Asking for [`Backend::Uring`] by name fails instead,
+/// with the reason.
+///
+/// ```
+/// use gaio::{Backend, Builder};
+///
+/// # fn main() -> gaio::Result<()> {
+/// let w: gaio::Watcher = Builder::new().backend(Backend::Epoll).build()?;
+/// assert_eq!(w.backend(), Backend::Epoll);
+/// let auto: gaio::Watcher = gaio::Watcher::new()?;
+/// assert!(matches!(auto.backend(), Backend::Uring | Backend::Epoll));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+// One per watcher, inside its shared state: boxing the ring would add a
+// pointer chase to every call for no memory saved.
+#[allow(clippy::large_enum_variant)]
+pub enum LinuxPoller {
+    /// On an io_uring ring.
+    Uring(UringPoller),
+    /// On epoll.
+    Epoll(EpollPoller),
+}
+
+/// The event buffer: epoll's, made at its first use (the ring needs none).
+#[derive(Debug)]
+pub struct LinuxEvents {
+    capacity: usize,
+    epoll: Option<<EpollPoller as Poller>::Events>,
+}
+
+/// What [`Backend::Auto`] stands for here: the environment's choice, if it
+/// makes one.
+fn automatic() -> io::Result<Backend> {
+    match std::env::var(BACKEND_VAR) {
+        Ok(value) => value
+            .parse::<Backend>()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{BACKEND_VAR}: {e}"))),
+        Err(_) => Ok(Backend::Auto),
+    }
+}
+
+macro_rules! each {
+    ($self:expr, $p:ident => $e:expr) => {
+        match $self {
+            LinuxPoller::Uring($p) => $e,
+            LinuxPoller::Epoll($p) => $e,
+        }
+    };
+}
+
+impl Poller for LinuxPoller {
+    type Events = LinuxEvents;
+
+    fn new() -> io::Result<Self> {
+        Self::open(Backend::Auto, Mode::Inline)
+    }
+
+    fn open(backend: Backend, mode: Mode) -> io::Result<Self> {
+        let backend = match backend {
+            Backend::Auto => automatic()?,
+            named => named,
+        };
+        let ring = || match gaio_uring::probe() {
+            Ok(_) => UringPoller::open(Backend::Uring, mode),
+            Err(why) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring cannot be used: {why}"),
+            )),
+        };
+        match backend {
+            Backend::Uring => ring().map(LinuxPoller::Uring),
+            Backend::Epoll => EpollPoller::new().map(LinuxPoller::Epoll),
+            // Background mode stays on epoll unless the ring is asked for:
+            // its two threads would share the ring, and a shared ring
+            // flags each of them for the kernel's task work, so that their
+            // own blocking calls with timeouts may fail with EINTR.
+            Backend::Auto if mode == Mode::Background => EpollPoller::new().map(LinuxPoller::Epoll),
+            Backend::Auto => match ring() {
+                Ok(ring) => Ok(LinuxPoller::Uring(ring)),
+                Err(_why) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::info!(why = %_why, "gaio runs on epoll");
+                    EpollPoller::new().map(LinuxPoller::Epoll)
+                }
+            },
+            other => Err(Backend::unsupported(other, Backend::Epoll)),
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        each!(self, p => p.backend())
+    }
+
+    fn level_triggered(&self) -> bool {
+        each!(self, p => p.level_triggered())
+    }
+
+    fn reports_urgent(&self) -> bool {
+        each!(self, p => p.reports_urgent())
+    }
+
+    fn completes_io(&self) -> bool {
+        each!(self, p => p.completes_io())
+    }
+
+    fn cancel(&self, fd: BorrowedFd<'_>, interest: Interest, keep: bool) -> bool {
+        each!(self, p => p.cancel(fd, interest, keep))
+    }
+
+    fn hold(&self, held: bool) {
+        each!(self, p => p.hold(held));
+    }
+
+    fn events(capacity: usize) -> Self::Events {
+        LinuxEvents {
+            capacity,
+            epoll: None,
+        }
+    }
+
+    unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        // SAFETY: the caller's promise (`fd` open until deregistered) is
+        // passed on as it is.
+        each!(self, p => unsafe { p.register(fd, token) })
+    }
+
+    fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        each!(self, p => p.deregister(fd))
+    }
+
+    unsafe fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        // SAFETY: as for `register`.
+        each!(self, p => unsafe { p.reregister(fd, token) })
+    }
+
+    fn wait(&self, raw: &mut LinuxEvents, out: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            LinuxPoller::Uring(p) => p.wait(&mut (), out, timeout),
+            LinuxPoller::Epoll(p) => {
+                let capacity = raw.capacity;
+                let events = raw.epoll.get_or_insert_with(|| EpollPoller::events(capacity));
+                p.wait(events, out, timeout)
+            }
+        }
+    }
+
+    fn wake(&self) -> io::Result<()> {
+        each!(self, p => p.wake())
+    }
+
+    fn rearm(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
+        each!(self, p => p.rearm(fd, token, interest))
+    }
+
+    fn read(&self, fd: BorrowedFd<'_>, kind: FdKind, buf: &mut [u8]) -> IoOutcome {
+        each!(self, p => p.read(fd, kind, buf))
+    }
+
+    fn read_uninit<'a>(
+        &self,
+        fd: BorrowedFd<'_>,
+        kind: FdKind,
+        buf: &'a mut [MaybeUninit<u8>],
+    ) -> (IoOutcome, &'a mut [u8]) {
+        each!(self, p => p.read_uninit(fd, kind, buf))
+    }
+
+    fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
+        each!(self, p => p.write(fd, kind, bufs))
+    }
+
+    fn recv_from(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> (IoOutcome, Datagram) {
+        each!(self, p => p.recv_from(fd, buf))
+    }
+
+    fn recv_from_uninit<'a>(
+        &self,
+        fd: BorrowedFd<'_>,
+        buf: &'a mut [MaybeUninit<u8>],
+    ) -> (IoOutcome, &'a mut [u8], Datagram) {
+        each!(self, p => p.recv_from_uninit(fd, buf))
+    }
+
+    fn send_to(&self, fd: BorrowedFd<'_>, buf: &[u8], addr: &PeerAddr) -> IoOutcome {
+        each!(self, p => p.send_to(fd, buf, addr))
+    }
+
+    fn accept(&self, fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<PeerAddr>)> {
+        each!(self, p => p.accept(fd))
+    }
+
+    fn connect_result(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        each!(self, p => p.connect_result(fd))
+    }
+}
