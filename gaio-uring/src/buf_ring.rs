@@ -102,11 +102,6 @@ impl BufRing {
         Ok(ring_buffers)
     }
 
-    /// The buffer group a read names to take from this ring.
-    pub(crate) fn group(&self) -> u16 {
-        self.bgid
-    }
-
     /// Buffers in the ring (not lent).
     pub(crate) fn available(&self) -> usize {
         self.buffers.len() - self.lent.len()
@@ -263,7 +258,7 @@ mod tests {
         let Some((mut ring, mut bufs, ours, mut peer)) = setup(4, 16) else {
             return;
         };
-        assert_eq!((bufs.group(), bufs.available()), (GROUP, 4));
+        assert_eq!(bufs.available(), 4);
         peer.write_all(b"hello, ring").unwrap();
         recv(&mut ring, &ours, 5, 1);
         let (data, res, bid) = complete(&mut ring);

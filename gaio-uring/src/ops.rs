@@ -50,12 +50,15 @@ pub(crate) enum State {
     /// the engine's next call.
     Landed { res: i32, flags: u32 },
     /// What a buffer-select read brought and the engine has not taken
-    /// yet (it offered less room than the read filled).
-    Leftover(Bytes),
+    /// yet (it offered less room than the read filled): the bytes wait in
+    /// [`Ops::take_leftover`]'s table.
+    Leftover,
 }
 
-/// Memory a request points the kernel to besides the caller's buffers,
-/// kept at a fixed address (boxed) and reused with the slot.
+/// Memory a request points the kernel to besides the caller's buffers
+/// (a gathered write's array and header, an accept's address), kept at a
+/// fixed address (boxed) in a pool: only requests that need one hold one,
+/// so an idle connection's pending read costs no more than its slot.
 pub(crate) struct Mem {
     pub(crate) iov: Vec<libc::iovec>,
     pub(crate) msg: libc::msghdr,
@@ -96,7 +99,10 @@ pub(crate) struct Op {
     /// handed only to a call offering the same memory.
     pub(crate) addr: usize,
     pub(crate) len: usize,
-    pub(crate) mem: Box<Mem>,
+    /// The buffer ring a buffer-select read takes from.
+    pub(crate) group: u8,
+    /// Index plus one of the request's `Mem` in the pool (0: none).
+    mem: u32,
 }
 
 /// Every request of a ring, found by descriptor and slot or by user data.
@@ -108,6 +114,13 @@ pub(crate) struct Ops {
     /// none).
     by_fd: Vec<[u32; 4]>,
     live: usize,
+    /// Boxed: the kernel holds addresses inside them, which must not move
+    /// when the pool grows.
+    #[allow(clippy::vec_box)]
+    mems: Vec<Box<Mem>>,
+    free_mems: Vec<u32>,
+    /// Bytes of requests in [`State::Leftover`], by request index.
+    leftovers: Vec<(u32, Bytes)>,
 }
 
 impl Ops {
@@ -150,7 +163,8 @@ impl Ops {
                     state: State::InFlight,
                     addr: 0,
                     len: 0,
-                    mem: Mem::new(),
+                    group: 0,
+                    mem: 0,
                 });
                 u32::try_from(self.ops.len() - 1).expect("fewer than 4 billion requests")
             }
@@ -163,6 +177,7 @@ impl Ops {
         op.state = State::InFlight;
         op.addr = addr;
         op.len = len;
+        op.group = 0;
         self.by_fd[number][slot] = idx + 1;
         self.live += 1;
         idx
@@ -173,6 +188,14 @@ impl Ops {
     pub(crate) fn end(&mut self, idx: u32) {
         let op = &mut self.ops[idx as usize];
         debug_assert!(op.live);
+        if matches!(op.state, State::Leftover) {
+            self.leftovers.retain(|(i, _)| *i != idx);
+        }
+        let op = &mut self.ops[idx as usize];
+        if op.mem != 0 {
+            self.free_mems.push(op.mem - 1);
+            op.mem = 0;
+        }
         op.live = false;
         op.tag = op.tag.wrapping_add(1);
         op.state = State::InFlight;
@@ -184,18 +207,67 @@ impl Ops {
         self.live -= 1;
     }
 
-    /// The user data naming request `idx` to the kernel.
+    /// Request `idx`'s memory for the kernel, taken from the pool at its
+    /// first use.
+    pub(crate) fn mem_mut(&mut self, idx: u32) -> &mut Mem {
+        if self.ops[idx as usize].mem == 0 {
+            let at = match self.free_mems.pop() {
+                Some(at) => at,
+                None => {
+                    self.mems.push(Mem::new());
+                    u32::try_from(self.mems.len() - 1).expect("fewer than 4 billion requests")
+                }
+            };
+            self.ops[idx as usize].mem = at + 1;
+        }
+        &mut self.mems[(self.ops[idx as usize].mem - 1) as usize]
+    }
+
+    /// Request `idx`'s memory, if it took some.
+    pub(crate) fn mem(&self, idx: u32) -> Option<&Mem> {
+        let at = self.ops[idx as usize].mem.checked_sub(1)?;
+        Some(&self.mems[at as usize])
+    }
+
+    /// Keeps `bytes` for request `idx`, which goes to [`State::Leftover`].
+    pub(crate) fn set_leftover(&mut self, idx: u32, bytes: Bytes) {
+        self.ops[idx as usize].state = State::Leftover;
+        self.leftovers.push((idx, bytes));
+    }
+
+    /// Takes request `idx`'s leftover bytes (its state goes back to
+    /// in flight; the caller sets what follows).
+    pub(crate) fn take_leftover(&mut self, idx: u32) -> Option<Bytes> {
+        let at = self.leftovers.iter().position(|(i, _)| *i == idx)?;
+        self.ops[idx as usize].state = State::InFlight;
+        Some(self.leftovers.swap_remove(at).1)
+    }
+
+    /// The user data naming request `idx` to the kernel: its index, its
+    /// buffer group (bit 31) and its tag (31 bits).
     pub(crate) fn user_data(&self, idx: u32) -> u64 {
-        (u64::from(self.ops[idx as usize].tag) << 32) | u64::from(idx)
+        let op = &self.ops[idx as usize];
+        (u64::from(op.tag & TAG_MASK) << 32) | (u64::from(op.group) << 31) | u64::from(idx)
     }
 
     /// The live request `user_data` names, if it is still in the table.
     pub(crate) fn named(&self, user_data: u64) -> Option<u32> {
-        let idx = (user_data & u64::from(u32::MAX)) as u32;
+        let idx = (user_data & u64::from(INDEX_MASK)) as u32;
         let tag = (user_data >> 32) as u32;
         let op = self.ops.get(idx as usize)?;
-        (op.live && op.tag == tag).then_some(idx)
+        (op.live && op.tag & TAG_MASK == tag).then_some(idx)
     }
+}
+
+/// The bits of a user data's low half that hold the index.
+const INDEX_MASK: u32 = (1 << 31) - 1;
+/// The bits of a tag that go into a user data (its top bit is left clear,
+/// so no user data is the ring's own, all ones).
+const TAG_MASK: u32 = (1 << 31) - 1;
+
+/// The buffer group a request's user data names.
+pub(crate) fn group_of(user_data: u64) -> usize {
+    ((user_data >> 31) & 1) as usize
 }
 
 impl std::fmt::Debug for Ops {

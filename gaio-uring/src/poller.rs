@@ -40,13 +40,15 @@ use crate::ring::{Ring, Waker};
 
 /// Submission queue entries (the completion queue has twice as many).
 const RING_ENTRIES: u32 = 1024;
-/// Buffers in the provided-buffer ring, and the size of each: what reads
-/// without a buffer can have in flight at once, and the most one such
-/// read returns.
-const BUFFERS: u16 = 128;
-const BUFFER_SIZE: usize = 16 * 1024;
-/// The buffer group of the provided-buffer ring.
-const GROUP: u16 = 0;
+/// The provided-buffer rings, as (buffers, bytes each): many small
+/// buffers, so that a thousand connections' short messages can land in one
+/// turn, and a few large ones for connections that stream (a read that
+/// filled a buffer takes the next from the large ring). Their group is
+/// their index here.
+const BUFFER_RINGS: [(u16, usize); 2] = [(1024, 2 * 1024), (32, 64 * 1024)];
+/// Index of the small and of the large ring.
+const SMALL: usize = 0;
+const LARGE: usize = 1;
 /// A token no descriptor has.
 const NO_TOKEN: u64 = u64::MAX;
 /// The user data of cancels sent for polls: their own completions are
@@ -70,7 +72,11 @@ pub struct UringPoller {
 
 struct Inner {
     ring: Ring,
-    bufs: BufRing,
+    /// The provided-buffer rings, small and large (`BUFFER_RINGS`).
+    bufs: [BufRing; 2],
+    /// Per descriptor number: its last buffer-select read filled its
+    /// buffer, so the next one takes a large buffer.
+    bulk: Vec<bool>,
     ops: Ops,
     /// Events posted and not yet handed to the engine: descriptor,
     /// readable, writable, hung up.
@@ -119,12 +125,17 @@ impl Poller for UringPoller {
             return Err(Backend::unsupported(backend, Backend::Uring));
         }
         let ring = Ring::new(RING_ENTRIES, mode == Mode::Inline)?;
-        let bufs = BufRing::new(ring.uring(), GROUP, BUFFERS, BUFFER_SIZE)?;
+        let ring_of = |group: usize| {
+            let (count, size) = BUFFER_RINGS[group];
+            BufRing::new(ring.uring(), group as u16, count, size)
+        };
+        let bufs = [ring_of(SMALL)?, ring_of(LARGE)?];
         let waker = ring.waker();
         Ok(UringPoller {
             ring: Mutex::new(Inner {
                 ring,
                 bufs,
+                bulk: Vec::new(),
                 ops: Ops::default(),
                 ready: Vec::new(),
                 starved: Vec::new(),
@@ -299,9 +310,11 @@ impl Poller for UringPoller {
         if inner.held {
             return (IoOutcome::WouldBlock, &mut []);
         }
-        let len = buf.len().min(BUFFER_SIZE);
+        let group = inner.group_for(fd);
+        let len = buf.len().min(BUFFER_RINGS[group].1);
         let idx = inner.ops.start(fd, READ, Kind::Select, 0, len);
-        let sqe = select_read(fd, kind, len, inner.bufs.group());
+        inner.ops.get_mut(idx).group = group as u8;
+        let sqe = select_read(fd, kind, len, group as u16);
         (inner.submit(idx, sqe), &mut [])
     }
 
@@ -330,8 +343,7 @@ impl Poller for UringPoller {
                     .build()
             }
         } else {
-            let op = inner.ops.get_mut(idx);
-            let mem = &mut *op.mem;
+            let mem = inner.ops.mem_mut(idx);
             mem.iov.clear();
             mem.iov.extend(bufs.iter().map(|b| libc::iovec {
                 iov_base: b.as_ptr() as *mut libc::c_void,
@@ -366,7 +378,7 @@ impl Poller for UringPoller {
             return Err(io::Error::from_raw_os_error(libc::EAGAIN));
         }
         let idx = inner.ops.start(fd, READ, Kind::Accept, 0, 0);
-        let mem = &mut *inner.ops.get_mut(idx).mem;
+        let mem = inner.ops.mem_mut(idx);
         mem.peer_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         let sqe = opcode::Accept::new(
             types::Fd(fd),
@@ -448,7 +460,9 @@ impl Inner {
     /// not fit stays for the next call (and an event says so).
     fn take_selected<'a>(&mut self, idx: u32, buf: &'a mut [MaybeUninit<u8>]) -> (IoOutcome, &'a mut [u8]) {
         let op = self.ops.get_mut(idx);
+        let (fd, group) = (op.fd, usize::from(op.group));
         let bytes = match std::mem::replace(&mut op.state, State::InFlight) {
+            State::Leftover => self.ops.take_leftover(idx).expect("leftover bytes are kept"),
             State::Landed { res, flags } => {
                 if res <= 0 {
                     self.ops.end(idx);
@@ -456,16 +470,15 @@ impl Inner {
                 }
                 let bid = io_uring::cqueue::buffer_select(flags)
                     .expect("a buffer-select read with data names its buffer");
-                self.bufs.take(bid, res as usize)
+                self.note_bulk(fd, res as usize, group);
+                self.bufs[group].take(bid, res as usize)
             }
-            State::Leftover(bytes) => bytes,
             other => {
                 op.state = other;
                 return (IoOutcome::WouldBlock, &mut []);
             }
         };
         let n = bytes.len().min(buf.len());
-        let fd = op.fd;
         // SAFETY: `buf` has room for `n` bytes and `bytes` holds `n`
         // initialised ones; they do not overlap (the ring's buffer is not
         // the engine's memory).
@@ -474,7 +487,7 @@ impl Inner {
             std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), n)
         };
         if n < bytes.len() {
-            op.state = State::Leftover(bytes.slice(n..));
+            self.ops.set_leftover(idx, bytes.slice(n..));
             self.ready.push((fd, true, false, false));
         } else {
             self.ops.end(idx);
@@ -489,7 +502,7 @@ impl Inner {
         let State::Landed { res, .. } = op.state else {
             return Err(io::Error::from_raw_os_error(libc::EAGAIN));
         };
-        let peer = peer_addr(&op.mem.peer, op.mem.peer_len);
+        let peer = self.ops.mem(idx).and_then(|m| peer_addr(&m.peer, m.peer_len));
         self.ops.end(idx);
         if res < 0 {
             return Err(io::Error::from_raw_os_error(-res));
@@ -497,6 +510,39 @@ impl Inner {
         // SAFETY: the kernel returned a new descriptor, owned by nobody
         // else yet.
         Ok((unsafe { OwnedFd::from_raw_fd(res) }, peer))
+    }
+
+    /// The buffer ring a buffer-select read on `fd` takes from.
+    fn group_for(&self, fd: RawFd) -> usize {
+        let bulk = usize::try_from(fd).ok().and_then(|n| self.bulk.get(n));
+        if bulk.copied().unwrap_or(false) {
+            LARGE
+        } else {
+            SMALL
+        }
+    }
+
+    /// Learns from a buffer-select read of `n` bytes from `group` on `fd`:
+    /// one that filled its buffer makes the next take a large buffer; one
+    /// a small buffer would have held makes it small again.
+    fn note_bulk(&mut self, fd: RawFd, n: usize, group: usize) {
+        let Ok(number) = usize::try_from(fd) else {
+            return;
+        };
+        let bulk = if n >= BUFFER_RINGS[group].1 {
+            true
+        } else if n < BUFFER_RINGS[SMALL].1 {
+            false
+        } else {
+            return;
+        };
+        if number >= self.bulk.len() {
+            if !bulk {
+                return;
+            }
+            self.bulk.resize((number + 1).next_power_of_two(), false);
+        }
+        self.bulk[number] = bulk;
     }
 
     /// Ends a poll: it points to no memory, so an asynchronous cancel does,
@@ -546,7 +592,7 @@ impl Inner {
         let op = self.ops.get(idx);
         let landed_data = match op.state {
             State::Landed { res, .. } => res != -libc::ECANCELED,
-            State::Leftover(_) => true,
+            State::Leftover => true,
             _ => false,
         };
         if keep && landed_data {
@@ -564,7 +610,7 @@ impl Inner {
             match op.kind {
                 Kind::Select if res > 0 => {
                     if let Some(bid) = io_uring::cqueue::buffer_select(flags) {
-                        drop(self.bufs.take(bid, 0));
+                        drop(self.bufs[usize::from(op.group)].take(bid, 0));
                     }
                 }
                 Kind::Accept if res >= 0 => {
@@ -585,7 +631,7 @@ impl Inner {
             let Some(idx) = self.ops.named(user_data) else {
                 // A cancelled request's late word: give its buffer back.
                 if let Some(bid) = io_uring::cqueue::buffer_select(flags) {
-                    drop(self.bufs.take(bid, 0));
+                    drop(self.bufs[crate::ops::group_of(user_data)].take(bid, 0));
                 }
                 continue;
             };
@@ -621,21 +667,26 @@ impl Inner {
     /// Gives buffers back to the ring and submits again the reads that
     /// found it empty (and requests interrupted before they began).
     fn rearm_starved(&mut self) -> io::Result<()> {
-        self.bufs.recycle();
+        for bufs in &mut self.bufs {
+            bufs.recycle();
+        }
         if self.starved.is_empty() {
             return Ok(());
         }
-        if self.bufs.available() == 0 {
-            // Still empty: a buffer comes back when its slice is dropped,
-            // which is a later turn; the reads wait.
-            return Ok(());
-        }
-        for idx in std::mem::take(&mut self.starved) {
+        let mut waiting = std::mem::take(&mut self.starved);
+        for idx in waiting.drain(..) {
+            let op = self.ops.get_mut(idx);
+            let (fd, kind, len, group) = (op.fd, op.kind, op.len, usize::from(op.group));
+            if kind == Kind::Select && self.bufs[group].available() == 0 {
+                // Still empty: a buffer comes back once the engine has
+                // copied its bytes out, a later turn; the read waits.
+                self.starved.push(idx);
+                continue;
+            }
             let op = self.ops.get_mut(idx);
             op.state = State::InFlight;
-            let (fd, kind, len) = (op.fd, op.kind, op.len);
             let sqe = match kind {
-                Kind::Select => select_read(fd, stream_kind(fd), len, self.bufs.group()),
+                Kind::Select => select_read(fd, stream_kind(fd), len, group as u16),
                 // An interrupted direct request: its memory is still the
                 // caller's stored buffer; ask the engine to try again.
                 _ => {
@@ -666,8 +717,10 @@ impl Drop for UringPoller {
         // The engine cancels every request before it lets go of a buffer;
         // what is left (polls) points to no memory of ours. The buffer
         // ring is unregistered so that its memory can be freed.
-        if inner.bufs.unregister(inner.ring.uring()).is_err() {
-            // Left registered: `BufRing`'s drop leaks the buffers.
+        for bufs in &mut inner.bufs {
+            if bufs.unregister(inner.ring.uring()).is_err() {
+                // Left registered: `BufRing`'s drop leaks the buffers.
+            }
         }
     }
 }
