@@ -100,8 +100,11 @@ valgrind_all() {
     for t in $VALGRIND_TESTS; do
         bin=$(test_binary -p gaio --test "$t") && [ -n "$bin" ] || return 1
         # Integration tests count descriptors and hand sockets around: run
-        # them from the crate's directory, one at a time.
-        (cd gaio && valgrind_one "$bin") || rc=1
+        # them from the crate's directory, one at a time. On epoll: memcheck
+        # cannot see what the kernel writes through an io_uring ring (the
+        # ring's own memory safety rests on the engine's cancel-before-free
+        # rule and the conformance suite).
+        (cd gaio && GAIO_BACKEND=epoll valgrind_one "$bin") || rc=1
     done
     return $rc
 }

@@ -18,6 +18,7 @@ mod server_proc;
 mod stats;
 mod stream;
 mod svg;
+mod syscalls;
 
 use std::fs;
 use std::path::PathBuf;

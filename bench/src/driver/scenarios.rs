@@ -321,15 +321,22 @@ pub(super) fn ping_pong_on(
     let mut clients = connect(&mut server, conns)?;
     let warm = Instant::now() + PING_WARMUP;
     clients.run(PING_MSG, Stop::Until(warm), false, warm + Duration::from_secs(30))?;
+    let counting = super::syscalls::SyscallCount::start(server.pid());
     let others0 = Bystanders::read()?;
     let cpu0 = server.cpu()?;
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let out = clients.run(PING_MSG, Stop::Until(end), true, end + Duration::from_secs(30))?;
     let (cpu, cpu_stat) = server.cpu()?.since(&cpu0);
     let others1 = Bystanders::read()?;
+    let syscalls = counting.and_then(super::syscalls::SyscallCount::finish);
     teardown(server, clients);
     let trips = out.completed as f64;
     let mut m = ping_pong_metrics(out, cpu, cpu_stat);
+    if let Some(n) = syscalls {
+        // Counted from the window's start to perf's stop, a moment after
+        // the round trips counted end: a slight overcount.
+        m.push(("syscalls_per_rt", n as f64 / trips));
+    }
     m.push(("other_cpus_busy", others0.others(&others1, cpu_stat)));
     m.push(("machine_cpu_us_per_rt", others0.machine(&others1) * 1e6 / trips));
     Ok(m)

@@ -191,7 +191,9 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
             o,
             "## 3. Ping-pong: {PING_MSG}-byte request/response\n\nEach connection sends a request, \
              waits for its whole echo, checks it, and sends the next, for {} s. Latency is per round \
-             trip, client side (exact percentiles of every round trip).\n\n",
+             trip, client side (exact percentiles of every round trip). Server system calls per round \
+             trip are counted by the kernel (`perf stat -e raw_syscalls:sys_enter`, when perf can \
+             read tracepoints; else –).\n\n",
             secs.unwrap_or(0.0)
         );
         table(
@@ -206,6 +208,7 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
                 col("p99 µs", "p99_us", false),
                 col("p99.9 µs", "p999_us", false),
                 col("server CPU µs/rt", "cpu_us_per_rt", true),
+                col("syscalls/rt", "syscalls_per_rt", true),
             ],
         );
     }
