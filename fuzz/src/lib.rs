@@ -39,10 +39,11 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use gaio_core::fake::{self, dummy_fd, FakeHandle, FakePoller, Scripted};
-use gaio_core::{Buffer, Builder, Completion, Conn, Error, Op, Rejected, Submit, Submitter, Watcher};
+use gaio_core::fake_ring::FakeRing;
+use gaio_core::{Buffer, Builder, Completion, Conn, Error, Op, Poller, Rejected, Submit, Submitter, Watcher};
 
-type W = Watcher<FakePoller, u64, Vec<u8>>;
-type S = Submitter<FakePoller, u64, Vec<u8>>;
+type W<P> = Watcher<P, u64, Vec<u8>>;
+type S<P> = Submitter<P, u64, Vec<u8>>;
 
 /// Most connections alive at once (descriptor numbers get reused a lot).
 const MAX_LIVE: usize = 6;
@@ -165,9 +166,9 @@ struct Pending {
     data: Vec<u8>,
 }
 
-struct Harness {
-    w: W,
-    s: S,
+struct Harness<P: Poller> {
+    w: W<P>,
+    s: S<P>,
     f: FakeHandle,
     swap_size: usize,
     conns: Vec<ConnModel>,
@@ -213,11 +214,28 @@ impl DeadlineKind {
 /// Runs one input and tells what it exercised. Panics if an invariant
 /// does not hold.
 pub fn run(data: &[u8], checks: Checks) -> Summary {
+    let [readiness, ring] = run_each(data, checks);
+    let mut summary = readiness;
+    summary.add(&ring);
+    summary
+}
+
+/// Runs one input twice, with the same invariants: on the readiness
+/// engine's fake poller, then on the fake completion ring (requests in
+/// flight, results taken later, cancels); what each run exercised.
+pub fn run_each(data: &[u8], checks: Checks) -> [Summary; 2] {
+    [
+        run_on::<FakePoller>(data, checks),
+        run_on::<FakeRing>(data, checks),
+    ]
+}
+
+fn run_on<P: Poller>(data: &[u8], checks: Checks) -> Summary {
     let fds_before = checks.fds.then(open_fds);
     let summary = {
         let mut input = Input { data, pos: 0 };
         let swap_size = [64, 100, 256, 4096][input.below(4)];
-        let w: W = Builder::new()
+        let w: W<P> = Builder::new()
             .swap_size(swap_size)
             .max_events(1 + input.below(4))
             .build()
@@ -258,7 +276,7 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
-impl Harness {
+impl<P: Poller> Harness<P> {
     fn step(&mut self, inp: &mut Input<'_>) {
         match inp.byte() % 24 {
             0 => self.watch(false),

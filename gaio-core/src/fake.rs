@@ -338,6 +338,16 @@ fn fill_uninit<'a>(buf: &'a mut [MaybeUninit<u8>], bytes: &[u8], keep: usize) ->
 }
 
 impl FakePoller {
+    /// The token `fd` is registered under, if it is.
+    pub(crate) fn token_of(&self, fd: RawFd) -> Option<u64> {
+        lock(&self.state).conns.get(&fd).map(|c| c.token)
+    }
+
+    /// Queues `ev` for the next wait.
+    pub(crate) fn push_event(&self, ev: Event) {
+        lock(&self.state).pending.push(ev);
+    }
+
     fn with_conn<R>(&self, fd: BorrowedFd<'_>, f: impl FnOnce(&mut FakeConn) -> R) -> R {
         let mut s = lock(&self.state);
         let c = s

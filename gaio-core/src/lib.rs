@@ -54,6 +54,8 @@ mod engine;
 mod error;
 #[cfg(any(test, feature = "fake-poller"))]
 pub mod fake;
+#[cfg(any(test, feature = "fake-poller"))]
+pub mod fake_ring;
 mod net;
 mod poller;
 mod request;

@@ -55,6 +55,8 @@ mod tests;
 mod tests_events;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_ring;
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;

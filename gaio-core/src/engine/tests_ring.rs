@@ -1,0 +1,290 @@
+//! Engine unit tests on the fake completion poller (`fake_ring`): the
+//! rules a ring needs of the engine (a request stored before its I/O
+//! starts, a request in flight leaving only after its cancel, the result
+//! of I/O that ended during the cancel delivered) and the ring's own
+//! kinds of trouble (an empty buffer ring, results landing late), with
+//! scripted races instead of timing.
+
+use std::time::{Duration, Instant};
+
+use crate::fake::{self, dummy_fd, FakeHandle, Scripted};
+use crate::fake_ring::{last_ring, FakeRing, RingHandle};
+use crate::{Buffer, Builder, Completion, Conn, Error, Mode, Submit, Watcher};
+
+type W<B = Vec<u8>> = Watcher<FakeRing, u32, B>;
+
+fn setup(mode: Mode) -> (W, FakeHandle, RingHandle) {
+    setup_with(mode)
+}
+
+fn setup_with<B: crate::IoBuf>(mode: Mode) -> (W<B>, FakeHandle, RingHandle) {
+    let w: W<B> = Builder::new().mode(mode).build().expect("build");
+    (w, fake::last(), last_ring())
+}
+
+/// A buffer that holds its bytes inline: moving it moves them, as moving
+/// a request into the engine's table would.
+#[derive(Debug, PartialEq, Eq)]
+struct Inline([u8; 16]);
+
+impl crate::IoBuf for Inline {
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl crate::IoBufMut for Inline {
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+/// The kernel keeps the address a read was given: the engine stores the
+/// request (and so a buffer held inline) before the read starts, and the
+/// bytes land in the buffer the completion hands back.
+#[test]
+fn a_buffer_held_inline_is_stored_before_its_read_starts() {
+    let (mut w, f, _r) = setup_with::<Inline>(Mode::Inline);
+    let c = w.watch(dummy_fd()).expect("watch");
+    w.read(c, 1, Inline([0; 16])).unwrap();
+    f.send(c.fd(), b"inline");
+    let end = Instant::now() + LIMIT;
+    let mut out = Vec::new();
+    while out.is_empty() && Instant::now() < end {
+        w.wait_io_timeout(&mut out, Duration::from_millis(5))
+            .expect("wait_io");
+    }
+    assert_eq!(out.len(), 1);
+    assert!(out[0].error.is_none(), "{:?}", out[0].error);
+    assert_eq!(out[0].data(), b"inline");
+}
+
+fn collect(w: &mut W, n: usize, limit: Duration) -> Vec<Completion<u32, Vec<u8>>> {
+    let end = Instant::now() + limit;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < end {
+        w.wait_io_timeout(&mut out, Duration::from_millis(5))
+            .expect("wait_io");
+    }
+    out
+}
+
+fn quiet(w: &mut W) {
+    let mut out = Vec::new();
+    w.wait_io_timeout(&mut out, Duration::from_millis(20))
+        .expect("wait_io");
+    assert!(
+        out.is_empty(),
+        "unexpected completion: {:?} {:?}",
+        out[0].op,
+        out[0].error
+    );
+}
+
+fn watch(w: &mut W) -> Conn {
+    w.watch(dummy_fd()).expect("watch")
+}
+
+/// Interpreted (Miri), everything takes far longer.
+const LIMIT: Duration = Duration::from_secs(if cfg!(miri) { 120 } else { 2 });
+
+#[test]
+fn a_read_starts_in_the_kernel_and_completes_when_it_lands() {
+    let (mut w, f, r) = setup(Mode::Inline);
+    let c = watch(&mut w);
+    w.read(c, 1, vec![0; 8]).unwrap();
+    assert_eq!(r.requests(), 1, "the read is in flight at once");
+    quiet(&mut w);
+    // Data arrives; no readiness event is scripted: the ring reports the
+    // read's end by itself.
+    f.send(c.fd(), b"ring");
+    let done = collect(&mut w, 1, LIMIT);
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].context, done[0].data()), (1, &b"ring"[..]));
+    assert!(done[0].error.is_none());
+    assert_eq!(r.requests(), 0);
+}
+
+#[test]
+fn queued_writes_go_out_in_order_one_request_at_a_time() {
+    let (mut w, f, r) = setup(Mode::Inline);
+    let c = watch(&mut w);
+    f.conn(c.fd(), |k| k.write_room = 5);
+    for (i, msg) in [&b"abc"[..], b"defg", b"hi"].into_iter().enumerate() {
+        w.write(c, i as u32, msg.to_vec()).unwrap();
+    }
+    assert_eq!(r.requests(), 1, "one write in flight per connection");
+    let first = collect(&mut w, 1, LIMIT);
+    assert_eq!(
+        first.len(),
+        1,
+        "the room took the first write and part of the second"
+    );
+    assert_eq!((first[0].context, first[0].bytes), (0, 3));
+    f.conn(c.fd(), |k| k.write_room = 100);
+    let rest = collect(&mut w, 2, LIMIT);
+    let order: Vec<u32> = rest.iter().map(|c| c.context).collect();
+    assert_eq!(order, [1, 2]);
+    assert_eq!(f.conn(c.fd(), |k| k.written.clone()), b"abcdefghi");
+}
+
+/// The deadline fires while the read's bytes are landing: the cancel finds
+/// the read ended, and its bytes are delivered, not lost and not reported
+/// as a deadline.
+#[test]
+fn a_read_that_lands_as_its_deadline_fires_delivers_its_bytes() {
+    for mode in [Mode::Inline, Mode::Background] {
+        let (mut w, f, r) = setup(mode);
+        let c = watch(&mut w);
+        r.with(|s| {
+            s.paused = true;
+            s.land_on_cancel = true;
+        });
+        // The bytes are there, but the paused kernel has not run the read
+        // when its deadline fires.
+        f.send(c.fd(), b"just in time");
+        // Far enough ahead that the read is stored before it passes, even
+        // interpreted.
+        let ahead = Duration::from_millis(if cfg!(miri) { 3_000 } else { 30 });
+        w.read_timeout(c, 1, vec![0; 16], Instant::now() + ahead).unwrap();
+        let done = collect(&mut w, 1, LIMIT);
+        assert_eq!(done.len(), 1, "{mode:?}");
+        assert!(done[0].error.is_none(), "{mode:?}: {:?}", done[0].error);
+        assert_eq!(done[0].data(), b"just in time", "{mode:?}");
+        assert_eq!(r.with(|s| (s.kept, s.cancelled)), (1, 0), "{mode:?}");
+        // The next read finds nothing lost or repeated.
+        r.with(|s| s.paused = false);
+        f.send(c.fd(), b"next");
+        w.read(c, 2, vec![0; 16]).unwrap();
+        let next = collect(&mut w, 1, LIMIT);
+        assert_eq!(next[0].data(), b"next", "{mode:?}");
+    }
+}
+
+/// The deadline fires with nothing landed: the read is cancelled and
+/// reports the deadline; data arriving later goes to the next read.
+#[test]
+fn a_read_cancelled_at_its_deadline_leaves_later_bytes_for_the_next_read() {
+    let (mut w, f, r) = setup(Mode::Inline);
+    let c = watch(&mut w);
+    let deadline = Instant::now() + Duration::from_millis(20);
+    w.read_timeout(c, 1, vec![0; 16], deadline).unwrap();
+    let done = collect(&mut w, 1, LIMIT);
+    assert!(
+        matches!(done[0].error, Some(Error::Deadline)),
+        "{:?}",
+        done[0].error
+    );
+    assert_eq!(done[0].bytes, 0);
+    assert_eq!(r.with(|s| s.cancelled), 1);
+    assert_eq!(r.requests(), 0, "nothing stays in flight");
+    f.send(c.fd(), b"later");
+    w.read(c, 2, vec![0; 16]).unwrap();
+    assert_eq!(collect(&mut w, 1, LIMIT)[0].data(), b"later");
+}
+
+/// `free` while a write is in flight and the kernel sent part of it: the
+/// write reports what was sent, with `ConnClosed`; the writes queued
+/// behind it report nothing sent.
+#[test]
+fn free_with_a_write_in_flight_reports_the_bytes_it_sent() {
+    let (mut w, f, r) = setup(Mode::Inline);
+    let c = watch(&mut w);
+    let fd = c.fd();
+    f.conn(fd, |k| k.write_room = 4);
+    r.with(|s| {
+        s.paused = true;
+        s.land_on_cancel = true;
+    });
+    w.write(c, 1, b"abcdefgh".to_vec()).unwrap();
+    w.write(c, 2, b"ij".to_vec()).unwrap();
+    w.free(c).unwrap();
+    let done = collect(&mut w, 2, LIMIT);
+    let got: Vec<(u32, usize, bool)> = done
+        .iter()
+        .map(|d| (d.context, d.bytes, matches!(d.error, Some(Error::ConnClosed))))
+        .collect();
+    assert_eq!(got, [(1, 4, true), (2, 0, true)]);
+    assert!(matches!(&done[0].buffer, Buffer::User(b) if b == b"abcdefgh"));
+    assert_eq!(f.deregistered(fd, |k| k.written.clone()), Some(b"abcd".to_vec()));
+    assert_eq!(r.requests(), 0);
+}
+
+/// `close` with reads and writes in flight: every request comes back with
+/// `WatcherClosed` and its buffer, and no request is left in the ring (the
+/// fake asserts none is in flight at deregistration).
+#[test]
+fn close_ends_every_request_in_flight_before_the_buffers_go_back() {
+    for mode in [Mode::Inline, Mode::Background] {
+        let (mut w, f, r) = setup(mode);
+        let conns: Vec<Conn> = (0..4).map(|_| watch(&mut w)).collect();
+        for (i, &c) in conns.iter().enumerate() {
+            f.conn(c.fd(), |k| k.write_room = 0);
+            w.read(c, i as u32, vec![0; 32]).unwrap();
+            w.write(c, 100 + i as u32, vec![7; 64]).unwrap();
+        }
+        quiet(&mut w);
+        assert_eq!(r.requests(), 8, "{mode:?}");
+        w.close();
+        let mut out = Vec::new();
+        let end = Instant::now() + LIMIT;
+        while out.len() < 8 && Instant::now() < end {
+            if w.wait_io_timeout(&mut out, Duration::from_millis(5)).is_err() {
+                break;
+            }
+        }
+        assert_eq!(out.len(), 8, "{mode:?}");
+        assert!(
+            out.iter().all(|c| matches!(c.error, Some(Error::WatcherClosed))),
+            "{mode:?}"
+        );
+        assert_eq!(r.requests(), 0, "{mode:?}");
+        assert_eq!(r.with(|s| s.cancelled), 8, "{mode:?}");
+    }
+}
+
+/// Buffer-less reads that find the kernel's buffer ring empty wait and
+/// retry: back-pressure, never an error, and the bytes arrive whole.
+#[test]
+fn an_empty_buffer_ring_is_back_pressure_not_an_error() {
+    let (mut w, f, _r) = setup(Mode::Inline);
+    let c = watch(&mut w);
+    f.conn(c.fd(), |k| {
+        k.read_script.extend([Scripted::Starved, Scripted::Starved]);
+        k.inbound.extend(b"after the drought");
+    });
+    w.read_swap(c, 9).unwrap();
+    let done = collect(&mut w, 1, LIMIT);
+    assert_eq!(done.len(), 1);
+    assert!(done[0].error.is_none(), "{:?}", done[0].error);
+    assert_eq!(done[0].data(), b"after the drought");
+    assert!(
+        f.conn(c.fd(), |k| k.reads) >= 3,
+        "two empty-ring answers, then the read"
+    );
+}
+
+/// A buffer-less read whose bytes landed while the swap memory had less
+/// room gives the rest to the next read: nothing lost, order kept.
+#[test]
+fn swap_reads_deliver_a_large_landing_in_order() {
+    let w: W = Builder::new().swap_size(4096).build().expect("build");
+    let (mut w, f) = (w, fake::last());
+    let c = watch(&mut w);
+    let all: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    f.send(c.fd(), &all);
+    let mut got = Vec::new();
+    let end = Instant::now() + LIMIT;
+    while got.len() < all.len() && Instant::now() < end {
+        w.read_swap(c, 0).unwrap();
+        let done = collect(&mut w, 1, LIMIT);
+        assert!(done[0].error.is_none(), "{:?}", done[0].error);
+        got.extend_from_slice(done[0].data());
+    }
+    assert!(
+        got == all,
+        "{} of {} bytes, or out of order",
+        got.len(),
+        all.len()
+    );
+}
