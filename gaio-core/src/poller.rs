@@ -224,6 +224,18 @@ pub trait Poller: Send + Sync + Sized + 'static {
         false
     }
 
+    /// Completion pollers: the result of a buffer-less read that ended in
+    /// memory of the poller's own (a provided-buffer ring), lent as it is
+    /// rather than copied into the swap memory: `Some((Done(n), bytes))`
+    /// with `bytes` the `n` bytes read, or another outcome with no bytes.
+    /// `None` when the poller has no such result for `fd` (then
+    /// [`read_uninit`](Poller::read_uninit) is called, which starts the
+    /// read or copies its result). The default answers `None`.
+    fn read_lent(&self, fd: BorrowedFd<'_>) -> Option<(IoOutcome, bytes::Bytes)> {
+        let _ = fd;
+        None
+    }
+
     /// Completion pollers: while held, the I/O methods only hand out
     /// results that have ended (kept by [`cancel`](Poller::cancel) or
     /// announced by an event) and answer `WouldBlock` otherwise, starting

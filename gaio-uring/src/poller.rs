@@ -319,6 +319,34 @@ impl Poller for UringPoller {
         (inner.submit(idx, sqe), &mut [])
     }
 
+    /// A read that landed in a large buffer (a streaming connection's) is
+    /// lent as it is: the user's slice is the kernel's buffer, which goes
+    /// back to the ring once every slice of it is dropped. Short messages,
+    /// in small buffers, are copied (`read_uninit`): their buffers return
+    /// at once, so a thousand connections never hold the small ring empty.
+    fn read_lent(&self, fd: BorrowedFd<'_>) -> Option<(IoOutcome, bytes::Bytes)> {
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        let idx = inner.ops.find(fd, READ)?;
+        let op = inner.ops.get(idx);
+        if op.kind != Kind::Select || usize::from(op.group) != LARGE {
+            return None;
+        }
+        let State::Landed { res, flags } = op.state else {
+            return None;
+        };
+        if res <= 0 {
+            inner.ops.end(idx);
+            return Some((outcome(res), bytes::Bytes::new()));
+        }
+        let bid =
+            io_uring::cqueue::buffer_select(flags).expect("a buffer-select read with data names its buffer");
+        inner.note_bulk(fd, res as usize, LARGE);
+        let lent = inner.bufs[LARGE].take(bid, res as usize);
+        inner.ops.end(idx);
+        Some((IoOutcome::Done(res as usize), lent))
+    }
+
     fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
         let mut inner = self.inner();
         let fd = fd.as_raw_fd();
@@ -648,6 +676,14 @@ impl Inner {
                     self.ready.push((fd, readable, writable, hangup));
                 }
                 Kind::Select if res == -libc::ENOBUFS => {
+                    if usize::from(op.group) == LARGE {
+                        // Every large buffer is lent (users hold slices,
+                        // slow writes carry them): the read takes a small
+                        // one, copied and back at once, rather than wait
+                        // for someone else's slowness.
+                        op.group = SMALL as u8;
+                        op.len = op.len.min(BUFFER_RINGS[SMALL].1);
+                    }
                     op.state = State::Starved;
                     self.starved.push(idx);
                 }

@@ -193,6 +193,10 @@ impl Poller for LinuxPoller {
         each!(self, p => p.read_uninit(fd, kind, buf))
     }
 
+    fn read_lent(&self, fd: BorrowedFd<'_>) -> Option<(IoOutcome, gaio_core::Bytes)> {
+        each!(self, p => p.read_lent(fd))
+    }
+
     fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
         each!(self, p => p.write(fd, kind, bufs))
     }

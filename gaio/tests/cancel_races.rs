@@ -29,6 +29,20 @@ impl Steps {
     }
 }
 
+/// The one completion of the one request pending.
+fn next_completion<C>(
+    w: &mut Watcher<C>,
+    batch: &mut Vec<gaio::Completion<C, Vec<u8>>>,
+) -> gaio::Completion<C, Vec<u8>> {
+    loop {
+        w.wait_io_timeout(batch, LIMIT).unwrap();
+        if let Some(c) = batch.pop() {
+            assert!(batch.is_empty(), "one request at a time");
+            return c;
+        }
+    }
+}
+
 /// The peer sends `total` bytes in small chunks with short pauses; the
 /// server reads them with 1 KiB reads whose deadlines are 0–2 ms away, so
 /// that many reads end by their deadline, some just as data arrives. The
@@ -68,13 +82,7 @@ fn reads_cut_by_deadlines(mode: Mode) {
         );
         let deadline = Instant::now() + Duration::from_micros(steps.next(2000));
         w.read_timeout(conn, 0, vec![0; 1024], deadline).unwrap();
-        let c = loop {
-            w.wait_io_timeout(&mut batch, LIMIT).unwrap();
-            if let Some(c) = batch.pop() {
-                assert!(batch.is_empty(), "{mode:?}: one read at a time");
-                break c;
-            }
-        };
+        let c = next_completion(&mut w, &mut batch);
         assert_eq!(c.op, Op::Read);
         match c.error {
             None => {
@@ -144,12 +152,7 @@ fn writes_cut_by_deadlines(mode: Mode) {
         let chunk = util::pattern(100 + i, CHUNK);
         let deadline = Instant::now() + Duration::from_micros(steps.next(600));
         w.write_timeout(conn, i, chunk.clone(), deadline).unwrap();
-        let c = loop {
-            w.wait_io_timeout(&mut batch, LIMIT).unwrap();
-            if let Some(c) = batch.pop() {
-                break c;
-            }
-        };
+        let c = next_completion(&mut w, &mut batch);
         assert_eq!((c.op, c.context), (Op::Write, i));
         match c.error {
             None => assert_eq!(c.bytes, CHUNK, "{mode:?}: write {i}"),

@@ -738,3 +738,71 @@ fn end_of_stream_right_behind_message_background() {
     let _lock = util::exclusive();
     end_of_stream_right_behind_message(Mode::Background);
 }
+
+// ----- swap slices held ------------------------------------------------------
+
+/// A reader that keeps every swap slice it gets (a proxy whose writes
+/// stall holds them so): reads must go on, the bytes whole and in order.
+/// On io_uring a streaming connection reads into large kernel buffers lent
+/// as they are; once every one is held, reads fall back to small buffers,
+/// copied; on epoll the swap memory takes fresh slabs.
+fn swap_reads_go_on_while_every_slice_is_held(mode: Mode) {
+    const TOTAL: usize = 8 << 20;
+    let fds = util::FdCheck::new();
+    let (mut peer, server) = util::tcp_pair();
+    client_timeouts(&peer);
+    let sent = util::pattern(seed(31, 0), TOTAL);
+    let to_send = sent.clone();
+    let sender = thread::spawn(move || {
+        peer.write_all(&to_send).unwrap();
+        peer
+    });
+    let mut w: Watcher<u64, Bytes> = util::watcher(mode);
+    let conn = w.watch(server).unwrap();
+    let mut held: Vec<Bytes> = Vec::new();
+    let mut got = 0;
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut batch = Vec::new();
+    while got < TOTAL {
+        assert!(Instant::now() < end, "{mode:?}: {got} of {TOTAL} bytes read");
+        w.read_swap(conn, 0).unwrap();
+        batch.clear();
+        while batch.is_empty() {
+            assert!(
+                Instant::now() < end,
+                "{mode:?}: a read never completed after {got} bytes"
+            );
+            w.wait_io_timeout(&mut batch, Duration::from_millis(100)).unwrap();
+        }
+        for c in batch.drain(..) {
+            assert!(c.error.is_none(), "{mode:?}: {:?}", c.error);
+            let Buffer::Swap(slice) = c.buffer else {
+                panic!("{mode:?}: a swap read without a swap slice");
+            };
+            got += slice.len();
+            held.push(slice);
+        }
+    }
+    let peer = sender.join().unwrap();
+    let all: Vec<u8> = held.iter().flat_map(|b| b.iter().copied()).collect();
+    assert!(all == sent, "{mode:?}: the bytes read differ from the bytes sent");
+    assert!(
+        held.len() > 64,
+        "{mode:?}: only {} reads: nothing was held long",
+        held.len()
+    );
+    drop((held, w, peer));
+    fds.check();
+}
+
+#[test]
+fn swap_reads_go_on_while_every_slice_is_held_inline() {
+    let _lock = util::exclusive();
+    swap_reads_go_on_while_every_slice_is_held(Mode::Inline);
+}
+
+#[test]
+fn swap_reads_go_on_while_every_slice_is_held_background() {
+    let _lock = util::exclusive();
+    swap_reads_go_on_while_every_slice_is_held(Mode::Background);
+}

@@ -114,7 +114,11 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
             let fd = conn_state.fd.as_fd();
             let kind = conn_state.kind();
             let (outcome, wanted, swap) = match &mut node.buf {
-                None => self.state.swap.read(self.poller, fd, kind),
+                None => match self.poller.read_lent(fd) {
+                    // A completion poller's own memory, lent as it is.
+                    Some((outcome, lent)) => (outcome, lent.len().max(1), lent),
+                    None => self.state.swap.read(self.poller, fd, kind),
+                },
                 Some(buf) if node.op == Op::ReadAppend => {
                     let (outcome, wanted) = self.append(fd, kind, buf);
                     (outcome, wanted, Bytes::new())

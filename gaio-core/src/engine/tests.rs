@@ -15,7 +15,11 @@ pub(super) fn setup<B: crate::IoBuf>() -> (W<B>, FakeHandle) {
 }
 
 /// Waits up to `limit` for `n` completions.
-pub(super) fn collect<B: crate::IoBuf>(w: &mut W<B>, n: usize, limit: Duration) -> Vec<Completion<u32, B>> {
+pub(super) fn collect<P: crate::Poller, B: crate::IoBuf>(
+    w: &mut Watcher<P, u32, B>,
+    n: usize,
+    limit: Duration,
+) -> Vec<Completion<u32, B>> {
     let end = Instant::now() + limit;
     let mut out = Vec::new();
     while out.len() < n && Instant::now() < end {
@@ -25,7 +29,8 @@ pub(super) fn collect<B: crate::IoBuf>(w: &mut W<B>, n: usize, limit: Duration) 
     out
 }
 
-fn quiet<B: crate::IoBuf>(w: &mut W<B>) {
+/// Checks that no completion comes for a moment.
+pub(super) fn quiet<P: crate::Poller, B: crate::IoBuf>(w: &mut Watcher<P, u32, B>) {
     let mut out = Vec::new();
     w.wait_io_timeout(&mut out, Duration::from_millis(20))
         .expect("wait_io");

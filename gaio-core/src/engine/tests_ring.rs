@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::tests::{collect, quiet};
 use crate::fake::{self, dummy_fd, FakeHandle, Scripted};
 use crate::fake_ring::{last_ring, FakeRing, RingHandle};
-use crate::{Buffer, Builder, Completion, Conn, Error, Mode, Submit, Watcher};
+use crate::{Buffer, Builder, Conn, Error, Mode, Submit, Watcher};
 
 type W<B = Vec<u8>> = Watcher<FakeRing, u32, B>;
 
@@ -48,37 +49,10 @@ fn a_buffer_held_inline_is_stored_before_its_read_starts() {
     let c = w.watch(dummy_fd()).expect("watch");
     w.read(c, 1, Inline([0; 16])).unwrap();
     f.send(c.fd(), b"inline");
-    let end = Instant::now() + LIMIT;
-    let mut out = Vec::new();
-    while out.is_empty() && Instant::now() < end {
-        w.wait_io_timeout(&mut out, Duration::from_millis(5))
-            .expect("wait_io");
-    }
+    let out = collect(&mut w, 1, LIMIT);
     assert_eq!(out.len(), 1);
     assert!(out[0].error.is_none(), "{:?}", out[0].error);
     assert_eq!(out[0].data(), b"inline");
-}
-
-fn collect(w: &mut W, n: usize, limit: Duration) -> Vec<Completion<u32, Vec<u8>>> {
-    let end = Instant::now() + limit;
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < end {
-        w.wait_io_timeout(&mut out, Duration::from_millis(5))
-            .expect("wait_io");
-    }
-    out
-}
-
-fn quiet(w: &mut W) {
-    let mut out = Vec::new();
-    w.wait_io_timeout(&mut out, Duration::from_millis(20))
-        .expect("wait_io");
-    assert!(
-        out.is_empty(),
-        "unexpected completion: {:?} {:?}",
-        out[0].op,
-        out[0].error
-    );
 }
 
 fn watch(w: &mut W) -> Conn {
