@@ -116,7 +116,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
             let (outcome, wanted, swap) = match &mut node.buf {
                 None => match self.poller.read_lent(fd) {
                     // A completion poller's own memory, lent as it is.
-                    Some((outcome, lent)) => (outcome, lent.len().max(1), lent),
+                    Some((outcome, lent)) => (outcome, lent.len(), lent),
                     None => self.state.swap.read(self.poller, fd, kind),
                 },
                 Some(buf) if node.op == Op::ReadAppend => {
@@ -261,7 +261,7 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
     /// Records that `conn` would block in `dir`: the next attempt waits
     /// for an edge (a level-triggered poller is re-armed for it).
     pub(super) fn not_ready(&mut self, conn_state: &mut ConnState, conn: Conn, dir: Dir) {
-        conn_state.set(if dir == Dir::Read { READABLE } else { WRITABLE }, false);
+        conn_state.set_ready(dir, false);
         rearm(self.poller, conn_state, conn, dir);
     }
 

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::slab::List;
 use super::Dir;
-use crate::{Conn, FdKind, Interest, Poller};
+use crate::{Conn, FdKind, Poller};
 
 /// A connection the engine owns.
 pub(super) struct ConnState {
@@ -106,6 +106,11 @@ impl ConnState {
         }
     }
 
+    /// Sets or clears the readiness bit of `dir` (`READABLE`, `WRITABLE`).
+    pub(super) fn set_ready(&mut self, dir: Dir, ready: bool) {
+        self.set(if dir == Dir::Read { READABLE } else { WRITABLE }, ready);
+    }
+
     pub(super) fn list_ref(&self, dir: Dir) -> &List {
         match dir {
             Dir::Read => &self.reads,
@@ -126,12 +131,7 @@ impl ConnState {
 /// watching the direction.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // an error only a diagnostic reads
 pub(super) fn rearm<P: Poller>(poller: &P, state: &ConnState, conn: Conn, dir: Dir) {
-    let interest = if dir == Dir::Read {
-        Interest::READ
-    } else {
-        Interest::WRITE
-    };
-    if let Err(e) = poller.rearm(state.fd.as_fd(), conn.token(), interest) {
+    if let Err(e) = poller.rearm(state.fd.as_fd(), conn.token(), dir.interest()) {
         crate::diag::warn_event!(fd = conn.fd, error = %e, "poller failed to re-arm a connection");
     }
 }

@@ -7,11 +7,11 @@ use std::io;
 
 use std::os::fd::AsFd;
 
-use super::conn_state::{ConnState, CONNECTING, OUT_OF_FDS, READABLE, SYSTEM_OUT_OF_FDS, WRITABLE};
+use super::conn_state::{ConnState, CONNECTING, OUT_OF_FDS, SYSTEM_OUT_OF_FDS};
 use super::events::SLEEP_FD;
 use super::Dir;
 use super::Engine;
-use crate::{Conn, Error, Interest, IoBuf, Op, Poller};
+use crate::{Conn, Error, IoBuf, Op, Poller};
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     pub(super) fn fire_timers(&mut self) {
@@ -81,14 +81,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// case. Afterwards nothing is in flight in `dir`: the next attempt
     /// starts anew.
     pub(super) fn settle(&mut self, conn: Conn, dir: Dir) -> bool {
-        let interest = match dir {
-            Dir::Read => Interest::READ,
-            Dir::Write => Interest::WRITE,
-        };
         let Some(state) = self.conns.get(conn.fd).filter(|s| s.gen == conn.gen) else {
             return false;
         };
-        let landed = self.shared.poller.cancel(state.fd.as_fd(), interest, true);
+        let landed = self.shared.poller.cancel(state.fd.as_fd(), dir.interest(), true);
         // Nothing is in flight any more: the next attempt (the one below,
         // which takes the result, or the next request's) goes to the
         // poller rather than wait for an event that will not come.
@@ -106,12 +102,17 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// a completion poller's I/O in flight with what it moved counted:
     /// bytes read are delivered, bytes written reported.
     pub(super) fn release(&mut self, conn: Conn, error: impl Fn() -> Error) {
-        if self.shared.poller.completes_io() && self.conn_mut(conn).is_some() {
-            self.settle(conn, Dir::Read);
-            self.settle(conn, Dir::Write);
+        if self.shared.poller.completes_io() {
+            self.settle_both(conn);
         }
         // Taking those results may have ended the connection (its detach).
         self.free_conn(conn, error);
+    }
+
+    /// [`settle`](Self::settle) in both directions.
+    fn settle_both(&mut self, conn: Conn) {
+        self.settle(conn, Dir::Read);
+        self.settle(conn, Dir::Write);
     }
 
     /// [`shutdown`](Self::shutdown), after ending every connection's I/O
@@ -136,8 +137,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 })
                 .collect();
             for conn in conns {
-                self.settle(conn, Dir::Read);
-                self.settle(conn, Dir::Write);
+                self.settle_both(conn);
             }
         }
         self.shutdown();
@@ -148,7 +148,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     fn mark_ready(&mut self, conn: Conn, dir: Dir) {
         if let Some(state) = self.conn_mut(conn) {
             if !state.has(CONNECTING) {
-                state.set(if dir == Dir::Read { READABLE } else { WRITABLE }, true);
+                state.set_ready(dir, true);
             }
         }
     }

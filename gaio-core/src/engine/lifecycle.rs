@@ -126,8 +126,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         let mut state = self.conns.remove(conn.fd).expect("checked above");
         self.count_out(&state);
         crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection freed");
-        // Whatever a completion poller still has in flight (nothing, after
-        // the settling above) ends before the buffers go back.
+        // Whatever a completion poller still has in flight ends before the
+        // buffers go back, its results dropped (`release` took them first
+        // where user code may run).
         self.shared.poller.cancel(state.fd.as_fd(), Interest::BOTH, false);
         self.complete_all(conn, &mut state, error);
         // Closing the descriptor would also drop the registration unless it

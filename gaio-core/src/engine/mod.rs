@@ -107,6 +107,14 @@ impl Dir {
             Dir::Write
         }
     }
+
+    /// The poller's name for this direction.
+    fn interest(self) -> crate::Interest {
+        match self {
+            Dir::Read => crate::Interest::READ,
+            Dir::Write => crate::Interest::WRITE,
+        }
+    }
 }
 
 /// Tuning fixed at construction.
