@@ -10,7 +10,6 @@
 //! the kernel never writes into memory a user can still read, and a ring
 //! with no free buffer is back-pressure (the kernel answers a read with
 //! `ENOBUFS`; the engine re-arms it after a recycle), never lost data.
-//!
 
 use std::alloc::Layout;
 use std::io;

@@ -101,6 +101,9 @@ pub(crate) struct Op {
     pub(crate) len: usize,
     /// The buffer ring a buffer-select read takes from.
     pub(crate) group: u8,
+    /// A buffer-select read's descriptor is a stream socket (`recv`, not
+    /// `read`), for its submission again after `ENOBUFS`.
+    pub(crate) stream: bool,
     /// Index plus one of the request's `Mem` in the pool (0: none).
     mem: u32,
 }
@@ -164,6 +167,7 @@ impl Ops {
                     addr: 0,
                     len: 0,
                     group: 0,
+                    stream: false,
                     mem: 0,
                 });
                 u32::try_from(self.ops.len() - 1).expect("fewer than 4 billion requests")
@@ -178,6 +182,7 @@ impl Ops {
         op.addr = addr;
         op.len = len;
         op.group = 0;
+        op.stream = false;
         self.by_fd[number][slot] = idx + 1;
         self.live += 1;
         idx

@@ -314,8 +314,10 @@ impl Poller for UringPoller {
         let group = inner.group_for(fd);
         let len = buf.len().min(BUFFER_RINGS[group].1);
         let idx = inner.ops.start(fd, READ, Kind::Select, 0, len);
-        inner.ops.get_mut(idx).group = group as u8;
-        let sqe = select_read(fd, kind, len, group as u16);
+        let op = inner.ops.get_mut(idx);
+        op.group = group as u8;
+        op.stream = kind == FdKind::StreamSocket;
+        let sqe = select_read(fd, op.stream, len, group as u16);
         (inner.submit(idx, sqe), &mut [])
     }
 
@@ -713,7 +715,7 @@ impl Inner {
         let mut waiting = std::mem::take(&mut self.starved);
         for idx in waiting.drain(..) {
             let op = self.ops.get_mut(idx);
-            let (fd, kind, len, group) = (op.fd, op.kind, op.len, usize::from(op.group));
+            let (fd, kind, len, group, stream) = (op.fd, op.kind, op.len, usize::from(op.group), op.stream);
             if kind == Kind::Select && self.bufs[group].available() == 0 {
                 // Still empty: a buffer comes back once the engine has
                 // copied its bytes out, a later turn; the read waits.
@@ -723,7 +725,7 @@ impl Inner {
             let op = self.ops.get_mut(idx);
             op.state = State::InFlight;
             let sqe = match kind {
-                Kind::Select => select_read(fd, stream_kind(fd), len, group as u16),
+                Kind::Select => select_read(fd, stream, len, group as u16),
                 // An interrupted direct request: its memory is still the
                 // caller's stored buffer; ask the engine to try again.
                 _ => {
@@ -762,33 +764,21 @@ impl Drop for UringPoller {
     }
 }
 
-/// A buffer-select read of at most `len` bytes.
-fn select_read(fd: RawFd, kind: FdKind, len: usize, group: u16) -> squeue::Entry {
+/// A buffer-select read of at most `len` bytes: `recv` on a stream
+/// socket, `read` otherwise.
+fn select_read(fd: RawFd, stream: bool, len: usize, group: u16) -> squeue::Entry {
     let len = u32::try_from(len).unwrap_or(u32::MAX);
-    match kind {
-        FdKind::StreamSocket => opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), len)
+    let read = if stream {
+        opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), len)
             .buf_group(group)
             .build()
-            .flags(squeue::Flags::BUFFER_SELECT),
-        _ => opcode::Read::new(types::Fd(fd), std::ptr::null_mut(), len)
+    } else {
+        opcode::Read::new(types::Fd(fd), std::ptr::null_mut(), len)
             .offset(u64::MAX)
             .buf_group(group)
             .build()
-            .flags(squeue::Flags::BUFFER_SELECT),
-    }
-}
-
-/// Whether a descriptor is a stream socket, for a read submitted again
-/// (the engine said so at first; asked again rather than kept per
-/// request).
-fn stream_kind(fd: RawFd) -> FdKind {
-    // SAFETY: the descriptor is open while its request is in the table
-    // (the engine cancels requests before it closes descriptors).
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    match rustix::net::sockopt::socket_type(fd) {
-        Ok(rustix::net::SocketType::STREAM) => FdKind::StreamSocket,
-        _ => FdKind::Other,
-    }
+    };
+    read.flags(squeue::Flags::BUFFER_SELECT)
 }
 
 /// A completion's result as the engine's outcome.

@@ -2,7 +2,6 @@
 //! the probe found, entered at most once per turn (submitting and waiting
 //! in the same call, the nearest deadline as the wait's timeout), and woken
 //! from other threads through an eventfd the ring keeps a read on.
-//!
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -86,8 +85,12 @@ impl Ring {
     /// that enters it (see [`bind`](Self::bind)), so it may be made on one
     /// thread and used on another.
     pub(crate) fn new(entries: u32, one_thread: bool) -> io::Result<Ring> {
-        let support =
-            crate::probe().map_err(|why| io::Error::new(io::ErrorKind::Unsupported, why.to_string()))?;
+        let support = crate::probe().map_err(|why| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring cannot be used: {why}"),
+            )
+        })?;
         let mut builder = IoUring::builder();
         let single = one_thread && support.single_issuer;
         if single {
@@ -122,12 +125,12 @@ impl Ring {
 
     /// Makes sure the calling thread may use the ring: a single-issuer
     /// ring not yet bound is enabled for this thread; one bound to another
-    /// thread refuses, saying so.
-    pub(crate) fn bind(&mut self) -> io::Result<()> {
+    /// thread refuses, saying so. Returns the calling thread.
+    pub(crate) fn bind(&mut self) -> io::Result<std::thread::ThreadId> {
         let here = std::thread::current().id();
         match self.binding {
-            Binding::Any => Ok(()),
-            Binding::Bound(thread) if thread == here => Ok(()),
+            Binding::Any => Ok(here),
+            Binding::Bound(thread) if thread == here => Ok(here),
             Binding::Bound(_) => Err(io::Error::other(
                 "this watcher's io_uring ring belongs to the thread that first ran its I/O; \
                  an inline watcher on io_uring stays on that thread (use Mode::Background or \
@@ -136,7 +139,7 @@ impl Ring {
             Binding::Unbound => {
                 self.uring.submitter().register_enable_rings()?;
                 self.binding = Binding::Bound(here);
-                Ok(())
+                Ok(here)
             }
         }
     }
@@ -182,8 +185,7 @@ impl Ring {
     /// `Some(ZERO)`: not at all). Skipped entirely when completions are
     /// already waiting and nothing is queued.
     pub(crate) fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.bind()?;
-        self.entered_by = Some(std::thread::current().id());
+        self.entered_by = Some(self.bind()?);
         self.arm_wake()?;
         let queued = !self.uring.submission().is_empty();
         if !self.uring.completion().is_empty() {
@@ -260,8 +262,7 @@ impl Ring {
     }
 
     fn submit_only(&mut self) -> io::Result<()> {
-        self.bind()?;
-        self.entered_by = Some(std::thread::current().id());
+        self.entered_by = Some(self.bind()?);
         match self.uring.submitter().submit() {
             Ok(_) => Ok(()),
             Err(e) if Errno::from_io_error(&e) == Some(Errno::INTR) => Ok(()),
