@@ -101,8 +101,9 @@ pub(crate) struct Op {
     pub(crate) len: usize,
     /// The buffer ring a buffer-select read takes from.
     pub(crate) group: u8,
-    /// A buffer-select read's descriptor is a stream socket (`recv`, not
-    /// `read`), for its submission again after `ENOBUFS`.
+    /// A read's descriptor is a stream socket (`recv`, not `read`): for a
+    /// buffer-select read's submission again after `ENOBUFS`, and for
+    /// what its completion tells of the socket.
     pub(crate) stream: bool,
     /// Index plus one of the request's `Mem` in the pool (0: none).
     mem: u32,

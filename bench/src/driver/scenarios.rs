@@ -335,7 +335,10 @@ pub(super) fn ping_pong_on(
     if let Some(n) = syscalls {
         // Counted from the window's start to perf's stop, a moment after
         // the round trips counted end: a slight overcount.
-        m.push(("syscalls_per_rt", n as f64 / trips));
+        m.push(("syscalls_per_rt", n.syscalls as f64 / trips));
+        if let Some(receives) = n.receives {
+            m.push(("receives_per_rt", receives as f64 / trips));
+        }
     }
     m.push(("other_cpus_busy", others0.others(&others1, cpu_stat)));
     m.push(("machine_cpu_us_per_rt", others0.machine(&others1) * 1e6 / trips));

@@ -193,7 +193,9 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
              waits for its whole echo, checks it, and sends the next, for {} s. Latency is per round \
              trip, client side (exact percentiles of every round trip). Server system calls per round \
              trip are counted by the kernel (`perf stat -e raw_syscalls:sys_enter`, when perf can \
-             read tracepoints; else –).\n\n",
+             read tracepoints; else –), and so are its socket receives (`sock:sock_recv_length`: \
+             every attempt, by system call or by the ring, found bytes or not; one per round trip \
+             is the least).\n\n",
             secs.unwrap_or(0.0)
         );
         table(
@@ -209,6 +211,7 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
                 col("p99.9 µs", "p999_us", false),
                 col("server CPU µs/rt", "cpu_us_per_rt", true),
                 col("syscalls/rt", "syscalls_per_rt", true),
+                col("receives/rt", "receives_per_rt", true),
             ],
         );
     }
