@@ -93,6 +93,15 @@ pub const DEFAULT_MAX_EVENTS: usize = 1024;
 /// most one slab, and Linux moves less than 2 GiB per `read` anyway; a
 /// larger slab would only be memory allocated up front for nothing.
 pub const MAX_SWAP_SIZE: usize = 1 << 30;
+/// Default [swap limit](Builder::swap_limit): 6 MiB, what a completion
+/// poller's read buffers may take at most (on io_uring: 2,048 buffers of
+/// 2 KiB and 32 of 64 KiB, made as reads need them).
+pub const DEFAULT_SWAP_LIMIT: usize = 6 << 20;
+/// Smallest [swap limit](Builder::swap_limit) a [`Builder`] accepts:
+/// 256 KiB (one 64 KiB buffer and some small ones).
+pub const MIN_SWAP_LIMIT: usize = 256 << 10;
+/// Largest [swap limit](Builder::swap_limit) a [`Builder`] accepts: 1 GiB.
+pub const MAX_SWAP_LIMIT: usize = 1 << 30;
 /// Largest number of events per wait a [`Builder`] accepts: 1,048,576.
 /// The event buffers are allocated up front (about 28 MB at this size);
 /// one wait taking more than this many events gains nothing.

@@ -209,6 +209,18 @@ pub trait Poller: Send + Sync + Sized + 'static {
         false
     }
 
+    /// Completion pollers that read into memory of their own (io_uring's
+    /// provided buffers, for reads without a buffer): the most of it they
+    /// may hold, in bytes. Called once, right after
+    /// [`open`](Poller::open), before any I/O, with the builder's
+    /// [`swap_limit`](crate::Builder::swap_limit). Readiness pollers read
+    /// into the engine's swap memory and have none; the default does
+    /// nothing.
+    fn limit_swap(&self, bytes: usize) -> io::Result<()> {
+        let _ = bytes;
+        Ok(())
+    }
+
     /// Completion pollers: ends the I/O in flight on `fd` (only its number
     /// is used) in the directions of `interest`. When it returns, the
     /// kernel no longer uses the memory the I/O was given, and no event

@@ -44,6 +44,7 @@ pub enum Mode {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder<P> {
     swap_size: usize,
+    swap_limit: usize,
     max_events: usize,
     max_queued_write_bytes: Option<usize>,
     mode: Mode,
@@ -55,6 +56,7 @@ impl<P> fmt::Debug for Builder<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("swap_size", &self.swap_size)
+            .field("swap_limit", &self.swap_limit)
             .field("max_events", &self.max_events)
             .field("max_queued_write_bytes", &self.max_queued_write_bytes)
             .field("mode", &self.mode)
@@ -68,6 +70,7 @@ impl<P> Clone for Builder<P> {
     fn clone(&self) -> Self {
         Builder {
             swap_size: self.swap_size,
+            swap_limit: self.swap_limit,
             max_events: self.max_events,
             max_queued_write_bytes: self.max_queued_write_bytes,
             mode: self.mode,
@@ -84,8 +87,8 @@ impl<P: Poller> Default for Builder<P> {
 }
 
 impl<P: Poller> Builder<P> {
-    /// Defaults: 64 KiB of swap memory, 1024 events per wait, no cap on
-    /// queued write bytes, inline mode.
+    /// Defaults: 64 KiB of swap memory (a 6 MiB limit on io_uring), 1024
+    /// events per wait, no cap on queued write bytes, inline mode.
     ///
     /// # Examples
     ///
@@ -99,6 +102,7 @@ impl<P: Poller> Builder<P> {
     pub fn new() -> Self {
         Builder {
             swap_size: crate::DEFAULT_SWAP_SIZE,
+            swap_limit: crate::DEFAULT_SWAP_LIMIT,
             max_events: crate::DEFAULT_MAX_EVENTS,
             max_queued_write_bytes: None,
             mode: Mode::Inline,
@@ -124,6 +128,37 @@ impl<P: Poller> Builder<P> {
     /// ```
     pub fn swap_size(mut self, bytes: usize) -> Self {
         self.swap_size = bytes;
+        self
+    }
+
+    /// The most memory reads without a buffer may take at once on a
+    /// completion backend (io_uring), in bytes: a hard cap. There the
+    /// kernel reads into buffers of the watcher's own (made as reads need
+    /// them, up to this limit) and only when data arrives; when every
+    /// buffer holds data not yet handed out, or slices users still hold,
+    /// reads wait for one to come back (back-pressure: nothing is lost,
+    /// no error). From [`MIN_SWAP_LIMIT`](crate::MIN_SWAP_LIMIT) to
+    /// [`MAX_SWAP_LIMIT`](crate::MAX_SWAP_LIMIT), default
+    /// [`DEFAULT_SWAP_LIMIT`](crate::DEFAULT_SWAP_LIMIT);
+    /// [`build`](Self::build) refuses other values.
+    ///
+    /// Readiness backends (epoll, kqueue, poll(2)) copy each such read
+    /// into the swap slab ([`swap_size`](Self::swap_size)) as it happens,
+    /// so their swap memory is a slab or a few, and this setting does not
+    /// apply to them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use gaio_core::{Builder, Poller};
+    ///
+    /// fn builder<P: Poller>() -> Builder<P> {
+    ///     // Ten thousand clients sending at once take at most 4 MiB.
+    ///     Builder::new().swap_limit(4 << 20)
+    /// }
+    /// ```
+    pub fn swap_limit(mut self, bytes: usize) -> Self {
+        self.swap_limit = bytes;
         self
     }
 
@@ -234,11 +269,19 @@ impl<P: Poller> Builder<P> {
     /// ```
     pub fn build<C: Send + 'static, B: IoBuf>(self) -> Result<Watcher<P, C, B>, Error> {
         in_range("swap_size", self.swap_size, 1, crate::MAX_SWAP_SIZE)?;
+        in_range(
+            "swap_limit",
+            self.swap_limit,
+            crate::MIN_SWAP_LIMIT,
+            crate::MAX_SWAP_LIMIT,
+        )?;
         in_range("max_events", self.max_events, 1, crate::MAX_EVENTS_PER_WAIT)?;
         if let Some(limit) = self.max_queued_write_bytes {
             in_range("max_queued_write_bytes", limit, 1, u32::MAX as usize)?;
         }
-        let shared = Arc::new(Shared::new(P::open(self.backend, self.mode)?));
+        let poller = P::open(self.backend, self.mode)?;
+        poller.limit_swap(self.swap_limit)?;
+        let shared = Arc::new(Shared::new(poller));
         let config = Config {
             swap_size: self.swap_size,
             max_events: self.max_events,

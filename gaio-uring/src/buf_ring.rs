@@ -2,6 +2,12 @@
 //! (`IORING_REGISTER_PBUF_RING`), from which the kernel takes a buffer only
 //! when data arrives for a read that asked for one.
 //!
+//! Buffers are made as they are needed, up to the ring's most: a ring
+//! starts with a few, and whenever fewer than a quarter of those made are
+//! free, as many again are made ([`BufRing::grow`]), until the most is
+//! reached. So an idle or quiet watcher holds little memory, and the most
+//! is a hard cap on what reads without a buffer take.
+//!
 //! Each buffer is a [`Bytes`] of its own, made once. A read's data is lent
 //! to its completion as a slice of that buffer (a reference count, no copy,
 //! no allocation after the buffer's first loan), and the buffer goes back
@@ -28,6 +34,10 @@ pub(crate) struct BufRing {
     bgid: u16,
     /// `entries - 1`: entries is a power of two.
     mask: u16,
+    /// The most buffers this ring makes (at most its entries).
+    most: u16,
+    /// The size of each buffer.
+    size: usize,
     /// The entry array the kernel reads (page-aligned, zeroed at first).
     entries_at: *mut BufRingEntry,
     layout: Layout,
@@ -50,16 +60,17 @@ pub(crate) struct BufRing {
 unsafe impl Send for BufRing {}
 
 impl BufRing {
-    /// Registers a ring of `entries` buffers (a power of two up to 32768)
-    /// of `size` bytes each with `ring`, as buffer group `bgid`, every
-    /// buffer in it.
-    pub(crate) fn new(ring: &IoUring, bgid: u16, entries: u16, size: usize) -> io::Result<BufRing> {
-        if !entries.is_power_of_two() || entries > 1 << 15 || size == 0 || size > u32::MAX as usize {
+    /// Registers a ring for at most `most` buffers (1 to 32768) of `size`
+    /// bytes each with `ring`, as buffer group `bgid`, with the first
+    /// `first` of them made and in it.
+    pub(crate) fn new(ring: &IoUring, bgid: u16, most: u16, size: usize, first: u16) -> io::Result<BufRing> {
+        if most == 0 || most > 1 << 15 || size == 0 || size > u32::MAX as usize {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "a buffer ring has a power of two of entries, at most 32768, of 1 byte to 4 GiB",
+                "a buffer ring has 1 to 32768 buffers of 1 byte to 4 GiB",
             ));
         }
+        let entries = most.next_power_of_two();
         let bytes = (usize::from(entries) * std::mem::size_of::<BufRingEntry>()).next_multiple_of(PAGE);
         let layout = Layout::from_size_align(bytes, PAGE).map_err(io::Error::other)?;
         // SAFETY: the layout's size is at least one page.
@@ -70,19 +81,12 @@ impl BufRing {
         let mut ring_buffers = BufRing {
             bgid,
             mask: entries - 1,
+            most,
+            size,
             entries_at,
             layout,
-            buffers: (0..entries)
-                .map(|_| {
-                    let buffer = Bytes::from(vec![0u8; size]);
-                    // A `Bytes` made from a `Vec` allocates its shared
-                    // header at its first clone or slice: done here, so
-                    // that lending a buffer never allocates.
-                    drop(buffer.clone());
-                    buffer
-                })
-                .collect(),
-            lent: Vec::with_capacity(usize::from(entries)),
+            buffers: Vec::new(),
+            lent: Vec::with_capacity(usize::from(most)),
             tail: 0,
             registered: false,
         };
@@ -94,16 +98,48 @@ impl BufRing {
                 .register_buf_ring_with_flags(entries_at as u64, entries, bgid, 0)?;
         }
         ring_buffers.registered = true;
-        for bid in 0..entries {
-            ring_buffers.push(bid);
-        }
-        ring_buffers.publish();
+        ring_buffers.grow(first.max(1));
         Ok(ring_buffers)
+    }
+
+    /// Makes up to `more` buffers (fewer if the most would be passed) and
+    /// puts them in the ring; returns how many were made.
+    pub(crate) fn grow(&mut self, more: u16) -> u16 {
+        let made = self.buffers.len() as u16;
+        let more = more.min(self.most - made);
+        self.buffers.reserve_exact(usize::from(more));
+        for bid in made..made + more {
+            let buffer = Bytes::from(vec![0u8; self.size]);
+            // A `Bytes` made from a `Vec` allocates its shared header at
+            // its first clone or slice: done here, so that lending a
+            // buffer never allocates.
+            drop(buffer.clone());
+            self.buffers.push(buffer);
+            self.push(bid);
+        }
+        if more > 0 {
+            self.publish();
+        }
+        more
+    }
+
+    /// Grows the ring when fewer than a quarter of its buffers are free
+    /// (by as many as it has, up to its most); returns how many were made.
+    pub(crate) fn grow_if_short(&mut self) -> u16 {
+        if self.available() * 4 >= self.buffers.len() {
+            return 0;
+        }
+        self.grow(self.buffers.len() as u16)
     }
 
     /// Buffers in the ring (not lent).
     pub(crate) fn available(&self) -> usize {
         self.buffers.len() - self.lent.len()
+    }
+
+    /// Buffers made so far, and the most there can be.
+    pub(crate) fn made(&self) -> (usize, usize) {
+        (self.buffers.len(), usize::from(self.most))
     }
 
     /// Lends the first `len` bytes of buffer `bid`, which the kernel filled
@@ -240,6 +276,15 @@ mod tests {
     }
 
     fn setup(entries: u16, size: usize) -> Option<(IoUring, BufRing, UnixStream, UnixStream)> {
+        setup_growing(entries, size, entries)
+    }
+
+    /// A ring of at most `most` buffers, `first` of them made.
+    fn setup_growing(
+        most: u16,
+        size: usize,
+        first: u16,
+    ) -> Option<(IoUring, BufRing, UnixStream, UnixStream)> {
         // Where the probe says no ring can be used, there is nothing to
         // test; it says why.
         if let Err(why) = crate::probe() {
@@ -247,7 +292,7 @@ mod tests {
             return None;
         }
         let ring = IoUring::new(8).expect("ring");
-        let bufs = BufRing::new(&ring, GROUP, entries, size).expect("register the buffer ring");
+        let bufs = BufRing::new(&ring, GROUP, most, size, first).expect("register the buffer ring");
         let (ours, peer) = UnixStream::pair().expect("socket pair");
         Some((ring, bufs, ours, peer))
     }
@@ -315,6 +360,52 @@ mod tests {
     }
 
     #[test]
+    fn buffers_are_made_as_reads_need_them_and_never_past_the_most() {
+        let Some((mut ring, mut bufs, ours, mut peer)) = setup_growing(5, 8, 1) else {
+            return;
+        };
+        assert_eq!((bufs.made(), bufs.available()), ((1, 5), 1));
+        let mut held = Vec::new();
+        // Each step: a read takes a free buffer and its slice is held; when
+        // fewer than a quarter are free, the ring grows by as many as it
+        // has, up to 5.
+        for (step, made) in [2, 4, 4, 5].into_iter().enumerate() {
+            peer.write_all(&[b'a' + step as u8]).unwrap();
+            recv(&mut ring, &ours, 8, step as u64);
+            let (_, res, bid) = complete(&mut ring);
+            assert_eq!(res, 1, "step {step}");
+            held.push(bufs.take(bid.unwrap(), 1));
+            bufs.grow_if_short();
+            assert_eq!(bufs.made(), (made, 5), "step {step}");
+        }
+        // Four held, one free: the last read takes it, and none is made.
+        peer.write_all(b"e").unwrap();
+        recv(&mut ring, &ours, 8, 9);
+        let (_, res, bid) = complete(&mut ring);
+        assert_eq!(res, 1);
+        held.push(bufs.take(bid.unwrap(), 1));
+        assert_eq!(bufs.grow(5), 0, "the most is made");
+        assert_eq!((bufs.made(), bufs.available()), ((5, 5), 0));
+        peer.write_all(b"f").unwrap();
+        recv(&mut ring, &ours, 8, 10);
+        let (_, res, _) = complete(&mut ring);
+        assert_eq!(
+            res,
+            -rustix::io::Errno::NOBUFS.raw_os_error(),
+            "at the most: back-pressure"
+        );
+        let words: Vec<u8> = held.iter().map(|b| b[0]).collect();
+        assert_eq!(words, b"abcde", "held slices keep their bytes");
+        drop(held.remove(0));
+        assert_eq!(bufs.recycle(), 1);
+        recv(&mut ring, &ours, 8, 11);
+        let (_, res, bid) = complete(&mut ring);
+        assert_eq!(res, 1);
+        assert_eq!(&bufs.take(bid.unwrap(), 1)[..], b"f");
+        bufs.unregister(&ring).unwrap();
+    }
+
+    #[test]
     fn a_slice_outlives_the_ring() {
         let Some((mut ring, mut bufs, ours, mut peer)) = setup(2, 8) else {
             return;
@@ -333,8 +424,8 @@ mod tests {
         let Some((ring, _bufs, _, _)) = setup(2, 8) else {
             return;
         };
-        for (entries, size) in [(3, 8), (0, 8), (4, 0)] {
-            let e = BufRing::new(&ring, 9, entries, size).expect_err("refused");
+        for (entries, size) in [(0, 8), (4, 0), (40_000, 8)] {
+            let e = BufRing::new(&ring, 9, entries, size, 1).expect_err("refused");
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{entries} × {size}");
         }
     }

@@ -148,6 +148,11 @@ impl Ops {
         self.live
     }
 
+    /// Whether any request is in the table.
+    pub(crate) fn any_live(&self) -> bool {
+        self.live > 0
+    }
+
     /// Puts a new request in `fd`'s empty `slot`; returns its index.
     pub(crate) fn start(&mut self, fd: RawFd, slot: usize, kind: Kind, addr: usize, len: usize) -> u32 {
         let number = usize::try_from(fd).expect("descriptors are not negative");

@@ -40,13 +40,17 @@ use crate::ring::{Ring, Waker};
 
 /// Submission queue entries (the completion queue has twice as many).
 const RING_ENTRIES: u32 = 1024;
-/// The provided-buffer rings, as (buffers, bytes each): many small
+/// The bytes of each buffer of the provided-buffer rings: many small
 /// buffers, so that a thousand connections' short messages can land in one
-/// turn (with 1,024, reads at 1,024 connections found the ring empty and
-/// waited a turn: p99.9 50 ms against epoll's 16), and a few large ones
-/// for connections that stream (a read that filled a buffer takes the next
-/// from the large ring). Their group is their index here.
-const BUFFER_RINGS: [(u16, usize); 2] = [(2048, 2 * 1024), (32, 64 * 1024)];
+/// turn (with 1,024 of them, reads at 1,024 connections found the ring
+/// empty and waited a turn: p99.9 50 ms against epoll's 16), and a few
+/// large ones for connections that stream (a read that filled a buffer
+/// takes the next from the large ring). Their group is their index here.
+/// How many of each there may be follows from the swap limit
+/// ([`ring_shape`]); the default limit gives 2,048 small and 32 large.
+const BUFFER_SIZES: [usize; 2] = [2 * 1024, 64 * 1024];
+/// Buffers each ring is made with: the rest are made as reads need them.
+const FIRST_BUFFERS: [u16; 2] = [64, 2];
 /// Index of the small and of the large ring.
 const SMALL: usize = 0;
 const LARGE: usize = 1;
@@ -95,6 +99,11 @@ struct Inner {
     ready: Vec<(RawFd, bool, bool, bool)>,
     /// Buffer-select reads to submit again once buffers come back.
     starved: Vec<u32>,
+    /// `starved`'s spare vector, swapped in at each rearm (no allocation
+    /// per turn).
+    rearming: Vec<u32>,
+    /// Per buffer ring: a read found it empty since the last rearm.
+    ran_dry: [bool; 2],
     /// See `Poller::hold`.
     held: bool,
 }
@@ -137,11 +146,7 @@ impl Poller for UringPoller {
             return Err(Backend::unsupported(backend, Backend::Uring));
         }
         let ring = Ring::new(RING_ENTRIES, mode == Mode::Inline)?;
-        let ring_of = |group: usize| {
-            let (count, size) = BUFFER_RINGS[group];
-            BufRing::new(ring.uring(), group as u16, count, size)
-        };
-        let bufs = [ring_of(SMALL)?, ring_of(LARGE)?];
+        let bufs = buffer_rings(&ring, gaio_core::DEFAULT_SWAP_LIMIT)?;
         let waker = ring.waker();
         Ok(UringPoller {
             ring: Mutex::new(Inner {
@@ -151,6 +156,8 @@ impl Poller for UringPoller {
                 ops: Ops::default(),
                 ready: Vec::new(),
                 starved: Vec::new(),
+                rearming: Vec::new(),
+                ran_dry: [false; 2],
                 held: false,
             }),
             tokens: Mutex::new(Vec::new()),
@@ -166,6 +173,30 @@ impl Poller for UringPoller {
 
     fn completes_io(&self) -> bool {
         true
+    }
+
+    /// The buffer rings are made again for `bytes`: a third of it in
+    /// 64 KiB buffers, the rest in 2 KiB ones (each ring holds at most
+    /// 32,768). Buffers are made as reads need them, so the limit is what
+    /// a flood may take, not what a quiet watcher holds.
+    fn limit_swap(&self, bytes: usize) -> io::Result<()> {
+        let mut inner = self.inner();
+        let inner = &mut *inner;
+        let shape = ring_shape(bytes);
+        if inner.bufs.iter().map(|b| b.made().1 as u16).eq(shape) {
+            return Ok(());
+        }
+        if inner.bufs.iter().any(|b| b.available() < b.made().0) || inner.ops.any_live() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the swap limit is set before the first read",
+            ));
+        }
+        for bufs in &mut inner.bufs {
+            bufs.unregister(inner.ring.uring())?;
+        }
+        inner.bufs = buffer_rings(&inner.ring, bytes)?;
+        Ok(())
     }
 
     unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
@@ -326,7 +357,7 @@ impl Poller for UringPoller {
             return (IoOutcome::WouldBlock, &mut []);
         }
         let group = inner.group_for(fd);
-        let len = buf.len().min(BUFFER_RINGS[group].1);
+        let len = buf.len().min(BUFFER_SIZES[group]);
         let idx = inner.ops.start(fd, READ, Kind::Select, 0, len);
         let op = inner.ops.get_mut(idx);
         op.group = group as u8;
@@ -597,9 +628,9 @@ impl Inner {
     /// one that filled its buffer makes the next take a large buffer; one
     /// a small buffer would have held makes it small again.
     fn note_bulk(&mut self, fd: RawFd, n: usize, group: usize) {
-        if n >= BUFFER_RINGS[group].1 {
+        if n >= BUFFER_SIZES[group] {
             self.set_hint(fd, BULK, true);
-        } else if n < BUFFER_RINGS[SMALL].1 {
+        } else if n < BUFFER_SIZES[SMALL] {
             self.set_hint(fd, BULK, false);
         }
     }
@@ -726,8 +757,9 @@ impl Inner {
                         // one, copied and back at once, rather than wait
                         // for someone else's slowness.
                         op.group = SMALL as u8;
-                        op.len = op.len.min(BUFFER_RINGS[SMALL].1);
+                        op.len = op.len.min(BUFFER_SIZES[SMALL]);
                     }
+                    self.ran_dry[usize::from(op.group)] = true;
                     op.state = State::Starved;
                     self.starved.push(idx);
                 }
@@ -754,21 +786,38 @@ impl Inner {
     /// Gives buffers back to the ring and submits again the reads that
     /// found it empty (and requests interrupted before they began).
     fn rearm_starved(&mut self) -> io::Result<()> {
-        for bufs in &mut self.bufs {
+        // What each ring can give the reads submitted again here.
+        let mut budget = [0usize; 2];
+        for (group, bufs) in self.bufs.iter_mut().enumerate() {
             bufs.recycle();
+            if std::mem::take(&mut self.ran_dry[group]) {
+                // Reads found it empty: as many buffers again, up to its
+                // most (then reads wait for buffers to come back).
+                bufs.grow(bufs.made().0 as u16);
+            } else {
+                bufs.grow_if_short();
+            }
+            budget[group] = bufs.available();
         }
         if self.starved.is_empty() {
             return Ok(());
         }
-        let mut waiting = std::mem::take(&mut self.starved);
-        for idx in waiting.drain(..) {
+        let mut waiting = std::mem::replace(&mut self.starved, std::mem::take(&mut self.rearming));
+        for at in 0..waiting.len() {
+            let idx = waiting[at];
             let op = self.ops.get_mut(idx);
             let (fd, kind, len, group, stream) = (op.fd, op.kind, op.len, usize::from(op.group), op.stream);
-            if kind == Kind::Select && self.bufs[group].available() == 0 {
-                // Still empty: a buffer comes back once the engine has
-                // copied its bytes out, a later turn; the read waits.
-                self.starved.push(idx);
-                continue;
+            if kind == Kind::Select {
+                if budget[group] == 0 {
+                    // No buffer for it yet: one comes back once the engine
+                    // has copied its bytes out (a later turn), or a user
+                    // drops the slices of a lent one. The read waits, in
+                    // its place: no more reads are sent to find the ring
+                    // empty than it has buffers.
+                    self.starved.push(idx);
+                    continue;
+                }
+                budget[group] -= 1;
             }
             let op = self.ops.get_mut(idx);
             op.state = State::InFlight;
@@ -786,8 +835,18 @@ impl Inner {
             let sqe = sqe.user_data(self.ops.user_data(idx));
             // SAFETY: a buffer-select read points to no memory of ours;
             // the kernel picks a ring buffer.
-            unsafe { self.ring.push(&sqe) }?;
+            if let Err(e) = unsafe { self.ring.push(&sqe) } {
+                // Not queued: it stays to be submitted again, as do the
+                // ones after it.
+                self.ops.get_mut(idx).state = State::Starved;
+                self.starved.extend_from_slice(&waiting[at..]);
+                waiting.clear();
+                self.rearming = waiting;
+                return Err(e);
+            }
         }
+        waiting.clear();
+        self.rearming = waiting;
         Ok(())
     }
 }
@@ -810,6 +869,36 @@ impl Drop for UringPoller {
             }
         }
     }
+}
+
+/// How many buffers of each size ([`BUFFER_SIZES`]) a swap limit of
+/// `bytes` allows: a third of it in large buffers (at least one), the rest
+/// in small ones (at least one); each ring holds at most 32,768.
+fn ring_shape(bytes: usize) -> [u16; 2] {
+    let most = |bytes: usize, size: usize| (bytes / size).clamp(1, 1 << 15) as u16;
+    let large = most(bytes / 3, BUFFER_SIZES[LARGE]);
+    let small = most(
+        bytes.saturating_sub(usize::from(large) * BUFFER_SIZES[LARGE]),
+        BUFFER_SIZES[SMALL],
+    );
+    [small, large]
+}
+
+/// The provided-buffer rings for a swap limit of `bytes`, registered with
+/// `ring`.
+fn buffer_rings(ring: &Ring, bytes: usize) -> io::Result<[BufRing; 2]> {
+    let shape = ring_shape(bytes);
+    let ring_of = |group: usize| {
+        let most = shape[group];
+        BufRing::new(
+            ring.uring(),
+            group as u16,
+            most,
+            BUFFER_SIZES[group],
+            FIRST_BUFFERS[group].min(most),
+        )
+    };
+    Ok([ring_of(SMALL)?, ring_of(LARGE)?])
 }
 
 /// A buffer-select read of at most `len` bytes: `recv` on a stream
@@ -963,6 +1052,54 @@ mod tests {
         assert_eq!(read_until_done(&poller, ours.as_fd(), &mut buf), 3);
         assert_eq!(&buf[..3], b"xyz");
         drop(sender.join().unwrap());
+        poller.deregister(ours.as_fd()).unwrap();
+    }
+
+    #[test]
+    fn a_swap_limit_is_shared_between_the_rings_and_never_passed() {
+        use gaio_core::{DEFAULT_SWAP_LIMIT, MAX_SWAP_LIMIT, MIN_SWAP_LIMIT};
+        assert_eq!(ring_shape(DEFAULT_SWAP_LIMIT), [2048, 32]);
+        assert_eq!(ring_shape(4 << 20), [1376, 21]);
+        assert_eq!(ring_shape(MIN_SWAP_LIMIT), [96, 1]);
+        assert_eq!(ring_shape(MAX_SWAP_LIMIT), [32768, 5461]);
+        for limit in [
+            MIN_SWAP_LIMIT,
+            300_000,
+            4 << 20,
+            5_000_000,
+            DEFAULT_SWAP_LIMIT,
+            MAX_SWAP_LIMIT,
+        ] {
+            let [small, large] = ring_shape(limit).map(usize::from);
+            assert!(
+                small * BUFFER_SIZES[SMALL] + large * BUFFER_SIZES[LARGE] <= limit,
+                "{limit}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_swap_limit_is_set_before_the_first_read_only() {
+        if let Err(why) = crate::probe() {
+            println!("io_uring is not available here, so the ring is not tested: {why}");
+            return;
+        }
+        let poller = UringPoller::new().unwrap();
+        poller.limit_swap(1 << 20).unwrap();
+        assert_eq!(poller.inner().bufs.each_ref().map(|b| b.made().1), [352, 5]);
+        let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        // SAFETY: `ours` outlives its registration (deregistered below).
+        unsafe { poller.register(ours.as_fd(), 1) }.unwrap();
+        let mut room = [MaybeUninit::uninit(); 64];
+        let (outcome, _) = poller.read_uninit(ours.as_fd(), FdKind::StreamSocket, &mut room);
+        assert!(matches!(outcome, IoOutcome::WouldBlock), "{outcome:?}");
+        let e = poller.limit_swap(2 << 20).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        poller
+            .limit_swap(1 << 20)
+            .expect("the same limit again changes nothing");
+        // The read ends here (it points to no memory of ours either way).
+        let _ = poller.cancel(ours.as_fd(), Interest::READ, false);
         poller.deregister(ours.as_fd()).unwrap();
     }
 

@@ -72,7 +72,8 @@ pub use gaio_core::{
     listen, listen_unix, AcceptOptions, Backend, BufPool, Buffer, Bytes, BytesMut, Completion, Conn, ConnMap,
     Datagram, Error, Event, Interest, InvalidSetting, IoBuf, IoBufAppend, IoBufMut, Listener, Mode, Op,
     PeerAddr, Poller, PoolBuf, Rejected, Request, SocketRef, Spread, Submit, SubmitResult, Timer, UnixAddr,
-    DEFAULT_MAX_EVENTS, DEFAULT_SWAP_SIZE, MAX_CORES, MAX_EVENTS_PER_WAIT, MAX_SWAP_SIZE,
+    DEFAULT_MAX_EVENTS, DEFAULT_SWAP_LIMIT, DEFAULT_SWAP_SIZE, MAX_CORES, MAX_EVENTS_PER_WAIT,
+    MAX_SWAP_LIMIT, MAX_SWAP_SIZE, MIN_SWAP_LIMIT,
 };
 
 pub use gaio_poll::PollPoller;

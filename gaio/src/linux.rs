@@ -126,6 +126,10 @@ impl Poller for LinuxPoller {
         each!(self, p => p.completes_io())
     }
 
+    fn limit_swap(&self, bytes: usize) -> io::Result<()> {
+        each!(self, p => p.limit_swap(bytes))
+    }
+
     fn cancel(&self, fd: BorrowedFd<'_>, interest: Interest, keep: bool) -> bool {
         each!(self, p => p.cancel(fd, interest, keep))
     }

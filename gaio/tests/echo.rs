@@ -506,10 +506,14 @@ fn serve_vec(mode: Mode, servers: Vec<TcpStream>, size: usize, test: u64, reads:
 
 /// The same with a `Bytes` watcher reading only into swap memory: the swap
 /// slice a read returns is written straight back, without a copy.
-fn serve_swap_bytes(mode: Mode, servers: Vec<TcpStream>, size: usize, test: u64) {
+fn serve_swap_bytes(mode: Mode, servers: Vec<TcpStream>, size: usize, test: u64, limit: usize) {
     let n = servers.len();
     let pats: Vec<Vec<u8>> = (0..n).map(|i| util::pattern(seed(test, i), size)).collect();
-    let mut w: Watcher<u64, Bytes> = util::watcher(mode);
+    let mut w: Watcher<u64, Bytes> = gaio::Builder::new()
+        .mode(mode)
+        .swap_limit(limit)
+        .build()
+        .expect("create watcher");
     let conns: Vec<Conn> = servers.into_iter().map(|s| w.watch(s).unwrap()).collect();
     for (i, &conn) in conns.iter().enumerate() {
         w.read_swap(conn, i as u64).unwrap();
@@ -572,7 +576,8 @@ fn serve_swap_bytes(mode: Mode, servers: Vec<TcpStream>, size: usize, test: u64)
 #[derive(Debug, Clone, Copy)]
 enum Server {
     Vec(Reads),
-    SwapBytes,
+    /// Reads into swap memory only, under this swap limit.
+    SwapBytes(usize),
 }
 
 /// `n` connections, each sending one `size`-byte message and reading its
@@ -584,7 +589,7 @@ fn parallel_echo(n: usize, size: usize, mode: Mode, server: Server, test: u64) {
     let clients = spawn_clients(clients, size, test, 4);
     match server {
         Server::Vec(reads) => serve_vec(mode, servers, size, test, reads),
-        Server::SwapBytes => serve_swap_bytes(mode, servers, size, test),
+        Server::SwapBytes(limit) => serve_swap_bytes(mode, servers, size, test, limit),
     }
     for c in clients {
         c.join().unwrap();
@@ -633,13 +638,55 @@ fn parallel_echo_10k_connections_16_bytes() {
 #[test]
 fn swap_echo_10k_connections_inline() {
     let _lock = util::exclusive();
-    parallel_echo_all(10_000, &[KIB], Server::SwapBytes, &[Mode::Inline], 8);
+    parallel_echo_all(
+        10_000,
+        &[KIB],
+        Server::SwapBytes(gaio::DEFAULT_SWAP_LIMIT),
+        &[Mode::Inline],
+        8,
+    );
+}
+
+/// Ten thousand clients sending at once against a 4 MiB swap limit, then
+/// against the smallest there is (256 KiB: on io_uring 96 small buffers
+/// and one large, so reads wait for buffers most of the time): every byte
+/// arrives, in order, with no error and no connection dropped. (On the
+/// readiness backends the limit does not apply; the test runs there too.)
+#[test]
+fn swap_flood_10k_connections_under_a_swap_limit() {
+    let _lock = util::exclusive();
+    for (limit, test) in [(4 << 20, 10), (gaio::MIN_SWAP_LIMIT, 11)] {
+        parallel_echo_all(10_000, &[KIB], Server::SwapBytes(limit), &[Mode::Inline], test);
+    }
+}
+
+#[test]
+fn a_swap_limit_out_of_range_is_refused() {
+    for limit in [0, gaio::MIN_SWAP_LIMIT - 1, gaio::MAX_SWAP_LIMIT + 1] {
+        let e = gaio::Builder::new()
+            .swap_limit(limit)
+            .build::<(), Vec<u8>>()
+            .expect_err("refused");
+        let Error::InvalidSetting(s) = e else {
+            panic!("{limit}: {e:?}")
+        };
+        assert_eq!(
+            (s.name, s.value, s.min, s.max),
+            ("swap_limit", limit, gaio::MIN_SWAP_LIMIT, gaio::MAX_SWAP_LIMIT)
+        );
+    }
 }
 
 #[test]
 fn swap_echo_10k_connections_background() {
     let _lock = util::exclusive();
-    parallel_echo_all(10_000, &[KIB], Server::SwapBytes, &[Mode::Background], 8);
+    parallel_echo_all(
+        10_000,
+        &[KIB],
+        Server::SwapBytes(gaio::DEFAULT_SWAP_LIMIT),
+        &[Mode::Background],
+        8,
+    );
 }
 
 #[test]
