@@ -24,6 +24,11 @@ const CANCEL_WAKE: u64 = u64::MAX - 1;
 /// before it leaks the read's 8-byte target instead of freeing it under
 /// the kernel.
 const DROP_WAIT: Duration = Duration::from_secs(1);
+/// How long one synchronous cancel waits before it asks again.
+const CANCEL_RETRY: Duration = Duration::from_millis(10);
+/// How long a synchronous cancel may take in all: a request that a
+/// cancel cannot end within this is a kernel that does not keep its word.
+const CANCEL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Wake-read targets leaked by rings dropped in tests.
 #[cfg(test)]
@@ -229,13 +234,29 @@ impl Ring {
     pub(crate) fn cancel_sync(&mut self, user_data: u64) -> io::Result<()> {
         self.bind()?;
         self.submit()?;
+        let limit = Instant::now() + CANCEL_LIMIT;
         loop {
+            if Instant::now() > limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("a request was not cancelled within {CANCEL_LIMIT:?}"),
+                ));
+            }
             let cancel = io_uring::types::CancelBuilder::user_data(user_data);
-            match self.uring.submitter().register_sync_cancel(None, cancel) {
+            // Never without a timeout: the kernel finds a request whose
+            // retry is under way (its readiness fired; with deferred task
+            // running the retry waits for this thread) busy, runs the
+            // retry, and then sleeps until some completion is posted. A
+            // retry that is only re-armed (a send to a full socket) posts
+            // none, and a cancel without a timeout then sleeps for ever
+            // (seen in the model test). Asked again, it finds the request
+            // re-armed and cancels it.
+            let timeout = Timespec::new().nsec(CANCEL_RETRY.as_nanos() as u32);
+            match self.uring.submitter().register_sync_cancel(Some(timeout), cancel) {
                 // Cancelled, or ended before (its completion is posted).
                 Ok(()) => return Ok(()),
                 Err(e) if Errno::from_io_error(&e) == Some(Errno::NOENT) => return Ok(()),
-                Err(e) if Errno::from_io_error(&e) == Some(Errno::INTR) => continue,
+                Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::INTR | Errno::TIME)) => continue,
                 Err(e) => return Err(e),
             }
         }
