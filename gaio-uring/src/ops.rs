@@ -8,7 +8,15 @@
 //! heads of its lists. A request's user data is its index with a tag
 //! that changes at each reuse of the index: the completion of a request
 //! that was cancelled and forgotten is recognised and dropped.
+//!
+//! A buffer-select read, the read every idle connection has pending, has
+//! no entry while it waits: its descriptor's read slot holds what it was
+//! given (its ring, its size, a generation), and its user data names the
+//! descriptor. The entry is made when the kernel answers or the engine
+//! asks about it ([`Ops::find`], [`Ops::resolve`]). So an idle
+//! connection costs this table its slot row and nothing else.
 
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 
 use bytes::Bytes;
@@ -107,6 +115,9 @@ pub(crate) struct Op {
     pub(crate) stream: bool,
     /// Index plus one of the request's `Mem` in the pool (0: none).
     mem: u32,
+    /// A buffer-select read started without an entry: the slot value it
+    /// had then (its user data names it), else 0.
+    light: u32,
 }
 
 /// Every request of a ring, found by descriptor and slot or by user data.
@@ -114,9 +125,15 @@ pub(crate) struct Op {
 pub(crate) struct Ops {
     ops: Vec<Op>,
     free: Vec<u32>,
-    /// Per descriptor number, per slot: the request's index plus one (0:
-    /// none).
-    by_fd: Vec<[u32; 4]>,
+    /// Per descriptor number, its read and write slots: the request's
+    /// index plus one (0: none), or a buffer-select read without an entry
+    /// ([`LIGHT`]).
+    by_fd: Vec<[u32; 2]>,
+    /// The readiness polls' slots (connects and datagram sockets use
+    /// them, seldom many at once), by descriptor and slot.
+    polls: HashMap<(RawFd, usize), u32>,
+    /// The generation of the next entry-less read (12 bits).
+    light_gen: u32,
     live: usize,
     /// Boxed: the kernel holds addresses inside them, which must not move
     /// when the pool grows.
@@ -128,10 +145,101 @@ pub(crate) struct Ops {
 }
 
 impl Ops {
-    /// The request in `fd`'s `slot`, if any.
-    pub(crate) fn find(&self, fd: RawFd, slot: usize) -> Option<u32> {
-        let at = *self.by_fd.get(usize::try_from(fd).ok()?)?.get(slot)?;
+    /// The request in `fd`'s `slot`, if any (an entry-less read gets its
+    /// entry now).
+    pub(crate) fn find(&mut self, fd: RawFd, slot: usize) -> Option<u32> {
+        let at = self.slot_value(fd, slot);
+        if at & LIGHT != 0 {
+            return Some(self.materialize(fd, at));
+        }
         at.checked_sub(1)
+    }
+
+    /// Whether `fd`'s `slot` holds a request.
+    pub(crate) fn occupied(&self, fd: RawFd, slot: usize) -> bool {
+        self.slot_value(fd, slot) != 0
+    }
+
+    /// What `fd`'s `slot` holds (0: nothing).
+    fn slot_value(&self, fd: RawFd, slot: usize) -> u32 {
+        if slot >= POLL_IN {
+            return self.polls.get(&(fd, slot)).copied().unwrap_or(0);
+        }
+        let row = usize::try_from(fd).ok().and_then(|n| self.by_fd.get(n));
+        row.map_or(0, |slots| slots[slot])
+    }
+
+    /// Puts `value` in `fd`'s `slot` (0 empties it).
+    fn set_slot(&mut self, fd: RawFd, slot: usize, value: u32) {
+        if slot >= POLL_IN {
+            if value == 0 {
+                self.polls.remove(&(fd, slot));
+            } else {
+                self.polls.insert((fd, slot), value);
+            }
+            return;
+        }
+        let Ok(number) = usize::try_from(fd) else {
+            return;
+        };
+        if self.by_fd.len() <= number {
+            if value == 0 {
+                return;
+            }
+            // Only as far as the descriptor: the rows' pages are touched
+            // as descriptors are, not ahead of them.
+            self.by_fd.resize(number + 1, [0; 2]);
+        }
+        self.by_fd[number][slot] = value;
+    }
+
+    /// Starts a buffer-select read of at most `len` bytes (up to
+    /// [`LIGHT_LEN`]) on `fd` from ring `group` without an entry; returns
+    /// its user data.
+    pub(crate) fn start_light(&mut self, fd: RawFd, group: u8, stream: bool, len: usize) -> u64 {
+        debug_assert_eq!(self.slot_value(fd, READ), 0, "read slot of fd {fd} taken");
+        debug_assert!(len <= LIGHT_LEN as usize && group <= 1);
+        self.light_gen = (self.light_gen + 1) & LIGHT_GEN_MASK;
+        let value = LIGHT
+            | (u32::from(group) << 30)
+            | (u32::from(stream) << 29)
+            | (self.light_gen << LIGHT_GEN_SHIFT)
+            | (len as u32 & LIGHT_LEN);
+        self.set_slot(fd, READ, value);
+        self.live += 1;
+        light_user_data(fd, value)
+    }
+
+    /// Makes the entry of `fd`'s entry-less read, whose slot value is
+    /// `value`; returns its index.
+    fn materialize(&mut self, fd: RawFd, value: u32) -> u32 {
+        // `start` counts it again and wants the slot empty.
+        self.set_slot(fd, READ, 0);
+        self.live -= 1;
+        let len = (value & LIGHT_LEN) as usize;
+        let idx = self.start(fd, READ, Kind::Select, 0, len);
+        let op = &mut self.ops[idx as usize];
+        op.group = ((value >> 30) & 1) as u8;
+        op.stream = value & (1 << 29) != 0;
+        op.light = value;
+        idx
+    }
+
+    /// The live request `user_data` names, if it is still in the table
+    /// (an entry-less read gets its entry now).
+    pub(crate) fn resolve(&mut self, user_data: u64) -> Option<u32> {
+        if user_data & LIGHT_USER_DATA == 0 {
+            return self.named(user_data);
+        }
+        let fd = ((user_data >> 32) as u32 & !(1 << 31)) as RawFd;
+        let value = user_data as u32;
+        let at = self.slot_value(fd, READ);
+        if at == value {
+            return Some(self.materialize(fd, value));
+        }
+        // Its entry was made already (the engine asked about it).
+        let idx = at.checked_sub(1).filter(|_| at & LIGHT == 0)?;
+        (self.ops[idx as usize].light == value).then_some(idx)
     }
 
     pub(crate) fn get(&self, idx: u32) -> &Op {
@@ -155,11 +263,8 @@ impl Ops {
 
     /// Puts a new request in `fd`'s empty `slot`; returns its index.
     pub(crate) fn start(&mut self, fd: RawFd, slot: usize, kind: Kind, addr: usize, len: usize) -> u32 {
-        let number = usize::try_from(fd).expect("descriptors are not negative");
-        if self.by_fd.len() <= number {
-            self.by_fd.resize((number + 1).next_power_of_two(), [0; 4]);
-        }
-        debug_assert_eq!(self.by_fd[number][slot], 0, "slot {slot} of fd {fd} taken");
+        assert!(fd >= 0, "descriptors are not negative");
+        debug_assert_eq!(self.slot_value(fd, slot), 0, "slot {slot} of fd {fd} taken");
         let idx = match self.free.pop() {
             Some(idx) => idx,
             None => {
@@ -175,6 +280,7 @@ impl Ops {
                     group: 0,
                     stream: false,
                     mem: 0,
+                    light: 0,
                 });
                 u32::try_from(self.ops.len() - 1).expect("fewer than 4 billion requests")
             }
@@ -189,7 +295,7 @@ impl Ops {
         op.len = len;
         op.group = 0;
         op.stream = false;
-        self.by_fd[number][slot] = idx + 1;
+        self.set_slot(fd, slot, idx + 1);
         self.live += 1;
         idx
     }
@@ -208,12 +314,11 @@ impl Ops {
             op.mem = 0;
         }
         op.live = false;
+        op.light = 0;
         op.tag = op.tag.wrapping_add(1);
         op.state = State::InFlight;
         let (fd, slot) = (op.fd, op.slot);
-        if let Some(slots) = usize::try_from(fd).ok().and_then(|n| self.by_fd.get_mut(n)) {
-            slots[slot] = 0;
-        }
+        self.set_slot(fd, slot, 0);
         self.free.push(idx);
         self.live -= 1;
     }
@@ -255,14 +360,18 @@ impl Ops {
     }
 
     /// The user data naming request `idx` to the kernel: its index, its
-    /// buffer group (bit 31) and its tag (31 bits).
+    /// buffer group (bit 31) and its tag (31 bits); or, for a read started
+    /// without an entry, what it was started with.
     pub(crate) fn user_data(&self, idx: u32) -> u64 {
         let op = &self.ops[idx as usize];
+        if op.light != 0 {
+            return light_user_data(op.fd, op.light);
+        }
         (u64::from(op.tag & TAG_MASK) << 32) | (u64::from(op.group) << 31) | u64::from(idx)
     }
 
     /// The live request `user_data` names, if it is still in the table.
-    pub(crate) fn named(&self, user_data: u64) -> Option<u32> {
+    fn named(&self, user_data: u64) -> Option<u32> {
         let idx = (user_data & u64::from(INDEX_MASK)) as u32;
         let tag = (user_data >> 32) as u32;
         let op = self.ops.get(idx as usize)?;
@@ -276,9 +385,30 @@ const INDEX_MASK: u32 = (1 << 31) - 1;
 /// so no user data is the ring's own, all ones).
 const TAG_MASK: u32 = (1 << 31) - 1;
 
+/// In a slot value: a buffer-select read without an entry. Its other bits:
+/// its ring (bit 30), a stream socket (bit 29), a generation
+/// ([`LIGHT_GEN_SHIFT`]) and its size ([`LIGHT_LEN`]).
+const LIGHT: u32 = 1 << 31;
+/// The size bits of an entry-less read's slot value: up to 128 KiB.
+pub(crate) const LIGHT_LEN: u32 = (1 << 17) - 1;
+const LIGHT_GEN_SHIFT: u32 = 17;
+const LIGHT_GEN_MASK: u32 = (1 << 12) - 1;
+/// In a user data: an entry-less read's, whose bits 32–62 are its
+/// descriptor and 0–31 its slot value. (The ring's own user data, all ones
+/// in bits 32–62, would name a descriptor no process has.)
+const LIGHT_USER_DATA: u64 = 1 << 63;
+
+fn light_user_data(fd: RawFd, value: u32) -> u64 {
+    LIGHT_USER_DATA | (u64::from(fd as u32) << 32) | u64::from(value)
+}
+
 /// The buffer group a request's user data names.
 pub(crate) fn group_of(user_data: u64) -> usize {
-    ((user_data >> 31) & 1) as usize
+    if user_data & LIGHT_USER_DATA != 0 {
+        ((user_data >> 30) & 1) as usize
+    } else {
+        ((user_data >> 31) & 1) as usize
+    }
 }
 
 impl std::fmt::Debug for Ops {
@@ -306,6 +436,44 @@ mod tests {
         assert_ne!(ops.user_data(b), old);
         assert_eq!(ops.named(old), None);
         assert_eq!(ops.live(), 1);
+    }
+
+    #[test]
+    fn a_read_without_an_entry_gets_one_when_answered_or_asked_about() {
+        let mut ops = Ops::default();
+        let data = ops.start_light(9, 1, true, 2048);
+        assert_eq!((ops.live(), ops.ops.len()), (1, 0), "no entry while it waits");
+        assert!(ops.occupied(9, READ) && !ops.occupied(9, WRITE));
+        assert_eq!(group_of(data), 1);
+        // The kernel answers: the entry is made, with what it was given.
+        let idx = ops.resolve(data).expect("named");
+        let op = ops.get(idx);
+        assert_eq!(
+            (op.fd, op.kind, op.len, op.group, op.stream),
+            (9, Kind::Select, 2048, 1, true)
+        );
+        assert_eq!(ops.user_data(idx), data, "the kernel's name for it is kept");
+        assert_eq!(ops.resolve(data), Some(idx), "named again: the same entry");
+        assert_eq!(ops.find(9, READ), Some(idx));
+        assert_eq!(ops.live(), 1);
+        ops.end(idx);
+        assert_eq!(
+            (ops.live(), ops.resolve(data)),
+            (0, None),
+            "a late word matches nothing"
+        );
+
+        // Asked about first (a cancel), then answered.
+        let data = ops.start_light(9, 0, false, 100);
+        let idx = ops.find(9, READ).expect("made on asking");
+        assert_eq!((ops.get(idx).len, ops.get(idx).group), (100, 0));
+        assert_eq!(ops.resolve(data), Some(idx));
+        ops.end(idx);
+        // A new read on the same descriptor is not the old one's.
+        let newer = ops.start_light(9, 0, false, 100);
+        assert_ne!(newer, data);
+        assert_eq!(ops.resolve(data), None);
+        assert!(ops.resolve(newer).is_some());
     }
 
     #[test]

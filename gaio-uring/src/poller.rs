@@ -49,6 +49,8 @@ const RING_ENTRIES: u32 = 1024;
 /// How many of each there may be follows from the swap limit
 /// ([`ring_shape`]); the default limit gives 2,048 small and 32 large.
 const BUFFER_SIZES: [usize; 2] = [2 * 1024, 64 * 1024];
+// An entry-less read keeps its size in its slot: every buffer fits.
+const _: () = assert!(BUFFER_SIZES[LARGE] <= crate::ops::LIGHT_LEN as usize);
 /// Buffers each ring is made with: the rest are made as reads need them.
 const FIRST_BUFFERS: [u16; 2] = [64, 2];
 /// Index of the small and of the large ring.
@@ -214,7 +216,9 @@ impl Poller for UringPoller {
             usize::try_from(fd.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
         let mut tokens = lock(&self.tokens);
         if tokens.len() <= number {
-            tokens.resize((number + 1).next_power_of_two(), NO_TOKEN);
+            // Only as far as the descriptor (pages touched as descriptors
+            // are, not ahead of them).
+            tokens.resize(number + 1, NO_TOKEN);
         }
         tokens[number] = token;
         Ok(())
@@ -284,7 +288,7 @@ impl Poller for UringPoller {
             (interest.is_write(), WRITE, POLL_OUT, libc::POLLOUT),
         ] {
             // A request in flight in that direction tells by its end.
-            if !wanted || inner.ops.find(fd, io_slot).is_some() || inner.ops.find(fd, poll_slot).is_some() {
+            if !wanted || inner.ops.occupied(fd, io_slot) || inner.ops.occupied(fd, poll_slot) {
                 continue;
             }
             let idx = inner.ops.start(fd, poll_slot, Kind::Poll, 0, 0);
@@ -358,13 +362,19 @@ impl Poller for UringPoller {
         }
         let group = inner.group_for(fd);
         let len = buf.len().min(BUFFER_SIZES[group]);
-        let idx = inner.ops.start(fd, READ, Kind::Select, 0, len);
-        let op = inner.ops.get_mut(idx);
-        op.group = group as u8;
-        op.stream = kind == FdKind::StreamSocket;
-        let stream = op.stream;
-        let sqe = select_read(fd, stream, len, group as u16, inner.recv_priority(fd));
-        (inner.submit(idx, sqe), &mut [])
+        let stream = kind == FdKind::StreamSocket;
+        // No entry in the table until the kernel answers: an idle
+        // connection's read costs only its slot.
+        let user_data = inner.ops.start_light(fd, group as u8, stream, len);
+        let sqe = select_read(fd, stream, len, group as u16, inner.recv_priority(fd)).user_data(user_data);
+        // SAFETY: a buffer-select read points to no memory of ours; the
+        // kernel picks a ring buffer.
+        if let Err(e) = unsafe { inner.ring.push(&sqe) } {
+            let idx = inner.ops.find(fd, READ).expect("the read just started");
+            inner.ops.end(idx);
+            return (IoOutcome::Failed(e), &mut []);
+        }
+        (IoOutcome::WouldBlock, &mut [])
     }
 
     /// A read that landed in a large buffer (a streaming connection's) is
@@ -732,7 +742,7 @@ impl Inner {
     fn reap(&mut self) {
         while let Some(cqe) = self.ring.next_completion() {
             let (user_data, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
-            let Some(idx) = self.ops.named(user_data) else {
+            let Some(idx) = self.ops.resolve(user_data) else {
                 // A cancelled request's late word: give its buffer back.
                 if let Some(bid) = io_uring::cqueue::buffer_select(flags) {
                     drop(self.bufs[crate::ops::group_of(user_data)].take(bid, 0));
