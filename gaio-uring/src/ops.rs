@@ -256,6 +256,11 @@ impl Ops {
         self.live
     }
 
+    /// Requests in the table (in flight, or with results not taken yet).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.live
+    }
+
     /// Whether any request is in the table.
     pub(crate) fn any_live(&self) -> bool {
         self.live > 0

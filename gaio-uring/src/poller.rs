@@ -51,6 +51,12 @@ const RING_ENTRIES: u32 = 1024;
 const BUFFER_SIZES: [usize; 2] = [2 * 1024, 64 * 1024];
 // An entry-less read keeps its size in its slot: every buffer fits.
 const _: () = assert!(BUFFER_SIZES[LARGE] <= crate::ops::LIGHT_LEN as usize);
+/// A ring with this many requests in flight, whose last turn took at least
+/// [`BATCH_FROM`] completions, waits for a batch (twice as many, up to
+/// [`BATCH_MOST`]) for up to `ring::BATCH_WAIT` rather than for one.
+const BATCH_IN_FLIGHT: usize = 256;
+const BATCH_FROM: u32 = 4;
+const BATCH_MOST: u32 = 128;
 /// Buffers each ring is made with: the rest are made as reads need them.
 const FIRST_BUFFERS: [u16; 2] = [64, 2];
 /// Index of the small and of the large ring.
@@ -108,6 +114,8 @@ struct Inner {
     ran_dry: [bool; 2],
     /// See `Poller::hold`.
     held: bool,
+    /// Completions the last `reap` took.
+    last_reaped: u32,
 }
 
 impl std::fmt::Debug for UringPoller {
@@ -161,6 +169,7 @@ impl Poller for UringPoller {
                 rearming: Vec::new(),
                 ran_dry: [false; 2],
                 held: false,
+                last_reaped: 0,
             }),
             tokens: Mutex::new(Vec::new()),
             waker,
@@ -253,7 +262,15 @@ impl Poller for UringPoller {
         } else {
             Some(Duration::ZERO)
         };
-        let entered = inner.ring.enter(timeout);
+        // A busy ring (many completions a turn) waits for a batch: fewer
+        // entries into the kernel, fewer wake-ups, for at most
+        // `BATCH_WAIT` more latency; a quiet one waits for one.
+        let batch = if inner.ops.in_flight() >= BATCH_IN_FLIGHT && inner.last_reaped >= BATCH_FROM {
+            (inner.last_reaped * 2).min(BATCH_MOST)
+        } else {
+            1
+        };
+        let entered = inner.ring.enter(timeout, batch);
         inner.reap();
         if inner.ready.is_empty() {
             return entered;
@@ -693,7 +710,7 @@ impl Inner {
                     Instant::now() < until,
                     "io_uring: a cancelled request posted no completion within {CANCEL_WAIT:?}"
                 );
-                let _ = self.ring.enter(Some(Duration::from_millis(10)));
+                let _ = self.ring.enter(Some(Duration::from_millis(10)), 1);
                 self.reap();
             }
         }
@@ -740,7 +757,9 @@ impl Inner {
     /// Takes every posted completion: results wait in their requests, and
     /// their descriptors get events.
     fn reap(&mut self) {
+        self.last_reaped = 0;
         while let Some(cqe) = self.ring.next_completion() {
+            self.last_reaped += 1;
             let (user_data, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
             let Some(idx) = self.ops.resolve(user_data) else {
                 // A cancelled request's late word: give its buffer back.
