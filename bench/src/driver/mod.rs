@@ -158,7 +158,7 @@ impl Plan {
             cases.push(Case::Throughput { size, volume });
         }
         cases.extend(conns.into_iter().map(|conns| Case::Concurrent { conns }));
-        cases.extend([1, 64, 1_024].map(|conns| Case::PingPong { conns, secs }));
+        cases.extend([1, 16, 64, 1_024].map(|conns| Case::PingPong { conns, secs }));
         cases.push(Case::Idle {
             conns: 10_000,
             settle_ms,
