@@ -114,7 +114,7 @@ struct Inner {
     ran_dry: [bool; 2],
     /// See `Poller::hold`.
     held: bool,
-    /// Completions the last `reap` took.
+    /// Completions the last waiting turn took.
     last_reaped: u32,
 }
 
@@ -271,7 +271,11 @@ impl Poller for UringPoller {
             1
         };
         let entered = inner.ring.enter(timeout, batch);
-        inner.reap();
+        let reaped = inner.reap();
+        if timeout != Some(Duration::ZERO) {
+            // A look without waiting says nothing of how busy the ring is.
+            inner.last_reaped = reaped;
+        }
         if inner.ready.is_empty() {
             return entered;
         }
@@ -756,10 +760,10 @@ impl Inner {
 
     /// Takes every posted completion: results wait in their requests, and
     /// their descriptors get events.
-    fn reap(&mut self) {
-        self.last_reaped = 0;
+    fn reap(&mut self) -> u32 {
+        let mut reaped = 0;
         while let Some(cqe) = self.ring.next_completion() {
-            self.last_reaped += 1;
+            reaped += 1;
             let (user_data, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
             let Some(idx) = self.ops.resolve(user_data) else {
                 // A cancelled request's late word: give its buffer back.
@@ -810,6 +814,7 @@ impl Inner {
                 }
             }
         }
+        reaped
     }
 
     /// Gives buffers back to the ring and submits again the reads that
