@@ -1039,15 +1039,21 @@ mod tests {
         }
     }
 
+    /// A poller, or `None` where the kernel refuses rings (the probe's own
+    /// test checks that refusal is what this machine should give).
+    fn poller_here() -> Option<UringPoller> {
+        if let Err(why) = crate::probe() {
+            println!("io_uring is not available here, so the ring is not tested: {why}");
+            return None;
+        }
+        Some(UringPoller::new().unwrap())
+    }
+
     #[test]
     fn a_read_after_one_that_drained_the_socket_waits_first_and_still_gets_bytes_already_there() {
-        if let Err(why) = crate::probe() {
-            // Only where the kernel refuses rings; the probe's own test
-            // checks that refusal is what this machine should give.
-            println!("io_uring is not available here, so the ring is not tested: {why}");
+        let Some(poller) = poller_here() else {
             return;
-        }
-        let poller = UringPoller::new().unwrap();
+        };
         let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
         // SAFETY: `ours` outlives its registration (deregistered below).
         unsafe { poller.register(ours.as_fd(), 1) }.unwrap();
@@ -1114,11 +1120,9 @@ mod tests {
 
     #[test]
     fn the_swap_limit_is_set_before_the_first_read_only() {
-        if let Err(why) = crate::probe() {
-            println!("io_uring is not available here, so the ring is not tested: {why}");
+        let Some(poller) = poller_here() else {
             return;
-        }
-        let poller = UringPoller::new().unwrap();
+        };
         poller.limit_swap(1 << 20).unwrap();
         assert_eq!(poller.inner().bufs.each_ref().map(|b| b.made().1), [352, 5]);
         let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
