@@ -19,6 +19,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             return;
         }
         let now = self.now_ns();
+        // Requests behind one that ended here may run, but only once every
+        // deadline due now has fired: a request whose deadline has passed
+        // must not start its I/O because the one before it ended first.
+        let mut to_drive = std::mem::take(&mut self.timer_drives);
         while let Some(entry) = self.timers.pop_due(now) {
             if entry.fd == SLEEP_FD {
                 self.fire_sleep(entry);
@@ -49,7 +53,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 // The I/O that ended completed the request: no deadline to
                 // report. Its timer entry was the one just taken.
                 self.timers.stale_dropped();
-                self.drive(conn, dir);
+                to_drive.push((conn, dir));
                 continue;
             }
             let Some(state) = self.conn_mut(conn) else {
@@ -70,9 +74,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             } else if was_head || settled {
                 // The next request in line may be able to run now (after a
                 // settle, the I/O of those left is to be started again).
-                self.drive(conn, dir);
+                to_drive.push((conn, dir));
             }
         }
+        for &(conn, dir) in &to_drive {
+            self.drive(conn, dir);
+        }
+        to_drive.clear();
+        self.timer_drives = to_drive;
     }
 
     /// Ends a completion poller's I/O in flight on `conn` in `dir`. If

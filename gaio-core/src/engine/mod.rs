@@ -189,6 +189,9 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// Closing gracefully: stream connections to half-close once their
     /// writes are out.
     half_closing: Vec<Conn>,
+    /// Connections to drive once every due deadline has fired (see
+    /// `fire_timers`), kept for its capacity.
+    timer_drives: Vec<(Conn, Dir)>,
     /// Shut down: every connection closed, every request completed.
     finished: bool,
     /// Inside a call from the owning thread (inline mode); still set at
@@ -227,6 +230,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             listeners: 0,
             graceful_until: None,
             half_closing: Vec::new(),
+            timer_drives: Vec::new(),
             finished: false,
             in_call: false,
             panicked: false,

@@ -534,3 +534,33 @@ fn a_read_buffer_that_shrinks_midway_ends_the_request_instead_of_panicking() {
     );
     assert_eq!((done[0].context, done[0].bytes), (5, 4));
 }
+
+/// Queued writes sharing one deadline: when it passes, each ends with
+/// `Deadline` and none of them starts I/O on the way, even if the socket
+/// took bytes by then (the head's ending must not start the next write,
+/// whose own deadline has passed too).
+#[test]
+fn writes_past_their_deadline_start_no_io_as_the_one_before_them_ends() {
+    let (mut w, f) = setup::<Vec<u8>>();
+    let c = watch(&mut w);
+    f.conn(c.fd(), |k| k.write_room = 0);
+    let deadline = Instant::now() + Duration::from_millis(30);
+    for i in 0..3u32 {
+        w.write_timeout(c, i, vec![b'a' + i as u8; 4], deadline).unwrap();
+    }
+    // Room comes, with no event: the engine does not know.
+    f.conn(c.fd(), |k| k.write_room = 100);
+    std::thread::sleep(Duration::from_millis(40));
+    let done = collect(&mut w, 3, Duration::from_secs(2));
+    let seen: Vec<_> = done
+        .iter()
+        .map(|d| (d.context, d.bytes, d.error.is_some()))
+        .collect();
+    assert_eq!(seen, [(0, 0, true), (1, 0, true), (2, 0, true)]);
+    assert!(done.iter().all(|d| matches!(d.error, Some(Error::Deadline))));
+    assert_eq!(
+        f.conn(c.fd(), |k| k.written.clone()),
+        b"",
+        "no write past its deadline moved a byte"
+    );
+}

@@ -262,3 +262,42 @@ fn swap_reads_deliver_a_large_landing_in_order() {
         all.len()
     );
 }
+
+/// Queued writes sharing one deadline, on a ring: when it passes, the
+/// head's write (in flight) ends, and the writes behind it, whose deadline
+/// has passed too, start no I/O on the way. The socket has room by then
+/// and a cancel finds its request ended (as a kernel that ran a send at
+/// its submission would): a write started there would move its bytes.
+#[test]
+fn writes_past_their_deadline_start_no_io_as_the_one_before_them_ends() {
+    let (mut w, f, r) = setup(Mode::Inline);
+    let c = watch(&mut w);
+    f.conn(c.fd(), |k| k.write_room = 0);
+    // Far enough for every write to be submitted first, even interpreted.
+    let ahead = Duration::from_millis(if cfg!(miri) { 3000 } else { 30 });
+    let deadline = Instant::now() + ahead;
+    for i in 0..3u32 {
+        w.write_timeout(c, i, vec![b'a' + i as u8; 4], deadline).unwrap();
+    }
+    std::thread::sleep(ahead + Duration::from_millis(10));
+    r.with(|s| {
+        s.paused = true;
+        s.land_on_cancel = true;
+    });
+    f.conn(c.fd(), |k| k.write_room = 100);
+    let done = collect(&mut w, 3, LIMIT);
+    let seen: Vec<_> = done.iter().map(|d| (d.context, d.bytes)).collect();
+    // The head's write was in flight before its deadline: what the kernel
+    // sent counts. The others had not started.
+    assert_eq!(seen, [(0, 4), (1, 0), (2, 0)]);
+    assert!(
+        done[1..].iter().all(|d| matches!(d.error, Some(Error::Deadline))),
+        "{:?}",
+        done.iter().map(|d| &d.error).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        f.conn(c.fd(), |k| k.written.clone()),
+        b"aaaa",
+        "no write past its deadline moved a byte"
+    );
+}
