@@ -57,6 +57,10 @@ const _: () = assert!(BUFFER_SIZES[LARGE] <= crate::ops::LIGHT_LEN as usize);
 const BATCH_IN_FLIGHT: usize = 256;
 const BATCH_FROM: u32 = 4;
 const BATCH_MOST: u32 = 128;
+/// With fewer requests than this in flight, a send to a stream socket is
+/// tried at once by a system call, and goes to the ring only if the socket
+/// has no room: one client's answer then takes no extra ring turn.
+const SEND_AT_ONCE_BELOW: usize = 4;
 /// Buffers each ring is made with: the rest are made as reads need them.
 const FIRST_BUFFERS: [u16; 2] = [64, 2];
 /// Index of the small and of the large ring.
@@ -428,6 +432,7 @@ impl Poller for UringPoller {
 
     fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
         let mut inner = self.inner();
+        let socket = fd;
         let fd = fd.as_raw_fd();
         let first = bufs.first().map_or(0, |b| b.as_ptr() as usize);
         if let Some(idx) = inner.ops.find(fd, WRITE) {
@@ -436,9 +441,27 @@ impl Poller for UringPoller {
         if inner.held {
             return IoOutcome::WouldBlock;
         }
+        let stream = kind == FdKind::StreamSocket;
+        if stream && inner.ops.in_flight() < SEND_AT_ONCE_BELOW {
+            // A quiet ring (a client or two): the bytes are offered to the
+            // socket at once, as a readiness backend would, so the write
+            // usually ends within this call and the engine needs no turn
+            // of the ring for it (a partial send makes the engine wait for
+            // writability, a poll on the ring). Several connections share
+            // a turn's single entry instead.
+            match rustix::net::sendmsg(
+                socket,
+                bufs,
+                &mut rustix::net::SendAncillaryBuffer::default(),
+                rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+            ) {
+                Ok(n) => return IoOutcome::Done(n),
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                Err(e) => return IoOutcome::Failed(e.into()),
+            }
+        }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         let idx = inner.ops.start(fd, WRITE, Kind::Write, first, total);
-        let stream = kind == FdKind::StreamSocket;
         let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
         let sqe = if bufs.len() == 1 {
             let len = u32::try_from(bufs[0].len()).unwrap_or(u32::MAX);
@@ -515,7 +538,7 @@ impl Poller for UringPoller {
                 continue;
             }
             if let Some(idx) = inner.ops.find(fd, poll_slot) {
-                inner.cancel_poll(idx);
+                inner.end_poll_now(idx);
             }
             if let Some(idx) = inner.ops.find(fd, io_slot) {
                 kept |= inner.settle(idx, keep);
@@ -682,6 +705,27 @@ impl Inner {
 
     /// Ends a poll: it points to no memory, so an asynchronous cancel does,
     /// and its completion will not match.
+    /// Ends a poll before this returns: a poll holds its file, so a
+    /// descriptor closed after `Poller::cancel` would otherwise stay open
+    /// (its peer seeing no end of stream) until the ring's next turn,
+    /// which a closed watcher never has. With deferred task running the
+    /// poll's end is work for this thread, run here.
+    fn end_poll_now(&mut self, idx: u32) {
+        if !self.ring.usable_here() {
+            return self.cancel_poll(idx);
+        }
+        let target = self.ops.user_data(idx);
+        // Its completion will not match any more.
+        self.ops.end(idx);
+        if self.ring.cancel_sync(target).is_ok() {
+            let _ = self.ring.run_deferred();
+        } else {
+            let sqe = opcode::AsyncCancel::new(target).build().user_data(CANCELLED_POLL);
+            // SAFETY: a cancel points to no memory.
+            let _ = unsafe { self.ring.push(&sqe) };
+        }
+    }
+
     fn cancel_poll(&mut self, idx: u32) {
         let target = self.ops.user_data(idx);
         self.ops.end(idx);

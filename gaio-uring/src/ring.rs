@@ -235,6 +235,22 @@ impl Ring {
         }
     }
 
+    /// Runs the work the kernel deferred to this thread (a cancelled
+    /// request's end, which lets go of its file), without waiting.
+    pub(crate) fn run_deferred(&mut self) -> io::Result<()> {
+        self.entered_by = Some(self.bind()?);
+        let now = Timespec::new();
+        match self
+            .uring
+            .submitter()
+            .submit_with_args(1, &SubmitArgs::new().timespec(&now))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::TIME | Errno::INTR)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Hands what is queued to the kernel without waiting.
     pub(crate) fn submit(&mut self) -> io::Result<()> {
         if self.uring.submission().is_empty() {

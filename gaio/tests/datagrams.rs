@@ -723,3 +723,33 @@ fn a_tcp_stream_handed_over_as_a_descriptor_is_still_a_stream() {
     assert!(c.error.is_none(), "{:?}", c.error);
     assert_eq!(c.data(), b"0123");
 }
+
+/// `close` closes every socket before it returns, a datagram socket with a
+/// receive pending included: its port is free at once. (On io_uring the
+/// receive waits on a poll, which holds the socket open until it ends;
+/// the cancel once waited for the ring's next turn, which a closed
+/// watcher never has, so the port stayed taken.)
+#[test]
+fn close_frees_a_datagram_socket_with_a_receive_pending() {
+    let _lock = util::shared();
+    for mode in [Mode::Inline, Mode::Background] {
+        let sock = udp_socket();
+        let addr = sock.local_addr().unwrap();
+        let mut w: Watcher<u32> = util::watcher(mode);
+        let conn = w.watch(sock).unwrap();
+        w.recv_from(conn, 1, vec![0; 64]).unwrap();
+        util::expect_quiet(&mut w, Duration::from_millis(20));
+        w.close();
+        let mut out = Vec::new();
+        let _ = w.wait_io(&mut out);
+        assert_eq!(out.len(), 1, "{mode:?}: the pending receive comes back");
+        assert!(
+            matches!(out[0].error, Some(Error::WatcherClosed)),
+            "{mode:?}: {:?}",
+            out[0].error
+        );
+        // The watcher is not dropped: only `close` freed the port.
+        let again = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("{mode:?}: {addr} still taken: {e}"));
+        drop((again, w));
+    }
+}
