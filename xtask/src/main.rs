@@ -213,10 +213,21 @@ fn default_backend() -> &'static str {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        if cfg!(target_os = "android") {
+        // The same split as gaio-kqueue's build script: kqueue on the BSDs
+        // and Apple's systems, epoll on Android, poll(2) elsewhere.
+        let kqueue = cfg!(any(
+            target_os = "freebsd",
+            target_os = "dragonfly",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_vendor = "apple"
+        ));
+        if kqueue {
+            "kqueue"
+        } else if cfg!(target_os = "android") {
             "epoll"
         } else {
-            "kqueue"
+            "poll"
         }
     }
 }
