@@ -3,10 +3,11 @@
 //! when data arrives for a read that asked for one.
 //!
 //! Buffers are made as they are needed, up to the ring's most: a ring
-//! starts with a few, and whenever fewer than a quarter of those made are
-//! free, as many again are made ([`BufRing::grow`]), until the most is
-//! reached. So an idle or quiet watcher holds little memory, and the most
-//! is a hard cap on what reads without a buffer take.
+//! starts with a few, and whenever a read found it empty or fewer than a
+//! quarter of those made are free, as many again are made
+//! ([`BufRing::grow_if_short`]), until the most is reached. So an idle or
+//! quiet watcher holds little memory, and the most is a hard cap on what
+//! reads without a buffer take.
 //!
 //! Each buffer is a [`Bytes`] of its own, made once. A read's data is lent
 //! to its completion as a slice of that buffer (a reference count, no copy,
@@ -123,10 +124,11 @@ impl BufRing {
         more
     }
 
-    /// Grows the ring when fewer than a quarter of its buffers are free
-    /// (by as many as it has, up to its most); returns how many were made.
-    pub(crate) fn grow_if_short(&mut self) -> u16 {
-        if self.available() * 4 >= self.buffers.len() {
+    /// Grows the ring by as many buffers as it has (up to its most) when a
+    /// read found it empty (`ran_dry`) or fewer than a quarter of its
+    /// buffers are free; returns how many were made.
+    pub(crate) fn grow_if_short(&mut self, ran_dry: bool) -> u16 {
+        if !ran_dry && self.available() * 4 >= self.buffers.len() {
             return 0;
         }
         self.grow(self.buffers.len() as u16)
@@ -375,7 +377,7 @@ mod tests {
             let (_, res, bid) = complete(&mut ring);
             assert_eq!(res, 1, "step {step}");
             held.push(bufs.take(bid.unwrap(), 1));
-            bufs.grow_if_short();
+            bufs.grow_if_short(false);
             assert_eq!(bufs.made(), (made, 5), "step {step}");
         }
         // Four held, one free: the last read takes it, and none is made.

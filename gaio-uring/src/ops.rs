@@ -250,20 +250,9 @@ impl Ops {
         &mut self.ops[idx as usize]
     }
 
-    /// Requests in the table.
-    #[cfg(test)]
-    pub(crate) fn live(&self) -> usize {
-        self.live
-    }
-
     /// Requests in the table (in flight, or with results not taken yet).
     pub(crate) fn in_flight(&self) -> usize {
         self.live
-    }
-
-    /// Whether any request is in the table.
-    pub(crate) fn any_live(&self) -> bool {
-        self.live > 0
     }
 
     /// Puts a new request in `fd`'s empty `slot`; returns its index.
@@ -440,14 +429,18 @@ mod tests {
         assert_eq!(b, a, "the index is reused");
         assert_ne!(ops.user_data(b), old);
         assert_eq!(ops.named(old), None);
-        assert_eq!(ops.live(), 1);
+        assert_eq!(ops.in_flight(), 1);
     }
 
     #[test]
     fn a_read_without_an_entry_gets_one_when_answered_or_asked_about() {
         let mut ops = Ops::default();
         let data = ops.start_light(9, 1, true, 2048);
-        assert_eq!((ops.live(), ops.ops.len()), (1, 0), "no entry while it waits");
+        assert_eq!(
+            (ops.in_flight(), ops.ops.len()),
+            (1, 0),
+            "no entry while it waits"
+        );
         assert!(ops.occupied(9, READ) && !ops.occupied(9, WRITE));
         assert_eq!(group_of(data), 1);
         // The kernel answers: the entry is made, with what it was given.
@@ -460,10 +453,10 @@ mod tests {
         assert_eq!(ops.user_data(idx), data, "the kernel's name for it is kept");
         assert_eq!(ops.resolve(data), Some(idx), "named again: the same entry");
         assert_eq!(ops.find(9, READ), Some(idx));
-        assert_eq!(ops.live(), 1);
+        assert_eq!(ops.in_flight(), 1);
         ops.end(idx);
         assert_eq!(
-            (ops.live(), ops.resolve(data)),
+            (ops.in_flight(), ops.resolve(data)),
             (0, None),
             "a late word matches nothing"
         );

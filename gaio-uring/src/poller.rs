@@ -100,7 +100,7 @@ pub struct UringPoller {
 
 struct Inner {
     ring: Ring,
-    /// The provided-buffer rings, small and large (`BUFFER_RINGS`).
+    /// The provided-buffer rings, small and large (`BUFFER_SIZES`).
     bufs: [BufRing; 2],
     /// Per descriptor number, what its last reads taught ([`BULK`],
     /// [`DRAINED`]).
@@ -201,7 +201,7 @@ impl Poller for UringPoller {
         if inner.bufs.iter().map(|b| b.made().1 as u16).eq(shape) {
             return Ok(());
         }
-        if inner.bufs.iter().any(|b| b.available() < b.made().0) || inner.ops.any_live() {
+        if inner.bufs.iter().any(|b| b.available() < b.made().0) || inner.ops.in_flight() > 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the swap limit is set before the first read",
@@ -703,32 +703,21 @@ impl Inner {
         }
     }
 
-    /// Ends a poll: it points to no memory, so an asynchronous cancel does,
-    /// and its completion will not match.
     /// Ends a poll before this returns: a poll holds its file, so a
     /// descriptor closed after `Poller::cancel` would otherwise stay open
     /// (its peer seeing no end of stream) until the ring's next turn,
     /// which a closed watcher never has. With deferred task running the
-    /// poll's end is work for this thread, run here.
+    /// poll's end is work for this thread, run here. A poll points to no
+    /// memory of ours, so where this thread may not cancel synchronously
+    /// (a ring bound to another), an asynchronous cancel does.
     fn end_poll_now(&mut self, idx: u32) {
-        if !self.ring.usable_here() {
-            return self.cancel_poll(idx);
-        }
         let target = self.ops.user_data(idx);
         // Its completion will not match any more.
         self.ops.end(idx);
         if self.ring.cancel_sync(target).is_ok() {
             let _ = self.ring.run_deferred();
-        } else {
-            let sqe = opcode::AsyncCancel::new(target).build().user_data(CANCELLED_POLL);
-            // SAFETY: a cancel points to no memory.
-            let _ = unsafe { self.ring.push(&sqe) };
+            return;
         }
-    }
-
-    fn cancel_poll(&mut self, idx: u32) {
-        let target = self.ops.user_data(idx);
-        self.ops.end(idx);
         let sqe = opcode::AsyncCancel::new(target).build().user_data(CANCELLED_POLL);
         // SAFETY: a cancel points to no memory. If it cannot be queued the
         // poll ends by itself at the descriptor's close.
@@ -868,13 +857,8 @@ impl Inner {
         let mut budget = [0usize; 2];
         for (group, bufs) in self.bufs.iter_mut().enumerate() {
             bufs.recycle();
-            if std::mem::take(&mut self.ran_dry[group]) {
-                // Reads found it empty: as many buffers again, up to its
-                // most (then reads wait for buffers to come back).
-                bufs.grow(bufs.made().0 as u16);
-            } else {
-                bufs.grow_if_short();
-            }
+            // Up to its most; past it, reads wait for buffers to come back.
+            bufs.grow_if_short(std::mem::take(&mut self.ran_dry[group]));
             budget[group] = bufs.available();
         }
         if self.starved.is_empty() {
