@@ -63,6 +63,7 @@ mod shared;
 mod socket_ref;
 mod submit;
 mod sys;
+pub mod syscalls;
 mod timer;
 mod watcher;
 

@@ -42,6 +42,12 @@ pub(crate) enum Kind {
     Write,
     /// `accept4`.
     Accept,
+    /// `recvmsg` of one datagram, with its sender, into the caller's
+    /// memory.
+    RecvMsg,
+    /// `recvmsg` of one datagram, with its sender, into a buffer the
+    /// kernel picks from the buffer ring.
+    SelectMsg,
     /// A one-shot readiness poll.
     Poll,
 }
@@ -64,7 +70,8 @@ pub(crate) enum State {
 }
 
 /// Memory a request points the kernel to besides the caller's buffers
-/// (a gathered write's array and header, an accept's address), kept at a
+/// (a gathered write's array and header, an accept's or a datagram's
+/// address), kept at a
 /// fixed address (boxed) in a pool: only requests that need one hold one,
 /// so an idle connection's pending read costs no more than its slot.
 pub(crate) struct Mem {
@@ -92,6 +99,67 @@ impl Mem {
             peer,
             peer_len: 0,
         })
+    }
+
+    /// Makes `msg` a message of the slices `bufs` (gathered in `iov`) and
+    /// no control data; returns it. The header is made anew: a box from
+    /// the pool keeps what its last request left in it.
+    pub(crate) fn message(&mut self, bufs: impl IntoIterator<Item = (*mut u8, usize)>) -> &mut libc::msghdr {
+        self.iov.clear();
+        self.iov.extend(bufs.into_iter().map(|(base, len)| libc::iovec {
+            iov_base: base.cast(),
+            iov_len: len,
+        }));
+        // SAFETY: all-zero bytes are a valid `msghdr` (see `new`).
+        self.msg = unsafe { std::mem::zeroed() };
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        self.msg.msg_iovlen = self.iov.len() as _;
+        &mut self.msg
+    }
+
+    /// Makes `msg` (see [`message`](Mem::message)) a receive of one
+    /// datagram into `len` bytes at `base` (null: a buffer the kernel
+    /// picks), with room for its sender's address in `peer`.
+    pub(crate) fn datagram_receive(&mut self, base: *mut u8, len: usize) -> &mut libc::msghdr {
+        self.message([(base, len)]);
+        // No family until the kernel writes one: a sender without an
+        // address (an unbound Unix socket) leaves it so.
+        self.peer.ss_family = libc::AF_UNSPEC as libc::sa_family_t;
+        self.msg.msg_name = std::ptr::from_mut(&mut self.peer).cast();
+        self.msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        &mut self.msg
+    }
+
+    /// Makes `msg` (see [`message`](Mem::message)) a send of `len` bytes
+    /// at `base` as one datagram to `to`.
+    pub(crate) fn datagram_send(
+        &mut self,
+        base: *const u8,
+        len: usize,
+        to: &rustix::net::SocketAddrAny,
+    ) -> &libc::msghdr {
+        self.message([(base.cast_mut(), len)]);
+        let to_len = (to.addr_len() as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: `to` holds `addr_len()` bytes of address, and the
+        // storage has room for any address (the copy is bounded by its
+        // size); the two do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                to.as_ptr().cast::<u8>(),
+                std::ptr::from_mut(&mut self.peer).cast::<u8>(),
+                to_len,
+            );
+        }
+        self.msg.msg_name = std::ptr::from_mut(&mut self.peer).cast();
+        self.msg.msg_namelen = to_len as libc::socklen_t;
+        &self.msg
+    }
+
+    /// After a datagram receive ([`datagram_receive`](Mem::datagram_receive))
+    /// ended: whether the datagram was cut (`MSG_TRUNC`), and the length
+    /// of its sender's address in `peer` (0: none).
+    pub(crate) fn received(&self) -> (bool, libc::socklen_t) {
+        (self.msg.msg_flags & libc::MSG_TRUNC != 0, self.msg.msg_namelen)
     }
 }
 

@@ -21,9 +21,11 @@
 //!
 //! Sends on stream sockets use `MSG_WAITALL`: the kernel finishes a
 //! partial send itself, so a write completes whole (or with an error, or
-//! cancelled with what it sent) in one completion. Connects, datagrams and
-//! anything else the ring does not carry use the default system calls,
-//! with one-shot readiness polls on the ring where they must wait.
+//! cancelled with what it sent) in one completion. Datagrams go by
+//! `recvmsg` and `sendmsg` on the ring (a receive without a buffer takes
+//! one from the buffer rings, as a read does). Connects, and anything else
+//! the ring does not carry, use the default system calls, with one-shot
+//! readiness polls on the ring where they must wait.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -31,7 +33,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use gaio_core::{Backend, Event, FdKind, Interest, IoOutcome, Mode, PeerAddr, Poller};
+use gaio_core::{Backend, Datagram, Event, FdKind, Interest, IoOutcome, Mode, PeerAddr, Poller};
 use io_uring::{opcode, squeue, types};
 
 use crate::buf_ring::BufRing;
@@ -72,7 +74,9 @@ const LARGE: usize = 1;
 const BULK: u8 = 1;
 /// A hint: the descriptor's last `recv` left its socket empty
 /// (`IORING_CQE_F_SOCK_NONEMPTY` was clear), so the next waits for bytes
-/// before it tries ([`RECV_POLL_FIRST`]).
+/// before it tries ([`RECV_POLL_FIRST`]). For a datagram socket: its last
+/// receive found it empty, so the next goes to the ring (which waits)
+/// rather than to a system call.
 const DRAINED: u8 = 2;
 /// `IORING_RECVSEND_POLL_FIRST`, in a `recv`'s `ioprio`: wait for the
 /// socket to be readable before the first attempt.
@@ -475,15 +479,9 @@ impl Poller for UringPoller {
             }
         } else {
             let mem = inner.ops.mem_mut(idx);
-            mem.iov.clear();
-            mem.iov.extend(bufs.iter().map(|b| libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            }));
+            let msg = mem.message(bufs.iter().map(|b| (b.as_ptr().cast_mut(), b.len())));
             if stream {
-                mem.msg.msg_iov = mem.iov.as_mut_ptr();
-                mem.msg.msg_iovlen = mem.iov.len() as _;
-                opcode::SendMsg::new(types::Fd(fd), &mem.msg)
+                opcode::SendMsg::new(types::Fd(fd), msg)
                     .flags(flags as u32)
                     .build()
             } else {
@@ -496,6 +494,122 @@ impl Poller for UringPoller {
         // SAFETY: the slices are the engine's stored write requests, kept
         // until the result is taken or `cancel` returned; the gather array
         // and message header live in the request's box.
+        inner.submit(idx, sqe)
+    }
+
+    /// A datagram is received by a system call while the socket's last
+    /// receive got one (more may be queued: the kernel does not say, for
+    /// datagrams), and on the ring, once a receive found the socket
+    /// empty: the ring's receive waits for the next datagram and takes it
+    /// in the same turn.
+    fn recv_from(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> (IoOutcome, Datagram) {
+        let socket = fd;
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        if let Some(idx) = inner.ops.find(fd, READ) {
+            return inner.take_datagram(idx, buf.as_ptr() as usize, buf.len());
+        }
+        if inner.held {
+            return (IoOutcome::WouldBlock, Datagram::default());
+        }
+        if inner.expects_datagram(fd) {
+            let got = gaio_core::syscalls::recv_from(socket, buf);
+            if !matches!(got.0, IoOutcome::WouldBlock) {
+                return got;
+            }
+            inner.set_hint(fd, DRAINED, true);
+        }
+        let idx = inner
+            .ops
+            .start(fd, READ, Kind::RecvMsg, buf.as_ptr() as usize, buf.len());
+        let msg = inner
+            .ops
+            .mem_mut(idx)
+            .datagram_receive(buf.as_mut_ptr(), buf.len());
+        let sqe = opcode::RecvMsg::new(types::Fd(fd), msg)
+            .ioprio(RECV_POLL_FIRST)
+            .build();
+        // SAFETY: `buf` is the engine's request buffer, stored before its
+        // I/O starts and kept until the result is taken or `cancel`
+        // returned; the header, its gather array and the room for the
+        // sender live in the request's box, kept as long.
+        (inner.submit(idx, sqe), Datagram::default())
+    }
+
+    /// As [`recv_from`](Poller::recv_from); on the ring, a datagram up to
+    /// a buffer's size is received into a buffer the kernel picks when it
+    /// arrives (the small ring's if the engine keeps no more than a small
+    /// buffer holds, else the large ring's), then copied. A larger one (a
+    /// swap size past 64 KiB, for Unix datagrams) is received by a system
+    /// call only, after a readiness poll on the ring.
+    fn recv_from_uninit<'a>(
+        &self,
+        fd: BorrowedFd<'_>,
+        buf: &'a mut [MaybeUninit<u8>],
+    ) -> (IoOutcome, &'a mut [u8], Datagram) {
+        let socket = fd;
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        if let Some(idx) = inner.ops.find(fd, READ) {
+            return inner.take_selected_datagram(idx, buf);
+        }
+        if inner.held {
+            return (IoOutcome::WouldBlock, &mut [], Datagram::default());
+        }
+        // The engine offers one byte more than it keeps.
+        let offered = buf.len();
+        let kept = offered.saturating_sub(1);
+        let group = [SMALL, LARGE].into_iter().find(|&g| kept <= BUFFER_SIZES[g]);
+        if group.is_none() || inner.expects_datagram(fd) {
+            let got = gaio_core::syscalls::recv_from_uninit(socket, buf);
+            if group.is_none() || !matches!(got.0, IoOutcome::WouldBlock) {
+                return got;
+            }
+            inner.set_hint(fd, DRAINED, true);
+        }
+        let group = group.expect("a ring's buffer holds the datagram");
+        let idx = inner.ops.start(fd, READ, Kind::SelectMsg, 0, offered);
+        inner.ops.get_mut(idx).group = group as u8;
+        let sqe = select_datagram(fd, inner.ops.mem_mut(idx), offered, group as u16);
+        // SAFETY: the kernel picks a ring buffer for the bytes; the header,
+        // its one-entry array and the room for the sender live in the
+        // request's box, kept until the result is taken or `cancel`
+        // returned.
+        let outcome = inner.submit(idx, sqe);
+        (outcome, &mut [], Datagram::default())
+    }
+
+    fn send_to(&self, fd: BorrowedFd<'_>, buf: &[u8], addr: &PeerAddr) -> IoOutcome {
+        let socket = fd;
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        if let Some(idx) = inner.ops.find(fd, WRITE) {
+            return inner.take_direct(idx, buf.as_ptr() as usize, usize::MAX);
+        }
+        if inner.held {
+            return IoOutcome::WouldBlock;
+        }
+        if inner.ops.in_flight() < SEND_AT_ONCE_BELOW {
+            // A quiet ring: sent at once, as for a stream (see `write`).
+            match gaio_core::syscalls::send_to(socket, buf, addr) {
+                IoOutcome::WouldBlock => {}
+                other => return other,
+            }
+        }
+        let to = match gaio_core::syscalls::socket_addr(addr) {
+            Ok(to) => to,
+            Err(e) => return IoOutcome::Failed(e),
+        };
+        let idx = inner
+            .ops
+            .start(fd, WRITE, Kind::Write, buf.as_ptr() as usize, buf.len());
+        let msg = inner.ops.mem_mut(idx).datagram_send(buf.as_ptr(), buf.len(), &to);
+        let sqe = opcode::SendMsg::new(types::Fd(fd), msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build();
+        // SAFETY: `buf` is the engine's stored request's, kept until the
+        // result is taken or `cancel` returned; the header, its array and
+        // the address live in the request's box, kept as long.
         inner.submit(idx, sqe)
     }
 
@@ -628,6 +742,84 @@ impl Inner {
         (IoOutcome::Done(n), filled)
     }
 
+    /// The result of a datagram receive into the caller's memory, for a
+    /// call offering `len` bytes at `addr`.
+    fn take_datagram(&mut self, idx: u32, addr: usize, len: usize) -> (IoOutcome, Datagram) {
+        let op = self.ops.get(idx);
+        assert!(
+            op.kind == Kind::RecvMsg,
+            "a datagram receive was asked for the result of another kind of request"
+        );
+        if !matches!(op.state, State::Landed { .. }) {
+            return (IoOutcome::WouldBlock, Datagram::default());
+        }
+        // The kernel wrote the memory it was given.
+        assert!(
+            op.addr == addr && op.len == len,
+            "a ring request's result was asked for with other memory than it was given"
+        );
+        let (res, datagram) = self.take_received(idx);
+        self.ops.end(idx);
+        (res.map_or_else(|failed| failed, IoOutcome::Done), datagram)
+    }
+
+    /// The result of a buffer-select datagram receive, copied into `buf`
+    /// (whose last byte the engine does not keep: a longer datagram is
+    /// cut, and said so).
+    fn take_selected_datagram<'a>(
+        &mut self,
+        idx: u32,
+        buf: &'a mut [MaybeUninit<u8>],
+    ) -> (IoOutcome, &'a mut [u8], Datagram) {
+        let op = self.ops.get(idx);
+        assert!(
+            op.kind == Kind::SelectMsg,
+            "a swap datagram receive was asked for the result of another kind of request"
+        );
+        let State::Landed { flags, .. } = op.state else {
+            return (IoOutcome::WouldBlock, &mut [], Datagram::default());
+        };
+        let group = usize::from(op.group);
+        let (res, mut datagram) = self.take_received(idx);
+        self.ops.end(idx);
+        let n = match res {
+            Ok(0) => 0,
+            Ok(n) => {
+                let bid = io_uring::cqueue::buffer_select(flags)
+                    .expect("a buffer-select receive with data names its buffer");
+                let bytes = self.bufs[group].take(bid, n);
+                let kept = n.min(buf.len().saturating_sub(1));
+                datagram.truncated |= kept < n;
+                // SAFETY: `buf` has room for `kept` bytes and `bytes` holds
+                // them; the ring's buffer is not the engine's memory.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.as_mut_ptr().cast::<u8>(), kept) };
+                kept
+            }
+            Err(e) => return (e, &mut [], Datagram::default()),
+        };
+        // SAFETY: the first `n` bytes of `buf` were written just above.
+        let filled = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), n) };
+        (IoOutcome::Done(n), filled, datagram)
+    }
+
+    /// A landed datagram receive's byte count (or the failure as an
+    /// outcome) and what the kernel wrote in its header.
+    fn take_received(&self, idx: u32) -> (Result<usize, IoOutcome>, Datagram) {
+        let State::Landed { res, .. } = self.ops.get(idx).state else {
+            unreachable!("asked only of a landed request")
+        };
+        if res < 0 {
+            return (Err(outcome(res)), Datagram::default());
+        }
+        let mem = self.ops.mem(idx).expect("a datagram receive has its header");
+        let (truncated, name_len) = mem.received();
+        let datagram = Datagram {
+            truncated,
+            from: peer_addr(&mem.peer, name_len),
+        };
+        (Ok(res as usize), datagram)
+    }
+
     fn take_accept(&mut self, idx: u32) -> io::Result<(OwnedFd, Option<PeerAddr>)> {
         let op = self.ops.get(idx);
         let State::Landed { res, .. } = op.state else {
@@ -687,6 +879,12 @@ impl Inner {
         } else if n < BUFFER_SIZES[SMALL] {
             self.set_hint(fd, BULK, false);
         }
+    }
+
+    /// Whether a datagram is expected on `fd` (its last receive got one)
+    /// rather than waited for (its last receive found it empty).
+    fn expects_datagram(&self, fd: RawFd) -> bool {
+        self.hints(fd) & DRAINED == 0
     }
 
     /// The `ioprio` of a `recv` on `fd`: [`RECV_POLL_FIRST`] when its last
@@ -776,7 +974,7 @@ impl Inner {
         let op = self.ops.get(idx);
         if let State::Landed { res, flags } = op.state {
             match op.kind {
-                Kind::Select if res > 0 => {
+                Kind::Select | Kind::SelectMsg if res > 0 => {
                     if let Some(bid) = io_uring::cqueue::buffer_select(flags) {
                         drop(self.bufs[usize::from(op.group)].take(bid, 0));
                     }
@@ -816,8 +1014,8 @@ impl Inner {
                     self.ops.end(idx);
                     self.ready.push((fd, readable, writable, hangup));
                 }
-                Kind::Select if res == -libc::ENOBUFS => {
-                    if usize::from(op.group) == LARGE {
+                Kind::Select | Kind::SelectMsg if res == -libc::ENOBUFS => {
+                    if usize::from(op.group) == LARGE && op.kind == Kind::Select {
                         // Every large buffer is lent (users hold slices,
                         // slow writes carry them): the read takes a small
                         // one, copied and back at once, rather than wait
@@ -835,13 +1033,17 @@ impl Inner {
                     self.starved.push(idx);
                 }
                 _ => {
-                    let (slot, recv) = (
+                    let (slot, kind, recv) = (
                         op.slot,
+                        op.kind,
                         op.stream && matches!(op.kind, Kind::Direct | Kind::Select),
                     );
                     op.state = State::Landed { res, flags };
                     if recv && res > 0 {
                         self.set_hint(fd, DRAINED, !io_uring::cqueue::sock_nonempty(flags));
+                    } else if matches!(kind, Kind::RecvMsg | Kind::SelectMsg) && res >= 0 {
+                        // Another may follow: the next receive asks first.
+                        self.set_hint(fd, DRAINED, false);
                     }
                     self.ready.push((fd, slot == READ, slot == WRITE, false));
                 }
@@ -869,7 +1071,7 @@ impl Inner {
             let idx = waiting[at];
             let op = self.ops.get_mut(idx);
             let (fd, kind, len, group, stream) = (op.fd, op.kind, op.len, usize::from(op.group), op.stream);
-            if kind == Kind::Select {
+            if matches!(kind, Kind::Select | Kind::SelectMsg) {
                 if budget[group] == 0 {
                     // No buffer for it yet: one comes back once the engine
                     // has copied its bytes out (a later turn), or a user
@@ -885,8 +1087,9 @@ impl Inner {
             op.state = State::InFlight;
             let sqe = match kind {
                 Kind::Select => select_read(fd, stream, len, group as u16, self.recv_priority(fd)),
-                // An interrupted direct request: its memory is still the
-                // caller's stored buffer; ask the engine to try again.
+                // An interrupted request, or a datagram receive that
+                // found no buffer: its memory is still the caller's
+                // stored buffer (or none); the engine tries again.
                 _ => {
                     let slot = op.slot;
                     self.ops.end(idx);
@@ -981,6 +1184,19 @@ fn select_read(fd: RawFd, stream: bool, len: usize, group: u16, priority: u16) -
     read.flags(squeue::Flags::BUFFER_SELECT)
 }
 
+/// A buffer-select receive of one datagram of at most `len` bytes from
+/// ring `group`, with its header in `mem`.
+fn select_datagram(fd: RawFd, mem: &mut crate::ops::Mem, len: usize, group: u16) -> squeue::Entry {
+    // The kernel takes the size from the one entry; its address is the
+    // buffer it picks.
+    let msg = mem.datagram_receive(std::ptr::null_mut(), len);
+    opcode::RecvMsg::new(types::Fd(fd), msg)
+        .ioprio(RECV_POLL_FIRST)
+        .buf_group(group)
+        .build()
+        .flags(squeue::Flags::BUFFER_SELECT)
+}
+
 /// A completion's result as the engine's outcome.
 fn outcome(res: i32) -> IoOutcome {
     if res >= 0 {
@@ -1048,23 +1264,205 @@ mod tests {
 
     use super::*;
 
-    /// Reads on `fd` until one ends (bounded in time), waiting for the
-    /// ring between attempts.
-    fn read_until_done(poller: &UringPoller, fd: BorrowedFd<'_>, buf: &mut [u8]) -> usize {
+    /// Makes `attempt` until it ends (`Some`; bounded in time), waiting
+    /// for the ring between attempts.
+    fn until_ended<T>(poller: &UringPoller, mut attempt: impl FnMut() -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut events = Vec::new();
         loop {
-            match poller.read(fd, FdKind::StreamSocket, buf) {
-                IoOutcome::Done(n) => return n,
-                IoOutcome::WouldBlock => {}
-                other => panic!("read failed: {other:?}"),
+            if let Some(ended) = attempt() {
+                return ended;
             }
-            assert!(Instant::now() < deadline, "the read did not end within 5 s");
+            assert!(Instant::now() < deadline, "the request did not end within 5 s");
             events.clear();
             poller
                 .wait(&mut (), &mut events, Some(Duration::from_millis(100)))
                 .unwrap();
         }
+    }
+
+    /// Reads on `fd` until one ends.
+    fn read_until_done(poller: &UringPoller, fd: BorrowedFd<'_>, buf: &mut [u8]) -> usize {
+        until_ended(poller, || match poller.read(fd, FdKind::StreamSocket, buf) {
+            IoOutcome::Done(n) => Some(n),
+            IoOutcome::WouldBlock => None,
+            other => panic!("read failed: {other:?}"),
+        })
+    }
+
+    /// A UDP socket on loopback, registered with `poller`.
+    fn udp_registered(poller: &UringPoller) -> std::net::UdpSocket {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        // SAFETY: every test deregisters its sockets before dropping them.
+        unsafe { poller.register(socket.as_fd(), socket.as_raw_fd() as u64) }.unwrap();
+        socket
+    }
+
+    /// The kind of request in `fd`'s `slot`, if one is there.
+    fn kind_in(poller: &UringPoller, fd: RawFd, slot: usize) -> Option<Kind> {
+        let mut inner = poller.inner();
+        let idx = inner.ops.find(fd, slot)?;
+        Some(inner.ops.get(idx).kind)
+    }
+
+    #[test]
+    fn a_datagram_awaited_on_the_ring_comes_with_its_sender_and_truncation() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let rx = udp_registered(&poller);
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (fd, to) = (rx.as_raw_fd(), rx.local_addr().unwrap());
+        let mut buf = [0u8; 4];
+
+        // Nothing queued: the system call finds the socket empty, and the
+        // receive waits on the ring.
+        let (outcome, _) = poller.recv_from(rx.as_fd(), &mut buf);
+        assert!(matches!(outcome, IoOutcome::WouldBlock), "{outcome:?}");
+        assert_eq!(kind_in(&poller, fd, READ), Some(Kind::RecvMsg));
+        tx.send_to(b"0123456789", to).unwrap();
+        let (n, datagram) = until_ended(&poller, || match poller.recv_from(rx.as_fd(), &mut buf) {
+            (IoOutcome::Done(n), datagram) => Some((n, datagram)),
+            (IoOutcome::WouldBlock, _) => None,
+            (other, _) => panic!("receive failed: {other:?}"),
+        });
+        assert_eq!((n, &buf), (4, b"0123"));
+        assert!(datagram.truncated, "10 bytes into 4");
+        assert_eq!(
+            datagram.from.and_then(|a| a.as_inet()),
+            Some(tx.local_addr().unwrap())
+        );
+
+        // A datagram came, so the next receive asks the socket first: one
+        // already queued (loopback queues it before `send_to` returns) is
+        // taken at once, whole.
+        tx.send_to(b"ab", to).unwrap();
+        let (outcome, datagram) = poller.recv_from(rx.as_fd(), &mut buf);
+        assert!(matches!(outcome, IoOutcome::Done(2)), "{outcome:?}");
+        assert_eq!((&buf[..2], datagram.truncated), (&b"ab"[..], false));
+        assert_eq!(kind_in(&poller, fd, READ), None, "no request on the ring");
+        poller.deregister(rx.as_fd()).unwrap();
+    }
+
+    #[test]
+    fn an_unnamed_unix_sender_is_reported_as_the_system_call_reports_it() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let (ours, peer) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        // SAFETY: deregistered below, before `ours` is dropped.
+        unsafe { poller.register(ours.as_fd(), 1) }.unwrap();
+        peer.send(b"by syscall").unwrap();
+        let mut buf = [0u8; 32];
+        let (outcome, by_syscall) = gaio_core::syscalls::recv_from(ours.as_fd(), &mut buf);
+        assert!(matches!(outcome, IoOutcome::Done(10)), "{outcome:?}");
+        poller.inner().set_hint(ours.as_raw_fd(), DRAINED, true);
+        let (outcome, _) = poller.recv_from(ours.as_fd(), &mut buf);
+        assert!(matches!(outcome, IoOutcome::WouldBlock), "{outcome:?}");
+        peer.send(b"by ring").unwrap();
+        let (n, by_ring) = until_ended(&poller, || match poller.recv_from(ours.as_fd(), &mut buf) {
+            (IoOutcome::Done(n), datagram) => Some((n, datagram)),
+            (IoOutcome::WouldBlock, _) => None,
+            (other, _) => panic!("receive failed: {other:?}"),
+        });
+        assert_eq!(&buf[..n], b"by ring");
+        assert_eq!(by_ring.from, by_syscall.from);
+        poller.deregister(ours.as_fd()).unwrap();
+    }
+
+    #[test]
+    fn a_swap_datagram_takes_a_ring_buffer_only_when_it_arrives() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let rx = udp_registered(&poller);
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (fd, to) = (rx.as_raw_fd(), rx.local_addr().unwrap());
+        let free = |group: usize| poller.inner().bufs[group].available();
+        let (small, large) = (free(SMALL), free(LARGE));
+        // (kept bytes, datagram bytes, the ring whose buffer it lands in)
+        for (kept, sent, group) in [(2048, 2048, SMALL), (2048, 2049, SMALL), (2999, 3000, LARGE)] {
+            let mut room = vec![MaybeUninit::uninit(); kept + 1];
+            let (outcome, _, _) = poller.recv_from_uninit(rx.as_fd(), &mut room);
+            assert!(matches!(outcome, IoOutcome::WouldBlock), "{outcome:?}");
+            assert_eq!(kind_in(&poller, fd, READ), Some(Kind::SelectMsg));
+            assert_eq!(
+                (free(SMALL), free(LARGE)),
+                (small, large),
+                "no buffer while it waits"
+            );
+            let bytes: Vec<u8> = (0..sent).map(|i| (i * 7 % 251) as u8).collect();
+            tx.send_to(&bytes, to).unwrap();
+            let (got, datagram) =
+                until_ended(&poller, || match poller.recv_from_uninit(rx.as_fd(), &mut room) {
+                    (IoOutcome::Done(_), filled, datagram) => Some((filled.to_vec(), datagram)),
+                    (IoOutcome::WouldBlock, ..) => None,
+                    (other, ..) => panic!("receive failed: {other:?}"),
+                });
+            assert_eq!(got, bytes[..kept.min(sent)], "{kept} kept of {sent} ({group})");
+            assert_eq!(datagram.truncated, sent > kept, "{kept} kept of {sent}");
+            assert_eq!(
+                datagram.from.and_then(|a| a.as_inet()),
+                Some(tx.local_addr().unwrap())
+            );
+            // The buffer goes back at the next turn.
+            poller.inner().rearm_starved().unwrap();
+            assert_eq!((free(SMALL), free(LARGE)), (small, large), "the buffer came back");
+            // The next receive would ask the socket first: make it wait.
+            poller.inner().set_hint(fd, DRAINED, true);
+        }
+        poller.deregister(rx.as_fd()).unwrap();
+    }
+
+    #[test]
+    fn a_busy_ring_sends_datagrams_on_the_ring() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        // Reads pending on four socket pairs: the ring is not quiet.
+        let pairs: Vec<_> = (0..SEND_AT_ONCE_BELOW)
+            .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
+            .collect();
+        for (ours, _) in &pairs {
+            // SAFETY: deregistered below, before the pairs are dropped.
+            unsafe { poller.register(ours.as_fd(), 0) }.unwrap();
+            let mut room = [MaybeUninit::uninit(); 16];
+            let (outcome, _) = poller.read_uninit(ours.as_fd(), FdKind::StreamSocket, &mut room);
+            assert!(matches!(outcome, IoOutcome::WouldBlock));
+        }
+        let tx = udp_registered(&poller);
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = PeerAddr::from(rx.local_addr().unwrap());
+        let bytes = b"a datagram sent on the ring";
+        let outcome = poller.send_to(tx.as_fd(), bytes, &to);
+        assert!(matches!(outcome, IoOutcome::WouldBlock), "{outcome:?}");
+        assert_eq!(kind_in(&poller, tx.as_raw_fd(), WRITE), Some(Kind::Write));
+        let sent = until_ended(&poller, || match poller.send_to(tx.as_fd(), bytes, &to) {
+            IoOutcome::Done(n) => Some(n),
+            IoOutcome::WouldBlock => None,
+            other => panic!("send failed: {other:?}"),
+        });
+        assert_eq!(sent, bytes.len());
+        let mut got = [0u8; 64];
+        let (n, from) = rx.recv_from(&mut got).unwrap();
+        assert_eq!((&got[..n], from), (&bytes[..], tx.local_addr().unwrap()));
+
+        // An address that names no socket fails before anything starts.
+        let nobody = PeerAddr::Unix(gaio_core::UnixAddr::unnamed());
+        let IoOutcome::Failed(e) = poller.send_to(tx.as_fd(), bytes, &nobody) else {
+            panic!("an unnamed address was sent to")
+        };
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(kind_in(&poller, tx.as_raw_fd(), WRITE), None);
+
+        for (ours, _) in &pairs {
+            let _ = poller.cancel(ours.as_fd(), Interest::READ, false);
+            poller.deregister(ours.as_fd()).unwrap();
+        }
+        poller.deregister(tx.as_fd()).unwrap();
     }
 
     /// A poller, or `None` where the kernel refuses rings (the probe's own

@@ -753,3 +753,115 @@ fn close_frees_a_datagram_socket_with_a_receive_pending() {
         drop((again, w));
     }
 }
+
+// ----- 7. a burst to many sockets against the smallest swap limit --------------
+
+/// Server sockets, each with a receive pending when the burst comes.
+const BURST_SOCKETS: usize = 300;
+/// Client sockets: each talks to `BURST_SOCKETS / BURST_CLIENTS` servers,
+/// few enough that their echoes fit its receive buffer (no loss).
+const BURST_CLIENTS: usize = 10;
+
+/// Datagram of round `round` to server `i`: 100 to 1,000 bytes.
+fn burst_datagram(round: usize, i: usize) -> Vec<u8> {
+    util::pattern(
+        ((round as u64) << 32) | i as u64,
+        100 + (i * 37 + round * 11) % 901,
+    )
+}
+
+/// 300 sockets wait for a datagram each (swap receives, so on io_uring
+/// each is a ring receive that takes a buffer only when its datagram
+/// arrives), then the datagrams come at once: more than the smallest swap
+/// limit's ring has buffers to start with (64, at most 96), so receives
+/// find it empty and wait for buffers to come back. Every datagram
+/// arrives with its sender, is echoed with `send_to` (on io_uring, sent on
+/// the ring: hundreds of requests are in flight) and comes back whole.
+/// Two rounds: the second finds buffers made by the first.
+fn burst_to_many_sockets(mode: Mode) {
+    util::raise_nofile(2_000);
+    let fds = util::FdCheck::new();
+    let mut w: Watcher<usize, Bytes> = gaio::Builder::new()
+        .mode(mode)
+        .swap_size(1024)
+        .swap_limit(gaio::MIN_SWAP_LIMIT)
+        .build()
+        .expect("create watcher");
+    let servers: Vec<UdpSocket> = (0..BURST_SOCKETS).map(|_| udp_socket()).collect();
+    let server_addrs: Vec<SocketAddr> = servers.iter().map(|s| s.local_addr().unwrap()).collect();
+    let conns: Vec<gaio::Conn> = servers.into_iter().map(|s| w.watch(s).unwrap()).collect();
+    let clients: Vec<UdpSocket> = (0..BURST_CLIENTS).map(|_| udp_socket()).collect();
+    let client_of = |i: usize| i % BURST_CLIENTS;
+    for round in 0..2 {
+        for (i, &conn) in conns.iter().enumerate() {
+            w.recv_from_swap(conn, i).unwrap();
+        }
+        // Every receive is waiting before the first datagram is sent.
+        util::expect_quiet(&mut w, Duration::from_millis(20));
+        for (i, addr) in server_addrs.iter().enumerate() {
+            let sent = clients[client_of(i)]
+                .send_to(&burst_datagram(round, i), addr)
+                .unwrap();
+            assert_eq!(sent, burst_datagram(round, i).len());
+        }
+        let (mut received, mut echoed) = (0, 0);
+        let end = Instant::now() + Duration::from_secs(20);
+        while echoed < BURST_SOCKETS {
+            assert!(
+                Instant::now() < end,
+                "{mode:?} round {round}: {received} received, {echoed} echoed"
+            );
+            for c in util::wait_for(&mut w, 1, LIMIT) {
+                let i = c.context;
+                if let Some(e) = &c.error {
+                    panic!("{mode:?} round {round}: socket {i}: {:?} failed: {e}", c.op);
+                }
+                match (c.op, c.buffer) {
+                    (Op::RecvFrom, Buffer::Swap(data)) => {
+                        assert_eq!(&data[..], &burst_datagram(round, i)[..], "{mode:?} socket {i}");
+                        let from = inet(&c.peer);
+                        assert_eq!(from, clients[client_of(i)].local_addr().unwrap());
+                        received += 1;
+                        w.send_to(conns[i], i, data, PeerAddr::from(from)).unwrap();
+                    }
+                    (Op::SendTo, _) => {
+                        assert_eq!(c.bytes, burst_datagram(round, i).len(), "{mode:?} socket {i}");
+                        echoed += 1;
+                    }
+                    (op, _) => panic!("{mode:?}: unexpected {op:?}"),
+                }
+            }
+        }
+        for (k, client) in clients.iter().enumerate() {
+            let mut expected: Vec<(SocketAddr, Vec<u8>)> = (k..BURST_SOCKETS)
+                .step_by(BURST_CLIENTS)
+                .map(|i| (server_addrs[i], burst_datagram(round, i)))
+                .collect();
+            let mut buf = [0u8; 2048];
+            while !expected.is_empty() {
+                let (n, from) = client
+                    .recv_from(&mut buf)
+                    .unwrap_or_else(|e| panic!("{mode:?} round {round}: client {k}: {e}"));
+                let at = expected
+                    .iter()
+                    .position(|(addr, bytes)| *addr == from && bytes[..] == buf[..n])
+                    .unwrap_or_else(|| panic!("{mode:?}: client {k}: an echo from {from} not expected"));
+                expected.swap_remove(at);
+            }
+        }
+    }
+    drop((w, clients));
+    fds.check();
+}
+
+#[test]
+fn a_burst_to_300_sockets_under_the_smallest_swap_limit_loses_no_datagram_inline() {
+    let _lock = util::exclusive();
+    burst_to_many_sockets(Mode::Inline);
+}
+
+#[test]
+fn a_burst_to_300_sockets_under_the_smallest_swap_limit_loses_no_datagram_background() {
+    let _lock = util::exclusive();
+    burst_to_many_sockets(Mode::Background);
+}

@@ -1,0 +1,123 @@
+//! The system calls behind [`Poller`](crate::Poller)'s default datagram
+//! methods, for a poller that overrides them and still needs them at
+//! times: io_uring's poller sends and receives datagrams on its ring, and
+//! uses these for what need not wait (datagrams already queued, a send
+//! when the ring is quiet) or what the ring cannot hold (a datagram
+//! larger than its largest buffer).
+//!
+//! Each is one non-blocking call, retried on `EINTR`, exactly as the
+//! trait's default method makes it.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::BorrowedFd;
+
+use crate::{Datagram, IoOutcome, PeerAddr};
+
+/// Receives one datagram into `buf`: what
+/// [`Poller::recv_from`](crate::Poller::recv_from) does by default. A
+/// datagram longer than `buf` keeps its first bytes and is reported
+/// truncated.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use std::os::fd::AsFd;
+/// use gaio_core::{syscalls, IoOutcome};
+///
+/// let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// rx.set_nonblocking(true).unwrap();
+/// let mut buf = [0; 16];
+/// assert!(matches!(syscalls::recv_from(rx.as_fd(), &mut buf).0, IoOutcome::WouldBlock));
+/// tx.send_to(b"hello", rx.local_addr().unwrap()).unwrap();
+/// let (outcome, datagram) = syscalls::recv_from(rx.as_fd(), &mut buf);
+/// assert!(matches!(outcome, IoOutcome::Done(5)));
+/// assert_eq!(&buf[..5], b"hello");
+/// assert!(!datagram.truncated);
+/// ```
+pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> (IoOutcome, Datagram) {
+    crate::net::recv_from(fd, buf)
+}
+
+/// Receives one datagram into uninitialised memory: what
+/// [`Poller::recv_from_uninit`](crate::Poller::recv_from_uninit) does by
+/// default. `buf` has one byte more than the caller keeps: a datagram that
+/// reaches it is reported truncated, and that byte is left out of the
+/// outcome and of the returned slice.
+///
+/// # Examples
+///
+/// ```
+/// use std::mem::MaybeUninit;
+/// use std::net::UdpSocket;
+/// use std::os::fd::AsFd;
+/// use gaio_core::{syscalls, IoOutcome};
+///
+/// let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// tx.send_to(b"hello", rx.local_addr().unwrap()).unwrap();
+/// let mut room = [MaybeUninit::uninit(); 4]; // keeps 3 bytes
+/// let (outcome, kept, datagram) = syscalls::recv_from_uninit(rx.as_fd(), &mut room);
+/// assert!(matches!(outcome, IoOutcome::Done(3)));
+/// assert_eq!(kept, b"hel");
+/// assert!(datagram.truncated);
+/// assert_eq!(datagram.from.and_then(|a| a.as_inet()), Some(tx.local_addr().unwrap()));
+/// ```
+pub fn recv_from_uninit<'a>(
+    fd: BorrowedFd<'_>,
+    buf: &'a mut [MaybeUninit<u8>],
+) -> (IoOutcome, &'a mut [u8], Datagram) {
+    crate::net::recv_from_uninit(fd, buf)
+}
+
+/// Sends `buf` as one datagram to `addr`, never raising `SIGPIPE`: what
+/// [`Poller::send_to`](crate::Poller::send_to) does by default.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use std::os::fd::AsFd;
+/// use gaio_core::{syscalls, IoOutcome, PeerAddr};
+///
+/// let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// let to = PeerAddr::from(rx.local_addr().unwrap());
+/// assert!(matches!(syscalls::send_to(tx.as_fd(), b"hi", &to), IoOutcome::Done(2)));
+/// let mut got = [0; 8];
+/// assert_eq!(rx.recv(&mut got).unwrap(), 2);
+/// assert_eq!(&got[..2], b"hi");
+/// ```
+pub fn send_to(fd: BorrowedFd<'_>, buf: &[u8], addr: &PeerAddr) -> IoOutcome {
+    crate::net::send_to(fd, buf, addr)
+}
+
+/// `addr` as the system's socket address, for a poller that hands
+/// addresses to the kernel itself (a `sendmsg` on a ring).
+///
+/// # Errors
+///
+/// `InvalidInput` for an unnamed Unix address (it names no socket), or a
+/// path too long for a Unix address; `Unsupported` for an abstract Unix
+/// name where the system has none.
+///
+/// # Examples
+///
+/// ```
+/// use gaio_core::{syscalls, PeerAddr, UnixAddr};
+///
+/// let ip = PeerAddr::from("127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap());
+/// assert_eq!(syscalls::socket_addr(&ip).unwrap().addr_len() as usize, 16);
+/// let nobody = PeerAddr::Unix(UnixAddr::unnamed());
+/// let e = syscalls::socket_addr(&nobody).unwrap_err();
+/// assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
+pub fn socket_addr(addr: &PeerAddr) -> io::Result<rustix::net::SocketAddrAny> {
+    use rustix::net::addr::SocketAddrArg as _;
+    match addr {
+        PeerAddr::Inet(a) => Ok(a.as_any()),
+        PeerAddr::Unix(u) => Ok(u.to_rustix()?.as_any()),
+    }
+}
