@@ -267,14 +267,53 @@ pub(crate) enum Dialled {
     Retry,
     /// Failed at once: refused (Unix), unreachable, ...
     Failed(io::Error),
+    /// Not started: the socket is made, and the engine starts the connect
+    /// through its poller (a completion poller connects on its ring).
+    NotStarted,
+}
+
+impl Dialled {
+    /// What [`Poller::connect`](crate::Poller::connect) answered:
+    /// connected, in progress, or failed (`WouldBlock` and `Interrupted`:
+    /// to be made again).
+    pub(crate) fn from_poller(answer: io::Result<bool>) -> Dialled {
+        match answer {
+            Ok(true) => Dialled::Connected,
+            Ok(false) => Dialled::InProgress,
+            Err(e) if is_retry(&e) => Dialled::Retry,
+            Err(e) => Dialled::Failed(e),
+        }
+    }
+
+    /// The answer [`Poller::connect`](crate::Poller::connect) gives for
+    /// this (see [`from_poller`](Self::from_poller)).
+    pub(crate) fn into_answer(self) -> io::Result<bool> {
+        match self {
+            Dialled::Connected => Ok(true),
+            Dialled::InProgress | Dialled::NotStarted => Ok(false),
+            Dialled::Retry => Err(Errno::AGAIN.into()),
+            Dialled::Failed(e) => Err(e),
+        }
+    }
+}
+
+/// Whether a connect that ended with `e` is to be made again (a Unix
+/// listener's full queue; an interrupted attempt) rather than failed.
+pub(crate) fn is_retry(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
 }
 
 /// Creates a non-blocking stream socket for `addr`, configures it, and
-/// starts connecting. Fails only if no socket could be made (EMFILE, ...).
-pub(crate) fn dial(addr: &PeerAddr, nodelay: bool) -> io::Result<(OwnedFd, Dialled)> {
+/// with `start` starts connecting. Fails only if no socket could be made
+/// (EMFILE, ...).
+pub(crate) fn dial(addr: &PeerAddr, nodelay: bool, start: bool) -> io::Result<(OwnedFd, Dialled)> {
     let fd = new_socket(addr.family(), SocketType::STREAM, true)?;
     configure_stream(fd.as_fd(), matches!(addr, PeerAddr::Inet(_)), nodelay)?;
-    let state = connect(fd.as_fd(), addr);
+    let state = if start {
+        connect(fd.as_fd(), addr)
+    } else {
+        Dialled::NotStarted
+    };
     Ok((fd, state))
 }
 

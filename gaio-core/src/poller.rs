@@ -408,8 +408,36 @@ pub trait Poller: Send + Sync + Sized + 'static {
         net::accept(fd).map_err(io::Error::from)
     }
 
+    /// Shuts down the writing half of stream socket `fd` (the peer reads
+    /// end of stream after the bytes already sent): `Done(0)`, or the
+    /// error. A completion poller may start it and answer `WouldBlock`:
+    /// its end comes as an event for writing, and the same call made
+    /// again returns the result. The default is `shutdown(SHUT_WR)`.
+    fn shutdown_write(&self, fd: BorrowedFd<'_>) -> IoOutcome {
+        match net::shutdown_write(fd) {
+            Ok(()) => IoOutcome::Done(0),
+            Err(e) => IoOutcome::Failed(e),
+        }
+    }
+
+    /// Starts connecting stream socket `fd` to `addr`, or makes the
+    /// connect again after it was to be retried: `Ok(true)` connected
+    /// already, `Ok(false)` in progress (the socket's writability, or a
+    /// completion poller's event for writing, tells when it ended:
+    /// [`connect_result`](Poller::connect_result) then says how), or the
+    /// error. An error of kind `WouldBlock` (a Unix listener's full queue)
+    /// or `Interrupted` makes the engine try again shortly. The default is
+    /// `connect(2)`; the engine calls this only on completion pollers
+    /// (readiness pollers' sockets are connected by the thread that
+    /// submitted the request) and to retry.
+    fn connect(&self, fd: BorrowedFd<'_>, addr: &PeerAddr) -> io::Result<bool> {
+        net::connect(fd, addr).into_answer()
+    }
+
     /// How a non-blocking connect on `fd` ended, once the socket is
-    /// writable (`SO_ERROR`).
+    /// writable (`SO_ERROR`). An error of kind `WouldBlock` or
+    /// `Interrupted` makes the engine connect again
+    /// ([`connect`](Poller::connect)).
     fn connect_result(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         net::connect_result(fd)
     }

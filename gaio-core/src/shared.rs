@@ -158,7 +158,8 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         Ok((conn, fd, info))
     }
 
-    /// Creates a socket for `addr`, starts connecting it and registers it.
+    /// Creates a socket for `addr`, starts connecting it (unless the
+    /// poller completes I/O: the engine then does) and registers it.
     /// Fails only if no socket can be made or registered; a connect that
     /// fails at once is reported in `Dialled`, for the engine to complete.
     pub(crate) fn dial(&self, addr: &PeerAddr) -> Result<(Conn, OwnedFd, FdInfo, Dialled), Error> {
@@ -168,7 +169,8 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         // Sockets made here carry no upper-layer protocol: a TCP one is
         // plain TCP.
         let tcp = matches!(addr, PeerAddr::Inet(_));
-        let (fd, dialled) = net::dial(addr, true)?;
+        // A completion poller connects in the engine, on its ring.
+        let (fd, dialled) = net::dial(addr, true, !self.poller.completes_io())?;
         let info = FdInfo {
             kind: FdKind::StreamSocket,
             plain_tcp: tcp && self.learn_protocol(),

@@ -1,9 +1,10 @@
-//! The system calls behind [`Poller`](crate::Poller)'s default datagram
-//! methods, for a poller that overrides them and still needs them at
-//! times: io_uring's poller sends and receives datagrams on its ring, and
-//! uses these for what need not wait (datagrams already queued, a send
-//! when the ring is quiet) or what the ring cannot hold (a datagram
-//! larger than its largest buffer).
+//! The system calls behind [`Poller`](crate::Poller)'s default datagram,
+//! connect and shutdown methods, for a poller that overrides them and
+//! still needs them at times: io_uring's poller does these on its ring,
+//! and uses the system calls for what need not wait (datagrams already
+//! queued, a send or a shutdown when the ring is quiet, a Unix connect)
+//! or what the ring cannot hold (a datagram larger than its largest
+//! buffer).
 //!
 //! Each is one non-blocking call, retried on `EINTR`, exactly as the
 //! trait's default method makes it.
@@ -119,5 +120,68 @@ pub fn socket_addr(addr: &PeerAddr) -> io::Result<rustix::net::SocketAddrAny> {
     match addr {
         PeerAddr::Inet(a) => Ok(a.as_any()),
         PeerAddr::Unix(u) => Ok(u.to_rustix()?.as_any()),
+    }
+}
+
+/// Starts connecting stream socket `fd` to `addr`: what
+/// [`Poller::connect`](crate::Poller::connect) does by default. `Ok(true)`:
+/// connected at once; `Ok(false)`: in progress (writability tells when it
+/// ended, [`connect_result`] how); an error of kind `WouldBlock` (a Unix
+/// listener's full queue) is to be tried again.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixListener;
+/// use gaio_core::{syscalls, PeerAddr};
+///
+/// let dir = std::env::temp_dir().join(format!("gaio-doc-connect-{}", std::process::id()));
+/// let _ = std::fs::remove_file(&dir);
+/// let listener = UnixListener::bind(&dir).unwrap();
+/// let socket = rustix::net::socket(rustix::net::AddressFamily::UNIX, rustix::net::SocketType::STREAM, None).unwrap();
+/// // A Unix connect never waits: connected at once.
+/// assert!(syscalls::connect(socket.as_fd(), &PeerAddr::unix_path(&dir)).unwrap());
+/// assert!(syscalls::connect_result(socket.as_fd()).is_ok());
+/// drop(listener);
+/// std::fs::remove_file(&dir).unwrap();
+/// ```
+pub fn connect(fd: BorrowedFd<'_>, addr: &PeerAddr) -> io::Result<bool> {
+    crate::net::connect(fd, addr).into_answer()
+}
+
+/// How a connect in progress on `fd` ended, once the socket is writable
+/// (`SO_ERROR`): what [`Poller::connect_result`](crate::Poller::connect_result)
+/// does by default. See [`connect`] for an example.
+///
+/// # Errors
+///
+/// How the connect failed (`ConnectionRefused`, ...), or what the query
+/// itself met.
+pub fn connect_result(fd: BorrowedFd<'_>) -> io::Result<()> {
+    crate::net::connect_result(fd)
+}
+
+/// Shuts down the writing half of stream socket `fd`: what
+/// [`Poller::shutdown_write`](crate::Poller::shutdown_write) does by
+/// default (`Done(0)`, or the error).
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Read;
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixStream;
+/// use gaio_core::{syscalls, IoOutcome};
+///
+/// let (ours, mut peer) = UnixStream::pair().unwrap();
+/// assert!(matches!(syscalls::shutdown_write(ours.as_fd()), IoOutcome::Done(0)));
+/// let mut rest = Vec::new();
+/// assert_eq!(peer.read_to_end(&mut rest).unwrap(), 0, "end of stream");
+/// ```
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> IoOutcome {
+    match crate::net::shutdown_write(fd) {
+        Ok(()) => IoOutcome::Done(0),
+        Err(e) => IoOutcome::Failed(e),
     }
 }

@@ -48,6 +48,10 @@ pub(crate) enum Kind {
     /// `recvmsg` of one datagram, with its sender, into a buffer the
     /// kernel picks from the buffer ring.
     SelectMsg,
+    /// `connect` of a stream socket to an IP address.
+    Connect,
+    /// `shutdown(SHUT_WR)`.
+    Shutdown,
     /// A one-shot readiness poll.
     Poll,
 }
@@ -139,7 +143,26 @@ impl Mem {
         to: &rustix::net::SocketAddrAny,
     ) -> &libc::msghdr {
         self.message([(base.cast_mut(), len)]);
-        let to_len = (to.addr_len() as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+        let to_len = self.set_peer(to);
+        self.msg.msg_name = std::ptr::from_mut(&mut self.peer).cast();
+        self.msg.msg_namelen = to_len;
+        &self.msg
+    }
+
+    /// Puts `to` in `peer` (and its length in `peer_len`), for a connect;
+    /// returns them.
+    pub(crate) fn address(
+        &mut self,
+        to: &rustix::net::SocketAddrAny,
+    ) -> (*const libc::sockaddr, libc::socklen_t) {
+        let len = self.set_peer(to);
+        self.peer_len = len;
+        (std::ptr::from_ref(&self.peer).cast(), len)
+    }
+
+    /// Copies `to` into `peer`; returns its length.
+    fn set_peer(&mut self, to: &rustix::net::SocketAddrAny) -> libc::socklen_t {
+        let len = (to.addr_len() as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
         // SAFETY: `to` holds `addr_len()` bytes of address, and the
         // storage has room for any address (the copy is bounded by its
         // size); the two do not overlap.
@@ -147,12 +170,10 @@ impl Mem {
             std::ptr::copy_nonoverlapping(
                 to.as_ptr().cast::<u8>(),
                 std::ptr::from_mut(&mut self.peer).cast::<u8>(),
-                to_len,
+                len,
             );
         }
-        self.msg.msg_name = std::ptr::from_mut(&mut self.peer).cast();
-        self.msg.msg_namelen = to_len as libc::socklen_t;
-        &self.msg
+        len as libc::socklen_t
     }
 
     /// After a datagram receive ([`datagram_receive`](Mem::datagram_receive))

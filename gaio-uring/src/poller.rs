@@ -23,9 +23,10 @@
 //! partial send itself, so a write completes whole (or with an error, or
 //! cancelled with what it sent) in one completion. Datagrams go by
 //! `recvmsg` and `sendmsg` on the ring (a receive without a buffer takes
-//! one from the buffer rings, as a read does). Connects, and anything else
-//! the ring does not carry, use the default system calls, with one-shot
-//! readiness polls on the ring where they must wait.
+//! one from the buffer rings, as a read does), and so do connects to IP
+//! addresses and, on a busy ring, shutdowns. Anything else the ring does not carry uses the default
+//! system calls, with one-shot readiness polls on the ring where it must
+//! wait.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -640,6 +641,84 @@ impl Poller for UringPoller {
         }
     }
 
+    /// On a busy ring (as for sends, see `write`) the shutdown goes on
+    /// the ring with the turn's other requests; on a quiet one it is the
+    /// system call, which never waits.
+    fn shutdown_write(&self, fd: BorrowedFd<'_>) -> IoOutcome {
+        let socket = fd;
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        if let Some(idx) = inner.ops.find(fd, WRITE) {
+            let op = inner.ops.get(idx);
+            assert!(
+                op.kind == Kind::Shutdown,
+                "a shutdown's result was asked of another request"
+            );
+            return inner.take_direct(idx, 0, usize::MAX);
+        }
+        if inner.held {
+            return IoOutcome::WouldBlock;
+        }
+        if inner.ops.in_flight() < SEND_AT_ONCE_BELOW {
+            return gaio_core::syscalls::shutdown_write(socket);
+        }
+        let idx = inner.ops.start(fd, WRITE, Kind::Shutdown, 0, 0);
+        let sqe = opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR).build();
+        // SAFETY: a shutdown points to no memory.
+        inner.submit(idx, sqe)
+    }
+
+    /// A connect to an IP address goes on the ring (no `connect` and no
+    /// `SO_ERROR` query: the completion says how it ended); a Unix
+    /// socket's connect never waits, and is the system call.
+    fn connect(&self, fd: BorrowedFd<'_>, addr: &PeerAddr) -> io::Result<bool> {
+        let Some(ip) = addr.as_inet() else {
+            return gaio_core::syscalls::connect(fd, addr);
+        };
+        let mut inner = self.inner();
+        let fd = fd.as_raw_fd();
+        if inner.ops.find(fd, WRITE).is_some() {
+            // Under way (the engine asks again only after an event).
+            return Ok(false);
+        }
+        if inner.held {
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        }
+        let to = rustix::net::addr::SocketAddrArg::as_any(&ip);
+        let idx = inner.ops.start(fd, WRITE, Kind::Connect, 0, 0);
+        let (to, len) = inner.ops.mem_mut(idx).address(&to);
+        let sqe = opcode::Connect::new(types::Fd(fd), to, len).build();
+        // SAFETY: the address lives in the request's box, kept until the
+        // result is taken or `cancel` returned.
+        match inner.submit(idx, sqe) {
+            IoOutcome::Failed(e) => Err(e),
+            _ => Ok(false),
+        }
+    }
+
+    fn connect_result(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let mut inner = self.inner();
+        let Some(idx) = inner.ops.find(fd.as_raw_fd(), WRITE) else {
+            drop(inner);
+            return gaio_core::syscalls::connect_result(fd);
+        };
+        let op = inner.ops.get(idx);
+        assert!(
+            op.kind == Kind::Connect,
+            "a connect's result was asked of another request"
+        );
+        let State::Landed { res, .. } = op.state else {
+            return Err(io::Error::from_raw_os_error(libc::EINPROGRESS));
+        };
+        inner.ops.end(idx);
+        match res {
+            0 => Ok(()),
+            // Connected by an earlier attempt.
+            _ if res == -libc::EISCONN => Ok(()),
+            _ => Err(io::Error::from_raw_os_error(-res)),
+        }
+    }
+
     fn cancel(&self, fd: BorrowedFd<'_>, interest: Interest, keep: bool) -> bool {
         let mut inner = self.inner();
         let fd = fd.as_raw_fd();
@@ -957,6 +1036,9 @@ impl Inner {
         }
         let op = self.ops.get(idx);
         let landed_data = match op.state {
+            // A connect that ended as it was cancelled (its deadline, a
+            // `free`) is not taken: the request ends as asked.
+            State::Landed { .. } if op.kind == Kind::Connect => false,
             State::Landed { res, .. } => res != -libc::ECANCELED,
             State::Leftover => true,
             _ => false,
@@ -1027,7 +1109,7 @@ impl Inner {
                     op.state = State::Starved;
                     self.starved.push(idx);
                 }
-                _ if res == -libc::EINTR || res == -libc::EAGAIN => {
+                _ if (res == -libc::EINTR || res == -libc::EAGAIN) && op.kind != Kind::Connect => {
                     // Not an answer: ask again.
                     op.state = State::Starved;
                     self.starved.push(idx);
@@ -1372,6 +1454,94 @@ mod tests {
         poller.deregister(ours.as_fd()).unwrap();
     }
 
+    /// A non-blocking TCP socket, registered with `poller`.
+    fn tcp_socket_registered(poller: &UringPoller) -> OwnedFd {
+        use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
+        let fd = socket_with(
+            AddressFamily::INET,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK,
+            None,
+        )
+        .unwrap();
+        // SAFETY: every test deregisters it before dropping it.
+        unsafe { poller.register(fd.as_fd(), 1) }.unwrap();
+        fd
+    }
+
+    /// Waits for the connect on `fd` to end; its result.
+    fn connect_ended(poller: &UringPoller, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let mut events = Vec::new();
+        until_ended(poller, || {
+            let ended = events.iter().any(|e: &Event| e.writable);
+            events.clear();
+            if ended {
+                return Some(poller.connect_result(fd));
+            }
+            poller
+                .wait(&mut (), &mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            None
+        })
+    }
+
+    #[test]
+    fn a_tcp_connect_goes_on_the_ring_and_its_completion_says_how_it_ended() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = PeerAddr::from(listener.local_addr().unwrap());
+        let socket = tcp_socket_registered(&poller);
+        let fd = socket.as_raw_fd();
+        assert!(!poller.connect(socket.as_fd(), &to).unwrap(), "in progress");
+        assert_eq!(kind_in(&poller, fd, WRITE), Some(Kind::Connect));
+        assert!(
+            !poller.connect(socket.as_fd(), &to).unwrap(),
+            "asked again: still"
+        );
+        connect_ended(&poller, socket.as_fd()).expect("connected");
+        assert_eq!(kind_in(&poller, fd, WRITE), None, "the result was taken");
+        let (_, from) = listener.accept().unwrap();
+        let ours = rustix::net::getsockname(&socket).unwrap();
+        assert_eq!(
+            PeerAddr::from(from),
+            PeerAddr::from(std::net::SocketAddr::try_from(ours).unwrap())
+        );
+        poller.deregister(socket.as_fd()).unwrap();
+
+        // Nobody listens: refused, as the completion says.
+        let closed = listener.local_addr().unwrap();
+        drop(listener);
+        let socket = tcp_socket_registered(&poller);
+        assert!(!poller.connect(socket.as_fd(), &PeerAddr::from(closed)).unwrap());
+        let e = connect_ended(&poller, socket.as_fd()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+        poller.deregister(socket.as_fd()).unwrap();
+    }
+
+    #[test]
+    fn a_cancelled_connect_leaves_nothing_behind() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = PeerAddr::from(listener.local_addr().unwrap());
+        let socket = tcp_socket_registered(&poller);
+        assert!(!poller.connect(socket.as_fd(), &to).unwrap());
+        // Cancelled at once (it may have ended meanwhile: loopback is
+        // quick): nothing is kept, the slot is free, and the socket can be
+        // closed.
+        assert!(
+            !poller.cancel(socket.as_fd(), Interest::WRITE, true),
+            "a connect is not kept"
+        );
+        assert_eq!(kind_in(&poller, socket.as_raw_fd(), WRITE), None);
+        assert_eq!(poller.inner().ops.in_flight(), 0);
+        poller.deregister(socket.as_fd()).unwrap();
+        drop(socket);
+    }
+
     #[test]
     fn a_swap_datagram_takes_a_ring_buffer_only_when_it_arrives() {
         let Some(poller) = poller_here() else {
@@ -1421,17 +1591,7 @@ mod tests {
         let Some(poller) = poller_here() else {
             return;
         };
-        // Reads pending on four socket pairs: the ring is not quiet.
-        let pairs: Vec<_> = (0..SEND_AT_ONCE_BELOW)
-            .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
-            .collect();
-        for (ours, _) in &pairs {
-            // SAFETY: deregistered below, before the pairs are dropped.
-            unsafe { poller.register(ours.as_fd(), 0) }.unwrap();
-            let mut room = [MaybeUninit::uninit(); 16];
-            let (outcome, _) = poller.read_uninit(ours.as_fd(), FdKind::StreamSocket, &mut room);
-            assert!(matches!(outcome, IoOutcome::WouldBlock));
-        }
+        let pairs = make_busy(&poller);
         let tx = udp_registered(&poller);
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -1458,11 +1618,68 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(kind_in(&poller, tx.as_raw_fd(), WRITE), None);
 
+        end_busy(&poller, pairs);
+        poller.deregister(tx.as_fd()).unwrap();
+    }
+
+    type Pair = (std::os::unix::net::UnixStream, std::os::unix::net::UnixStream);
+
+    /// Reads pending on socket pairs: the ring is no longer quiet.
+    fn make_busy(poller: &UringPoller) -> Vec<Pair> {
+        let pairs: Vec<Pair> = (0..SEND_AT_ONCE_BELOW)
+            .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
+            .collect();
+        for (ours, _) in &pairs {
+            // SAFETY: deregistered by `end_busy`, before the pairs are
+            // dropped.
+            unsafe { poller.register(ours.as_fd(), 0) }.unwrap();
+            let mut room = [MaybeUninit::uninit(); 16];
+            let (outcome, _) = poller.read_uninit(ours.as_fd(), FdKind::StreamSocket, &mut room);
+            assert!(matches!(outcome, IoOutcome::WouldBlock));
+        }
+        pairs
+    }
+
+    /// Ends [`make_busy`]'s reads.
+    fn end_busy(poller: &UringPoller, pairs: Vec<Pair>) {
         for (ours, _) in &pairs {
             let _ = poller.cancel(ours.as_fd(), Interest::READ, false);
             poller.deregister(ours.as_fd()).unwrap();
         }
-        poller.deregister(tx.as_fd()).unwrap();
+    }
+
+    #[test]
+    fn a_busy_ring_shuts_down_on_the_ring_and_a_quiet_one_at_once() {
+        use std::io::Read as _;
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        // SAFETY: deregistered below, before `ours` is dropped.
+        unsafe { poller.register(ours.as_fd(), 1) }.unwrap();
+        let pairs = make_busy(&poller);
+        let outcome = poller.shutdown_write(ours.as_fd());
+        assert!(matches!(outcome, IoOutcome::WouldBlock), "{outcome:?}");
+        assert_eq!(kind_in(&poller, ours.as_raw_fd(), WRITE), Some(Kind::Shutdown));
+        let done = until_ended(&poller, || match poller.shutdown_write(ours.as_fd()) {
+            IoOutcome::WouldBlock => None,
+            other => Some(other),
+        });
+        assert!(matches!(done, IoOutcome::Done(0)), "{done:?}");
+        let mut rest = Vec::new();
+        assert_eq!(peer.read_to_end(&mut rest).unwrap(), 0, "end of stream");
+        end_busy(&poller, pairs);
+
+        // Quiet: the system call, at once (and its error, on a socket
+        // that is not connected).
+        let lone = tcp_socket_registered(&poller);
+        let IoOutcome::Failed(e) = poller.shutdown_write(lone.as_fd()) else {
+            panic!("a socket that never connected was shut down")
+        };
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN));
+        assert_eq!(kind_in(&poller, lone.as_raw_fd(), WRITE), None);
+        poller.deregister(lone.as_fd()).unwrap();
+        poller.deregister(ours.as_fd()).unwrap();
     }
 
     /// A poller, or `None` where the kernel refuses rings (the probe's own

@@ -220,7 +220,48 @@ impl Poller for LinuxPoller {
         each!(self, p => p.accept(fd))
     }
 
+    fn shutdown_write(&self, fd: BorrowedFd<'_>) -> IoOutcome {
+        each!(self, p => p.shutdown_write(fd))
+    }
+
+    fn connect(&self, fd: BorrowedFd<'_>, addr: &PeerAddr) -> io::Result<bool> {
+        each!(self, p => p.connect(fd, addr))
+    }
+
     fn connect_result(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         each!(self, p => p.connect_result(fd))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `LinuxPoller` forwards every method of `Poller`: one left to its
+    /// default would run the default on the ring too (a system call where
+    /// the ring holds the request, say), and nothing else would tell.
+    #[test]
+    fn every_poller_method_is_forwarded() {
+        let trait_src = include_str!("../../gaio-core/src/poller.rs");
+        let body = &trait_src[trait_src.find("pub trait Poller").expect("the trait")..];
+        let ours = include_str!("linux.rs");
+        let mut methods = 0;
+        for line in body.lines() {
+            let line = line.trim_start();
+            let Some(rest) = line
+                .strip_prefix("fn ")
+                .or_else(|| line.strip_prefix("unsafe fn "))
+            else {
+                continue;
+            };
+            let name = &rest[..rest.find(['(', '<']).expect("a method's name ends")];
+            methods += 1;
+            assert!(
+                ours.contains(&format!("fn {name}(")) || ours.contains(&format!("fn {name}<")),
+                "LinuxPoller does not forward Poller::{name}"
+            );
+        }
+        assert!(
+            methods >= 25,
+            "only {methods} methods found: the trait's layout changed?"
+        );
     }
 }

@@ -297,6 +297,82 @@ fn a_write_after_shutdown_fails_with_epipe_and_reaches_nobody_background() {
     write_after_shutdown_fails(Mode::Background);
 }
 
+/// Connections shut down at once, each with a read pending (a busy
+/// watcher: on io_uring the shutdowns go on the ring with the reads):
+/// every peer reads its bytes then end of stream, each connection's
+/// completions come in order, a write behind its shutdown fails with
+/// EPIPE, and the pending reads still end with the peers' replies.
+fn many_shutdowns_at_once(mode: Mode) {
+    const CONNS: usize = 32;
+    let fds = util::FdCheck::new();
+    let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+    let mut peers = Vec::new();
+    let mut conns = Vec::new();
+    for i in 0..CONNS {
+        let (peer, server) = util::tcp_pair();
+        util::peer::timeouts(&peer);
+        let conn = w.watch(server).expect("watch");
+        w.read(conn, (i * 10) as u64, vec![0; 64]).expect("read");
+        peers.push(peer);
+        conns.push(conn);
+    }
+    let message = |i: usize| util::pattern(0x5D_0000 + i as u64, 1000 + i);
+    for (i, &conn) in conns.iter().enumerate() {
+        w.write(conn, (i * 10 + 1) as u64, message(i)).expect("write");
+        w.shutdown(conn, (i * 10 + 2) as u64).expect("shutdown");
+        w.write(conn, (i * 10 + 3) as u64, b"behind".to_vec())
+            .expect("write");
+    }
+    let done = collect_until(&mut w, LIMIT, |out| out.len() >= 3 * CONNS);
+    for (i, &conn) in conns.iter().enumerate() {
+        let mine: Vec<_> = done.iter().filter(|c| c.conn == conn).collect();
+        let steps: Vec<_> = mine.iter().map(|c| (c.op, c.context)).collect();
+        let base = (i * 10) as u64;
+        assert_eq!(
+            steps,
+            [
+                (Op::Write, base + 1),
+                (Op::Shutdown, base + 2),
+                (Op::Write, base + 3)
+            ],
+            "{mode:?}: connection {i}"
+        );
+        assert!(
+            mine[0].error.is_none() && mine[1].error.is_none(),
+            "{mode:?}: connection {i}"
+        );
+        assert_eq!(mine[0].bytes, message(i).len());
+        assert!(is_epipe(mine[2]), "{mode:?}: connection {i}: {:?}", mine[2].error);
+    }
+    for (i, peer) in peers.iter_mut().enumerate() {
+        assert_same_stream(&util::peer::read_to_eof(peer), &message(i), "a peer's bytes");
+        peer.write_all(format!("reply {i}").as_bytes()).unwrap();
+    }
+    let replies = collect_until(&mut w, LIMIT, |out| out.len() >= CONNS);
+    for c in &replies {
+        let i = conns.iter().position(|&k| k == c.conn).expect("one of ours");
+        assert_eq!((c.op, c.context), (Op::Read, (i * 10) as u64));
+        assert_eq!(
+            c.data(),
+            format!("reply {i}").as_bytes(),
+            "{mode:?}: connection {i}"
+        );
+    }
+    drop(w);
+    drop(peers);
+    fds.check();
+}
+
+#[test]
+fn many_shutdowns_at_once_deliver_every_byte_then_eof_inline() {
+    many_shutdowns_at_once(Mode::Inline);
+}
+
+#[test]
+fn many_shutdowns_at_once_deliver_every_byte_then_eof_background() {
+    many_shutdowns_at_once(Mode::Background);
+}
+
 // ----- 3. a detached socket in std's hands --------------------------------------
 
 /// The connection is used through the watcher, then detached: the socket

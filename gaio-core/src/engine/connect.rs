@@ -1,7 +1,8 @@
 //! Connecting: a socket made and its connect started by whoever submitted
-//! the request (see `Shared::dial`), then its request waits at the head of
-//! the connection's writes until the socket is writable, when `SO_ERROR`
-//! tells how the connect ended. A Unix listener with a full queue answers
+//! the request (see `Shared::dial`; a completion poller's connect is
+//! started here, through `Poller::connect`), then its request waits at the
+//! head of the connection's writes until the socket is writable, when
+//! `Poller::connect_result` (`SO_ERROR`) tells how the connect ended. A Unix listener with a full queue answers
 //! EAGAIN: the connect is made again a moment later. A connect that fails
 //! takes its socket with it: nobody had the connection yet.
 
@@ -31,7 +32,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         // Writability, not the optimistic start, tells the connect ended.
         state.set(WRITABLE, false);
         state.set(CONNECTING, true);
-        state.set(REDIAL, matches!(dialled, Dialled::Retry));
+        state.set(REDIAL, matches!(dialled, Dialled::Retry | Dialled::NotStarted));
         let timer = if req.deadline.is_some() {
             self.timers.next_identity()
         } else {
@@ -56,6 +57,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             // Writability will tell; a deadline already past fires at the
             // next turn.
             Dialled::InProgress => self.await_writable(conn),
+            Dialled::NotStarted => {
+                self.drive_connect(conn);
+            }
         }
     }
 
@@ -66,13 +70,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         let Some(state) = self.conns.get_mut(conn.fd) else {
             return false;
         };
-        if state.has(REDIAL) {
+        let result = if state.has(REDIAL) {
             let Some(addr) = self.addrs.get(&state.writes.head) else {
                 return false;
             };
-            match net::connect(state.fd.as_fd(), addr) {
-                Dialled::Connected => {}
-                Dialled::InProgress => {
+            let answer = self.shared.poller.connect(state.fd.as_fd(), addr);
+            match Dialled::from_poller(answer) {
+                Dialled::Connected => Ok(()),
+                Dialled::InProgress | Dialled::NotStarted => {
                     state.set(REDIAL, false);
                     self.await_writable(conn);
                     return false;
@@ -81,15 +86,22 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     self.io.starved.push((conn, Dir::Write));
                     return false;
                 }
-                Dialled::Failed(e) => {
-                    self.connect_ended(conn, Err(e));
-                    return false;
-                }
+                Dialled::Failed(e) => Err(e),
             }
         } else if !state.has(WRITABLE | HUP) {
             return false;
-        }
-        let result = self.shared.poller.connect_result(state.fd.as_fd());
+        } else {
+            match self.shared.poller.connect_result(state.fd.as_fd()) {
+                // Ended too soon to connect (a completion poller's connect
+                // met a full Unix queue): made again.
+                Err(e) if net::is_retry(&e) => {
+                    state.set(REDIAL, true);
+                    self.io.starved.push((conn, Dir::Write));
+                    return false;
+                }
+                result => result,
+            }
+        };
         let ok = result.is_ok();
         self.connect_ended(conn, result);
         ok

@@ -100,8 +100,17 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     continue;
                 }
                 Op::Shutdown => {
-                    let result = crate::net::shutdown_write(state.fd.as_fd());
-                    let error = result.err().map(crate::Error::Io);
+                    let error = match self.shared.poller.shutdown_write(state.fd.as_fd()) {
+                        IoOutcome::Done(_) => None,
+                        // On the ring: its end comes as an event for
+                        // writing, which drives this head again.
+                        IoOutcome::WouldBlock => return,
+                        IoOutcome::Starved => {
+                            self.io.starved.push((conn, Dir::Write));
+                            return;
+                        }
+                        IoOutcome::Failed(e) => Some(crate::Error::Io(e)),
+                    };
                     self.finish_head(conn, Dir::Write, error, Bytes::new());
                     continue;
                 }
