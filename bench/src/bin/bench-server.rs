@@ -1,16 +1,20 @@
-//! `bench-server --impl NAME [--idle] [--count-allocs] [--threads N]
+//! `bench-server --impl NAME [--idle | --udp] [--count-allocs] [--threads N]
 //! [--spread S] [--no-pin]`: one echo server under test.
 //!
 //! Binds `127.0.0.1:0`, prints the bound address as the first line of
-//! stdout, and serves until killed or until stdin closes. A line `stats`
+//! stdout, and serves until killed or until stdin closes. `--udp` binds a
+//! UDP socket instead of a TCP listener and echoes every datagram back to
+//! its sender (every implementation but gaio-cores). A line `stats`
 //! on stdin is answered with `allocs=N accepted=M live=B`. `NAME` is one of
-//! gaio-inline, gaio-background, mio, tokio-ct, tokio-mt, std-threads,
+//! gaio-inline, gaio-uring, gaio-background, mio, tokio-ct, tokio-mt, std-threads,
 //! gaio-cores. `--idle` serves connections that only keep a buffer-less
 //! read pending; `--count-allocs` turns on the counting global allocator.
 //! gaio-cores only: `--threads N` watchers and threads (default: one per
 //! CPU this process may use), `--spread reuseport|round-robin|least-loaded`
 //! (default least-loaded), `--no-pin` leaves the threads unpinned.
 
+use std::io;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use gaio_bench::alloc_count::{self, CountingAlloc};
@@ -21,13 +25,13 @@ use gaio_bench::servers::{self, CoresOptions, Impl};
 static ALLOC: CountingAlloc = CountingAlloc;
 
 const USAGE: &str = "usage: bench-server \
-                     --impl gaio-inline|gaio-background|mio|tokio-ct|tokio-mt|std-threads|gaio-cores \
-                     [--idle] [--count-allocs] \
+                     --impl gaio-inline|gaio-uring|gaio-background|mio|tokio-ct|tokio-mt|std-threads|gaio-cores \
+                     [--idle | --udp] [--count-allocs] \
                      [--threads N] [--spread reuseport|round-robin|least-loaded] [--no-pin]";
 
 fn main() -> ExitCode {
     let mut imp = None;
-    let (mut idle, mut count) = (false, false);
+    let (mut idle, mut count, mut udp) = (false, false, false);
     let mut cores = CoresOptions::default();
     let mut cores_args = false;
     let mut args = std::env::args().skip(1);
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
                 None => return usage(),
             },
             "--idle" => idle = true,
+            "--udp" => udp = true,
             "--count-allocs" => count = true,
             "--threads" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) => (cores.threads, cores_args) = (Some(n), true),
@@ -58,7 +63,16 @@ fn main() -> ExitCode {
         eprintln!("bench-server: --threads, --spread and --no-pin are for gaio-cores");
         return usage();
     }
-    match serve(imp, idle, count, cores) {
+    if udp && (idle || !imp.has_udp()) {
+        eprintln!("bench-server: --udp is for the echo servers other than gaio-cores, without --idle");
+        return usage();
+    }
+    let serving = if udp {
+        Serving::Udp
+    } else {
+        Serving::Tcp { idle, cores }
+    };
+    match serve(imp, serving, count) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench-server ({imp}): {e}");
@@ -72,14 +86,26 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
-fn serve(imp: Impl, idle: bool, count: bool, cores: CoresOptions) -> Result<(), Box<dyn std::error::Error>> {
+/// What the server serves.
+enum Serving {
+    /// TCP echo (buffer-less idle connections with `idle`).
+    Tcp { idle: bool, cores: CoresOptions },
+    /// UDP echo.
+    Udp,
+}
+
+fn serve(imp: Impl, serving: Serving, count: bool) -> Result<(), Box<dyn std::error::Error>> {
     gaio_testkit::nofile::raise_soft_limit_to_hard();
-    servers::run(imp, idle, cores, |addr| {
+    let announce = |addr: SocketAddr| -> io::Result<()> {
         println!("{addr}");
         control::spawn_stdin_thread()?;
         if count {
             alloc_count::enable();
         }
         Ok(())
-    })
+    };
+    match serving {
+        Serving::Tcp { idle, cores } => servers::run(imp, idle, cores, announce),
+        Serving::Udp => servers::run_udp(imp, announce),
+    }
 }

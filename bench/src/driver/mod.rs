@@ -19,6 +19,7 @@ mod stats;
 mod stream;
 mod svg;
 mod syscalls;
+mod udp;
 
 use std::fs;
 use std::path::PathBuf;
@@ -42,6 +43,14 @@ pub const ACCEPT_WORKERS: usize = 2;
 /// Connections each of them keeps in flight.
 pub const ACCEPT_IN_FLIGHT: usize = 16;
 
+/// Scenarios left out of the default set, run only when `--scenarios`
+/// names them: `udp` (its 2 cases × every server × every repetition add
+/// about a minute to a quick run).
+pub const OPT_IN_SCENARIOS: [&str; 1] = ["udp"];
+
+/// Client sockets of the UDP scenario's cases.
+pub const UDP_CLIENTS: [usize; 2] = [1, 16];
+
 /// Command-line options of `bench`.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -51,7 +60,8 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// Servers to measure (default: all).
     pub servers: Vec<Impl>,
-    /// Scenarios to run, by short name (default: all).
+    /// Scenarios to run, by short name (default: all but
+    /// [`OPT_IN_SCENARIOS`]).
     pub scenarios: Vec<String>,
     /// Repetitions (default: 3 quick, 5 full).
     pub reps: Option<usize>,
@@ -66,10 +76,11 @@ pub struct Options {
 
 /// The usage line.
 pub const USAGE: &str = "usage: bench [--quick] [--reps N] [--out DIR] [--servers a,b,...] \
-                         [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost,accept-rate,scaling] \
+                         [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost,accept-rate,scaling,udp] \
                          [--scaling-threads 1,2,...] [--spread least-loaded|round-robin|reuseport] [--no-pin] [--load-anywhere]\n\
                          \x20  (the scaling scenario measures gaio-cores whatever --servers says; \
-                         --servers gaio-cores adds it to the others)\n\
+                         --servers gaio-cores adds it to the others but udp; \
+                         udp runs only when --scenarios names it)\n\
                          \x20  or: bench --clients [--reps N] [--duration SECS] [--out DIR] [--examples DIR] \
                          [--only http|resp] [--resp-requests N_P1,N_P16]";
 
@@ -159,6 +170,7 @@ impl Plan {
         }
         cases.extend(conns.into_iter().map(|conns| Case::Concurrent { conns }));
         cases.extend([1, 16, 64, 1_024].map(|conns| Case::PingPong { conns, secs }));
+        cases.extend(UDP_CLIENTS.map(|clients| Case::Udp { clients, secs }));
         cases.push(Case::Idle {
             conns: 10_000,
             settle_ms,
@@ -195,7 +207,9 @@ impl Plan {
             .clone()
             .unwrap_or_else(|| scaling::thread_counts(cpus, opts.quick));
         cases.extend(scaling::cases(&threads, opts.scaling, cpus, opts.quick));
-        if !opts.scenarios.is_empty() {
+        if opts.scenarios.is_empty() {
+            cases.retain(|c| !OPT_IN_SCENARIOS.contains(&c.scenario()));
+        } else {
             cases.retain(|c| opts.scenarios.iter().any(|s| s == c.scenario()));
         }
         Plan {
@@ -207,11 +221,13 @@ impl Plan {
     }
 
     /// The servers `case` is measured against: the plan's, but only
-    /// gaio-cores for the scaling scenario.
-    pub fn servers_for(&self, case: &Case) -> &[Impl] {
+    /// gaio-cores for the scaling scenario, and those with a UDP echo
+    /// ([`Impl::has_udp`]) for the UDP scenario.
+    pub fn servers_for(&self, case: &Case) -> Vec<Impl> {
         match case {
-            Case::Scaling { .. } => &Impl::EXTRA,
-            _ => &self.servers,
+            Case::Scaling { .. } => Impl::EXTRA.to_vec(),
+            Case::Udp { .. } => self.servers.iter().copied().filter(|i| i.has_udp()).collect(),
+            _ => self.servers.clone(),
         }
     }
 
@@ -272,9 +288,9 @@ pub fn run(opts: &Options) -> Result<(), String> {
     for group in plan.groups() {
         let reps = group[0].reps(plan.reps);
         for rep in 1..=reps {
-            for (case, &imp) in group
+            for (case, imp) in group
                 .iter()
-                .flat_map(|c| plan.servers_for(c).iter().map(move |imp| (c, imp)))
+                .flat_map(|c| plan.servers_for(c).into_iter().map(move |imp| (c, imp)))
             {
                 k += 1;
                 eprint!(
@@ -406,6 +422,37 @@ mod tests {
             assert_eq!(p.jobs(), p.reps * Impl::ALL.len());
         }
         assert!(USAGE.contains("accept-rate"));
+    }
+
+    #[test]
+    fn udp_runs_only_when_named_and_without_gaio_cores() {
+        for args in [&["--quick"][..], &[][..]] {
+            assert!(plan(args).cases.iter().all(|c| c.scenario() != "udp"), "{args:?}");
+        }
+        let p = plan(&["--quick", "--scenarios", "udp,ping-pong"]);
+        let udp: Vec<&Case> = p.cases.iter().filter(|c| c.scenario() == "udp").collect();
+        assert_eq!(udp.len(), UDP_CLIENTS.len());
+        assert!(p.cases.iter().any(|c| c.scenario() == "ping-pong"));
+        assert_eq!(
+            *udp[0],
+            Case::Udp {
+                clients: 1,
+                secs: 1.0
+            }
+        );
+        assert_eq!(udp[0].label(), "1 client");
+        assert_eq!(udp[1].label(), "16 clients");
+        assert_eq!(
+            plan(&["--scenarios", "udp"]).cases[0],
+            Case::Udp {
+                clients: 1,
+                secs: 5.0
+            }
+        );
+        let p = plan(&["--scenarios", "udp", "--servers", "mio,gaio-cores,gaio-uring"]);
+        assert_eq!(p.servers_for(&p.cases[0]), [Impl::Mio, Impl::GaioUring]);
+        assert_eq!(p.jobs(), p.reps * UDP_CLIENTS.len() * 2);
+        assert!(USAGE.contains("udp"));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use super::scaling::{ScaleLoad, Setup};
 use super::server_proc::{ServerProc, Variant};
 use super::stats::percentile;
 use super::stream;
-use crate::procfs;
+use super::syscalls::SyscallCount;
+use crate::procfs::{self, CpuTime};
 use crate::servers::Impl;
 
 /// Named figures of one measurement, in display order.
@@ -81,6 +82,14 @@ pub enum Case {
         /// Round trips counted.
         requests: u64,
     },
+    /// `clients` UDP sockets each echo 64-byte datagrams, one in flight,
+    /// for `secs` seconds (the `udp` module).
+    Udp {
+        /// Client sockets.
+        clients: usize,
+        /// Duration of the run.
+        secs: f64,
+    },
     /// The ping-pong or the accept-rate load against the gaio-cores
     /// server on `threads` threads (the `scaling` module).
     Scaling {
@@ -110,6 +119,7 @@ impl Case {
             Case::Cost { .. } => "cost",
             Case::AcceptRate { .. } => "accept-rate",
             Case::Scaling { .. } => "scaling",
+            Case::Udp { .. } => "udp",
         }
     }
 
@@ -126,6 +136,8 @@ impl Case {
                 load.label(),
                 if threads == 1 { "" } else { "s" }
             ),
+            Case::Udp { clients: 1, .. } => "1 client".into(),
+            Case::Udp { clients, .. } => format!("{clients} clients"),
             Case::Concurrent { conns }
             | Case::PingPong { conns, .. }
             | Case::Idle { conns, .. }
@@ -199,6 +211,7 @@ pub fn measure(exe: &Path, case: &Case, imp: Impl) -> Result<Metrics, BenchError
             warmup_ms,
         } => accept_rate(exe, imp, workers, in_flight, secs, warmup_ms),
         Case::Scaling { threads, setup, load } => super::scaling::measure(exe, threads, setup, load),
+        Case::Udp { clients, secs } => super::udp::measure(exe, imp, clients, secs),
     }
 }
 
@@ -302,7 +315,7 @@ impl Bystanders {
 }
 
 /// Warm-up of a ping-pong run, so connection set-up does not count.
-const PING_WARMUP: Duration = Duration::from_millis(20);
+pub(super) const PING_WARMUP: Duration = Duration::from_millis(20);
 
 /// The ping-pong measurement against a started `server`: `conns`
 /// connections for `secs` seconds, driven by `load_threads` instances of
@@ -321,28 +334,61 @@ pub(super) fn ping_pong_on(
     let mut clients = connect(&mut server, conns)?;
     let warm = Instant::now() + PING_WARMUP;
     clients.run(PING_MSG, Stop::Until(warm), false, warm + Duration::from_secs(30))?;
-    let counting = super::syscalls::SyscallCount::start(server.pid());
-    let others0 = Bystanders::read()?;
-    let cpu0 = server.cpu()?;
+    let window = ServerWindow::open(&server)?;
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let out = clients.run(PING_MSG, Stop::Until(end), true, end + Duration::from_secs(30))?;
-    let (cpu, cpu_stat) = server.cpu()?.since(&cpu0);
-    let others1 = Bystanders::read()?;
-    let syscalls = counting.and_then(super::syscalls::SyscallCount::finish);
+    let m = window.close(&server, out)?;
     teardown(server, clients);
-    let trips = out.completed as f64;
-    let mut m = ping_pong_metrics(out, cpu, cpu_stat);
-    if let Some(n) = syscalls {
-        // Counted from the window's start to perf's stop, a moment after
-        // the round trips counted end: a slight overcount.
-        m.push(("syscalls_per_rt", n.syscalls as f64 / trips));
-        if let Some(receives) = n.receives {
-            m.push(("receives_per_rt", receives as f64 / trips));
-        }
-    }
-    m.push(("other_cpus_busy", others0.others(&others1, cpu_stat)));
-    m.push(("machine_cpu_us_per_rt", others0.machine(&others1) * 1e6 / trips));
     Ok(m)
+}
+
+/// The readings around a measured window of round trips: the server's
+/// system calls and socket receives (counted by perf, when it can run),
+/// its CPU time, and the busy time of the rest of the machine.
+pub(super) struct ServerWindow {
+    counting: Option<SyscallCount>,
+    others: Bystanders,
+    cpu: CpuTime,
+}
+
+impl ServerWindow {
+    /// Starts counting and takes the first readings: the window opens
+    /// when this returns.
+    pub(super) fn open(server: &ServerProc) -> Result<ServerWindow, BenchError> {
+        let counting = SyscallCount::start(server.pid());
+        let others = Bystanders::read()?;
+        let cpu = server.cpu()?;
+        Ok(ServerWindow {
+            counting,
+            others,
+            cpu,
+        })
+    }
+
+    /// Takes the last readings; the ping-pong figures of `out`, the round
+    /// trips completed in the window, with the server's system calls and
+    /// receives per round trip when they were counted.
+    pub(super) fn close(self, server: &ServerProc, out: Outcome) -> Result<Metrics, BenchError> {
+        let (cpu, cpu_stat) = server.cpu()?.since(&self.cpu);
+        let others1 = Bystanders::read()?;
+        let syscalls = self.counting.and_then(SyscallCount::finish);
+        let trips = out.completed as f64;
+        let mut m = ping_pong_metrics(out, cpu, cpu_stat);
+        if let Some(n) = syscalls {
+            // Counted from the window's start to perf's stop, a moment
+            // after the round trips counted end: a slight overcount.
+            m.push(("syscalls_per_rt", n.syscalls as f64 / trips));
+            if let Some(receives) = n.receives {
+                m.push(("receives_per_rt", receives as f64 / trips));
+            }
+        }
+        m.push(("other_cpus_busy", self.others.others(&others1, cpu_stat)));
+        m.push((
+            "machine_cpu_us_per_rt",
+            self.others.machine(&others1) * 1e6 / trips,
+        ));
+        Ok(m)
+    }
 }
 
 /// [`ping_pong_on`] with several load threads: every set of connections

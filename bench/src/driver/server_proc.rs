@@ -31,6 +31,8 @@ pub enum Variant {
     CountAllocs,
     /// Connections only keep a buffer-less read pending (`--idle`).
     Idle,
+    /// The UDP echo server (`--udp`).
+    Udp,
 }
 
 /// A running `bench-server`; killed and reaped on drop.
@@ -111,6 +113,9 @@ impl ServerProc {
             }
             Variant::Idle => {
                 cmd.arg("--idle");
+            }
+            Variant::Udp => {
+                cmd.arg("--udp");
             }
         }
         let mut child = cmd

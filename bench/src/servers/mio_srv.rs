@@ -5,16 +5,23 @@
 //! at once. Output is kept per connection only when a write would block;
 //! while some is kept, reading stops (back-pressure) until a writable
 //! event drains it.
+//!
+//! The UDP echo ([`run_udp`]) is the same kind of loop on one socket: on
+//! each readable edge it receives until `WouldBlock`, sending each
+//! datagram back at once; a reply the socket has no room for is dropped,
+//! as UDP allows.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::TcpListener as StdListener;
+use std::net::{TcpListener as StdListener, UdpSocket as StdUdpSocket};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::control::note_accepted;
 
 const LISTENER: Token = Token(usize::MAX);
+/// The token of the UDP echo's one socket.
+const DATAGRAMS: Token = Token(0);
 
 struct Conn {
     stream: TcpStream,
@@ -131,4 +138,43 @@ fn write_some(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(off)
+}
+
+/// Echoes every datagram that reaches `socket` back to its sender, until
+/// the process ends (or a receive fails for a reason other than the
+/// transient ones, [`super::transient`]).
+pub fn run_udp(socket: StdUdpSocket) -> io::Result<()> {
+    socket.set_nonblocking(true)?;
+    let mut socket = UdpSocket::from_std(socket);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut socket, DATAGRAMS, Interest::READABLE)?;
+    let mut events = Events::with_capacity(16);
+    let mut buf = vec![0u8; super::ECHO_BUF];
+    loop {
+        match poll.poll(&mut events, None) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if !events.is_empty() {
+            echo_datagrams(&socket, &mut buf)?;
+        }
+    }
+}
+
+/// Receives until the socket is empty, sending each datagram back to its
+/// sender; one the socket has no room to send is dropped.
+fn echo_datagrams(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        match socket.recv_from(buf) {
+            Ok((n, from)) => match socket.send_to(&buf[..n], from) {
+                Err(e) if e.kind() != ErrorKind::WouldBlock => eprintln!("bench-server: send_to: {e}"),
+                _ => {}
+            },
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if super::transient(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -7,6 +7,10 @@
 //! accepts, and serves until the process is killed. Every server sets
 //! `TCP_NODELAY` on accepted sockets, so none of them gains or loses from
 //! Nagle's algorithm.
+//!
+//! Each implementation but gaio-cores also has a UDP echo ([`run_udp`],
+//! `bench-server --udp`): one socket, every datagram sent back to its
+//! sender, by the same library in the same style as its TCP echo.
 
 mod cores_srv;
 mod gaio_srv;
@@ -16,7 +20,7 @@ mod tokio_srv;
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 
 pub use cores_srv::CoresOptions;
 
@@ -24,6 +28,10 @@ pub use cores_srv::CoresOptions;
 /// mio's one shared buffer, and the per-connection buffer of the tokio and
 /// std servers.
 pub const ECHO_BUF: usize = 64 * 1024;
+
+/// Receives the gaio UDP echo keeps pending on its socket: a burst of
+/// datagrams is taken without waiting for each echo.
+pub const UDP_PENDING_RECEIVES: usize = 8;
 
 /// An echo server implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,6 +99,12 @@ impl Impl {
             .find(|i| i.name() == name)
     }
 
+    /// Whether it has a UDP echo ([`run_udp`]): all but gaio-cores, whose
+    /// `CoresBuilder` spreads TCP connections, not datagrams.
+    pub fn has_udp(self) -> bool {
+        self != Impl::GaioCores
+    }
+
     /// What an idle connection holds in the `--idle` variant.
     pub fn idle_description(self) -> &'static str {
         match self {
@@ -137,6 +151,40 @@ pub fn run(
         Impl::StdThreads => Ok(std_srv::run(listener, idle)?),
         Impl::GaioCores => unreachable!("served above"),
     }
+}
+
+/// Serves UDP echo with `imp` on a loopback port of the kernel's choice
+/// until the process ends, calling `announce` with the address once the
+/// socket is bound.
+pub fn run_udp(
+    imp: Impl,
+    announce: impl FnOnce(SocketAddr) -> io::Result<()>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !imp.has_udp() {
+        return Err(format!("{imp} has no UDP echo").into());
+    }
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    announce(socket.local_addr()?)?;
+    match imp {
+        Impl::GaioInline => gaio_srv::run_udp(socket, gaio::Mode::Inline, gaio::Backend::Epoll),
+        Impl::GaioUring => gaio_srv::run_udp(socket, gaio::Mode::Inline, gaio::Backend::Uring),
+        Impl::GaioBackground => gaio_srv::run_udp(socket, gaio::Mode::Background, gaio::Backend::Epoll),
+        Impl::Mio => Ok(mio_srv::run_udp(socket)?),
+        Impl::TokioCt => Ok(tokio_srv::run_udp(socket, false)?),
+        Impl::TokioMt => Ok(tokio_srv::run_udp(socket, true)?),
+        Impl::StdThreads => Ok(std_srv::run_udp(socket)?),
+        Impl::GaioCores => unreachable!("refused above"),
+    }
+}
+
+/// Whether a UDP receive error leaves the echo going: an interrupted
+/// call, or the ICMP port unreachable an earlier reply drew (a sender
+/// that has closed its socket), which the kernel reports once.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// The name of a spread strategy on the command line and in reports.

@@ -4,9 +4,12 @@
 //! `write_all`s it back. The idle thread has a 16 KiB stack (the pthread
 //! minimum) and blocks in `read` into a 1-byte buffer on its stack: the
 //! smallest honest "read pending" a thread-per-connection server can have.
+//!
+//! The UDP echo ([`run_udp`]) is one thread blocking in `recv_from` and
+//! `send_to` on one socket, with a 64 KiB heap buffer.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::thread;
 
 use crate::control::note_accepted;
@@ -68,6 +71,24 @@ fn idle_conn(mut s: TcpStream) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(0) | Err(_) => return,
             Ok(_) => {}
+        }
+    }
+}
+
+/// Echoes every datagram that reaches `socket` back to its sender, on
+/// this thread, until the process ends (or a receive fails for a reason
+/// other than the transient ones, [`super::transient`]).
+pub fn run_udp(socket: UdpSocket) -> io::Result<()> {
+    let mut buf = vec![0u8; super::ECHO_BUF];
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if let Err(e) = socket.send_to(&buf[..n], from) {
+                    eprintln!("bench-server: send_to: {e}");
+                }
+            }
+            Err(e) if super::transient(&e) => {}
+            Err(e) => return Err(e),
         }
     }
 }

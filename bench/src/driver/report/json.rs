@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use super::med;
 use crate::driver::accept::ACCEPT_MSG;
 use crate::driver::scenarios::{CONCURRENT_MSG, PING_MSG};
+use crate::driver::udp::{LOSS_TIMEOUT, UDP_MSG};
 use crate::driver::{Case, Plan, Record, ScaleLoad};
 use crate::procfs::Machine;
 use crate::servers::spread_name;
@@ -27,6 +28,13 @@ fn case_json(c: &Case) -> Value {
             requests,
         } => json!({"conns": conns, "warmup": warmup, "requests": requests, "msg": PING_MSG}),
         Case::Cost { conns, rounds } => json!({"conns": conns, "rounds": rounds, "msg": PING_MSG}),
+        Case::Udp { clients, secs } => json!({
+            "clients": clients,
+            "secs": secs,
+            "msg": UDP_MSG,
+            "in_flight_per_client": 1,
+            "loss_timeout_ms": LOSS_TIMEOUT.as_millis() as u64,
+        }),
         Case::AcceptRate {
             workers,
             in_flight,
@@ -89,7 +97,7 @@ pub fn json(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Duratio
         .collect();
     let mut medians = Vec::new();
     for case in &plan.cases {
-        for &imp in plan.servers_for(case) {
+        for imp in plan.servers_for(case) {
             let keys: Vec<&str> = records
                 .iter()
                 .filter(|r| r.case == *case && r.imp == imp)

@@ -8,9 +8,10 @@ use super::{fmt_num, has, med, range, ratio, REFS};
 use crate::driver::accept::{Failure, ACCEPT_MSG, CONN_TIMEOUT};
 use crate::driver::scenarios::{CONCURRENT_MSG, PING_MSG};
 use crate::driver::stats::least_squares;
+use crate::driver::udp::{LOSS_TIMEOUT, UDP_MSG};
 use crate::driver::{Case, Plan, Record, MAX_CONNS};
 use crate::procfs::Machine;
-use crate::servers::Impl;
+use crate::servers::{Impl, UDP_PENDING_RECEIVES};
 
 /// A column of a scenario table.
 struct Col {
@@ -44,7 +45,7 @@ fn table(out: &mut String, plan: &Plan, records: &[Record], scenario: &str, case
     }
     let _ = writeln!(out, "{head}\n{rule}");
     for case in plan.cases.iter().filter(|c| c.scenario() == scenario) {
-        for &imp in &plan.servers {
+        for imp in plan.servers_for(case) {
             let _ = write!(out, "| {} | {imp} |", case.label());
             let failed = !records
                 .iter()
@@ -104,7 +105,7 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
          figure divided by that server's (for rates higher is better, for CPU, time, memory lower \
          is better). Server CPU is the server process's run time over the measurement: the sum \
          of /proc/PID/task/*/schedstat (ns resolution; no server thread exits during a measurement \
-         of sections 1–6). utime + stime from /proc/PID/stat (CLK_TCK = {}, so ±{} ms per reading) \
+         of sections 1–6 and 9). utime + stime from /proc/PID/stat (CLK_TCK = {}, so ±{} ms per reading) \
          is kept in results.json as `cpu_s_stat` to cross-check; section 7, where threads do exit, \
          uses it instead. The run took {:.0} s.\n",
         plan.reps,
@@ -299,6 +300,9 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
     if has(plan, "scaling") {
         super::scaling::section(&mut o, machine, plan, records);
     }
+    if has(plan, "udp") {
+        udp(&mut o, plan, records);
+    }
     let failures: Vec<&Record> = records.iter().filter(|r| r.result.is_err()).collect();
     if !failures.is_empty() {
         o.push_str("## Failed measurements\n\n");
@@ -398,6 +402,77 @@ fn accept_rate(o: &mut String, machine: &Machine, plan: &Plan, records: &[Record
     }
 }
 
+/// Section 9: the UDP echo, then every measurement that lost datagrams
+/// or had late echoes.
+fn udp(o: &mut String, plan: &Plan, records: &[Record]) {
+    let Some(&Case::Udp { secs, .. }) = plan.cases.iter().find(|c| c.scenario() == "udp") else {
+        return;
+    };
+    let _ = write!(
+        o,
+        "## 9. UDP echo: {UDP_MSG}-byte datagrams\n\nEach server echoes every datagram from one UDP \
+         socket: gaio keeps {UDP_PENDING_RECEIVES} swap receives pending and sends each datagram back from the swap \
+         memory it arrived in (inline on epoll, inline on io_uring, background on epoll); mio runs an \
+         edge-triggered loop of recv_from and send_to (a reply that would block is dropped); tokio \
+         (either runtime) one task looping recv_from and send_to; std one thread blocking in \
+         recv_from. The load is one thread (mio) driving K client sockets, each connected to the \
+         server's address with one datagram in flight: it sends {UDP_MSG} bytes (its index, a \
+         sequence number, and pattern bytes derived from both), waits for the echo, checks every \
+         byte, and sends the next, for {secs} s. A datagram not echoed within {} ms is counted lost \
+         and the next one sent; an echo arriving after that is counted late and otherwise ignored; \
+         any other echo aborts the run. Latency is per datagram, from its send to its echo. Server \
+         CPU, system calls and receives as in section 3 (unpinned, as there). `lost` is the median \
+         over the repetitions; every repetition that lost a datagram is listed below.\n\n",
+        LOSS_TIMEOUT.as_millis()
+    );
+    if plan.servers.iter().any(|i| !i.has_udp()) {
+        o.push_str(
+            "gaio-cores has no UDP echo (its `CoresBuilder` spreads TCP connections): not measured here.\n\n",
+        );
+    }
+    table(
+        o,
+        plan,
+        records,
+        "udp",
+        "clients",
+        &[
+            col("round trips/s", "rps", true),
+            col("p50 µs", "p50_us", false),
+            col("p99 µs", "p99_us", false),
+            col("server CPU µs/rt", "cpu_us_per_rt", true),
+            col("syscalls/rt", "syscalls_per_rt", true),
+            col("receives/rt", "receives_per_rt", true),
+            col("lost", "lost", false),
+        ],
+    );
+    let figure = |m: &[(&str, f64)], key: &str| m.iter().find(|(k, _)| *k == key).map_or(0.0, |(_, v)| *v);
+    let lossy: Vec<String> = records
+        .iter()
+        .filter(|r| r.case.scenario() == "udp")
+        .filter_map(|r| {
+            r.result
+                .as_ref()
+                .ok()
+                .map(|m| (r, figure(m, "lost"), figure(m, "late")))
+        })
+        .filter(|(_, lost, late)| *lost > 0.0 || *late > 0.0)
+        .map(|(r, lost, late)| {
+            format!(
+                "* {} {} rep {}: lost {lost}, late {late}",
+                r.case.label(),
+                r.imp,
+                r.rep
+            )
+        })
+        .collect();
+    if lossy.is_empty() {
+        o.push_str("No datagram was lost in any repetition.\n\n");
+    } else {
+        let _ = writeln!(o, "Lost datagrams:\n\n{}\n", lossy.join("\n"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,5 +526,59 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("* tokio-ct rep 1: reset 3"), "{md}");
+    }
+
+    #[test]
+    fn udp_table_skips_gaio_cores_and_lists_lost_datagrams() {
+        let args = [
+            "--quick",
+            "--scenarios",
+            "udp",
+            "--servers",
+            "gaio-uring,mio,gaio-cores",
+        ];
+        let plan = Plan::new(&Options::parse(args.map(String::from)).unwrap());
+        let records: Vec<Record> = plan
+            .cases
+            .iter()
+            .flat_map(|&case| plan.servers_for(&case).into_iter().map(move |imp| (case, imp)))
+            .map(|(case, imp)| {
+                let lost = if imp == Impl::GaioUring { 2.0 } else { 0.0 };
+                Record {
+                    case,
+                    imp,
+                    rep: 1,
+                    result: Ok(vec![
+                        ("rps", if imp == Impl::Mio { 20_000.0 } else { 10_000.0 }),
+                        ("p50_us", 50.0),
+                        ("p99_us", 70.0),
+                        ("cpu_us_per_rt", 20.0),
+                        ("syscalls_per_rt", 2.0),
+                        ("receives_per_rt", 1.0),
+                        ("lost", lost),
+                        ("late", 0.0),
+                    ]),
+                }
+            })
+            .collect();
+        let machine = Machine {
+            cpus: 2,
+            model: "test".into(),
+            kernel: "6".into(),
+            rustc: "rustc".into(),
+            clk_tck: 100,
+            ephemeral_ports: None,
+            tcp_tw_reuse: None,
+        };
+        let md = markdown(&machine, &plan, &records, Duration::from_secs(1));
+        assert!(md.contains("## 9. UDP echo: 64-byte datagrams"), "{md}");
+        assert!(md.contains("gaio-cores has no UDP echo"), "{md}");
+        assert!(!md.contains("| gaio-cores |"), "{md}");
+        assert!(
+            md.contains("| 16 clients | gaio-uring | 10000 | 10000–10000 | 0.50 | 50.0 | 70.0 | 20.0 | 20.0–20.0 | 1.00 | 2.00 | 2.00–2.00 | 1.00 | 1.00 | 1.00–1.00 | 1.00 | 2.00 |"),
+            "{md}"
+        );
+        assert!(md.contains("* 1 client gaio-uring rep 1: lost 2, late 0"), "{md}");
+        assert!(!md.contains("mio rep 1: lost"), "{md}");
     }
 }

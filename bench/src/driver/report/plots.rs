@@ -5,6 +5,7 @@ use super::{has, med};
 use crate::driver::accept::ACCEPT_MSG;
 use crate::driver::scenarios::{size_label, CONCURRENT_MSG, PING_MSG};
 use crate::driver::svg::{self, Bar, Series, COLORS};
+use crate::driver::udp::UDP_MSG;
 use crate::driver::{Case, Plan, Record};
 use crate::servers::Impl;
 
@@ -24,9 +25,9 @@ fn panels(plan: &Plan, records: &[Record], scenario: &str, key: &str) -> Vec<(St
         .filter(|c| c.scenario() == scenario)
         .map(|c| {
             let bars = plan
-                .servers
-                .iter()
-                .map(|&imp| Bar {
+                .servers_for(c)
+                .into_iter()
+                .map(|imp| Bar {
                     name: imp.name().into(),
                     color: color(imp),
                     value: med(records, c, imp, key).unwrap_or(0.0),
@@ -89,6 +90,12 @@ pub fn plots(plan: &Plan, records: &[Record]) -> Vec<(String, String)> {
             "pingpong.svg".into(),
             svg::bar_panels(&title, "round trips/s", &p),
         ));
+    }
+    if has(plan, "udp") {
+        let p = panels(plan, records, "udp", "rps");
+        let title =
+            format!("UDP echo {UDP_MSG} B, one datagram in flight per client (each panel has its own scale)");
+        out.push(("udp.svg".into(), svg::bar_panels(&title, "round trips/s", &p)));
     }
     if has(plan, "accept-rate") {
         // One case: a panel for the rate and one for the CPU it cost.
