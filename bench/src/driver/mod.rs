@@ -221,12 +221,19 @@ impl Plan {
     }
 
     /// The servers `case` is measured against: the plan's, but only
-    /// gaio-cores for the scaling scenario, and those with a UDP echo
-    /// ([`Impl::has_udp`]) for the UDP scenario.
+    /// gaio-cores for the scaling scenario, those with a UDP echo
+    /// ([`Impl::has_udp`]) for the UDP scenario, and those valgrind can
+    /// run ([`Impl::runs_under_valgrind`]) for the callgrind one.
     pub fn servers_for(&self, case: &Case) -> Vec<Impl> {
         match case {
             Case::Scaling { .. } => Impl::EXTRA.to_vec(),
             Case::Udp { .. } => self.servers.iter().copied().filter(|i| i.has_udp()).collect(),
+            Case::Cost { .. } => self
+                .servers
+                .iter()
+                .copied()
+                .filter(|i| i.runs_under_valgrind())
+                .collect(),
             _ => self.servers.clone(),
         }
     }
@@ -453,6 +460,21 @@ mod tests {
         assert_eq!(p.servers_for(&p.cases[0]), [Impl::Mio, Impl::GaioUring]);
         assert_eq!(p.jobs(), p.reps * UDP_CLIENTS.len() * 2);
         assert!(USAGE.contains("udp"));
+    }
+
+    #[test]
+    fn the_callgrind_scenario_leaves_out_the_ring_which_valgrind_cannot_run() {
+        let p = plan(&[
+            "--quick",
+            "--scenarios",
+            "cost",
+            "--servers",
+            "gaio-uring,mio,gaio-inline",
+        ]);
+        assert!(!p.cases.is_empty());
+        for case in &p.cases {
+            assert_eq!(p.servers_for(case), [Impl::Mio, Impl::GaioInline], "{case:?}");
+        }
     }
 
     #[test]

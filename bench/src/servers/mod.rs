@@ -105,6 +105,13 @@ impl Impl {
         self != Impl::GaioCores
     }
 
+    /// Whether the server can run under valgrind (the callgrind cost
+    /// scenario): valgrind has no io_uring system calls, so a server on
+    /// a ring cannot.
+    pub fn runs_under_valgrind(self) -> bool {
+        self != Impl::GaioUring
+    }
+
     /// What an idle connection holds in the `--idle` variant.
     pub fn idle_description(self) -> &'static str {
         match self {

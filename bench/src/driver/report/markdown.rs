@@ -281,6 +281,12 @@ pub fn markdown(machine: &Machine, plan: &Plan, records: &[Record], elapsed: Dur
              is tens of times slower than the load generator, so its batches are larger than in the \
              timed runs. One repetition.\n\n",
         );
+        if plan.servers.iter().any(|i| !i.runs_under_valgrind()) {
+            o.push_str(
+                "gaio-uring is not measured here: valgrind has no io_uring system calls, so a \
+                 server on a ring cannot run under it.\n\n",
+            );
+        }
         table(
             &mut o,
             plan,
