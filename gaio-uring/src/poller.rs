@@ -507,8 +507,8 @@ impl Poller for UringPoller {
     /// not say, for datagrams), and on the ring once a receive found the
     /// socket empty: the ring's receive waits for the next datagram and
     /// takes it in the turn that wakes the watcher, with the turn's other
-    /// requests. On a quiet ring, by a system call, and a poll on the ring
-    /// when there is nothing ([`QUIET_BELOW`]).
+    /// requests. On a quiet ring (fewer than 4 requests in flight), by a
+    /// system call, with a poll on the ring when there is nothing.
     fn recv_from(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> (IoOutcome, Datagram) {
         let socket = fd;
         let mut inner = self.inner();
