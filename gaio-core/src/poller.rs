@@ -280,6 +280,29 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// owns each one and deregisters it before closing it.
     unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()>;
 
+    /// Starts watching `fd` as [`register`](Poller::register) does, for
+    /// the directions of `interest` where the poller can leave the others
+    /// out: a direction left out is reported only after the engine
+    /// [re-arms](Poller::rearm) it, which it does each time it finds `fd`
+    /// not ready in that direction. The engine registers datagram sockets
+    /// for reading: every datagram sent frees room in the socket's send
+    /// buffer, and a poller watching for writability would report an edge
+    /// (a wake-up) for each, though a datagram send seldom has to wait.
+    /// The default watches both directions.
+    ///
+    /// # Errors
+    ///
+    /// As [`register`](Poller::register).
+    ///
+    /// # Safety
+    ///
+    /// As [`register`](Poller::register).
+    unsafe fn register_for(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
+        let _ = interest;
+        // SAFETY: the caller promises what `register` asks.
+        unsafe { self.register(fd, token) }
+    }
+
     /// Stops watching `fd`.
     ///
     /// # Errors
@@ -333,8 +356,9 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// Tells the poller the engine found `fd` not ready in the directions
     /// of `interest` (it would block) and now waits for them.
     ///
-    /// Edge-triggered pollers need nothing here, and the default does
-    /// nothing. A level-triggered poller (poll(2)) emulates edges with it:
+    /// Edge-triggered pollers need nothing here (except to start watching
+    /// a direction left out at [`register_for`](Poller::register_for)),
+    /// and the default does nothing. A level-triggered poller (poll(2)) emulates edges with it:
     /// it stops watching a direction once it has reported it, and starts
     /// again when the engine re-arms it, so a ready descriptor nobody reads
     /// does not make it spin. Called only from the thread that calls

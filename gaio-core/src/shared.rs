@@ -9,7 +9,7 @@ use crate::command_queue::CommandQueue;
 use crate::net::{self, Dialled};
 use crate::request::Request;
 use crate::sys::{self, FdInfo, FdKind};
-use crate::{AcceptOptions, Conn, Error, PeerAddr, Poller};
+use crate::{AcceptOptions, Conn, Error, Interest, PeerAddr, Poller};
 
 /// What a watched descriptor is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,14 @@ impl<P: Poller, C, B> Shared<P, C, B> {
             return Err(Error::WatcherClosed);
         }
         let info = sys::prepare(fd.as_fd(), self.learn_protocol())?;
-        let conn = self.enroll(fd.as_fd())?;
+        // A datagram socket is watched for writability only once a send
+        // had to wait (see `Poller::register_for`).
+        let interest = if info.kind == FdKind::DatagramSocket {
+            Interest::READ
+        } else {
+            Interest::BOTH
+        };
+        let conn = self.enroll_for(fd.as_fd(), interest)?;
         Ok((conn, fd, info))
     }
 
@@ -183,6 +190,16 @@ impl<P: Poller, C, B> Shared<P, C, B> {
     /// Gives an open descriptor a fresh handle and registers it with the
     /// poller under that handle's token.
     pub(crate) fn enroll(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<Conn, Error> {
+        self.enroll_for(fd, Interest::BOTH)
+    }
+
+    /// [`enroll`](Self::enroll), watching for the directions of `interest`
+    /// (see `Poller::register_for`).
+    pub(crate) fn enroll_for(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        interest: Interest,
+    ) -> Result<Conn, Error> {
         let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
         let conn = Conn {
             fd: raw as u32,
@@ -195,7 +212,7 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         // `try_detach` and `shutdown`, a refused hand-over
         // (`watch_shared`), and the engine's shutdown of commands it never
         // applied.
-        let registered = unsafe { self.poller.register(fd, conn.token()) };
+        let registered = unsafe { self.poller.register_for(fd, conn.token(), interest) };
         match registered {
             Ok(()) => {}
             // The poller already holds this descriptor number: the engine
@@ -208,7 +225,8 @@ impl<P: Poller, C, B> Shared<P, C, B> {
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
                 let _ = self.poller.deregister(fd);
                 // SAFETY: as for the first registration above.
-                unsafe { self.poller.register(fd, conn.token()) }.map_err(Error::NotPollable)?;
+                unsafe { self.poller.register_for(fd, conn.token(), interest) }
+                    .map_err(Error::NotPollable)?;
             }
             Err(e) => return Err(Error::NotPollable(e)),
         }

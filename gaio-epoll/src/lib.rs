@@ -2,7 +2,9 @@
 //!
 //! Each connection is registered once for `EPOLLIN | EPOLLOUT | EPOLLRDHUP`
 //! with `EPOLLET`; the engine tracks readiness itself, so nothing is ever
-//! re-armed. `EPOLLRDHUP`, `EPOLLHUP` and `EPOLLERR` are reported as a
+//! re-armed. A descriptor registered for reading only (a datagram socket,
+//! see `Poller::register_for`) gains `EPOLLOUT` the first time a write on
+//! it has to wait. `EPOLLRDHUP`, `EPOLLHUP` and `EPOLLERR` are reported as a
 //! hang-up, which makes the engine try both directions and learn the actual
 //! error (or end of stream) from the system call.
 //!
@@ -12,11 +14,14 @@
 #![cfg(any(target_os = "linux", target_os = "android"))]
 #![deny(missing_debug_implementations)]
 
+use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use gaio_core::{Event, Poller};
+use gaio_core::{Event, Interest, Poller};
 use rustix::event::{epoll, eventfd, EventfdFlags, Timespec};
 use rustix::io::Errno;
 
@@ -55,6 +60,11 @@ impl std::fmt::Debug for EventBuf {
 pub struct EpollPoller {
     epoll: OwnedFd,
     wake: OwnedFd,
+    /// Descriptors registered for reading only, and how many there are
+    /// (read without the lock: a write that has to wait on a poller with
+    /// none takes no lock).
+    read_only: Mutex<HashSet<RawFd>>,
+    read_only_count: AtomicUsize,
 }
 
 impl Poller for EpollPoller {
@@ -81,7 +91,12 @@ impl Poller for EpollPoller {
             epoll::EventData::new_u64(WAKE_TOKEN),
             epoll::EventFlags::IN | epoll::EventFlags::ET,
         )?;
-        Ok(EpollPoller { epoll, wake })
+        Ok(EpollPoller {
+            epoll,
+            wake,
+            read_only: Mutex::new(HashSet::new()),
+            read_only_count: AtomicUsize::new(0),
+        })
     }
 
     fn events(capacity: usize) -> Self::Events {
@@ -95,8 +110,25 @@ impl Poller for EpollPoller {
         Ok(())
     }
 
+    /// For reading only: `EPOLLOUT` is left out until [`rearm`] asks for
+    /// writing.
+    ///
+    /// [`rearm`]: Poller::rearm
+    unsafe fn register_for(&self, fd: BorrowedFd<'_>, token: u64, wanted: Interest) -> io::Result<()> {
+        if wanted.is_write() {
+            // SAFETY: the caller promises what `register` asks.
+            return unsafe { self.register(fd, token) };
+        }
+        epoll::add(&self.epoll, fd, epoll::EventData::new_u64(token), reading())?;
+        let mut read_only = lock(&self.read_only);
+        read_only.insert(fd.as_raw_fd());
+        self.read_only_count.store(read_only.len(), Ordering::Release);
+        Ok(())
+    }
+
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         epoll::delete(&self.epoll, fd)?;
+        self.forget_read_only(fd.as_raw_fd());
         Ok(())
     }
 
@@ -104,6 +136,25 @@ impl Poller for EpollPoller {
     /// descriptor and queues an event if it is ready now (one system call).
     #[doc(alias = "EPOLL_CTL_MOD")]
     unsafe fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let flags = if self.is_read_only(fd.as_raw_fd()) {
+            reading()
+        } else {
+            interest()
+        };
+        epoll::modify(&self.epoll, fd, epoll::EventData::new_u64(token), flags)?;
+        Ok(())
+    }
+
+    /// Adds `EPOLLOUT` to a descriptor registered for reading only, once
+    /// a write on it has to wait: the `EPOLL_CTL_MOD` queues an event at
+    /// once if it became writable meanwhile, so no edge is missed.
+    fn rearm(&self, fd: BorrowedFd<'_>, token: u64, wanted: Interest) -> io::Result<()> {
+        if !wanted.is_write() || self.read_only_count.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        if !self.forget_read_only(fd.as_raw_fd()) {
+            return Ok(());
+        }
         epoll::modify(&self.epoll, fd, epoll::EventData::new_u64(token), interest())?;
         Ok(())
     }
@@ -162,7 +213,35 @@ fn interest() -> epoll::EventFlags {
     F::IN | F::PRI | F::OUT | F::RDHUP | F::ET
 }
 
+/// What a descriptor registered for reading only is registered for:
+/// [`interest`] without `EPOLLOUT`.
+fn reading() -> epoll::EventFlags {
+    interest() - epoll::EventFlags::OUT
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The set is consistent at every unlock: a panic while it was held
+    // left nothing half-done.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl EpollPoller {
+    /// Whether `fd` is registered for reading only.
+    fn is_read_only(&self, fd: RawFd) -> bool {
+        self.read_only_count.load(Ordering::Acquire) != 0 && lock(&self.read_only).contains(&fd)
+    }
+
+    /// Takes `fd` out of the read-only set; returns whether it was in it.
+    fn forget_read_only(&self, fd: RawFd) -> bool {
+        if self.read_only_count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let mut read_only = lock(&self.read_only);
+        let was = read_only.remove(&fd);
+        self.read_only_count.store(read_only.len(), Ordering::Release);
+        was
+    }
+
     /// Resets the eventfd counter so the next wake-up makes a new edge.
     fn reset_wake(&self) {
         let mut buf = [0u8; 8];

@@ -151,6 +151,11 @@ impl Poller for LinuxPoller {
         each!(self, p => unsafe { p.register(fd, token) })
     }
 
+    unsafe fn register_for(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
+        // SAFETY: the caller promises what `register` asks.
+        each!(self, p => unsafe { p.register_for(fd, token, interest) })
+    }
+
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         each!(self, p => p.deregister(fd))
     }

@@ -865,3 +865,68 @@ fn a_burst_to_300_sockets_under_the_smallest_swap_limit_loses_no_datagram_backgr
     let _lock = util::exclusive();
     burst_to_many_sockets(Mode::Background);
 }
+
+// ----- 8. a datagram send that has to wait --------------------------------------
+
+/// Datagram sockets are watched for writability only once a send has to
+/// wait (on epoll: registered without `EPOLLOUT`, which would wake the
+/// watcher after every datagram sent). Sends to a Unix datagram peer that
+/// does not read fill its queue and wait; once the peer reads, every one
+/// of them completes, and the peer gets them all, in order, whole.
+fn sends_that_wait(mode: Mode) {
+    const SENDS: usize = 2_000;
+    let fds = util::FdCheck::new();
+    let (ours, peer) = UnixDatagram::pair().unwrap();
+    peer.set_read_timeout(Some(PEER_WAIT)).unwrap();
+    let mut w: Watcher<usize, Vec<u8>> = util::watcher(mode);
+    let conn = w.watch(ours).unwrap();
+    let datagram = |i: usize| util::pattern(0xD6_0000 + i as u64, 1000);
+    for i in 0..SENDS {
+        w.write(conn, i, datagram(i)).unwrap();
+    }
+    // The peer's queue holds far fewer: the rest wait.
+    let mut done = Vec::new();
+    let end = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < end {
+        let now = Instant::now();
+        w.wait_io_timeout(&mut done, end - now).unwrap();
+    }
+    assert!(
+        done.len() < SENDS,
+        "{mode:?}: every send completed with nobody reading"
+    );
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        for i in 0..SENDS {
+            let n = peer
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {i}: {e}"));
+            assert_eq!(&buf[..n], &datagram(i)[..], "datagram {i}");
+        }
+        peer
+    });
+    let end = Instant::now() + LIMIT;
+    while done.len() < SENDS {
+        let now = Instant::now();
+        assert!(now < end, "{mode:?}: {} of {SENDS} sends completed", done.len());
+        w.wait_io_timeout(&mut done, end - now).unwrap();
+    }
+    for (k, c) in done.iter().enumerate() {
+        assert_eq!((c.op, c.context), (Op::Write, k), "{mode:?}: in order");
+        assert!(c.error.is_none(), "{mode:?}: send {k}: {:?}", c.error);
+        assert_eq!(c.bytes, 1000);
+    }
+    let peer = reader.join().expect("the peer read every datagram");
+    drop((w, peer));
+    fds.check();
+}
+
+#[test]
+fn datagram_sends_that_wait_complete_once_the_peer_reads_inline() {
+    sends_that_wait(Mode::Inline);
+}
+
+#[test]
+fn datagram_sends_that_wait_complete_once_the_peer_reads_background() {
+    sends_that_wait(Mode::Background);
+}
