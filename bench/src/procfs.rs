@@ -157,6 +157,21 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A made-up machine for the report's tests: 2 CPUs, nothing known of
+    /// its ports.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Machine {
+        Machine {
+            cpus: 2,
+            model: "test".into(),
+            kernel: "6".into(),
+            rustc: "rustc".into(),
+            clk_tck: 100,
+            ephemeral_ports: None,
+            tcp_tw_reuse: None,
+        }
+    }
+
     /// Reads the description; unknown parts read `"unknown"`.
     pub fn describe() -> Machine {
         let unknown = || "unknown".to_string();

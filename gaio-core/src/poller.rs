@@ -438,10 +438,7 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// its end comes as an event for writing, and the same call made
     /// again returns the result. The default is `shutdown(SHUT_WR)`.
     fn shutdown_write(&self, fd: BorrowedFd<'_>) -> IoOutcome {
-        match net::shutdown_write(fd) {
-            Ok(()) => IoOutcome::Done(0),
-            Err(e) => IoOutcome::Failed(e),
-        }
+        crate::syscalls::shutdown_write(fd)
     }
 
     /// Starts connecting stream socket `fd` to `addr`, or makes the
@@ -455,7 +452,7 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// (readiness pollers' sockets are connected by the thread that
     /// submitted the request) and to retry.
     fn connect(&self, fd: BorrowedFd<'_>, addr: &PeerAddr) -> io::Result<bool> {
-        net::connect(fd, addr).into_answer()
+        crate::syscalls::connect(fd, addr)
     }
 
     /// How a non-blocking connect on `fd` ended, once the socket is

@@ -149,10 +149,8 @@ impl Poller for EpollPoller {
     /// a write on it has to wait: the `EPOLL_CTL_MOD` queues an event at
     /// once if it became writable meanwhile, so no edge is missed.
     fn rearm(&self, fd: BorrowedFd<'_>, token: u64, wanted: Interest) -> io::Result<()> {
-        if !wanted.is_write() || self.read_only_count.load(Ordering::Acquire) == 0 {
-            return Ok(());
-        }
-        if !self.forget_read_only(fd.as_raw_fd()) {
+        // (`forget_read_only` takes no lock while none is read-only.)
+        if !wanted.is_write() || !self.forget_read_only(fd.as_raw_fd()) {
             return Ok(());
         }
         epoll::modify(&self.epoll, fd, epoll::EventData::new_u64(token), interest())?;

@@ -516,13 +516,9 @@ mod tests {
             })
             .collect();
         let machine = Machine {
-            cpus: 2,
-            model: "test".into(),
-            kernel: "6".into(),
-            rustc: "rustc".into(),
-            clk_tck: 100,
             ephemeral_ports: Some((32768, 60999)),
             tcp_tw_reuse: Some(2),
+            ..Machine::for_tests()
         };
         let md = markdown(&machine, &plan, &records, Duration::from_secs(1));
         assert!(md.contains("## 7. Accept rate"), "{md}");
@@ -567,15 +563,7 @@ mod tests {
                 }
             })
             .collect();
-        let machine = Machine {
-            cpus: 2,
-            model: "test".into(),
-            kernel: "6".into(),
-            rustc: "rustc".into(),
-            clk_tck: 100,
-            ephemeral_ports: None,
-            tcp_tw_reuse: None,
-        };
+        let machine = Machine::for_tests();
         let md = markdown(&machine, &plan, &records, Duration::from_secs(1));
         assert!(md.contains("## 9. UDP echo: 64-byte datagrams"), "{md}");
         assert!(md.contains("gaio-cores has no UDP echo"), "{md}");

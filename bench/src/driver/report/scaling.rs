@@ -407,18 +407,6 @@ mod tests {
     use super::*;
     use crate::driver::Options;
 
-    fn machine() -> Machine {
-        Machine {
-            cpus: 2,
-            model: "test".into(),
-            kernel: "6".into(),
-            rustc: "rustc".into(),
-            clk_tck: 100,
-            ephemeral_ports: None,
-            tcp_tw_reuse: None,
-        }
-    }
-
     /// Records of a quick plan on N = 1, 2 with ping-pong CPU per round
     /// trip `cpu1`, `cpu2` (µs).
     fn records(plan: &Plan, cpu1: f64, cpu2: f64) -> Vec<Record> {
@@ -465,8 +453,12 @@ mod tests {
     fn section_reports_efficiency_and_the_target() {
         let plan = plan();
         assert_eq!(plan.jobs(), plan.reps * 4);
-        let md =
-            crate::driver::report::markdown(&machine(), &plan, &records(&plan, 4.0, 4.1), Duration::ZERO);
+        let md = crate::driver::report::markdown(
+            &Machine::for_tests(),
+            &plan,
+            &records(&plan, 4.0, 4.1),
+            Duration::ZERO,
+        );
         assert!(md.contains("## 8. Scaling"), "{md}");
         assert!(md.contains("N = 2 ÷ N = 1 (ping-pong): 1.025**"), "{md}");
         assert!(md.contains("**PASS**"), "{md}");
@@ -477,8 +469,12 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("(accept-rate): 1.056"), "{md}");
-        let md =
-            crate::driver::report::markdown(&machine(), &plan, &records(&plan, 4.0, 4.4), Duration::ZERO);
+        let md = crate::driver::report::markdown(
+            &Machine::for_tests(),
+            &plan,
+            &records(&plan, 4.0, 4.4),
+            Duration::ZERO,
+        );
         assert!(md.contains("**MISS**"), "{md}");
     }
 
