@@ -395,7 +395,7 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// or `sendmsg` (several) with `MSG_NOSIGNAL` for stream sockets, and
     /// `writev` otherwise.
     fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
-        sys::write(fd, kind, bufs)
+        crate::syscalls::write(fd, kind, bufs)
     }
 
     /// Receives one datagram into `buf`: the outcome (`Done(n)`: `n` bytes

@@ -1,5 +1,5 @@
-//! The system calls behind [`Poller`](crate::Poller)'s default datagram,
-//! connect and shutdown methods, for a poller that overrides them and
+//! The system calls behind [`Poller`](crate::Poller)'s default write,
+//! datagram, connect and shutdown methods, for a poller that overrides them and
 //! still needs them at times: io_uring's poller does these on its ring,
 //! and uses the system calls for what need not wait (datagrams already
 //! queued, a send or a shutdown when the ring is quiet, a Unix connect)
@@ -13,7 +13,37 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
 
-use crate::{Datagram, IoOutcome, PeerAddr};
+use std::io::IoSlice;
+
+use crate::{Datagram, FdKind, IoOutcome, PeerAddr};
+
+/// One non-blocking gathered write: what
+/// [`Poller::write`](crate::Poller::write) does by default. `send` (one
+/// slice) or `sendmsg` (several) with `MSG_NOSIGNAL` on a socket,
+/// `writev` on anything else. The kernel short of buffers (`ENOBUFS`,
+/// `ENOMEM`) is [`IoOutcome::Starved`]: try again soon, even without a
+/// new readiness event.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{IoSlice, Read};
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixStream;
+/// use gaio_core::{syscalls, FdKind, IoOutcome};
+///
+/// let (ours, mut peer) = UnixStream::pair().unwrap();
+/// ours.set_nonblocking(true).unwrap();
+/// let parts = [IoSlice::new(b"hello, "), IoSlice::new(b"world")];
+/// let outcome = syscalls::write(ours.as_fd(), FdKind::StreamSocket, &parts);
+/// assert!(matches!(outcome, IoOutcome::Done(12)));
+/// let mut got = [0; 12];
+/// peer.read_exact(&mut got).unwrap();
+/// assert_eq!(&got, b"hello, world");
+/// ```
+pub fn write(fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
+    crate::sys::write(fd, kind, bufs)
+}
 
 /// Receives one datagram into `buf`: what
 /// [`Poller::recv_from`](crate::Poller::recv_from) does by default. A

@@ -458,15 +458,9 @@ impl Poller for UringPoller {
             // of the ring for it (a partial send makes the engine wait for
             // writability, a poll on the ring). Several connections share
             // a turn's single entry instead.
-            match rustix::net::sendmsg(
-                socket,
-                bufs,
-                &mut rustix::net::SendAncillaryBuffer::default(),
-                rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
-            ) {
-                Ok(n) => return IoOutcome::Done(n),
-                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-                Err(e) => return IoOutcome::Failed(e.into()),
+            match gaio_core::syscalls::write(socket, kind, bufs) {
+                IoOutcome::WouldBlock => {}
+                done_or_failed => return done_or_failed,
             }
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
