@@ -4,7 +4,8 @@
 //! wait), one to three loopback connections, up to three submitting
 //! threads (`Submitter`s) besides the waiting thread, and a program of
 //! random steps: reads (`read`, `read_swap`, `read_full`) and writes, with
-//! and without deadlines, each from a random thread; peer actions (send
+//! and without deadlines, and a `shutdown` of the write side, each from a
+//! random thread; peer actions (send
 //! bytes, stop or resume reading, half-close, reset); `free`; new
 //! connections (some with a small send buffer, so writes go out in
 //! pieces); waits; the waiting thread busy elsewhere for a few
@@ -21,6 +22,10 @@
 //! * writes complete in order; the peer receives a prefix of the
 //!   concatenation of what each write reports written, and exactly all of
 //!   it on a connection still open at the end;
+//! * a shutdown completes in order with the writes; every write submitted
+//!   after it fails without writing a byte (`EPIPE`); the peer reads end
+//!   of stream exactly when a shutdown succeeded (on a connection still
+//!   open at the end), and only after every byte written before it;
 //! * a `Deadline` only on a request that had one, never before it;
 //! * OS errors only on a connection the peer reset; after `free`, pending
 //!   and later requests complete with `ConnClosed`; after `close`, pending
@@ -95,8 +100,9 @@ const WRITE_CAP: usize = 8 << 20;
 
 /// Completions seen over all cases: success, `Deadline`, `Eof`, `Io`,
 /// `ConnClosed`, `WatcherClosed`; errors after partial progress; refused
-/// submissions. Printed at the end, to show what the cases covered.
-static OUTCOMES: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+/// submissions; shutdowns that succeeded, writes behind one. Printed at
+/// the end, to show what the cases covered.
+static OUTCOMES: [AtomicUsize; 10] = [const { AtomicUsize::new(0) }; 10];
 
 // ----- random numbers ------------------------------------------------------------
 
@@ -112,11 +118,13 @@ enum Kind {
     ReadSwap,
     ReadFull,
     Write,
+    /// `shutdown`: ordered with the writes, no buffer, no deadline.
+    Shutdown,
 }
 
 impl Kind {
     fn is_read(self) -> bool {
-        self != Kind::Write
+        !matches!(self, Kind::Write | Kind::Shutdown)
     }
 
     fn op(self) -> Op {
@@ -124,6 +132,7 @@ impl Kind {
             Kind::Read | Kind::ReadSwap => Op::Read,
             Kind::ReadFull => Op::ReadFull,
             Kind::Write => Op::Write,
+            Kind::Shutdown => Op::Shutdown,
         }
     }
 }
@@ -158,6 +167,7 @@ fn submit_spec<S: Submit<Context = u64, Buf = Vec<u8>>>(
         (Kind::ReadFull, Some(d)) => s.read_full_timeout(conn, id, buf, d),
         (Kind::Write, None) => s.write(conn, id, buf),
         (Kind::Write, Some(d)) => s.write_timeout(conn, id, buf, d),
+        (Kind::Shutdown, _) => s.shutdown(conn, id),
     }
 }
 
@@ -207,6 +217,8 @@ struct Peer {
     stop: Arc<AtomicBool>,
     /// The reader stops reading (the peer's buffers fill, our writes block).
     paused: Arc<AtomicBool>,
+    /// The reader read end of stream.
+    eof: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -218,9 +230,10 @@ impl Peer {
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
+        let eof = Arc::new(AtomicBool::new(false));
         let reader = {
             let (stream, received) = (Arc::clone(&stream), Arc::clone(&received));
-            let (stop, paused) = (Arc::clone(&stop), Arc::clone(&paused));
+            let (stop, paused, eof) = (Arc::clone(&stop), Arc::clone(&paused), Arc::clone(&eof));
             thread::spawn(move || {
                 let mut buf = vec![0u8; 64 << 10];
                 while !stop.load(Ordering::SeqCst) {
@@ -229,7 +242,7 @@ impl Peer {
                         continue;
                     }
                     match (&*stream).read(&mut buf) {
-                        Ok(0) => return,
+                        Ok(0) => return eof.store(true, Ordering::SeqCst),
                         Ok(n) => received.lock().unwrap().extend_from_slice(&buf[..n]),
                         Err(e)
                             if matches!(
@@ -248,6 +261,7 @@ impl Peer {
             received,
             stop,
             paused,
+            eof,
             reader: Some(reader),
         }
     }
@@ -308,6 +322,8 @@ struct ConnM {
     reads: Vec<u64>,
     writes: Vec<u64>,
     written: usize,
+    /// The submission order (`seq`) of the shutdown, once submitted.
+    shut_seq: Option<u64>,
     /// Beyond this many bytes written, writes stay small.
     write_cap: usize,
     /// The submitting thread with unanswered jobs on this connection.
@@ -481,7 +497,7 @@ impl Case {
                 );
                 assert_eq!(rej.context, id);
                 match req.kind {
-                    Kind::ReadSwap => assert!(rej.buffer.is_none()),
+                    Kind::ReadSwap | Kind::Shutdown => assert!(rej.buffer.is_none()),
                     _ => assert!(
                         rej.buffer.as_ref() == Some(&req.initial),
                         "request {id}: refused buffer not handed back intact"
@@ -566,6 +582,7 @@ impl Case {
             reads: Vec::new(),
             writes: Vec::new(),
             written: 0,
+            shut_seq: None,
             write_cap: if small { WRITE_CAP / 16 } else { WRITE_CAP },
             busy_actor: None,
             busy: 0,
@@ -589,6 +606,10 @@ impl Case {
             Kind::Read => self.rng.range(1, 4096),
             Kind::ReadSwap => 0,
             Kind::ReadFull => self.rng.range(1, 2048),
+            // One per connection: a second may fail (ENOTCONN once both
+            // sides have closed), which the model would have to guess.
+            Kind::Shutdown if self.conns[c].shut_seq.is_some() => return,
+            Kind::Shutdown => 0,
             Kind::Write => {
                 let big = self.conns[c].written < self.conns[c].write_cap;
                 match self.rng.below(100) {
@@ -599,7 +620,7 @@ impl Case {
                 }
             }
         };
-        let deadline = if self.rng.chance(35, 100) {
+        let deadline = if kind != Kind::Shutdown && self.rng.chance(35, 100) {
             let ms = self.rng.below(50);
             if self.rng.chance(5, 100) {
                 Instant::now().checked_sub(Duration::from_millis(1))
@@ -610,7 +631,7 @@ impl Case {
             None
         };
         let id = self.reqs.len() as u64;
-        let initial = if kind == Kind::Write {
+        let initial = if matches!(kind, Kind::Write | Kind::Shutdown) {
             util::pattern(self.seed ^ (id << 20), len)
         } else {
             vec![(id % 251) as u8; len]
@@ -625,6 +646,9 @@ impl Case {
         } else {
             m.writes.push(id);
             m.written += len;
+        }
+        if kind == Kind::Shutdown {
+            m.shut_seq = Some(self.seq);
         }
         self.reqs.push(Req {
             conn: c,
@@ -777,9 +801,13 @@ impl Case {
 
         // Everything later is refused, buffers handed back.
         for _ in 0..self.rng.range(2, 6) {
-            let kind = self
-                .rng
-                .pick(&[Kind::Read, Kind::ReadSwap, Kind::ReadFull, Kind::Write]);
+            let kind = self.rng.pick(&[
+                Kind::Read,
+                Kind::ReadSwap,
+                Kind::ReadFull,
+                Kind::Write,
+                Kind::Shutdown,
+            ]);
             self.submit(kind);
         }
         self.free();
@@ -878,7 +906,28 @@ impl Case {
                 received == expected,
                 "c{c}: the peer received other bytes than written"
             );
+            self.check_end_of_stream(c);
         }
+    }
+
+    /// On open connection `c`, once every request has completed: the peer
+    /// reads end of stream (after every byte written, checked above) if
+    /// and only if a shutdown succeeded.
+    fn check_end_of_stream(&self, c: usize) {
+        let m = &self.conns[c];
+        let shut = m.writes.iter().any(|&id| {
+            let req = &self.reqs[id as usize];
+            req.kind == Kind::Shutdown && req.done.is_some_and(|d| self.dones[d].c.error.is_none())
+        });
+        let end = Instant::now() + LIMIT;
+        while shut && !m.peer.eof.load(Ordering::SeqCst) && Instant::now() < end {
+            thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(
+            m.peer.eof.load(Ordering::SeqCst),
+            shut,
+            "c{c}: end of stream at the peer, yet shutdown succeeded: {shut}"
+        );
     }
 
     /// What the writes on `c` report written, in completion order.
@@ -953,6 +1002,16 @@ impl Case {
             assert_eq!(comp.op, req.kind.op(), "{what}");
             assert_eq!(Some(comp.conn), m.handle, "{what}: wrong connection");
             let len = req.initial.len();
+            // A write submitted after the shutdown writes nothing.
+            let behind_shutdown = req.kind == Kind::Write && m.shut_seq.is_some_and(|s| s < req.seq);
+            if behind_shutdown {
+                assert!(
+                    comp.error.is_some() && comp.bytes == 0,
+                    "{what}: submitted after the shutdown, wrote {} bytes ({:?})",
+                    comp.bytes,
+                    comp.error
+                );
+            }
             // The buffer comes back, changed only where bytes were read.
             match (&comp.buffer, req.kind) {
                 (Buffer::Swap(b), Kind::ReadSwap) => {
@@ -975,12 +1034,15 @@ impl Case {
                         "{what}: written past the bytes read"
                     );
                 }
+                (Buffer::None, Kind::Shutdown) => assert_eq!(comp.bytes, 0, "{what}"),
                 (other, _) => panic!("{what}: wrong buffer kind {}", matches!(other, Buffer::Swap(_))),
             }
             match &comp.error {
                 None => {
                     match req.kind {
-                        Kind::ReadFull | Kind::Write => assert_eq!(comp.bytes, len, "{what}"),
+                        Kind::ReadFull | Kind::Write | Kind::Shutdown => {
+                            assert_eq!(comp.bytes, len, "{what}")
+                        }
                         _ => assert!(comp.bytes >= 1, "{what}: empty read"),
                     }
                     assert!(!req.after_free, "{what}: succeeded on a freed connection");
@@ -1000,6 +1062,10 @@ impl Case {
                     );
                     assert!(!req.after_free, "{what}");
                 }
+                Some(Error::Io(e)) if behind_shutdown => assert!(
+                    m.reset || e.kind() == io::ErrorKind::BrokenPipe,
+                    "{what}: behind the shutdown, {e} instead of EPIPE"
+                ),
                 Some(Error::Io(e)) => {
                     assert!(m.reset, "{what}: OS error {e} though the peer did not reset");
                     assert!(!req.after_free, "{what}");
@@ -1037,6 +1103,12 @@ impl Case {
                 OUTCOMES[outcome].fetch_add(1, Ordering::Relaxed);
                 if comp.error.is_some() && comp.bytes > 0 {
                     OUTCOMES[6].fetch_add(1, Ordering::Relaxed);
+                }
+                if req.kind == Kind::Shutdown && comp.error.is_none() {
+                    OUTCOMES[8].fetch_add(1, Ordering::Relaxed);
+                }
+                if behind_shutdown {
+                    OUTCOMES[9].fetch_add(1, Ordering::Relaxed);
                 }
             }
             stream.extend_from_slice(comp.data());
@@ -1121,6 +1193,7 @@ fn run_case(seed: u64) {
             // The waiting thread works elsewhere for a while: in background
             // mode the watcher's thread takes the engine over and hands it
             // back at the next wait.
+            800..=815 => case.submit(Kind::Shutdown),
             770..=799 => {
                 let ms = case.rng.pick(&[1u64, 2, 3, 5]);
                 case.note(format!("owner busy {ms} ms"));
@@ -1186,8 +1259,8 @@ fn random_programs_follow_the_contract() {
     let o: Vec<usize> = OUTCOMES.iter().map(|n| n.load(Ordering::Relaxed)).collect();
     eprintln!(
         "model: completions: {} ok, {} Deadline, {} Eof, {} Io, {} ConnClosed, {} WatcherClosed \
-         ({} errors after partial progress); {} refused after close",
-        o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]
+         ({} errors after partial progress); {} refused after close; {} shutdowns, {} writes behind one",
+        o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9]
     );
     assert!(ran > 0);
 }
