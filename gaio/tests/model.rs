@@ -5,7 +5,8 @@
 //! threads (`Submitter`s) besides the waiting thread, and a program of
 //! random steps: reads (`read`, `read_swap`, `read_full`) and writes, with
 //! and without deadlines, and a `shutdown` of the write side, each from a
-//! random thread; peer actions (send
+//! random thread; notifications and sleeps (some cancelled) from random
+//! threads; peer actions (send
 //! bytes, stop or resume reading, half-close, reset); `free`; new
 //! connections (some with a small send buffer, so writes go out in
 //! pieces); waits; the waiting thread busy elsewhere for a few
@@ -37,6 +38,12 @@
 //!   completes (every write, every read after the peer closed, and a read
 //!   whose data was sent), so a lost readiness edge or wake-up shows up
 //!   instead of being hidden by the close;
+//! * a notification completes once, with its context, in the order its
+//!   thread sent it; a sleep completes once: fired (never before its
+//!   deadline, after every earlier-or-equal sleep its thread submitted
+//!   before it), cancelled (only if a cancel was sent) or, pending at the
+//!   close, `WatcherClosed`; before the final close, every notification
+//!   and every sleep whose deadline passed has completed;
 //! * no descriptor is leaked.
 //!
 //! Submissions on one connection from different threads are serialised
@@ -78,7 +85,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use gaio::{Buffer, Completion, Conn, Error, Mode, Op, Rejected, Submit, Watcher};
+use gaio::{Buffer, Completion, Conn, Error, Mode, Op, Rejected, Submit, Timer, Watcher};
 
 type W = Watcher<u64, Vec<u8>>;
 type Sub = gaio::Submitter<u64, Vec<u8>>;
@@ -100,9 +107,10 @@ const WRITE_CAP: usize = 8 << 20;
 
 /// Completions seen over all cases: success, `Deadline`, `Eof`, `Io`,
 /// `ConnClosed`, `WatcherClosed`; errors after partial progress; refused
-/// submissions; shutdowns that succeeded, writes behind one. Printed at
-/// the end, to show what the cases covered.
-static OUTCOMES: [AtomicUsize; 10] = [const { AtomicUsize::new(0) }; 10];
+/// submissions; shutdowns that succeeded, writes behind one;
+/// notifications, sleeps fired, sleeps cancelled. Printed at the end, to
+/// show what the cases covered.
+static OUTCOMES: [AtomicUsize; 13] = [const { AtomicUsize::new(0) }; 13];
 
 // ----- random numbers ------------------------------------------------------------
 
@@ -120,11 +128,14 @@ enum Kind {
     Write,
     /// `shutdown`: ordered with the writes, no buffer, no deadline.
     Shutdown,
+    /// `notify` and `sleep_until`: on no connection.
+    Notify,
+    Sleep,
 }
 
 impl Kind {
     fn is_read(self) -> bool {
-        !matches!(self, Kind::Write | Kind::Shutdown)
+        matches!(self, Kind::Read | Kind::ReadSwap | Kind::ReadFull)
     }
 
     fn op(self) -> Op {
@@ -133,6 +144,8 @@ impl Kind {
             Kind::ReadFull => Op::ReadFull,
             Kind::Write => Op::Write,
             Kind::Shutdown => Op::Shutdown,
+            Kind::Notify => Op::Notify,
+            Kind::Sleep => Op::Sleep,
         }
     }
 }
@@ -140,17 +153,19 @@ impl Kind {
 /// A request as handed to a submitting thread.
 struct Spec {
     id: u64,
-    conn: Conn,
+    /// `None` for a notification or a sleep.
+    conn: Option<Conn>,
     kind: Kind,
     buf: Vec<u8>,
     deadline: Option<Instant>,
 }
 
-/// Submits `spec` through the `Submit` shorthand that matches it.
+/// Submits `spec` through the `Submit` shorthand that matches it; a sleep
+/// hands back its timer.
 fn submit_spec<S: Submit<Context = u64, Buf = Vec<u8>>>(
     s: &mut S,
     spec: Spec,
-) -> Result<(), Rejected<u64, Vec<u8>>> {
+) -> Result<Option<Timer>, Rejected<u64, Vec<u8>>> {
     let Spec {
         id,
         conn,
@@ -158,7 +173,18 @@ fn submit_spec<S: Submit<Context = u64, Buf = Vec<u8>>>(
         buf,
         deadline,
     } = spec;
-    match (kind, deadline) {
+    match kind {
+        Kind::Notify => return s.notify(id).map(|()| None),
+        Kind::Sleep => {
+            return s
+                .sleep_until(deadline.expect("a sleep has a deadline"), id)
+                .map(Some)
+        }
+        _ => {}
+    }
+    let conn = conn.expect("a request on a connection");
+    let r = match (kind, deadline) {
+        (Kind::Notify | Kind::Sleep, _) => unreachable!("submitted above"),
         (Kind::Read, None) => s.read(conn, id, buf),
         (Kind::Read, Some(d)) => s.read_timeout(conn, id, buf, d),
         (Kind::ReadSwap, None) => s.read_swap(conn, id),
@@ -168,20 +194,26 @@ fn submit_spec<S: Submit<Context = u64, Buf = Vec<u8>>>(
         (Kind::Write, None) => s.write(conn, id, buf),
         (Kind::Write, Some(d)) => s.write_timeout(conn, id, buf, d),
         (Kind::Shutdown, _) => s.shutdown(conn, id),
-    }
+    };
+    r.map(|()| None)
 }
 
 enum Job {
     Watch(usize, TcpStream),
-    Submit(usize, Spec),
+    /// On a connection, or (`None`) a notification or a sleep.
+    Submit(Option<usize>, Spec),
     Free(usize, Conn),
+    CancelTimer(Timer),
     Close,
 }
 
+type Submitted = Result<Option<Timer>, Rejected<u64, Vec<u8>>>;
+
 enum Ack {
     Watched(usize, Result<Conn, Error>),
-    Submitted(usize, u64, Option<Rejected<u64, Vec<u8>>>),
+    Submitted(Option<usize>, u64, Submitted),
     Freed(usize, Result<(), Error>),
+    TimerCancelled(Result<(), Error>),
     Closed,
 }
 
@@ -192,9 +224,10 @@ fn worker(actor: usize, mut sub: Sub, jobs: mpsc::Receiver<Job>, acks: mpsc::Sen
             Job::Watch(c, stream) => Ack::Watched(c, sub.watch(stream)),
             Job::Submit(c, spec) => {
                 let id = spec.id;
-                Ack::Submitted(c, id, submit_spec(&mut sub, spec).err())
+                Ack::Submitted(c, id, submit_spec(&mut sub, spec))
             }
             Job::Free(c, conn) => Ack::Freed(c, sub.free(conn)),
+            Job::CancelTimer(t) => Ack::TimerCancelled(sub.cancel_timer(t)),
             Job::Close => {
                 sub.close();
                 assert!(sub.is_closed());
@@ -303,6 +336,12 @@ struct Req {
     after_free: bool,
     rejected: bool,
     done: Option<usize>,
+    /// The thread that submitted it (0: the waiting thread).
+    actor: usize,
+    /// A sleep's timer, once its submission returned.
+    timer: Option<Timer>,
+    /// A sleep that a cancel was sent for.
+    cancel_sent: bool,
 }
 
 struct Done {
@@ -341,6 +380,10 @@ struct Case {
     acks: mpsc::Receiver<(usize, Ack)>,
     conns: Vec<ConnM>,
     reqs: Vec<Req>,
+    /// Notifications and sleeps (ids into `reqs`).
+    events: Vec<u64>,
+    /// Jobs on no connection sent but not yet answered.
+    unanswered: usize,
     dones: Vec<Done>,
     seq: u64,
     closed: bool,
@@ -406,6 +449,8 @@ impl Case {
             acks,
             conns: Vec::new(),
             reqs: Vec::new(),
+            events: Vec::new(),
+            unanswered: 0,
             dones: Vec::new(),
             seq: 0,
             closed: false,
@@ -429,9 +474,13 @@ impl Case {
 
     fn on_ack(&mut self, actor: usize, ack: Ack) {
         let conn = match &ack {
-            Ack::Watched(c, _) | Ack::Submitted(c, _, _) | Ack::Freed(c, _) => Some(*c),
-            Ack::Closed => None,
+            Ack::Watched(c, _) | Ack::Freed(c, _) => Some(*c),
+            Ack::Submitted(c, _, _) => *c,
+            Ack::TimerCancelled(_) | Ack::Closed => None,
         };
+        if matches!(ack, Ack::Submitted(None, _, _) | Ack::TimerCancelled(_)) {
+            self.unanswered -= 1;
+        }
         if let Some(c) = conn {
             let m = &mut self.conns[c];
             assert_eq!(
@@ -448,6 +497,7 @@ impl Case {
             Ack::Watched(c, r) => self.on_watched(c, r),
             Ack::Submitted(_, id, r) => self.on_submitted(id, r),
             Ack::Freed(c, r) => self.on_freed(c, r),
+            Ack::TimerCancelled(r) => r.expect("cancel_timer cannot fail"),
             Ack::Closed => {}
         }
     }
@@ -467,7 +517,7 @@ impl Case {
     }
 
     fn wait_all_acks(&mut self) {
-        while self.conns.iter().any(|c| c.busy > 0) {
+        while self.unanswered > 0 || self.conns.iter().any(|c| c.busy > 0) {
             self.recv_ack();
         }
     }
@@ -483,12 +533,20 @@ impl Case {
         }
     }
 
-    fn on_submitted(&mut self, id: u64, r: Option<Rejected<u64, Vec<u8>>>) {
+    fn on_submitted(&mut self, id: u64, r: Submitted) {
         let closed = self.closed;
         let req = &mut self.reqs[id as usize];
         match r {
-            None => assert!(!closed, "request {id} accepted after close"),
-            Some(rej) => {
+            Ok(timer) => {
+                assert!(!closed, "request {id} accepted after close");
+                assert_eq!(
+                    timer.is_some(),
+                    req.kind == Kind::Sleep,
+                    "request {id}: a timer for a sleep only"
+                );
+                req.timer = timer;
+            }
+            Err(rej) => {
                 assert!(closed, "request {id} refused before close: {}", rej.error);
                 assert!(
                     matches!(rej.error, Error::WatcherClosed),
@@ -497,7 +555,9 @@ impl Case {
                 );
                 assert_eq!(rej.context, id);
                 match req.kind {
-                    Kind::ReadSwap | Kind::Shutdown => assert!(rej.buffer.is_none()),
+                    Kind::ReadSwap | Kind::Shutdown | Kind::Notify | Kind::Sleep => {
+                        assert!(rej.buffer.is_none())
+                    }
                     _ => assert!(
                         rej.buffer.as_ref() == Some(&req.initial),
                         "request {id}: refused buffer not handed back intact"
@@ -520,6 +580,9 @@ impl Case {
     /// Runs `job` on `actor` (0: this thread), after every job another
     /// thread still has pending on connection `conn`.
     fn dispatch(&mut self, actor: usize, conn: Option<usize>, job: Job) {
+        if matches!(job, Job::Submit(None, _) | Job::CancelTimer(_)) {
+            self.unanswered += 1;
+        }
         if let Some(c) = conn {
             while let Some(owner) = self.conns[c].busy_actor {
                 if owner == actor && actor != 0 {
@@ -533,9 +596,10 @@ impl Case {
                 Job::Watch(c, stream) => Ack::Watched(c, self.w().watch(stream)),
                 Job::Submit(c, spec) => {
                     let id = spec.id;
-                    Ack::Submitted(c, id, submit_spec(self.w(), spec).err())
+                    Ack::Submitted(c, id, submit_spec(self.w(), spec))
                 }
                 Job::Free(c, handle) => Ack::Freed(c, self.w().free(handle)),
+                Job::CancelTimer(t) => Ack::TimerCancelled(self.w().cancel_timer(t)),
                 Job::Close => {
                     self.w().close();
                     Ack::Closed
@@ -610,6 +674,7 @@ impl Case {
             // sides have closed), which the model would have to guess.
             Kind::Shutdown if self.conns[c].shut_seq.is_some() => return,
             Kind::Shutdown => 0,
+            Kind::Notify | Kind::Sleep => unreachable!("on no connection: submit_event"),
             Kind::Write => {
                 let big = self.conns[c].written < self.conns[c].write_cap;
                 match self.rng.below(100) {
@@ -659,6 +724,9 @@ impl Case {
             after_free: m.freed,
             rejected: false,
             done: None,
+            actor,
+            timer: None,
+            cancel_sent: false,
         });
         let dl = deadline.map(|d| format!(" deadline {:?}", d.saturating_duration_since(Instant::now())));
         self.note(format!(
@@ -667,12 +735,12 @@ impl Case {
         ));
         let spec = Spec {
             id,
-            conn: handle,
+            conn: Some(handle),
             kind,
             buf: initial,
             deadline,
         };
-        self.dispatch(actor, Some(c), Job::Submit(c, spec));
+        self.dispatch(actor, Some(c), Job::Submit(Some(c), spec));
     }
 
     fn free(&mut self) {
@@ -686,6 +754,69 @@ impl Case {
             self.conns[c].freed = true;
         }
         self.dispatch(actor, Some(c), Job::Free(c, handle));
+    }
+
+    /// A notification, or a sleep of up to 30 ms (now and then one whose
+    /// deadline has passed), from a random thread.
+    fn submit_event(&mut self, kind: Kind) {
+        let actor = self.actor();
+        let deadline = (kind == Kind::Sleep).then(|| {
+            let now = Instant::now();
+            if self.rng.chance(5, 100) {
+                now.checked_sub(Duration::from_millis(1)).unwrap_or(now)
+            } else {
+                now + Duration::from_millis(self.rng.below(30))
+            }
+        });
+        let id = self.reqs.len() as u64;
+        self.seq += 1;
+        self.reqs.push(Req {
+            conn: usize::MAX,
+            kind,
+            initial: Vec::new(),
+            deadline,
+            seq: self.seq,
+            after_free: false,
+            rejected: false,
+            done: None,
+            actor,
+            timer: None,
+            cancel_sent: false,
+        });
+        self.events.push(id);
+        let dl = deadline.map(|d| format!(" deadline {:?}", d.saturating_duration_since(Instant::now())));
+        self.note(format!("a{actor} {kind:?} id {id}{}", dl.unwrap_or_default()));
+        let spec = Spec {
+            id,
+            conn: None,
+            kind,
+            buf: Vec::new(),
+            deadline,
+        };
+        self.dispatch(actor, None, Job::Submit(None, spec));
+    }
+
+    /// Cancels a sleep whose submission has returned, from a random thread.
+    fn cancel_sleep(&mut self) {
+        let pending: Vec<u64> = self
+            .events
+            .iter()
+            .copied()
+            .filter(|&id| {
+                let r = &self.reqs[id as usize];
+                r.timer.is_some() && r.done.is_none() && !r.cancel_sent
+            })
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let id = pending[self.rng.below(pending.len() as u64) as usize];
+        let actor = self.actor();
+        let req = &mut self.reqs[id as usize];
+        req.cancel_sent = true;
+        let timer = req.timer.expect("filtered above");
+        self.note(format!("a{actor} cancel sleep id {id}"));
+        self.dispatch(actor, None, Job::CancelTimer(timer));
     }
 
     fn peer_send(&mut self) {
@@ -810,6 +941,8 @@ impl Case {
             ]);
             self.submit(kind);
         }
+        self.submit_event(Kind::Notify);
+        self.submit_event(Kind::Sleep);
         self.free();
         let (client, server) = util::tcp_pair();
         assert!(matches!(self.w().watch(server), Err(Error::WatcherClosed)));
@@ -869,6 +1002,18 @@ impl Case {
         (available >= needs).then(|| format!("c{c}: read {head} pending with {available} bytes to read"))
     }
 
+    /// A notification or sleep that should have completed by now: every
+    /// notification, every sleep whose deadline passed or that a cancel
+    /// was sent for.
+    fn stalled_event(&self) -> Option<String> {
+        let now = Instant::now();
+        self.events.iter().find_map(|&id| {
+            let r = &self.reqs[id as usize];
+            let due = r.kind == Kind::Notify || r.cancel_sent || r.deadline.is_some_and(|d| d <= now);
+            (due && !r.rejected && r.done.is_none()).then(|| format!("{:?} id {id} pending", r.kind))
+        })
+    }
+
     /// Waits until the watcher has made all the progress the sockets
     /// allow (see `stalled`): a lost readiness edge or wake-up shows up
     /// here, where later a `close` would hide it. Then checks that each
@@ -880,7 +1025,10 @@ impl Case {
             c.peer.paused.store(false, Ordering::SeqCst);
         }
         let end = Instant::now() + LIMIT;
-        while let Some(what) = (0..self.conns.len()).find_map(|c| self.stalled(c)) {
+        while let Some(what) = (0..self.conns.len())
+            .find_map(|c| self.stalled(c))
+            .or_else(|| self.stalled_event())
+        {
             assert!(Instant::now() < end, "no progress in {LIMIT:?}: {what}");
             self.wait_step(Duration::from_millis(5));
         }
@@ -954,6 +1102,69 @@ impl Case {
         for c in 0..self.conns.len() {
             self.verify_dir(c, true, true);
             self.verify_dir(c, false, true);
+        }
+        self.verify_events();
+    }
+
+    /// Checks the notifications' and sleeps' completions.
+    fn verify_events(&self) {
+        let done = |id: u64| {
+            let r = &self.reqs[id as usize];
+            r.done.map(|d| (r, d, &self.dones[d]))
+        };
+        for &id in &self.events {
+            let Some((req, _, Done { c, seen })) = done(id) else {
+                continue;
+            };
+            let what = format!("{:?} id {id}", req.kind);
+            assert_eq!(c.op, req.kind.op(), "{what}");
+            assert!(matches!(c.buffer, Buffer::None), "{what}: a buffer");
+            assert_eq!(c.bytes, 0, "{what}");
+            assert!(
+                self.conns.iter().all(|m| m.handle != Some(c.conn)),
+                "{what}: completed on a connection"
+            );
+            let outcome = match (&c.error, req.kind) {
+                (None, Kind::Notify) => 10,
+                (None, _) => {
+                    let deadline = req.deadline.expect("a sleep has a deadline");
+                    assert!(*seen >= deadline, "{what}: fired before its deadline");
+                    11
+                }
+                (Some(Error::Cancelled), Kind::Sleep) => {
+                    assert!(req.cancel_sent, "{what}: Cancelled, yet no cancel was sent");
+                    12
+                }
+                (Some(Error::WatcherClosed), _) => {
+                    assert!(self.closed, "{what}: WatcherClosed before close");
+                    5
+                }
+                (e, _) => panic!("{what}: unexpected {e:?}"),
+            };
+            OUTCOMES[outcome].fetch_add(1, Ordering::Relaxed);
+        }
+        // Per thread: notifications in the order sent; fired sleeps in
+        // deadline order among those the thread submitted one after the
+        // other (an earlier one was pending when a later one was submitted).
+        for (i, &x) in self.events.iter().enumerate() {
+            for &y in &self.events[i + 1..] {
+                let (Some((rx, dx, cx)), Some((ry, dy, cy))) = (done(x), done(y)) else {
+                    continue;
+                };
+                if rx.actor != ry.actor || rx.kind != ry.kind {
+                    continue;
+                }
+                let ordered = match rx.kind {
+                    Kind::Notify => true,
+                    _ => cx.c.error.is_none() && cy.c.error.is_none() && rx.deadline <= ry.deadline,
+                };
+                assert!(
+                    !ordered || dx < dy,
+                    "{:?} id {x} completed after id {y}, sent later by the same thread a{}",
+                    rx.kind,
+                    rx.actor
+                );
+            }
         }
     }
 
@@ -1194,6 +1405,9 @@ fn run_case(seed: u64) {
             // mode the watcher's thread takes the engine over and hands it
             // back at the next wait.
             800..=815 => case.submit(Kind::Shutdown),
+            816..=835 => case.submit_event(Kind::Notify),
+            836..=865 => case.submit_event(Kind::Sleep),
+            866..=875 => case.cancel_sleep(),
             770..=799 => {
                 let ms = case.rng.pick(&[1u64, 2, 3, 5]);
                 case.note(format!("owner busy {ms} ms"));
@@ -1259,8 +1473,9 @@ fn random_programs_follow_the_contract() {
     let o: Vec<usize> = OUTCOMES.iter().map(|n| n.load(Ordering::Relaxed)).collect();
     eprintln!(
         "model: completions: {} ok, {} Deadline, {} Eof, {} Io, {} ConnClosed, {} WatcherClosed \
-         ({} errors after partial progress); {} refused after close; {} shutdowns, {} writes behind one",
-        o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9]
+         ({} errors after partial progress); {} refused after close; {} shutdowns, {} writes behind one; \
+         {} notifications, {} sleeps fired, {} cancelled",
+        o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12]
     );
     assert!(ran > 0);
 }
