@@ -683,3 +683,97 @@ fn detach_after_end_of_stream_was_read_hands_back_a_socket_at_eof_inline() {
 fn detach_after_end_of_stream_was_read_hands_back_a_socket_at_eof_background() {
     detach_after_eof_was_read(Mode::Background);
 }
+
+// ----- 5. detach after a swap read that was offered less than arrived -------
+
+/// Two connections with swap reads pending in a watcher whose swap slab is
+/// 1 KiB; 700 bytes reach each at once. On io_uring both land in one turn,
+/// each in a provided buffer, and the engine copies them into its slab in
+/// turn: the second read is offered only what the first left of the slab
+/// (325 bytes), and the poller keeps the rest for that connection's next
+/// read. Both connections are then detached with no read pending: every
+/// byte the peers sent is either in a read's completion or still to be
+/// read from the detached socket. (On the readiness backends the kernel
+/// keeps what a read did not take, so this holds trivially.)
+///
+/// Fails on io_uring today (`GAIO_BACKEND=uring`): the bytes the second
+/// read was not offered room for stay in the poller (`State::Leftover` in
+/// gaio-uring), and the detach's `Poller::cancel(.., keep: false)` drops
+/// them, so the detached socket starts 375 bytes late. The engine breaks
+/// its own rule for completion pollers (`Poller::completes_io`: the retry
+/// after the event offers the same memory as the first call): a swap
+/// read's retry is offered what is left of the slab then, which can be
+/// less than the first call offered when the swap size is under 8 KiB.
+/// Ignored until that is fixed.
+fn detach_after_a_short_swap_read_loses_no_bytes(mode: Mode) {
+    const SENT: usize = 700;
+    let fds = util::FdCheck::new();
+    let mut w: Watcher<u64, Vec<u8>> = gaio::Builder::new()
+        .mode(mode)
+        .swap_size(KIB)
+        .build()
+        .expect("create watcher");
+    let mut peers = Vec::new();
+    let mut conns = Vec::new();
+    for (peer, server) in util::tcp_pairs(2) {
+        util::peer::timeouts(&peer);
+        conns.push(w.watch(server).expect("watch"));
+        peers.push(peer);
+    }
+    for (i, &conn) in conns.iter().enumerate() {
+        w.read_swap(conn, i as u64).expect("read_swap");
+    }
+    // Let the reads reach the kernel before the bytes do.
+    util::expect_quiet(&mut w, Duration::from_millis(50));
+    let sent: Vec<Vec<u8>> = (0..2).map(|i| util::pattern(i, SENT)).collect();
+    for (peer, bytes) in peers.iter_mut().zip(&sent) {
+        peer.write_all(bytes).unwrap();
+    }
+    let reads = collect_until(&mut w, LIMIT, |out| out.len() >= 2);
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); 2];
+    for c in &reads {
+        assert_eq!(c.op, Op::Read);
+        assert!(c.error.is_none(), "read failed: {:?}", c.error);
+        let Buffer::Swap(bytes) = &c.buffer else {
+            panic!("a swap read's completion carries swap bytes")
+        };
+        got[c.context as usize].extend_from_slice(bytes);
+    }
+    drop(reads);
+    for (i, &conn) in conns.iter().enumerate() {
+        w.detach(conn, 10 + i as u64).expect("detach");
+    }
+    let mut detached = collect_until(&mut w, LIMIT, |out| out.len() >= 2);
+    detached.sort_by_key(|c| c.context);
+    for (i, mut c) in detached.into_iter().enumerate() {
+        let fd = detached_socket(&mut c, conns[i]);
+        let mut s = into_std_stream(fd, false);
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut b = [0u8; SENT];
+        while got[i].len() < SENT {
+            match s.read(&mut b) {
+                Ok(0) => break,
+                Ok(n) => got[i].extend_from_slice(&b[..n]),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                Err(e) => panic!("read from the detached socket: {e}"),
+            }
+        }
+        assert_same_stream(&got[i], &sent[i], &format!("connection {i}: read, then detached"));
+    }
+    w.close();
+    drop(w);
+    drop(peers);
+    fds.check();
+}
+
+#[test]
+#[ignore = "fails on io_uring: a swap read's leftover bytes are dropped at detach (see the helper's doc)"]
+fn detach_after_a_short_swap_read_loses_no_bytes_inline() {
+    detach_after_a_short_swap_read_loses_no_bytes(Mode::Inline);
+}
+
+#[test]
+#[ignore = "fails on io_uring: a swap read's leftover bytes are dropped at detach (see the helper's doc)"]
+fn detach_after_a_short_swap_read_loses_no_bytes_background() {
+    detach_after_a_short_swap_read_loses_no_bytes(Mode::Background);
+}
