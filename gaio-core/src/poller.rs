@@ -221,6 +221,20 @@ pub trait Poller: Send + Sync + Sized + 'static {
         Ok(())
     }
 
+    /// Completion pollers that copy a read's result out of memory of
+    /// their own into the engine's swap memory (io_uring's small provided
+    /// buffers): the most bytes one such result can hold. The engine then
+    /// offers every [`read_uninit`](Poller::read_uninit) at least this
+    /// much room (the whole swap size, if that is smaller), so the call
+    /// that takes a result always has room for all of it. A poller left
+    /// holding part of a result would have to keep it for the connection's
+    /// next read, and a connection detached before that read would lose
+    /// it. The default, 0, asks for nothing beyond the engine's own
+    /// minimum (a quarter of the swap size).
+    fn swap_read_room(&self) -> usize {
+        0
+    }
+
     /// Completion pollers: ends the I/O in flight on `fd` (only its number
     /// is used) in the directions of `interest`. When it returns, the
     /// kernel no longer uses the memory the I/O was given, and no event

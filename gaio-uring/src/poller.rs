@@ -203,6 +203,14 @@ impl Poller for UringPoller {
     /// 64 KiB buffers, the rest in 2 KiB ones (each ring holds at most
     /// 32,768). Buffers are made as reads need them, so the limit is what
     /// a flood may take, not what a quiet watcher holds.
+    /// A read into a small buffer is copied into the engine's swap memory
+    /// (a large one is lent as it is): the copy must find room for the
+    /// whole buffer, or the rest would wait in the poller, lost if the
+    /// connection were detached first.
+    fn swap_read_room(&self) -> usize {
+        BUFFER_SIZES[SMALL]
+    }
+
     fn limit_swap(&self, bytes: usize) -> io::Result<()> {
         let mut inner = self.inner();
         let inner = &mut *inner;
@@ -807,6 +815,9 @@ impl Inner {
         let n = bytes.len().min(buf.len());
         let filled = copy_into(&bytes[..n], buf);
         if n < bytes.len() {
+            // Not with gaio's engine, which offers at least
+            // `swap_read_room` (a whole small buffer): kept for the
+            // connection's next read rather than dropped.
             self.ops.set_leftover(idx, bytes.slice(n..));
             self.ready.push((fd, true, false, false));
         } else {

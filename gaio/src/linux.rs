@@ -130,6 +130,10 @@ impl Poller for LinuxPoller {
         each!(self, p => p.limit_swap(bytes))
     }
 
+    fn swap_read_room(&self) -> usize {
+        each!(self, p => p.swap_read_room())
+    }
+
     fn cancel(&self, fd: BorrowedFd<'_>, interest: Interest, keep: bool) -> bool {
         each!(self, p => p.cancel(fd, interest, keep))
     }

@@ -696,15 +696,11 @@ fn detach_after_end_of_stream_was_read_hands_back_a_socket_at_eof_background() {
 /// read from the detached socket. (On the readiness backends the kernel
 /// keeps what a read did not take, so this holds trivially.)
 ///
-/// Fails on io_uring today (`GAIO_BACKEND=uring`): the bytes the second
-/// read was not offered room for stay in the poller (`State::Leftover` in
-/// gaio-uring), and the detach's `Poller::cancel(.., keep: false)` drops
-/// them, so the detached socket starts 375 bytes late. The engine breaks
-/// its own rule for completion pollers (`Poller::completes_io`: the retry
-/// after the event offers the same memory as the first call): a swap
-/// read's retry is offered what is left of the slab then, which can be
-/// less than the first call offered when the swap size is under 8 KiB.
-/// Ignored until that is fixed.
+/// Failed on io_uring (`GAIO_BACKEND=uring`) before the engine honoured
+/// `Poller::swap_read_room`: the second read was offered only what the
+/// first left of the slab, the bytes that did not fit stayed in the poller
+/// for that connection's next read, and the detach dropped them, so the
+/// detached socket started 375 bytes late.
 fn detach_after_a_short_swap_read_loses_no_bytes(mode: Mode) {
     const SENT: usize = 700;
     let fds = util::FdCheck::new();
@@ -767,13 +763,11 @@ fn detach_after_a_short_swap_read_loses_no_bytes(mode: Mode) {
 }
 
 #[test]
-#[ignore = "fails on io_uring: a swap read's leftover bytes are dropped at detach (see the helper's doc)"]
 fn detach_after_a_short_swap_read_loses_no_bytes_inline() {
     detach_after_a_short_swap_read_loses_no_bytes(Mode::Inline);
 }
 
 #[test]
-#[ignore = "fails on io_uring: a swap read's leftover bytes are dropped at detach (see the helper's doc)"]
 fn detach_after_a_short_swap_read_loses_no_bytes_background() {
     detach_after_a_short_swap_read_loses_no_bytes(Mode::Background);
 }

@@ -9,7 +9,9 @@
 //! it asks for the next read (an echo writing the slice back) allocates
 //! nothing in steady state. At most [`MAX_RETIRED`] slabs are kept. A read
 //! is never given a tiny remainder: it always has at least a quarter of a
-//! slab. A datagram receive needs room for the largest datagram that fits
+//! slab, and at least what the poller's
+//! [`swap_read_room`](crate::Poller::swap_read_room) asks (up to a whole
+//! slab). A datagram receive needs room for the largest datagram that fits
 //! the swap size, plus one byte to tell a longer one (truncated) from one
 //! that fits: it takes a whole slab (each slab has that extra byte).
 
@@ -132,7 +134,11 @@ impl Swap {
         fd: BorrowedFd<'_>,
         kind: FdKind,
     ) -> (IoOutcome, usize, Bytes) {
-        if self.arena.capacity() < (self.slab / 4).max(1) {
+        // At least a quarter of a slab, and room for whatever result the
+        // poller holds (a completion poller's retry must find room for all
+        // of what the first call started).
+        let least = (self.slab / 4).max(poller.swap_read_room().min(self.slab)).max(1);
+        if self.arena.capacity() < least {
             self.refill();
         }
         // A reclaimed slab may be larger than asked for: a read still gets
