@@ -4,7 +4,11 @@
 //! Each connection gets an `EVFILT_READ` and an `EVFILT_WRITE` filter with
 //! `EV_CLEAR`, kqueue's edge-triggered mode: a filter reports again only
 //! after its state changed. The engine tracks readiness itself, so nothing
-//! is re-armed.
+//! is re-armed. A descriptor registered for reading only (a datagram
+//! socket, see `Poller::register_for`) gets `EVFILT_READ` alone, and its
+//! `EVFILT_WRITE` the first time a write on it has to wait: an
+//! `EVFILT_WRITE` under `EV_CLEAR` would otherwise wake the watcher once
+//! for every datagram sent, since each one frees send-buffer room again.
 //!
 //! Pitfalls handled here and in the engine:
 //! * `EV_EOF` (peer closed, or the socket failed) is reported as a hang-up,
@@ -28,11 +32,14 @@
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("gaio-kqueue stores 64-bit tokens in kevent udata and needs a 64-bit target");
 
+use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use gaio_core::{Event, Poller};
+use gaio_core::{Event, Interest, Poller};
 use rustix::event::kqueue::{self, EventFilter, EventFlags};
 use rustix::io::Errno;
 
@@ -65,19 +72,66 @@ enum Waker {
     Pipe { rx: OwnedFd, tx: OwnedFd },
 }
 
-/// A kqueue instance with an edge-triggered filter pair per connection.
+/// A kqueue instance with an edge-triggered filter pair per connection
+/// (a descriptor registered for reading only gets its write filter once a
+/// write on it has to wait).
 ///
 /// System calls: [`kqueue(2)`](https://man.freebsd.org/cgi/man.cgi?query=kqueue&sektion=2)
 /// when made, and [`kevent(2)`](https://man.freebsd.org/cgi/man.cgi?query=kevent&sektion=2)
 /// to register (`EV_ADD | EV_CLEAR | EV_RECEIPT` for `EVFILT_READ` and
-/// `EVFILT_WRITE`), deregister (`EV_DELETE`), wait, and wake (`EVFILT_USER`
-/// with `NOTE_TRIGGER`, or a self-pipe on NetBSD and OpenBSD).
+/// `EVFILT_WRITE`; `EV_ADD | EV_CLEAR` for `EVFILT_READ` alone when
+/// registered for reading, and for `EVFILT_WRITE` when such a descriptor
+/// is re-armed for writing), deregister (`EV_DELETE`), wait, and wake
+/// (`EVFILT_USER` with `NOTE_TRIGGER`, or a self-pipe on NetBSD and
+/// OpenBSD).
 #[derive(Debug)]
 #[doc(alias = "kqueue")]
 #[doc(alias = "kevent")]
 pub struct KqueuePoller {
     kq: OwnedFd,
     waker: Waker,
+    read_only: ReadOnly,
+}
+
+/// The descriptors registered for reading only, which have no
+/// `EVFILT_WRITE` filter yet, and how many there are. The count is read
+/// without the lock: on a poller with none, a write that has to wait (and
+/// `register`, `reregister`, `deregister`) takes no lock.
+#[derive(Debug, Default)]
+struct ReadOnly {
+    fds: Mutex<HashSet<RawFd>>,
+    count: AtomicUsize,
+}
+
+impl ReadOnly {
+    /// Remembers `fd` as registered for reading only.
+    fn mark(&self, fd: RawFd) {
+        let mut fds = self.lock();
+        fds.insert(fd);
+        self.count.store(fds.len(), Ordering::Release);
+    }
+
+    /// Whether `fd` is registered for reading only.
+    fn contains(&self, fd: RawFd) -> bool {
+        self.count.load(Ordering::Acquire) != 0 && self.lock().contains(&fd)
+    }
+
+    /// Forgets `fd`; returns whether it was registered for reading only.
+    fn forget(&self, fd: RawFd) -> bool {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let mut fds = self.lock();
+        let was = fds.remove(&fd);
+        self.count.store(fds.len(), Ordering::Release);
+        was
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<RawFd>> {
+        // The set is consistent at every unlock: a panic while it was held
+        // left nothing half-done.
+        self.fds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn token_ptr(token: u64) -> *mut std::ffi::c_void {
@@ -182,6 +236,7 @@ impl Poller for KqueuePoller {
         let poller = KqueuePoller {
             kq,
             waker: Self::new_waker()?,
+            read_only: ReadOnly::default(),
         };
         poller.apply(&[poller.wake_filter()])?;
         Ok(poller)
@@ -203,7 +258,9 @@ impl Poller for KqueuePoller {
     ///   connection writable) and fails with EPIPE, as it must.
     ///
     /// A failure removes whichever filter was added, so a refused
-    /// descriptor leaves nothing behind.
+    /// descriptor leaves nothing behind. A descriptor watched in both
+    /// directions is not read-only: a mark left by an earlier descriptor
+    /// of the same number goes.
     #[doc(alias = "kevent")]
     #[doc(alias = "EV_ADD")]
     unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
@@ -237,20 +294,45 @@ impl Poller for KqueuePoller {
             }
         }
         let failure = match (read, write) {
-            (Some(0), Some(0)) => return Ok(()),
-            (Some(0), Some(e)) if e == Errno::PIPE.raw_os_error() => return Ok(()),
-            (Some(0), Some(e)) | (Some(e), _) => io::Error::from_raw_os_error(e),
+            (Some(0), Some(0)) => None,
+            (Some(0), Some(e)) if e == Errno::PIPE.raw_os_error() => None,
+            (Some(0), Some(e)) | (Some(e), _) => Some(io::Error::from_raw_os_error(e)),
             // A change without its receipt: the kernel did not do what
             // EV_RECEIPT promises.
-            _ => io::Error::other("kevent returned no receipt for a filter"),
+            _ => Some(io::Error::other("kevent returned no receipt for a filter")),
         };
-        let _ = self.deregister(fd);
-        Err(failure)
+        if let Some(failure) = failure {
+            let _ = self.deregister(fd);
+            return Err(failure);
+        }
+        self.read_only.forget(raw);
+        Ok(())
+    }
+
+    /// For reading only: `EVFILT_READ` alone, `EVFILT_WRITE` being added
+    /// when [`rearm`] asks for writing. One change, so a failure is the
+    /// `kevent` call's own error and leaves nothing behind.
+    ///
+    /// [`rearm`]: Poller::rearm
+    unsafe fn register_for(&self, fd: BorrowedFd<'_>, token: u64, wanted: Interest) -> io::Result<()> {
+        if wanted.is_write() {
+            // SAFETY: the caller promises what `register` asks.
+            return unsafe { self.register(fd, token) };
+        }
+        let raw = fd.as_raw_fd();
+        self.apply(&[kqueue::Event::new(
+            EventFilter::Read(raw),
+            EventFlags::ADD | EventFlags::CLEAR,
+            token_ptr(token),
+        )])?;
+        self.read_only.mark(raw);
+        Ok(())
     }
 
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         let raw = fd.as_raw_fd();
         let null = std::ptr::null_mut();
+        let read_only = self.read_only.forget(raw);
         // Delete each filter on its own: a descriptor that never accepted
         // one of them (ENOENT) must not keep the other.
         let read = self.apply(&[kqueue::Event::new(
@@ -258,12 +340,66 @@ impl Poller for KqueuePoller {
             EventFlags::DELETE,
             null,
         )]);
-        let write = self.apply(&[kqueue::Event::new(
+        let write = match self.apply(&[kqueue::Event::new(
             EventFilter::Write(raw),
             EventFlags::DELETE,
             null,
-        )]);
+        )]) {
+            // A descriptor registered for reading only has no write filter
+            // (no write had to wait): its absence is no failure. The
+            // delete is still tried, for a write filter left by an earlier
+            // registration of the same descriptor in both directions
+            // (`EV_ADD` of the read filter only updated that one).
+            Err(e) if read_only && e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => Ok(()),
+            write => write,
+        };
         read.and(write)
+    }
+
+    /// Deregisters and registers again, in the same directions: a
+    /// descriptor registered for reading only stays so.
+    unsafe fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let wanted = if self.read_only.contains(fd.as_raw_fd()) {
+            Interest::READ
+        } else {
+            Interest::BOTH
+        };
+        let _ = self.deregister(fd);
+        // SAFETY: the caller promises what `register` asks: `fd` stays
+        // open until it is deregistered.
+        unsafe { self.register_for(fd, token, wanted) }
+    }
+
+    /// Adds `EVFILT_WRITE` (`EV_ADD | EV_CLEAR`) to a descriptor
+    /// registered for reading only, once a write on it has to wait: kqueue
+    /// reports the new filter at once if the descriptor became writable
+    /// meanwhile, so no edge is missed. The descriptor stops being
+    /// read-only only once the filter is in: after a failure, the next
+    /// write that waits tries again.
+    fn rearm(&self, fd: BorrowedFd<'_>, token: u64, wanted: Interest) -> io::Result<()> {
+        let raw = fd.as_raw_fd();
+        // (`contains` takes no lock while none is read-only.)
+        if !wanted.is_write() || !self.read_only.contains(raw) {
+            return Ok(());
+        }
+        // The send that would block ran before this call, so room may have
+        // freed in between, before any write filter was there to see the
+        // change. It is not lost: adding a filter evaluates it at once and
+        // queues an event if its condition already holds (here: room to
+        // write), as it does for the write filter of a new connection,
+        // which reports it writable right after registering: FreeBSD and
+        // DragonFly call the filter's `f_event` at the end of
+        // `kqueue_register`, NetBSD its `filter_event`, OpenBSD checks for
+        // a pending event after attaching, and XNU's `f_attach` returns
+        // whether the filter fired. Each later change is an edge, as for
+        // any connection.
+        self.apply(&[kqueue::Event::new(
+            EventFilter::Write(raw),
+            EventFlags::ADD | EventFlags::CLEAR,
+            token_ptr(token),
+        )])?;
+        self.read_only.forget(raw);
+        Ok(())
     }
 
     fn wait(

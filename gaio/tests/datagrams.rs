@@ -869,8 +869,8 @@ fn a_burst_to_300_sockets_under_the_smallest_swap_limit_loses_no_datagram_backgr
 // ----- 8. a datagram send that has to wait --------------------------------------
 
 /// Datagram sockets are watched for writability only once a send has to
-/// wait (on epoll: registered without `EPOLLOUT`, which would wake the
-/// watcher after every datagram sent). Sends to a Unix datagram peer that
+/// wait (registered without `EPOLLOUT` on epoll, without `EVFILT_WRITE` on
+/// kqueue, which would wake the watcher after every datagram sent). Sends to a Unix datagram peer that
 /// does not read fill its queue and wait; once the peer reads, every one
 /// of them completes, and the peer gets them all, in order, whole.
 fn sends_that_wait(mode: Mode) {
