@@ -107,6 +107,9 @@ impl Poller for EpollPoller {
     #[doc(alias = "EPOLL_CTL_ADD")]
     unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         epoll::add(&self.epoll, fd, epoll::EventData::new_u64(token), interest())?;
+        // Watched for writing: no read-only mark may linger from an earlier
+        // descriptor of this number (no lock while none is read-only).
+        self.forget_read_only(fd.as_raw_fd());
         Ok(())
     }
 
@@ -127,8 +130,11 @@ impl Poller for EpollPoller {
     }
 
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        epoll::delete(&self.epoll, fd)?;
+        // Forgotten even if the delete fails (a descriptor closed behind
+        // the watcher's back): the mark must not pass to the next
+        // descriptor of that number.
         self.forget_read_only(fd.as_raw_fd());
+        epoll::delete(&self.epoll, fd)?;
         Ok(())
     }
 
@@ -246,5 +252,49 @@ impl EpollPoller {
         // EAGAIN means it was already reset; nothing else can fail on a
         // valid eventfd with an 8-byte buffer.
         let _ = rustix::io::read(self.wake.as_fd(), &mut buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::os::fd::{AsFd, AsRawFd};
+
+    use super::*;
+
+    /// A descriptor registered for reading only whose epoll entry is gone
+    /// (closed behind the poller's back: the kernel drops it by itself, and
+    /// `EPOLL_CTL_DEL` then fails) keeps no read-only mark, neither after
+    /// the failed `deregister` nor once its number is registered again for
+    /// both directions: the mark would keep `EPOLLOUT` from the next socket
+    /// of that number at its re-registration.
+    #[test]
+    fn a_read_only_mark_goes_with_its_descriptor() {
+        let poller = EpollPoller::new().unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let number = udp.as_raw_fd();
+        // SAFETY: `udp` outlives its registrations (dropped at the end).
+        unsafe { poller.register_for(udp.as_fd(), 1, Interest::READ) }.unwrap();
+        assert!(poller.is_read_only(number));
+        epoll::delete(&poller.epoll, udp.as_fd()).unwrap();
+        let err = poller
+            .deregister(udp.as_fd())
+            .expect_err("no longer in the epoll set");
+        assert_eq!(err.raw_os_error(), Some(Errno::NOENT.raw_os_error()), "{err}");
+        assert!(
+            !poller.is_read_only(number),
+            "the mark outlived a failed deregister"
+        );
+
+        // SAFETY: as above.
+        unsafe { poller.register_for(udp.as_fd(), 1, Interest::READ) }.unwrap();
+        epoll::delete(&poller.epoll, udp.as_fd()).unwrap();
+        // SAFETY: as above.
+        unsafe { poller.register(udp.as_fd(), 2) }.unwrap();
+        assert!(
+            !poller.is_read_only(number),
+            "registered for both, yet marked read-only"
+        );
+        poller.deregister(udp.as_fd()).unwrap();
     }
 }
