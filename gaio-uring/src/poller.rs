@@ -1015,8 +1015,9 @@ impl Inner {
             // A ring bound to another thread, which no longer runs it (the
             // watcher moved, or is dropped elsewhere): it cannot be
             // entered from here, and its requests make no progress unless
-            // that thread enters it (deferred task run), which it no longer
-            // does. Closing the ring ends them without their I/O.
+            // that thread enters it (a bound ring always defers its task
+            // run: `Ring::new`), which it no longer does. Closing the ring
+            // ends them without their I/O.
             self.drop_result(idx);
             return false;
         }

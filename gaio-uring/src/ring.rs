@@ -89,8 +89,18 @@ impl Ring {
     /// A ring with room for `entries` submissions, set up as the probe
     /// found best (`Unsupported` if no ring can be used here). With
     /// `one_thread`, only the thread that first enters it ever submits to
-    /// it (`SINGLE_ISSUER`, `DEFER_TASKRUN` where the kernel has them);
-    /// without, any thread may, one at a time (`COOP_TASKRUN`).
+    /// it (`SINGLE_ISSUER` and `DEFER_TASKRUN`, where the kernel has both);
+    /// without, or on a kernel without `DEFER_TASKRUN`, any thread may,
+    /// one at a time (`COOP_TASKRUN`).
+    ///
+    /// Both or neither: a ring bound to a thread cannot be cancelled from
+    /// another, so a watcher dropped elsewhere leaves its requests to the
+    /// kernel and lets their memory go (`Inner::settle` in `poller.rs`). That
+    /// is safe only with `DEFER_TASKRUN`, where a request's finished work
+    /// runs when the bound thread enters this ring, which nothing can do
+    /// once the watcher has left it; a single-issuer ring without it (Linux
+    /// 6.0) runs that work on the bound thread at its next system call of
+    /// any kind, which could write into memory already let go.
     ///
     /// A single-issuer ring is made disabled and bound to the first thread
     /// that enters it (see [`bind`](Self::bind)), so it may be made on one
@@ -103,12 +113,12 @@ impl Ring {
             )
         })?;
         let mut builder = IoUring::builder();
-        let single = one_thread && support.single_issuer;
+        let single = one_thread && support.single_issuer && support.defer_taskrun;
         if single {
-            builder.setup_single_issuer().setup_r_disabled();
-        }
-        if one_thread && support.defer_taskrun {
-            builder.setup_defer_taskrun();
+            builder
+                .setup_single_issuer()
+                .setup_r_disabled()
+                .setup_defer_taskrun();
         } else if support.coop_taskrun || support.defer_taskrun {
             // DEFER_TASKRUN's kernels (6.1) have COOP_TASKRUN (5.19).
             // With the flag, the ring says when finished work waits for an
