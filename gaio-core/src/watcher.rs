@@ -817,7 +817,13 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
         match &mut self.driver {
             Driver::Inline(engine) => {
                 let deadline = deadline_after(timeout);
-                engine.guarded(|e| e.close_gracefully(deadline));
+                // After what other threads submitted before this call and
+                // the engine has not taken in yet: it is part of what the
+                // graceful close lets finish (as in background mode).
+                engine.guarded(|e| {
+                    e.drain_commands();
+                    e.close_gracefully(deadline);
+                });
             }
             Driver::Background(bg) => bg.close_gracefully(timeout),
         }
