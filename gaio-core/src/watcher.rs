@@ -623,18 +623,36 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
         limit: Option<Instant>,
     ) -> Result<usize, Error> {
         if !self.late.is_empty() {
+            // What the engine completed before these requests were refused
+            // (those pending at the close among them) comes first: on a
+            // connection, requests complete in submission order. The
+            // watcher is closed, so this does not wait.
+            let before = match self.wait_driver(out, Some(Instant::now())) {
+                Ok(n) => n,
+                Err(Error::WatcherClosed | Error::Panicked { .. }) => 0,
+                Err(e) => return Err(e),
+            };
             let n = self.late.len();
             crate::engine::hand_over(&mut self.late, out);
-            return Ok(n);
+            return Ok(before + n);
         }
-        let waited = match &mut self.driver {
-            Driver::Inline(engine) => engine.guarded(|e| e.wait(out, limit)),
-            Driver::Background(bg) => bg.wait(out, limit),
-        };
+        let waited = self.wait_driver(out, limit);
         if matches!(waited, Err(Error::WatcherClosed | Error::Panicked { .. })) {
             self.told_closed = true;
         }
         waited
+    }
+
+    /// The engine's turn of `wait_until`.
+    fn wait_driver(
+        &mut self,
+        out: &mut Vec<Completion<C, B>>,
+        limit: Option<Instant>,
+    ) -> Result<usize, Error> {
+        match &mut self.driver {
+            Driver::Inline(engine) => engine.guarded(|e| e.wait(out, limit)),
+            Driver::Background(bg) => bg.wait(out, limit),
+        }
     }
 
     /// The bytes queued for writing on `conn` and not yet written: `None`
@@ -817,7 +835,13 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
         match &mut self.driver {
             Driver::Inline(engine) => {
                 let deadline = deadline_after(timeout);
-                engine.guarded(|e| e.close_gracefully(deadline));
+                // After what other threads submitted before this call and
+                // the engine has not taken in yet: it is part of what the
+                // graceful close lets finish (as in background mode).
+                engine.guarded(|e| {
+                    e.drain_commands();
+                    e.close_gracefully(deadline);
+                });
             }
             Driver::Background(bg) => bg.close_gracefully(timeout),
         }
@@ -825,7 +849,12 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
 
     fn cancel_timer(&mut self, timer: crate::Timer) -> Result<(), Error> {
         match &mut self.driver {
-            Driver::Inline(engine) => engine.guarded(|e| e.cancel_timer(timer)),
+            // The sleep may still be queued (submitted through a
+            // `Submitter`, its timer passed to this thread).
+            Driver::Inline(engine) => engine.guarded(|e| {
+                e.drain_commands();
+                e.cancel_timer(timer);
+            }),
             Driver::Background(bg) => bg.cancel_timer(timer),
         }
         Ok(())

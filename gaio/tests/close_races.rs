@@ -222,3 +222,50 @@ fn a_watch_racing_close_never_leaves_the_socket_open_inline() {
 fn a_watch_racing_close_never_leaves_the_socket_open_background() {
     watches_racing_close(Mode::Background);
 }
+
+/// The owning thread's requests keep their order on a connection when a
+/// close from another thread comes between them. Reads 1 and 2 are pending
+/// on a connection (and a write 3 that completed) when a `Submitter`
+/// closes the watcher; the owner, not yet told, submits read 4 and write
+/// 5 on the same connection, which complete with `WatcherClosed` in a
+/// later batch (`Watcher::submit`). They must come after 1, 2 and 3:
+/// reads 1, 2, 4 and writes 3, 5 in submission order. The watcher handed
+/// out 4 and 5 first, before the engine had even shut down and completed
+/// 1 and 2 (found by review).
+#[test]
+fn requests_after_a_close_from_elsewhere_complete_after_those_before() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+        let (client, server) = util::tcp_pair();
+        let conn = w.watch(server).unwrap();
+        w.read(conn, 1, vec![0; 16]).unwrap();
+        w.read(conn, 2, vec![0; 16]).unwrap();
+        w.write(conn, 3, b"x".to_vec()).unwrap();
+        let mut s = w.submitter();
+        thread::spawn(move || s.close()).join().unwrap();
+        w.read(conn, 4, vec![0; 16]).unwrap();
+        w.write(conn, 5, b"y".to_vec()).unwrap();
+        let end = Instant::now() + LIMIT;
+        let (mut order, mut out) = (Vec::new(), Vec::new());
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{mode:?}: wait_io never reported the watcher closed"
+            );
+            match w.wait_io_timeout(&mut out, left) {
+                Ok(_) => {}
+                Err(Error::WatcherClosed) => break,
+                Err(e) => panic!("{mode:?}: wait_io failed: {e}"),
+            }
+            order.extend(out.drain(..).map(|c| c.context));
+        }
+        let reads: Vec<u64> = order.iter().copied().filter(|c| [1, 2, 4].contains(c)).collect();
+        let writes: Vec<u64> = order.iter().copied().filter(|c| [3, 5].contains(c)).collect();
+        assert_eq!(reads, [1, 2, 4], "{mode:?}: reads out of order (all: {order:?})");
+        assert_eq!(writes, [3, 5], "{mode:?}: writes out of order (all: {order:?})");
+        drop(client);
+    }
+    fds.check();
+}

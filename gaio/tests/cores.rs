@@ -1444,3 +1444,87 @@ fn a_stop_racing_a_hand_off_between_cores_ends_the_documented_loop_cleanly() {
     fds.check();
     assert!(failed.is_empty(), "the documented loop failed: {failed:?}");
 }
+
+// ----- 8. A core that ended ------------------------------------------------------
+
+/// `LeastLoaded` spreads over the cores still running. Core 2's function
+/// returns at once (its watcher closes: `Core` docs), the other two hold
+/// their connections; 12 clients then connect one by one. The closed
+/// watcher held no connection, so it looked the least loaded to every
+/// pick: each connection chosen for it was refused and kept by the
+/// listening core 0, which ended with 11 of the 12 (core 1 with 1) instead
+/// of 6 and 6 (found by review).
+#[test]
+fn least_loaded_spreads_over_the_cores_still_running() {
+    const CONNS: usize = 12;
+    let fds = util::FdCheck::new();
+    let open = counters(3);
+    let ended = Arc::new(AtomicBool::new(false));
+    let (op, end) = (Arc::clone(&open), Arc::clone(&ended));
+    let cores = CoresBuilder::new()
+        .threads(3)
+        .listen("127.0.0.1:0", Spread::LeastLoaded)
+        .start(move |core: Core<S>| -> gaio::Result<()> {
+            let i = core.index;
+            if i == 2 {
+                drop(core);
+                end.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            let mut w = core.watcher;
+            if let Some(listener) = core.listener {
+                w.accept_multishot(listener, S::Accept)?;
+            }
+            let mut batch = Vec::new();
+            while w.next_batch(&mut batch)? {
+                for c in batch.drain(..) {
+                    match (c.context, &c.error) {
+                        (S::Accept, None) => {
+                            op[i].fetch_add(1, Ordering::SeqCst);
+                            w.write(c.conn, S::Hello, vec![i as u8])?;
+                            w.read_swap(c.conn, S::Read)?;
+                        }
+                        (S::Accept, Some(_)) => {}
+                        (S::Read, None) => w.read_swap(c.conn, S::Read)?,
+                        (S::Read, Some(_)) => {
+                            op[i].fetch_sub(1, Ordering::SeqCst);
+                            w.free(c.conn)?;
+                        }
+                        (S::Hello, _) => {}
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    wait_until(
+        LIMIT,
+        || ended.load(Ordering::SeqCst),
+        || "core 2 did not end".into(),
+    );
+    let addr = cores.local_addr().unwrap();
+    let mut on = [0usize; 3];
+    let mut kept = Vec::new();
+    for _ in 0..CONNS {
+        let mut s = TcpStream::connect_timeout(&addr, LIMIT).unwrap();
+        timeouts(&s);
+        on[greeting(&mut s)] += 1;
+        kept.push(s);
+    }
+    wait_until(
+        LIMIT,
+        || read_all(&open).iter().sum::<usize>() == CONNS,
+        || format!("open {:?}", read_all(&open)),
+    );
+    assert_eq!(on[2], 0, "a connection went to the core that ended");
+    assert_eq!(
+        on,
+        [CONNS / 2, CONNS / 2, 0],
+        "least loaded over the two cores running (greeted by core 0, 1, 2)"
+    );
+    drop(kept);
+    for r in cores.stop().expect("stop") {
+        r.expect("core");
+    }
+    fds.check();
+}

@@ -193,3 +193,64 @@ fn freeing_the_last_connection_closes_the_watcher_at_once() {
     }
     fds.check();
 }
+
+/// What another thread submitted through a `Submitter` before the owner's
+/// `close_gracefully` is part of what the close lets finish: a write
+/// queued on a connection goes out before its half-close, and a listener
+/// handed over is closed at once like every other listener. In inline mode
+/// the owner's call looked only at the connections the engine had taken
+/// in, not at the commands still queued: the connection was half-closed at
+/// once (the peer read end of stream, the write then failed with a broken
+/// pipe) and the listener, taken in afterwards, kept accepting until the
+/// timeout (found by review).
+#[test]
+fn requests_a_submitter_queued_before_the_close_are_part_of_it() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let mut w: Watcher<u32, Vec<u8>> = util::watcher(mode);
+        let (client, server) = util::tcp_pair();
+        timeouts(&client);
+        let conn = w.watch(server).unwrap();
+        w.read(conn, 30, vec![0; 16]).unwrap();
+        let tcp = gaio::listen("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let data = util::pattern(3, 1000);
+        let mut s = w.submitter();
+        let sent = data.clone();
+        thread::spawn(move || {
+            s.write(conn, 31, sent).unwrap();
+            let listener = s.watch_listener(tcp).unwrap();
+            s.accept_multishot(listener, 32).unwrap();
+        })
+        .join()
+        .unwrap();
+        let timeout = Duration::from_secs(5);
+        let t = Instant::now();
+        w.close_gracefully(timeout);
+        let reader = thread::spawn(move || {
+            let mut got = Vec::new();
+            let read = (&client).read_to_end(&mut got);
+            drop(client); // the peer closes on seeing the half-close
+            (read.map_err(|e| e.kind()), got)
+        });
+        let seen = run_to_close(&mut w);
+        let took = t.elapsed();
+        let (read, got) = reader.join().unwrap();
+        assert_eq!(read, Ok(data.len()), "{mode:?}");
+        assert!(
+            got == data,
+            "{mode:?}: the peer read {} bytes, not the write queued before the close",
+            got.len()
+        );
+        assert_eq!(error_of(&seen, 31), "None", "{mode:?}");
+        assert_eq!(error_of(&seen, 32), "Some(ConnClosed)", "{mode:?}");
+        assert_eq!(error_of(&seen, 30), "Some(Eof)", "{mode:?}");
+        assert!(
+            took < timeout / 2,
+            "{mode:?}: closed after {took:?}, not when the last connection left"
+        );
+        let refused = TcpStream::connect(addr).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{mode:?}");
+    }
+    fds.check();
+}

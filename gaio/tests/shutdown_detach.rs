@@ -771,3 +771,46 @@ fn detach_after_a_short_swap_read_loses_no_bytes_inline() {
 fn detach_after_a_short_swap_read_loses_no_bytes_background() {
     detach_after_a_short_swap_read_loses_no_bytes(Mode::Background);
 }
+
+/// A listener's detach waits for the accept submitted before it, then
+/// completes as soon as that accept has: one client connects, the accept
+/// completes with it, and the detach hands the listening socket back (it
+/// still listens: a second client is accepted by plain `std`). The detach
+/// used to wait for the listener's next readiness edge instead (the
+/// accepts' driver never looked at a detach behind them), so with no
+/// second client it never completed (found by review).
+#[test]
+fn detach_of_a_listener_completes_once_its_pending_accept_has() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+        let tcp = gaio::listen("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = w.watch_listener(tcp).unwrap();
+        w.accept(listener, 1).unwrap();
+        w.detach(listener.conn(), 2).unwrap();
+        let quiet = gather_for(&mut w, QUIET);
+        assert!(
+            quiet.is_empty(),
+            "{mode:?}: completed before a client came: {}",
+            quiet.len()
+        );
+        let first = TcpStream::connect(addr).unwrap();
+        let mut got = collect_until(&mut w, Duration::from_secs(2), |out| out.len() >= 2);
+        assert_eq!(got.len(), 2, "{mode:?}");
+        assert_eq!((got[0].op, got[0].context), (Op::Accept, 1), "{mode:?}");
+        assert!(got[0].error.is_none(), "{mode:?}: accept: {:?}", got[0].error);
+        let accepted = got[0].conn;
+        assert_eq!(got[1].context, 2, "{mode:?}");
+        let fd = detached_socket(&mut got[1], listener.conn());
+        let std_listener = std::net::TcpListener::from(fd);
+        std_listener.set_nonblocking(false).unwrap();
+        let second = TcpStream::connect(addr).unwrap();
+        let (from_std, _) = std_listener
+            .accept()
+            .expect("the detached listener still listens");
+        w.free(accepted).unwrap();
+        drop((first, second, from_std, std_listener));
+    }
+    fds.check();
+}

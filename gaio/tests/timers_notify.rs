@@ -430,6 +430,38 @@ fn cancel_through_a_submitter_from_another_thread() {
     fds.check();
 }
 
+/// The owning thread cancels a sleep another thread submitted through a
+/// `Submitter` (its `Timer` passed over): the sleep was accepted before the
+/// cancel, so it completes at once with `Cancelled`, not at its deadline.
+/// Inline mode's `cancel_timer` looked only at the engine's sleeps, not at
+/// the command queue the sleep still waited in, and did nothing (found by
+/// review).
+#[test]
+fn the_owner_cancels_a_sleep_a_submitter_queued() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let mut w: Watcher<u32> = util::watcher(mode);
+        let mut s = w.submitter();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let timer = thread::spawn(move || s.sleep_until(deadline, 7).unwrap())
+            .join()
+            .unwrap();
+        let sent = Instant::now();
+        w.cancel_timer(timer).unwrap();
+        let (c, at) = stamped(&mut w, 1, LIMIT).pop().unwrap();
+        assert_eq!(c.context, 7);
+        assert_sleep(&c, &format!("{mode:?}"));
+        assert!(
+            matches!(c.error, Some(Error::Cancelled)),
+            "{mode:?}: a sleep pending when cancelled completed with {:?} after {:?}",
+            c.error,
+            at - sent
+        );
+        util::expect_quiet(&mut w, ms(100));
+    }
+    fds.check();
+}
+
 // ----- 3. past deadlines, close ----------------------------------------------
 
 /// Deadlines already past complete in the next batch, even with a sleep of

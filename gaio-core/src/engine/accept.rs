@@ -18,7 +18,7 @@ use bytes::Bytes;
 use rustix::io::Errno;
 
 use super::complete::completion;
-use super::conn_state::{NODELAY, OUT_OF_FDS, PLAIN_TCP, READABLE, SYSTEM_OUT_OF_FDS};
+use super::conn_state::{DETACHING, NODELAY, OUT_OF_FDS, PLAIN_TCP, READABLE, SYSTEM_OUT_OF_FDS};
 use super::slab::Node;
 use super::{Dir, Engine};
 use crate::shared::Role;
@@ -36,7 +36,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             let Some(state) = self.conns.get_mut(listener.fd).filter(|s| s.gen == listener.gen) else {
                 return;
             };
-            if state.reads.is_empty() || !state.has(READABLE) {
+            if state.reads.is_empty() {
+                // A detach waiting for the accepts goes once they are done.
+                if state.has(DETACHING) {
+                    self.try_detach(listener);
+                }
+                return;
+            }
+            if !state.has(READABLE) {
                 return;
             }
             let nodelay = state.has(NODELAY);

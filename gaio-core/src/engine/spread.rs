@@ -48,8 +48,12 @@ impl<P: Poller, C, B> Group<P, C, B> {
         if !self.least_loaded {
             return start;
         }
+        // A closed watcher holds nothing (its load reads 0) and refuses
+        // every connection handed to it (the listening one then keeps it):
+        // it is no candidate.
         (0..n)
             .map(|i| (start + i) % n)
+            .filter(|&i| !self.members[i].is_closed())
             .min_by_key(|&i| self.members[i].load())
             .unwrap_or(start)
     }
