@@ -59,6 +59,12 @@ impl<T> ConnMap<T> {
     /// same handle left. A state left by a stale handle with the same
     /// descriptor number (a connection freed without `remove`) is dropped.
     ///
+    /// # Panics
+    ///
+    /// If `conn` is the handle of no connection: the `conn` of a
+    /// notification's or a sleep's completion
+    /// ([`Op::Notify`](crate::Op::Notify), [`Op::Sleep`](crate::Op::Sleep)).
+    ///
     /// # Examples
     ///
     /// ```
@@ -70,6 +76,11 @@ impl<T> ConnMap<T> {
     /// # }
     /// ```
     pub fn insert(&mut self, conn: Conn, value: T) -> Option<T> {
+        // Its descriptor number is u32::MAX: a table that far would not fit.
+        assert!(
+            conn != Conn::NONE,
+            "ConnMap::insert: this handle names no connection (a notification's or a sleep's)"
+        );
         let idx = conn.fd() as usize;
         if idx >= self.slots.len() {
             self.slots.resize_with(idx + 1, || None);
@@ -272,6 +283,24 @@ mod tests {
 
     fn conn(fd: u32, gen: u32) -> Conn {
         Conn { fd, gen, owner: 1 }
+    }
+
+    /// A notification's handle is refused with a message, not with an
+    /// allocation of four billion slots.
+    #[test]
+    #[should_panic(expected = "names no connection")]
+    fn the_handle_of_no_connection_is_refused() {
+        ConnMap::new().insert(Conn::NONE, ());
+    }
+
+    #[test]
+    fn the_handle_of_no_connection_has_no_state() {
+        let mut map = ConnMap::new();
+        map.insert(conn(3, 1), "three");
+        assert_eq!(map.get(Conn::NONE), None);
+        assert_eq!(map.remove(Conn::NONE), None);
+        assert!(!map.contains(Conn::NONE));
+        assert_eq!(map.len(), 1);
     }
 
     #[test]
