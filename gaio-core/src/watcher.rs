@@ -825,7 +825,12 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
 
     fn cancel_timer(&mut self, timer: crate::Timer) -> Result<(), Error> {
         match &mut self.driver {
-            Driver::Inline(engine) => engine.guarded(|e| e.cancel_timer(timer)),
+            // The sleep may still be queued (submitted through a
+            // `Submitter`): take the queue in first, as background mode does.
+            Driver::Inline(engine) => engine.guarded(|e| {
+                e.drain_commands();
+                e.cancel_timer(timer);
+            }),
             Driver::Background(bg) => bg.cancel_timer(timer),
         }
         Ok(())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::spread::Group;
 use super::tests::{collect, setup, W};
 use crate::fake::dummy_fd;
-use crate::{Error, Op, Submit};
+use crate::{Error, Op, Request, Submit};
 
 /// A watcher on the fake poller (its handle is not needed here).
 fn watcher() -> W {
@@ -30,6 +30,28 @@ fn sleeps_and_request_deadlines_share_one_clock_and_fire_in_deadline_order() {
     assert!(done[0].error.is_none() && done[2].error.is_none());
     assert!(matches!(done[1].error, Some(Error::Deadline)));
     assert!(t0.elapsed() >= Duration::from_millis(60), "fired early");
+}
+
+/// A sleep submitted through a `Submitter` waits in the command queue
+/// until the engine next turns; a cancel from the owning thread must
+/// still find it ("if it is still pending, it completes in the next batch
+/// with `Error::Cancelled`"), as it does in background mode.
+#[test]
+fn a_cancel_from_the_watcher_reaches_a_sleep_a_submitter_queued() {
+    let mut w = watcher();
+    let mut s = w.submitter();
+    let timer = s
+        .sleep_until(Instant::now() + Duration::from_secs(3600), 1)
+        .unwrap();
+    w.cancel_timer(timer).unwrap();
+    let done = collect(&mut w, 1, Duration::from_millis(100));
+    assert_eq!(done.len(), 1, "the cancelled sleep did not complete");
+    assert_eq!((done[0].context, done[0].op), (1, Op::Sleep));
+    assert!(
+        matches!(done[0].error, Some(Error::Cancelled)),
+        "{:?}",
+        done[0].error
+    );
 }
 
 #[test]
