@@ -227,6 +227,10 @@ struct ConnModel {
     detaching: Option<u64>,
     /// The descriptor a detach handed back, kept open to the end.
     detached: Option<OwnedFd>,
+    /// The last context submitted when the harness first freed it: a
+    /// detach submitted before may still win (a free through the
+    /// submitter is queued behind it).
+    freed_after: Option<u64>,
 }
 
 /// A request that was accepted and has not completed yet.
@@ -589,6 +593,7 @@ impl<P: Poller> Harness<P> {
                     shut: None,
                     detaching: None,
                     detached: None,
+                    freed_after: None,
                 });
             }
             Err(Error::WatcherClosed) if self.closed => {}
@@ -768,7 +773,9 @@ impl<P: Poller> Harness<P> {
         match r {
             Ok(()) => {
                 self.queued |= via_submitter && !self.closed;
-                self.conns[idx].live = false;
+                let m = &mut self.conns[idx];
+                m.live = false;
+                m.freed_after.get_or_insert(self.next_ctx);
             }
             Err(e) => panic!("free failed: {e:?}"),
         }
@@ -1308,7 +1315,10 @@ impl<P: Poller> Harness<P> {
         assert!(c.error.is_none(), "a failed detach handed a descriptor back");
         let idx = p.conn;
         let m = &self.conns[idx];
-        assert!(m.live, "a freed connection was detached");
+        assert!(
+            m.freed_after.is_none_or(|f| f >= ctx),
+            "a connection freed before the detach was submitted was detached"
+        );
         assert_eq!(m.detaching, Some(ctx), "a detach behind another succeeded");
         let raw = fd.as_raw_fd();
         assert_eq!(raw as u32, m.conn.fd(), "a detach handed back another descriptor");
