@@ -8,8 +8,15 @@
 //! sending bytes or closing, scripted `EAGAIN` / `ENOBUFS` / errors for the
 //! next reads and writes, the socket's room for writes, readiness events
 //! (with hang-ups, and with stale or made-up tokens), and
-//! `wait_io_timeout` with zero or very short timeouts — runs them against
-//! an inline-mode watcher, and checks after every step:
+//! `wait_io_timeout` with zero or very short timeouts; and, on op bytes
+//! 240 to 255 (see [`Harness::step_more`]), stream sockets (one end of a
+//! Unix socket pair) beside the pipes, `shutdown` (with scripted
+//! failures, and right behind a write), `detach`, `notify`, `sleep_until`
+//! (deadlines past, now, within a millisecond or two, equal to the last
+//! one's, an hour away; two built first and submitted in the other order)
+//! and `cancel_timer` (of a pending sleep, of a finished one, of one never
+//! submitted) — runs them against an inline-mode watcher, and checks after
+//! every step:
 //!
 //! * every accepted request completes exactly once, and a refused one is
 //!   refused for a reason that holds (empty buffer, closed watcher) with
@@ -22,12 +29,38 @@
 //!   duplicated or reordered; buffers come back unchanged in size;
 //! * errors are explained: `Eof` only after the peer closed and everything
 //!   it sent was read, `Deadline` only with a deadline, `ConnClosed` only
-//!   for a freed connection, `WatcherClosed` only after `close`, OS errors
-//!   only those scripted;
+//!   for a freed or detached connection or a request submitted after a
+//!   detach, `WatcherClosed` only after `close`, OS errors only those
+//!   scripted (`EPIPE` for writes after a shutdown), `NotSupported` only
+//!   for a shutdown of a pipe, `Cancelled` only for a cancelled sleep;
+//! * a shutdown is ordered with the writes and completes with no buffer
+//!   and no bytes; when it succeeds, the fake socket's write side was shut
+//!   after exactly the bytes the writes before it reported, and no write
+//!   submitted after it moves a byte;
+//! * a detach completes after every request submitted before it (reads
+//!   included); requests submitted after it complete with `ConnClosed`
+//!   (out of turn); when it succeeds it hands back the connection's own
+//!   descriptor (same number, same open file, still non-blocking), which
+//!   the fake poller no longer has registered, and nothing was lost: the
+//!   fake socket still holds every byte the peer sent that no read took,
+//!   and every byte written to it was reported; it stays open and
+//!   unregistered until the end (no later I/O on it: the fake poller
+//!   panics on I/O to a descriptor it does not have);
+//! * notifications complete exactly once, in submission order, as
+//!   `Op::Notify` on no connection with no buffer, successfully (or with
+//!   `WatcherClosed` once closed);
+//! * sleeps complete exactly once as `Op::Sleep` on no connection with no
+//!   buffer: fired never before their deadline (against the instant the
+//!   wait returned) and in deadline order, equal deadlines in submission
+//!   order (no sleep fires while one pending before it in that order has
+//!   not completed); a sleep cancelled while pending completes with
+//!   `Cancelled` in the next batch, never fires; `WatcherClosed` only
+//!   after `close`;
 //! * liveness, at "settle" steps and at the end: once every connection is
 //!   reported readable and writable with no scripted failure and unlimited
-//!   room, no write is pending and no read is pending while bytes or end
-//!   of stream wait for it;
+//!   room, no write (or shutdown) is pending, a detach only behind a read
+//!   still waiting, and no read is pending while bytes or end of stream
+//!   wait for it;
 //! * after `close`, waiting drains every pending request and then reports
 //!   the watcher closed; no descriptor is left open after the watcher is
 //!   dropped (optional, see [`Checks`]); nothing panics.
@@ -36,11 +69,17 @@
 //! plain tests in `tests/`, which run a few hundred fixed inputs on stable.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use gaio_core::fake::{self, dummy_fd, FakeHandle, FakePoller, Scripted};
+use gaio_core::fake::{self, dummy_fd, FakeConn, FakeHandle, FakePoller, Scripted};
 use gaio_core::fake_ring::FakeRing;
-use gaio_core::{Buffer, Builder, Completion, Conn, Error, Op, Poller, Rejected, Submit, Submitter, Watcher};
+use gaio_core::{
+    Buffer, Builder, Completion, Conn, Error, Op, Poller, Rejected, Request, Submit, Submitter, Timer,
+    Watcher,
+};
 
 type W<P> = Watcher<P, u64, Vec<u8>>;
 type S<P> = Submitter<P, u64, Vec<u8>>;
@@ -51,6 +90,8 @@ const MAX_LIVE: usize = 6;
 const MAX_SHORT_WAITS: u32 = 4;
 /// OS errors the fuzzer scripts: ECONNRESET, EPIPE, EIO.
 const ERRNOS: [i32; 3] = [104, 32, 5];
+/// A sleep this far off never fires during an input.
+const FAR: Duration = Duration::from_secs(3600);
 
 /// Optional checks.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +136,21 @@ pub struct Summary {
     pub write_bytes: u64,
     /// Liveness checks passed.
     pub settles: u64,
+    /// Shutdowns that succeeded.
+    pub shutdowns: u64,
+    /// Writes submitted after a successful shutdown, checked to have moved
+    /// nothing.
+    pub writes_after_shutdown: u64,
+    /// Detaches that handed a descriptor back.
+    pub detaches: u64,
+    /// Requests completed with `ConnClosed` because a detach came before.
+    pub after_detach: u64,
+    /// Notifications delivered.
+    pub notifies: u64,
+    /// Sleeps that fired, and that were cancelled.
+    pub sleeps_fired: u64,
+    /// See `sleeps_fired`.
+    pub sleeps_cancelled: u64,
 }
 
 impl Summary {
@@ -111,6 +167,13 @@ impl Summary {
         self.read_bytes += o.read_bytes;
         self.write_bytes += o.write_bytes;
         self.settles += o.settles;
+        self.shutdowns += o.shutdowns;
+        self.writes_after_shutdown += o.writes_after_shutdown;
+        self.detaches += o.detaches;
+        self.after_detach += o.after_detach;
+        self.notifies += o.notifies;
+        self.sleeps_fired += o.sleeps_fired;
+        self.sleeps_cancelled += o.sleeps_cancelled;
     }
 }
 
@@ -150,9 +213,24 @@ struct ConnModel {
     /// how much of it write completions reported.
     written: Vec<u8>,
     write_cursor: usize,
-    /// Pending requests per direction, in submission order.
+    /// Pending requests per direction, in submission order (shutdowns and
+    /// detaches with the writes).
     reads: VecDeque<u64>,
     writes: VecDeque<u64>,
+    /// A stream socket (shuts down), not a pipe.
+    stream: bool,
+    /// The open file behind the descriptor (`/proc/self/fd`), where known.
+    file: Option<PathBuf>,
+    /// The first shutdown that succeeded: later writes move nothing.
+    shut: Option<u64>,
+    /// The first detach accepted: requests after it never run.
+    detaching: Option<u64>,
+    /// The descriptor a detach handed back, kept open to the end.
+    detached: Option<OwnedFd>,
+    /// The last context submitted when the harness first freed it: a
+    /// detach submitted before may still win (a free through the
+    /// submitter is queued behind it).
+    freed_after: Option<u64>,
 }
 
 /// A request that was accepted and has not completed yet.
@@ -164,6 +242,17 @@ struct Pending {
     /// For reads the buffer's length, for writes its bytes.
     len: usize,
     data: Vec<u8>,
+    /// Submitted after a detach on its connection: completes with
+    /// `ConnClosed`, out of turn.
+    after_detach: bool,
+}
+
+/// A sleep that was accepted and has not completed yet.
+struct SleepModel {
+    deadline: Instant,
+    /// `cancel_timer` was called while it was pending and the watcher
+    /// open: it completes with `Cancelled` by the end of the next wait.
+    must_cancel: bool,
 }
 
 struct Harness<P: Poller> {
@@ -179,6 +268,13 @@ struct Harness<P: Poller> {
     /// Commands were queued through the submitter since the last wait.
     queued: bool,
     summary: Summary,
+    /// Pending notifications, in submission order.
+    notifies: VecDeque<u64>,
+    /// Pending sleeps by context (contexts grow in submission order).
+    sleeps: HashMap<u64, SleepModel>,
+    /// Every sleep accepted, pending or not, for `cancel_timer`.
+    timers: Vec<(u64, Timer)>,
+    last_sleep: Option<Instant>,
 }
 
 /// How a request names its deadline.
@@ -254,6 +350,10 @@ fn run_on<P: Poller>(data: &[u8], checks: Checks) -> Summary {
             short_waits: 0,
             queued: false,
             summary: Summary::default(),
+            notifies: VecDeque::new(),
+            sleeps: HashMap::new(),
+            timers: Vec::new(),
+            last_sleep: None,
         };
         while !input.exhausted() {
             h.step(&mut input);
@@ -276,9 +376,29 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
+/// The open file descriptor `fd` names (`socket:[inode]`, `pipe:[inode]`),
+/// where `/proc` tells.
+fn file_of(fd: i32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
+}
+
+/// Whether descriptor `fd` is in non-blocking mode, where `/proc` tells
+/// (`O_NONBLOCK` is octal 4000 on Linux).
+fn nonblocking(fd: i32) -> Option<bool> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+    let flags = u32::from_str_radix(flags.trim(), 8).ok()?;
+    Some(flags & 0o4000 != 0)
+}
+
 impl<P: Poller> Harness<P> {
     fn step(&mut self, inp: &mut Input<'_>) {
-        match inp.byte() % 24 {
+        let op = inp.byte();
+        if op >= 240 {
+            self.step_more(op, inp);
+            return;
+        }
+        match op % 24 {
             0 => self.watch(false),
             1 => self.watch(true),
             2..=5 => {
@@ -427,13 +547,26 @@ impl<P: Poller> Harness<P> {
     // ----- operations --------------------------------------------------------
 
     fn watch(&mut self, via_submitter: bool) {
+        self.watch_fd(dummy_fd(), false, via_submitter);
+    }
+
+    /// Hands over one end of a Unix stream socket pair (the other end
+    /// closed at once): the engine takes it for the stream socket it is,
+    /// which shuts down; its I/O is the fake's, as a pipe's is.
+    fn watch_stream(&mut self, via_submitter: bool) {
+        let (ours, _theirs) = UnixStream::pair().expect("socketpair");
+        self.watch_fd(ours.into(), true, via_submitter);
+    }
+
+    fn watch_fd(&mut self, fd: OwnedFd, stream: bool, via_submitter: bool) {
         if self.conns.iter().filter(|c| c.live).count() >= MAX_LIVE {
             return;
         }
+        let file = file_of(fd.as_raw_fd());
         let r = if via_submitter {
-            self.s.watch(dummy_fd())
+            self.s.watch(fd)
         } else {
-            self.w.watch(dummy_fd())
+            self.w.watch(fd)
         };
         match r {
             Ok(conn) => {
@@ -455,6 +588,12 @@ impl<P: Poller> Harness<P> {
                     write_cursor: 0,
                     reads: VecDeque::new(),
                     writes: VecDeque::new(),
+                    stream,
+                    file,
+                    shut: None,
+                    detaching: None,
+                    detached: None,
+                    freed_after: None,
                 });
             }
             Err(Error::WatcherClosed) if self.closed => {}
@@ -494,33 +633,54 @@ impl<P: Poller> Harness<P> {
             Some(d) => req.deadline(d),
             None => req,
         };
+        let p = Pending {
+            conn: idx,
+            op,
+            swap,
+            deadline: deadline.is_some(),
+            len,
+            data,
+            after_detach: false,
+        };
+        self.submit_request(idx, ctx, p, req, via_submitter, Error::WatcherClosed);
+    }
+
+    /// Queues `req` in the model, then submits it; `refusal` is the one
+    /// reason besides a closed watcher it may be refused for.
+    fn submit_request(
+        &mut self,
+        idx: usize,
+        ctx: u64,
+        mut p: Pending,
+        req: Request<u64, Vec<u8>>,
+        via_submitter: bool,
+        refusal: Error,
+    ) {
         // Queue it in the model first: a submission from this thread can
         // complete at once, and the completion is checked when delivered.
+        let op = p.op;
         let m = &mut self.conns[idx];
+        p.after_detach = m.detaching.is_some();
         if op.is_read() {
             m.reads.push_back(ctx);
         } else {
             m.writes.push_back(ctx);
         }
-        self.pending.insert(
-            ctx,
-            Pending {
-                conn: idx,
-                op,
-                swap,
-                deadline: deadline.is_some(),
-                len,
-                data,
-            },
-        );
+        self.pending.insert(ctx, p);
         let r = if via_submitter {
             self.s.submit(req)
         } else {
             self.w.submit(req)
         };
         self.queued |= via_submitter && r.is_ok();
-        if let Err(rej) = r {
-            self.rejected(idx, ctx, rej, Some(Error::WatcherClosed));
+        match r {
+            Ok(()) => {
+                let m = &mut self.conns[idx];
+                if op == Op::Detach && m.detaching.is_none() && m.live {
+                    m.detaching = Some(ctx);
+                }
+            }
+            Err(rej) => self.rejected(idx, ctx, rej, Some(refusal)),
         }
     }
 
@@ -533,10 +693,14 @@ impl<P: Poller> Harness<P> {
         m.reads.retain(|&c| c != ctx);
         m.writes.retain(|&c| c != ctx);
         let ok = match (&rej.error, expected) {
-            (Error::WatcherClosed, Some(Error::WatcherClosed)) => self.closed,
+            // Whatever else is wrong with it (an empty buffer, say).
+            (Error::WatcherClosed, _) => self.closed,
             (Error::EmptyBuffer, Some(Error::EmptyBuffer)) => true,
-            // An empty buffer on a closed watcher may be refused for either.
-            (Error::WatcherClosed, Some(Error::EmptyBuffer)) => self.closed,
+            // From the owning thread, a shutdown of a live pipe (after a
+            // detach it would complete with `ConnClosed` instead).
+            (Error::NotSupported { op: Op::Shutdown }, Some(Error::NotSupported { .. })) => {
+                p.op == Op::Shutdown && !self.conns[idx].stream && self.conns[idx].live && !p.after_detach
+            }
             _ => false,
         };
         assert!(
@@ -545,7 +709,9 @@ impl<P: Poller> Harness<P> {
             rej.error, self.closed
         );
         assert_eq!(rej.context, ctx, "a refusal handed back another context");
-        if !p.swap {
+        if matches!(p.op, Op::Shutdown | Op::Detach) {
+            assert!(rej.buffer.is_none(), "a refusal made up a buffer");
+        } else if !p.swap {
             let buf = rej.buffer.expect("a refusal handed back no buffer");
             assert_eq!(buf.len(), p.len, "a refusal changed the buffer's size");
             if p.op == Op::Write {
@@ -573,6 +739,7 @@ impl<P: Poller> Harness<P> {
                 deadline: false,
                 len: 0,
                 data: Vec::new(),
+                after_detach: false,
             },
         );
         let r = if bits & 4 != 0 {
@@ -606,7 +773,9 @@ impl<P: Poller> Harness<P> {
         match r {
             Ok(()) => {
                 self.queued |= via_submitter && !self.closed;
-                self.conns[idx].live = false;
+                let m = &mut self.conns[idx];
+                m.live = false;
+                m.freed_after.get_or_insert(self.next_ctx);
             }
             Err(e) => panic!("free failed: {e:?}"),
         }
@@ -660,6 +829,197 @@ impl<P: Poller> Harness<P> {
         }
     }
 
+    /// Op bytes 240 to 255: the newer operations. Bytes below 240 decode
+    /// as they always did, so older inputs keep most of their meaning.
+    fn step_more(&mut self, op: u8, inp: &mut Input<'_>) {
+        let via_submitter = op % 2 == 1;
+        match op {
+            240 | 241 => self.watch_stream(via_submitter),
+            242 | 243 => {
+                if let Some(idx) = self.pick(inp) {
+                    self.shutdown(idx, via_submitter);
+                }
+            }
+            244 | 245 => self.notify(via_submitter),
+            246 | 247 => {
+                let kind = inp.byte();
+                self.sleep(kind, via_submitter);
+            }
+            248 | 249 => {
+                let which = inp.byte();
+                self.cancel_timer(which, via_submitter);
+            }
+            250 | 251 => {
+                if let Some(idx) = self.pick(inp) {
+                    self.detach(idx, via_submitter);
+                }
+            }
+            252 => {
+                let (idx, what) = (self.pick(inp), inp.byte());
+                if let Some(idx) = idx {
+                    let errno = ERRNOS[usize::from(what) % ERRNOS.len()];
+                    self.with_fake(idx, |c| c.shutdown_script.push_back(Scripted::Fail(errno)));
+                }
+            }
+            253 => {
+                let kind = inp.byte();
+                self.sleep_pair(kind);
+            }
+            _ => {
+                // A write (empty one time in sixteen), then a shutdown
+                // right behind it.
+                let (idx, kind, size, dl) = self.request_args(inp);
+                if let Some(idx) = idx {
+                    self.submit(Some(idx), kind | 3, size, dl, via_submitter);
+                    self.shutdown(idx, via_submitter);
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self, idx: usize, via_submitter: bool) {
+        let (conn, ctx) = (self.conns[idx].conn, self.ctx());
+        let p = Pending {
+            conn: idx,
+            op: Op::Shutdown,
+            swap: false,
+            deadline: false,
+            len: 0,
+            data: Vec::new(),
+            after_detach: false,
+        };
+        let refusal = Error::NotSupported { op: Op::Shutdown };
+        self.submit_request(idx, ctx, p, Request::shutdown(conn, ctx), via_submitter, refusal);
+    }
+
+    fn detach(&mut self, idx: usize, via_submitter: bool) {
+        let (conn, ctx) = (self.conns[idx].conn, self.ctx());
+        let p = Pending {
+            conn: idx,
+            op: Op::Detach,
+            swap: false,
+            deadline: false,
+            len: 0,
+            data: Vec::new(),
+            after_detach: false,
+        };
+        let refusal = Error::WatcherClosed;
+        self.submit_request(idx, ctx, p, Request::detach(conn, ctx), via_submitter, refusal);
+    }
+
+    fn notify(&mut self, via_submitter: bool) {
+        let ctx = self.ctx();
+        self.notifies.push_back(ctx);
+        let r = if via_submitter {
+            self.s.notify(ctx)
+        } else {
+            self.w.notify(ctx)
+        };
+        match r {
+            Ok(()) => self.queued |= via_submitter,
+            Err(rej) => {
+                self.connless_refused(ctx, rej);
+                assert_eq!(self.notifies.pop_back(), Some(ctx));
+            }
+        }
+    }
+
+    /// A notification or sleep was refused: only because the watcher is
+    /// closed, with its context and no buffer handed back.
+    fn connless_refused(&mut self, ctx: u64, rej: Rejected<u64, Vec<u8>>) {
+        assert!(
+            self.closed && matches!(rej.error, Error::WatcherClosed),
+            "notification or sleep refused with {:?} (closed: {})",
+            rej.error,
+            self.closed
+        );
+        assert_eq!(rej.context, ctx, "a refusal handed back another context");
+        assert!(rej.buffer.is_none(), "a refusal made up a buffer");
+        self.summary.refused += 1;
+    }
+
+    fn sleep_deadline(&self, kind: u8) -> Instant {
+        let now = Instant::now();
+        match kind % 6 {
+            0 => now.checked_sub(Duration::from_millis(1)).unwrap_or(now),
+            1 => now,
+            2 => now + Duration::from_micros(200),
+            3 => now + Duration::from_millis(1 + u64::from(kind / 8) % 2),
+            // Equal deadlines: they fire in submission order.
+            4 => self.last_sleep.unwrap_or(now),
+            _ => now + FAR,
+        }
+    }
+
+    fn sleep(&mut self, kind: u8, via_submitter: bool) {
+        let deadline = self.sleep_deadline(kind);
+        let ctx = self.ctx();
+        self.submit_sleep(ctx, Request::sleep_until(deadline, ctx), deadline, via_submitter);
+    }
+
+    /// Two sleeps for one deadline, built first and submitted in the
+    /// other order (requests may be built ahead): they fire in submission
+    /// order.
+    fn sleep_pair(&mut self, kind: u8) {
+        let deadline = self.sleep_deadline(kind);
+        let (first, second) = (self.ctx(), self.ctx());
+        let built_first = Request::sleep_until(deadline, second);
+        let built_second = Request::sleep_until(deadline, first);
+        self.submit_sleep(first, built_second, deadline, kind & 0x40 != 0);
+        self.submit_sleep(second, built_first, deadline, kind & 0x80 != 0);
+    }
+
+    fn submit_sleep(&mut self, ctx: u64, req: Request<u64, Vec<u8>>, deadline: Instant, via_submitter: bool) {
+        let timer = req.timer().expect("a sleep has a timer");
+        self.sleeps.insert(
+            ctx,
+            SleepModel {
+                deadline,
+                must_cancel: false,
+            },
+        );
+        let r = if via_submitter {
+            self.s.submit(req)
+        } else {
+            self.w.submit(req)
+        };
+        match r {
+            Ok(()) => {
+                self.queued |= via_submitter;
+                self.timers.push((ctx, timer));
+                self.last_sleep = Some(deadline);
+            }
+            Err(rej) => {
+                self.connless_refused(ctx, rej);
+                self.sleeps.remove(&ctx);
+            }
+        }
+    }
+
+    /// Cancels a sleep accepted earlier (pending or not), or one never
+    /// submitted, which names none of this watcher's.
+    fn cancel_timer(&mut self, which: u8, via_submitter: bool) {
+        let timer = if self.timers.is_empty() || which % 8 == 7 {
+            let never: Request<u64, Vec<u8>> = Request::sleep_until(Instant::now(), 0);
+            never.timer().expect("a sleep has a timer")
+        } else {
+            let (ctx, timer) = self.timers[usize::from(which) % self.timers.len()];
+            if !self.closed {
+                if let Some(sleep) = self.sleeps.get_mut(&ctx) {
+                    sleep.must_cancel = true;
+                }
+            }
+            timer
+        };
+        let r = if via_submitter {
+            self.s.cancel_timer(timer)
+        } else {
+            self.w.cancel_timer(timer)
+        };
+        assert!(r.is_ok(), "cancel_timer failed: {r:?}");
+        self.queued |= via_submitter && !self.closed;
+    }
+
     fn close(&mut self) {
         self.w.close();
         self.closed = true;
@@ -682,18 +1042,43 @@ impl<P: Poller> Harness<P> {
             }
             Err(e) => panic!("wait_io failed: {e:?}"),
         }
+        let returned = Instant::now();
         for c in out {
-            self.check(c);
+            self.check(c, returned);
+        }
+        // A cancel reaches its sleep in the next batch (a cancel through
+        // the submitter is applied as the wait starts).
+        if !self.closed {
+            if let Some((ctx, _)) = self.sleeps.iter().find(|(_, s)| s.must_cancel) {
+                panic!("sleep {ctx} was cancelled while pending and did not complete in the next batch");
+            }
         }
     }
 
     // ----- invariants ----------------------------------------------------------
 
-    /// Copies what each registered fake socket received since last time.
+    /// Runs `f` on the fake socket of connection `idx`: registered, or as
+    /// it was when the engine deregistered it (freed, detached).
+    fn fake_state<R>(&self, idx: usize, f: impl FnOnce(&FakeConn) -> R) -> Option<R> {
+        let (fd, token) = (self.conns[idx].conn.fd() as i32, self.conns[idx].token);
+        self.f
+            .with(|s| match s.conns.get(&fd).filter(|c| c.token == token) {
+                Some(c) => Some(f(c)),
+                None => s
+                    .deregistered
+                    .iter()
+                    .rev()
+                    .find(|(n, c)| *n == fd && c.token == token)
+                    .map(|(_, c)| f(c)),
+            })
+    }
+
+    /// Copies what each fake socket received since last time (up to its
+    /// deregistration: a write may complete in the wait that detaches).
     fn mirror_written(&mut self) {
         for idx in 0..self.conns.len() {
             let have = self.conns[idx].written.len();
-            if let Some(new) = self.with_fake(idx, |c| {
+            if let Some(new) = self.fake_state(idx, |c| {
                 assert!(c.written.len() >= have, "bytes written to a socket disappeared");
                 c.written[have..].to_vec()
             }) {
@@ -702,8 +1087,18 @@ impl<P: Poller> Harness<P> {
         }
     }
 
-    fn check(&mut self, c: Completion<u64, Vec<u8>>) {
+    fn check(&mut self, mut c: Completion<u64, Vec<u8>>, returned: Instant) {
         let ctx = c.context;
+        if matches!(c.op, Op::Notify | Op::Sleep) {
+            self.check_connless(c, returned);
+            return;
+        }
+        let detached = c.detached.take();
+        assert!(
+            detached.is_none() || c.op == Op::Detach,
+            "a {:?} handed a descriptor back",
+            c.op
+        );
         let Some(p) = self.pending.remove(&ctx) else {
             panic!(
                 "completion for unknown or already completed request {ctx} ({:?})",
@@ -728,8 +1123,20 @@ impl<P: Poller> Harness<P> {
         );
         assert_eq!(c.op, p.op, "completion names another operation");
         // Order: per direction, completions follow submission order; only
-        // a deadline may end a request out of turn.
-        let deadline_hit = matches!(c.error, Some(Error::Deadline));
+        // a deadline may end a request out of turn, a request submitted
+        // after a detach, which never runs, and one the connection cannot
+        // run (queued through the submitter, it completes at once).
+        let deadline_hit =
+            matches!(c.error, Some(Error::Deadline | Error::NotSupported { .. })) || p.after_detach;
+        if p.after_detach {
+            assert!(
+                matches!(c.error, Some(Error::ConnClosed | Error::WatcherClosed)),
+                "{:?} {ctx} submitted after a detach ended with {:?}",
+                p.op,
+                c.error
+            );
+            n.after_detach += 1;
+        }
         let m = &mut self.conns[idx];
         let queue = if p.op.is_read() {
             &mut m.reads
@@ -755,9 +1162,19 @@ impl<P: Poller> Harness<P> {
             None => {}
             Some(Error::Deadline) => assert!(p.deadline, "Deadline on a request without one"),
             Some(Error::ConnClosed) => assert!(
-                !self.conns[idx].live || self.closed,
+                !self.conns[idx].live || self.closed || p.after_detach,
                 "ConnClosed on a live connection {:?}",
                 c.conn
+            ),
+            Some(Error::NotSupported { op }) => assert!(
+                *op == Op::Shutdown && p.op == Op::Shutdown && !self.conns[idx].stream,
+                "{:?} on a {} refused as not supported for {op:?}",
+                p.op,
+                if self.conns[idx].stream {
+                    "stream socket"
+                } else {
+                    "pipe"
+                }
             ),
             Some(Error::WatcherClosed) => assert!(self.closed, "WatcherClosed on an open watcher"),
             Some(Error::Eof) => {
@@ -776,11 +1193,165 @@ impl<P: Poller> Harness<P> {
             }
             Some(e) => panic!("unexpected error in a completion: {e:?}"),
         }
-        if p.op.is_read() {
-            self.check_read(&p, &c);
-        } else {
-            self.check_write(&p, &c);
+        match p.op {
+            Op::Shutdown => self.check_shutdown(&p, &c, ctx),
+            Op::Detach => self.check_detach(&p, &c, ctx, detached),
+            Op::Write => self.check_write(&p, &c, ctx),
+            _ => self.check_read(&p, &c),
         }
+    }
+
+    /// A notification's or a sleep's completion.
+    fn check_connless(&mut self, c: Completion<u64, Vec<u8>>, returned: Instant) {
+        let ctx = c.context;
+        let none = Request::<u64, Vec<u8>>::notify(0).conn();
+        assert_eq!(c.conn, none, "{:?} {ctx} names a connection", c.op);
+        assert_eq!(
+            (c.bytes, &c.buffer),
+            (0, &Buffer::None),
+            "{:?} {ctx} moved bytes or made up a buffer",
+            c.op
+        );
+        assert!(c.detached.is_none() && c.peer.is_none());
+        let n = &mut self.summary;
+        n.completions += 1;
+        match &c.error {
+            None => n.ok += 1,
+            Some(Error::WatcherClosed) => {
+                assert!(self.closed, "WatcherClosed on an open watcher");
+                n.watcher_closed += 1;
+            }
+            Some(Error::Cancelled) if c.op == Op::Sleep => n.sleeps_cancelled += 1,
+            Some(e) => panic!("{:?} {ctx} ended with {e:?}", c.op),
+        }
+        if c.op == Op::Notify {
+            let head = self.notifies.pop_front();
+            assert_eq!(
+                head,
+                Some(ctx),
+                "notification {ctx} is unknown, done already or out of order"
+            );
+            n.notifies += 1;
+            return;
+        }
+        let Some(sleep) = self.sleeps.remove(&ctx) else {
+            panic!("completion for unknown or already completed sleep {ctx}");
+        };
+        match c.error {
+            None => {
+                assert!(!sleep.must_cancel, "sleep {ctx} fired after it was cancelled");
+                assert!(
+                    sleep.deadline <= returned,
+                    "sleep {ctx} fired {:?} before its deadline",
+                    sleep.deadline - returned
+                );
+                // Deadline order, equal deadlines in submission order
+                // (contexts grow with submissions): nothing before it in
+                // that order may still be pending.
+                let earlier = self
+                    .sleeps
+                    .iter()
+                    .filter(|(&o, s)| (s.deadline, o) < (sleep.deadline, ctx))
+                    .map(|(&o, s)| (o, s.deadline == sleep.deadline))
+                    .min();
+                if let Some((other, same)) = earlier {
+                    panic!(
+                        "sleep {ctx} fired while sleep {other}, due {}, was pending",
+                        if same {
+                            "at the same instant and submitted before it"
+                        } else {
+                            "earlier"
+                        }
+                    );
+                }
+                n.sleeps_fired += 1;
+            }
+            Some(Error::Cancelled) => assert!(
+                sleep.must_cancel,
+                "sleep {ctx} cancelled, but nobody cancelled it"
+            ),
+            _ => {}
+        }
+    }
+
+    fn check_shutdown(&mut self, p: &Pending, c: &Completion<u64, Vec<u8>>, ctx: u64) {
+        assert_eq!(
+            (c.bytes, &c.buffer),
+            (0, &Buffer::None),
+            "a shutdown moved bytes or made up a buffer"
+        );
+        if c.error.is_some() {
+            return;
+        }
+        assert!(self.conns[p.conn].stream, "a pipe was shut down");
+        self.mirror_written();
+        let shut = self.fake_state(p.conn, |k| k.write_shut).flatten();
+        let m = &mut self.conns[p.conn];
+        assert_eq!(
+            shut,
+            Some(m.write_cursor),
+            "the write side was shut after {shut:?} bytes, the writes before the shutdown reported {}",
+            m.write_cursor
+        );
+        assert_eq!(
+            m.written.len(),
+            m.write_cursor,
+            "the socket received bytes no write reported before the shutdown"
+        );
+        m.shut.get_or_insert(ctx);
+        self.summary.shutdowns += 1;
+    }
+
+    fn check_detach(&mut self, p: &Pending, c: &Completion<u64, Vec<u8>>, ctx: u64, fd: Option<OwnedFd>) {
+        assert_eq!(
+            (c.bytes, &c.buffer),
+            (0, &Buffer::None),
+            "a detach moved bytes or made up a buffer"
+        );
+        let Some(fd) = fd else {
+            assert!(c.error.is_some(), "a detach succeeded without the descriptor");
+            return;
+        };
+        assert!(c.error.is_none(), "a failed detach handed a descriptor back");
+        let idx = p.conn;
+        let m = &self.conns[idx];
+        assert!(
+            m.freed_after.is_none_or(|f| f >= ctx),
+            "a connection freed before the detach was submitted was detached"
+        );
+        assert_eq!(m.detaching, Some(ctx), "a detach behind another succeeded");
+        let raw = fd.as_raw_fd();
+        assert_eq!(raw as u32, m.conn.fd(), "a detach handed back another descriptor");
+        if m.file.is_some() {
+            assert_eq!(file_of(raw), m.file, "a detach handed back another open file");
+        }
+        assert_ne!(nonblocking(raw), Some(false), "a detached descriptor is blocking");
+        assert!(
+            m.reads.iter().chain(&m.writes).all(|&r| r > ctx),
+            "detached with a request submitted before the detach pending"
+        );
+        assert!(
+            self.f.with(|s| !s.conns.contains_key(&raw)),
+            "a detached descriptor is still registered"
+        );
+        self.mirror_written();
+        let (inbound, written) = self
+            .fake_state(idx, |k| (k.inbound.len(), k.written.len()))
+            .expect("the fake socket was deregistered");
+        let m = &mut self.conns[idx];
+        assert_eq!(
+            m.read_cursor + inbound,
+            m.peer_sent.len(),
+            "bytes the peer sent were lost at the detach of {:?}",
+            m.conn
+        );
+        assert_eq!(
+            m.write_cursor, written,
+            "the socket received bytes no write reported before the detach"
+        );
+        m.live = false;
+        m.detached = Some(fd);
+        self.summary.detaches += 1;
     }
 
     fn check_read(&mut self, p: &Pending, c: &Completion<u64, Vec<u8>>) {
@@ -822,7 +1393,7 @@ impl<P: Poller> Harness<P> {
         self.summary.read_bytes += data.len() as u64;
     }
 
-    fn check_write(&mut self, p: &Pending, c: &Completion<u64, Vec<u8>>) {
+    fn check_write(&mut self, p: &Pending, c: &Completion<u64, Vec<u8>>, ctx: u64) {
         let Buffer::User(b) = &c.buffer else {
             panic!("write came back with a swap buffer")
         };
@@ -830,6 +1401,14 @@ impl<P: Poller> Harness<P> {
         assert!(c.bytes <= b.len(), "write reported more bytes than it had");
         if c.error.is_none() {
             assert_eq!(c.bytes, b.len(), "write succeeded without writing everything");
+        }
+        // Submitted after a shutdown that succeeded: nothing moves.
+        if self.conns[p.conn].shut.is_some_and(|s| ctx > s) {
+            assert_eq!(c.bytes, 0, "a write submitted after a shutdown moved bytes");
+            if !b.is_empty() {
+                assert!(c.error.is_some(), "a write after a shutdown succeeded");
+            }
+            self.summary.writes_after_shutdown += 1;
         }
         // What it reports written is the next part of what the socket got.
         self.mirror_written();
@@ -865,6 +1444,7 @@ impl<P: Poller> Harness<P> {
             let found = self.with_fake(idx, |c| {
                 c.read_script.clear();
                 c.write_script.clear();
+                c.shutdown_script.clear();
                 c.write_room = usize::MAX;
             });
             if found.is_some() {
@@ -893,8 +1473,13 @@ impl<P: Poller> Harness<P> {
             let Some((inbound, eof)) = self.with_fake(idx, |c| (c.inbound.len(), c.eof)) else {
                 continue;
             };
+            // A detach waits for the reads before it, which may wait for
+            // bytes; nothing else on the writing side may be left.
+            let detach_waits = m.writes.len() == 1
+                && !m.reads.is_empty()
+                && self.pending.get(&m.writes[0]).is_some_and(|p| p.op == Op::Detach);
             assert!(
-                m.writes.is_empty(),
+                m.writes.is_empty() || detach_waits,
                 "{} writes stuck on {:?} although it is writable with room",
                 m.writes.len(),
                 m.conn
@@ -934,8 +1519,9 @@ impl<P: Poller> Harness<P> {
             let mut out = Vec::new();
             match self.w.wait_io_timeout(&mut out, Duration::ZERO) {
                 Ok(_) => {
+                    let returned = Instant::now();
                     for c in out {
-                        self.check(c);
+                        self.check(c, returned);
                     }
                 }
                 Err(Error::WatcherClosed) => {
@@ -952,7 +1538,25 @@ impl<P: Poller> Harness<P> {
             self.pending.len(),
             self.pending.values().next().map(|p| p.op)
         );
+        assert!(
+            self.notifies.is_empty() && self.sleeps.is_empty(),
+            "notifications {:?} or sleeps {:?} never completed",
+            self.notifies,
+            self.sleeps.keys().collect::<Vec<_>>()
+        );
         for m in &self.conns {
+            // A detached descriptor stays open, the same file, and the
+            // engine never registers it again.
+            if let Some(fd) = &m.detached {
+                let raw = fd.as_raw_fd();
+                assert!(
+                    self.f.with(|s| !s.conns.contains_key(&raw)),
+                    "a detached descriptor was registered again"
+                );
+                if m.file.is_some() {
+                    assert_eq!(file_of(raw), m.file, "a detached descriptor was replaced");
+                }
+            }
             assert!(m.reads.is_empty() && m.writes.is_empty());
             assert_eq!(
                 m.write_cursor,

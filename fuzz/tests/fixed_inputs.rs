@@ -32,6 +32,15 @@ const HAND: &[&[u8]] = &[
     &[0, 0, 0, 2, 0, 0, 3, 5, 2, 0, 0, 3, 7, 22, 0, 16, 16],
     // watch; ENOBUFS scripted for the next read; read; the peer sends.
     &[0, 0, 0, 10, 0, 2, 0, 2, 0, 1, 0, 0, 9, 0, 9, 1, 16, 16, 16],
+    // Op bytes from 240 on (`Harness::step_more`): a stream socket; write
+    // 9 bytes; shutdown; wait; a write after it (EPIPE); wait.
+    &[0, 0, 240, 3, 0, 3, 8, 0, 242, 0, 16, 3, 0, 3, 4, 0, 16],
+    // Two notifications (watcher, submitter); a sleep already due, one an
+    // hour off (submitter); cancel the second; wait.
+    &[0, 0, 244, 245, 246, 0, 247, 5, 248, 1, 16, 16],
+    // watch a pipe; the peer sends 6 bytes; read 4; detach; wait (the
+    // other 2 stay in the socket handed back).
+    &[0, 0, 0, 9, 0, 5, 0, 2, 0, 0, 3, 0, 250, 0, 16, 16],
 ];
 
 #[test]
@@ -59,8 +68,8 @@ fn hand_written_and_pseudo_random_inputs_hold_every_invariant() {
         }
     }
     eprintln!("{totals:#?}");
-    // On each engine the inputs reach every kind of ending, and move bytes
-    // both ways.
+    // On each engine the inputs reach every kind of ending, move bytes
+    // both ways, and reach every newer operation's completion.
     for (engine, t) in ["readiness", "ring"].into_iter().zip(totals) {
         reaches_everything(engine, t);
     }
@@ -78,6 +87,13 @@ fn reaches_everything(engine: &str, t: gaio_fuzz::Summary) {
         ("bytes read", t.read_bytes),
         ("bytes written", t.write_bytes),
         ("liveness checks", t.settles),
+        ("successful shutdowns", t.shutdowns),
+        ("writes after a shutdown", t.writes_after_shutdown),
+        ("detaches", t.detaches),
+        ("requests after a detach", t.after_detach),
+        ("notifications", t.notifies),
+        ("fired sleeps", t.sleeps_fired),
+        ("cancelled sleeps", t.sleeps_cancelled),
     ] {
         assert!(n > 0, "no input exercised {what} on the {engine} engine: {t:?}");
     }

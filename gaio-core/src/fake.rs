@@ -23,8 +23,15 @@
 //!   for a listener, `getsockopt(SO_ACCEPTCONN)` and `getsockname` (TCP or
 //!   not);
 //! * for a connect, `socket` and `connect` (`Shared::dial`);
-//! * for a shutdown, `shutdown(SHUT_WR)`; for an accepted connection,
-//!   `setsockopt(TCP_NODELAY)` when its listener asks for it.
+//! * for an accepted connection, `setsockopt(TCP_NODELAY)` when its
+//!   listener asks for it.
+//!
+//! A shutdown goes through [`Poller::shutdown_write`], which the fake
+//! scripts in part: the next outcome of [`FakeConn::shutdown_script`] if
+//! there is one, else the call is passed on to the kernel (so the other end
+//! of a socket pair sees end of stream) and, if the kernel agrees, the fake
+//! socket's write side is shut ([`FakeConn::write_shut`]): every later
+//! write fails with `EPIPE`, as the kernel's would.
 //!
 //! A pipe end is "other", so with pipes alone the engine would refuse
 //! every operation that needs a socket kind. Rather than teach the engine
@@ -130,6 +137,16 @@ pub struct FakeConn {
     pub connect_error: Option<i32>,
     /// `connect_result` calls made.
     pub connect_checks: usize,
+
+    /// Outcomes the next shutdowns return instead of shutting the write
+    /// side (a readiness poller's `shutdown(2)` never blocks: a test
+    /// scripts failures).
+    pub shutdown_script: VecDeque<Scripted>,
+    /// Set by the first shutdown that succeeded: the length `written` had
+    /// then. Writes after it fail with `EPIPE` and move nothing.
+    pub write_shut: Option<usize>,
+    /// Shutdown calls made.
+    pub shutdowns: usize,
 }
 
 impl FakeConn {
@@ -155,6 +172,9 @@ impl FakeConn {
             accepts: 0,
             connect_error: None,
             connect_checks: 0,
+            shutdown_script: VecDeque::new(),
+            write_shut: None,
+            shutdowns: 0,
         }
     }
 }
@@ -524,6 +544,9 @@ impl Poller for FakePoller {
             return scripted;
         }
         self.with_conn(fd, |c| {
+            if c.write_shut.is_some() {
+                return IoOutcome::Failed(errno(rustix::io::Errno::PIPE.raw_os_error()));
+            }
             if c.write_room == 0 {
                 return IoOutcome::WouldBlock;
             }
@@ -595,6 +618,26 @@ impl Poller for FakePoller {
                 .pop_front()
                 .ok_or_else(|| errno(rustix::io::Errno::AGAIN.raw_os_error()))
         })
+    }
+
+    /// The shutdown script, else the kernel's `shutdown(SHUT_WR)` (see the
+    /// module documentation); a success shuts the fake socket's write side.
+    fn shutdown_write(&self, fd: BorrowedFd<'_>) -> IoOutcome {
+        let next = self.with_conn(fd, |c| {
+            c.shutdowns += 1;
+            c.shutdown_script.pop_front()
+        });
+        if let Err(outcome) = scripted(next) {
+            return outcome;
+        }
+        let outcome = crate::syscalls::shutdown_write(fd);
+        if matches!(outcome, IoOutcome::Done(_)) {
+            self.with_conn(fd, |c| {
+                let at = c.written.len();
+                c.write_shut.get_or_insert(at);
+            });
+        }
+        outcome
     }
 
     fn connect_result(&self, fd: BorrowedFd<'_>) -> io::Result<()> {

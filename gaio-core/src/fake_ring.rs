@@ -16,6 +16,13 @@
 //! Buffer-less reads copy, as `gaio-uring`'s do from its provided-buffer
 //! ring; a scripted `Starved` stands for that ring found empty.
 //!
+//! A shutdown is a request too (as on a busy `gaio-uring` ring): it starts
+//! and answers `WouldBlock`, the fake kernel runs it (the fake poller's
+//! scripted `shutdown_write`) when the engine waits, and its end comes as
+//! an event for writing. It shares the writing direction with writes: a
+//! write's result asked for while a shutdown is in flight, or the other
+//! way round, is a broken engine rule and panics, as `gaio-uring` asserts.
+//!
 //! Build it through a watcher (`Watcher<FakeRing, ..>`); [`last_ring`]
 //! returns its handle on the same thread, and [`crate::fake::last`] the scripted
 //! kernel's.
@@ -43,6 +50,8 @@ enum Request {
     Write { slices: Vec<(*const u8, usize)> },
     /// An accept.
     Accept,
+    /// A `shutdown(SHUT_WR)`.
+    Shutdown,
 }
 
 /// A request's result, once the fake kernel ran it.
@@ -67,7 +76,7 @@ struct Op {
 unsafe impl Send for Op {}
 
 /// What a test scripts and reads of the fake ring.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RingState {
     /// Requests by descriptor and direction (`true`: write).
     ops: HashMap<(RawFd, bool), Op>,
@@ -80,7 +89,26 @@ pub struct RingState {
     pub cancelled: usize,
     /// Results a cancel kept for the engine to take.
     pub kept: usize,
+    /// What [`Poller::swap_read_room`] answers: `usize::MAX` (the default),
+    /// a whole slab, so a buffer-less read's result always fits, as with
+    /// `gaio-uring`; 0, the engine's least, lets a result land in less
+    /// room than it brought, the rest waiting for the next read.
+    pub swap_read_room: usize,
     held: bool,
+}
+
+impl Default for RingState {
+    fn default() -> Self {
+        RingState {
+            ops: HashMap::new(),
+            paused: false,
+            land_on_cancel: false,
+            cancelled: 0,
+            kept: 0,
+            swap_read_room: usize::MAX,
+            held: false,
+        }
+    }
 }
 
 /// The fake completion poller.
@@ -160,6 +188,7 @@ impl FakeRing {
                 Landed::Io(self.kernel.write(fd, op.kind, &bufs))
             }
             Request::Accept => Landed::Accepted(self.kernel.accept(fd)),
+            Request::Shutdown => Landed::Io(self.kernel.shutdown_write(fd)),
         };
         let would_block = match &landed {
             Landed::Io(IoOutcome::WouldBlock) | Landed::Bytes(IoOutcome::WouldBlock, _) => true,
@@ -216,6 +245,10 @@ impl Poller for FakeRing {
 
     fn completes_io(&self) -> bool {
         true
+    }
+
+    fn swap_read_room(&self) -> usize {
+        lock(&self.ring).swap_read_room
     }
 
     fn events(_capacity: usize) -> Self::Events {}
@@ -343,12 +376,13 @@ impl Poller for FakeRing {
 
     fn write(&self, fd: BorrowedFd<'_>, kind: FdKind, bufs: &[IoSlice<'_>]) -> IoOutcome {
         if let (Some(op), Some(first)) = (lock(&self.ring).ops.get(&(fd.as_raw_fd(), true)), bufs.first()) {
-            if let Request::Write { slices } = &op.request {
-                assert_eq!(
+            match &op.request {
+                Request::Write { slices } => assert_eq!(
                     slices.first().map(|s| s.0),
                     Some(first.as_ptr()),
                     "a write retried with other memory than it started with"
-                );
+                ),
+                other => panic!("a write's result was asked of another request: {other:?}"),
             }
         }
         let request = Request::Write {
@@ -373,6 +407,22 @@ impl Poller for FakeRing {
 
     fn connect_result(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         self.kernel.connect_result(fd)
+    }
+
+    /// A request of its own (see the module documentation).
+    fn shutdown_write(&self, fd: BorrowedFd<'_>) -> IoOutcome {
+        if let Some(op) = lock(&self.ring).ops.get(&(fd.as_raw_fd(), true)) {
+            assert!(
+                matches!(op.request, Request::Shutdown),
+                "a shutdown's result was asked of another request: {:?}",
+                op.request
+            );
+        }
+        match self.start_or_take(fd.as_raw_fd(), true, FdKind::StreamSocket, Request::Shutdown) {
+            Some(Landed::Io(outcome)) => outcome,
+            Some(other) => panic!("a shutdown's result taken as another kind: {other:?}"),
+            None => IoOutcome::WouldBlock,
+        }
     }
 
     fn cancel(&self, fd: BorrowedFd<'_>, interest: Interest, keep: bool) -> bool {

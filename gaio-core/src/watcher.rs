@@ -850,7 +850,8 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     fn cancel_timer(&mut self, timer: crate::Timer) -> Result<(), Error> {
         match &mut self.driver {
             // The sleep may still be queued (submitted through a
-            // `Submitter`, its timer passed to this thread).
+            // `Submitter`, its timer passed to this thread): take the queue
+            // in first, as background mode does.
             Driver::Inline(engine) => engine.guarded(|e| {
                 e.drain_commands();
                 e.cancel_timer(timer);

@@ -1,9 +1,13 @@
 //! Requests on no connection: a notification completes in the next batch,
 //! a sleep at its deadline (or when cancelled). Sleeps share the deadline
 //! heap with the requests' deadlines, under the descriptor number
-//! [`SLEEP_FD`], which no connection has; their contexts wait in a map
-//! keyed by timer identity, so a cancel finds its sleep in one lookup and
-//! a stale heap entry is recognised by its absence there.
+//! [`SLEEP_FD`], which no connection has. A sleep's heap entry carries a
+//! sequence number the engine gives it when it takes the sleep in, so equal
+//! deadlines fire in submission order (a [`Timer`] identity is made when
+//! the request is built, which may be in another order). Contexts wait in
+//! a map keyed by that number, beside a map from timer identity to it, so
+//! a cancel finds its sleep in two lookups and a stale heap entry is
+//! recognised by its absence.
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -19,7 +23,7 @@ use crate::{Conn, Error, Op, Poller, Timer};
 pub(super) const SLEEP_FD: u32 = u32::MAX;
 
 /// Whether a heap entry still has a request or a sleep behind it.
-pub(super) fn entry_is_live<C, B>(nodes: &Slab<C, B>, sleeps: &HashMap<u64, C>, e: &Entry) -> bool {
+pub(super) fn entry_is_live<C, B, V>(nodes: &Slab<C, B>, sleeps: &HashMap<u64, V>, e: &Entry) -> bool {
     if e.fd == SLEEP_FD {
         sleeps.contains_key(&e.timer)
     } else {
@@ -35,10 +39,12 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                 // Even a deadline already past goes through the heap, so
                 // sleeps complete in deadline order whatever their
                 // submission order.
-                self.sleeps.insert(id, req.context);
+                let seq = self.timers.next_identity();
+                self.sleeps.insert(seq, (id, req.context));
+                self.sleep_ids.insert(id, seq);
                 self.timers.insert(Entry {
                     at_ns: to_ns(deadline.saturating_duration_since(self.epoch)),
-                    timer: id,
+                    timer: seq,
                     node: 0,
                     fd: SLEEP_FD,
                 });
@@ -53,7 +59,10 @@ impl<P: Poller, C, B> Engine<P, C, B> {
 
     /// Cancels a sleep that is still pending.
     pub(crate) fn cancel_timer(&mut self, timer: Timer) {
-        if let Some(context) = self.sleeps.remove(&timer.0) {
+        let Some(seq) = self.sleep_ids.remove(&timer.0) else {
+            return;
+        };
+        if let Some((_, context)) = self.sleeps.remove(&seq) {
             self.ready.push(bare_completion(
                 Op::Sleep,
                 Conn::NONE,
@@ -70,9 +79,11 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     /// was cancelled: the entry is stale).
     pub(super) fn fire_sleep(&mut self, entry: Entry) {
         match self.sleeps.remove(&entry.timer) {
-            Some(context) => self
-                .ready
-                .push(bare_completion(Op::Sleep, Conn::NONE, context, None, None)),
+            Some((id, context)) => {
+                self.sleep_ids.remove(&id);
+                self.ready
+                    .push(bare_completion(Op::Sleep, Conn::NONE, context, None, None));
+            }
             None => self.timers.stale_dropped(),
         }
     }
@@ -87,7 +98,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             if entry.fd != SLEEP_FD {
                 continue;
             }
-            if let Some(context) = self.sleeps.remove(&entry.timer) {
+            if let Some((_, context)) = self.sleeps.remove(&entry.timer) {
                 self.ready.push(bare_completion(
                     Op::Sleep,
                     Conn::NONE,
@@ -98,6 +109,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             }
         }
         self.sleeps = HashMap::new();
+        self.sleep_ids = HashMap::new();
     }
 }
 

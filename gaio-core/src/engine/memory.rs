@@ -46,6 +46,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         self.conns.trim();
         self.nodes.trim();
         self.sleeps.shrink_to(0);
+        self.sleep_ids.shrink_to(0);
         let (nodes, sleeps) = (&self.nodes, &self.sleeps);
         self.timers
             .trim(|e| super::events::entry_is_live(nodes, sleeps, e));
@@ -56,7 +57,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// Slots the request slab, the connection table and the timer heap
     /// hold (used or not).
     pub(super) fn tables_slots(&self) -> usize {
-        self.nodes.capacity() + self.conns.capacity() + self.timers.capacity() + self.sleeps.capacity()
+        self.nodes.capacity()
+            + self.conns.capacity()
+            + self.timers.capacity()
+            + self.sleeps.capacity()
+            + self.sleep_ids.capacity()
     }
 }
 

@@ -148,8 +148,12 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// The addresses of stored send-to and connect requests, by slab
     /// index: kept beside the slab so that a pending request stays small.
     addrs: HashMap<u32, PeerAddr>,
-    /// Pending sleeps' contexts by timer identity (see `events`).
-    sleeps: HashMap<u64, C>,
+    /// Pending sleeps' timer identities and contexts by the sequence
+    /// number their heap entries carry, and that number by timer identity
+    /// (see `events`).
+    sleeps: HashMap<u64, (u64, C)>,
+    /// See `sleeps`.
+    sleep_ids: HashMap<u64, u64>,
     /// This watcher's seat in a group that spreads one listener's
     /// connections (see `spread`).
     spread: Option<spread::Seat<P, C, B>>,
@@ -212,6 +216,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             io: IoState::new(config.swap_size),
             addrs: HashMap::new(),
             sleeps: HashMap::new(),
+            sleep_ids: HashMap::new(),
             spread: None,
             clone_context: None,
             fd_retry: Vec::new(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::spread::Group;
 use super::tests::{collect, setup, W};
 use crate::fake::dummy_fd;
-use crate::{Error, Op, Submit};
+use crate::{Error, Op, Request, Submit};
 
 /// A watcher on the fake poller (its handle is not needed here).
 fn watcher() -> W {
@@ -30,6 +30,45 @@ fn sleeps_and_request_deadlines_share_one_clock_and_fire_in_deadline_order() {
     assert!(done[0].error.is_none() && done[2].error.is_none());
     assert!(matches!(done[1].error, Some(Error::Deadline)));
     assert!(t0.elapsed() >= Duration::from_millis(60), "fired early");
+}
+
+/// Found by the fuzz target (`fuzz/`, two sleeps built first and
+/// submitted in the other order): `Submit::sleep_until` promises equal
+/// deadlines in submission order, and requests may be built ahead of
+/// their submission (`Submit::submit`).
+#[test]
+fn equal_deadlines_fire_in_submission_order_even_when_built_in_the_other() {
+    let mut w = watcher();
+    let at = Instant::now() + Duration::from_millis(5);
+    let built_first = Request::sleep_until(at, 2);
+    let built_second = Request::sleep_until(at, 1);
+    w.submit(built_second).unwrap();
+    w.submit(built_first).unwrap();
+    let done = collect(&mut w, 2, Duration::from_secs(2));
+    let seen: Vec<(u32, Op)> = done.iter().map(|c| (c.context, c.op)).collect();
+    assert_eq!(seen, [(1, Op::Sleep), (2, Op::Sleep)], "submitted 1, then 2");
+}
+
+/// A sleep submitted through a `Submitter` waits in the command queue
+/// until the engine next turns; a cancel from the owning thread must
+/// still find it ("if it is still pending, it completes in the next batch
+/// with `Error::Cancelled`"), as it does in background mode.
+#[test]
+fn a_cancel_from_the_watcher_reaches_a_sleep_a_submitter_queued() {
+    let mut w = watcher();
+    let mut s = w.submitter();
+    let timer = s
+        .sleep_until(Instant::now() + Duration::from_secs(3600), 1)
+        .unwrap();
+    w.cancel_timer(timer).unwrap();
+    let done = collect(&mut w, 1, Duration::from_millis(100));
+    assert_eq!(done.len(), 1, "the cancelled sleep did not complete");
+    assert_eq!((done[0].context, done[0].op), (1, Op::Sleep));
+    assert!(
+        matches!(done[0].error, Some(Error::Cancelled)),
+        "{:?}",
+        done[0].error
+    );
 }
 
 #[test]
