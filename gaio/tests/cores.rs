@@ -1456,6 +1456,18 @@ fn a_stop_racing_a_hand_off_between_cores_ends_the_documented_loop_cleanly() {
 /// of 6 and 6 (found by review).
 #[test]
 fn least_loaded_spreads_over_the_cores_still_running() {
+    spreads_over_the_cores_still_running(Spread::LeastLoaded);
+}
+
+/// `RoundRobin` takes turns among the cores still running: core 2's turns
+/// went to it, were refused and kept by the listening core 0, which ended
+/// with 8 of the 12 (core 1 with 4) instead of 6 and 6.
+#[test]
+fn round_robin_spreads_over_the_cores_still_running() {
+    spreads_over_the_cores_still_running(Spread::RoundRobin);
+}
+
+fn spreads_over_the_cores_still_running(spread: Spread) {
     const CONNS: usize = 12;
     let fds = util::FdCheck::new();
     let open = counters(3);
@@ -1463,7 +1475,7 @@ fn least_loaded_spreads_over_the_cores_still_running() {
     let (op, end) = (Arc::clone(&open), Arc::clone(&ended));
     let cores = CoresBuilder::new()
         .threads(3)
-        .listen("127.0.0.1:0", Spread::LeastLoaded)
+        .listen("127.0.0.1:0", spread)
         .start(move |core: Core<S>| -> gaio::Result<()> {
             let i = core.index;
             if i == 2 {
@@ -1520,7 +1532,7 @@ fn least_loaded_spreads_over_the_cores_still_running() {
     assert_eq!(
         on,
         [CONNS / 2, CONNS / 2, 0],
-        "least loaded over the two cores running (greeted by core 0, 1, 2)"
+        "{spread:?}: over the two cores running (greeted by core 0, 1, 2)"
     );
     drop(kept);
     for r in cores.stop().expect("stop") {

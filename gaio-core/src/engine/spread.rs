@@ -42,18 +42,28 @@ impl<P: Poller, C, B> Group<P, C, B> {
     }
 
     /// The member that gets the next connection.
+    ///
+    /// A closed watcher is no candidate: it refuses every connection
+    /// handed to it (the listening one then keeps it), and it holds
+    /// nothing, so its load reads 0.
     pub(super) fn pick(&self) -> usize {
         let n = self.members.len();
+        let open = |i: &usize| !self.members[*i].is_closed();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         if !self.least_loaded {
-            return start;
+            if open(&start) {
+                return start;
+            }
+            // The next turns, until an open watcher's: the open ones keep
+            // taking turns evenly.
+            return (1..n)
+                .map(|_| self.next.fetch_add(1, Ordering::Relaxed) % n)
+                .find(open)
+                .unwrap_or(start);
         }
-        // A closed watcher holds nothing (its load reads 0) and refuses
-        // every connection handed to it (the listening one then keeps it):
-        // it is no candidate.
         (0..n)
             .map(|i| (start + i) % n)
-            .filter(|&i| !self.members[i].is_closed())
+            .filter(open)
             .min_by_key(|&i| self.members[i].load())
             .unwrap_or(start)
     }
