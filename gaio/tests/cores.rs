@@ -1116,37 +1116,42 @@ fn holding_cores(threads: usize, spread: Spread) -> (HoldingCores, Arc<[AtomicUs
     let cores = CoresBuilder::new()
         .threads(threads)
         .listen("127.0.0.1:0", spread)
-        .start(move |core: Core<S>| -> gaio::Result<()> {
-            let i = core.index;
-            let mut w = core.watcher;
-            if let Some(listener) = core.listener {
-                w.accept_multishot(listener, S::Accept)?;
-            }
-            let mut batch = Vec::new();
-            while w.next_batch(&mut batch)? {
-                for c in batch.drain(..) {
-                    match (c.context, &c.error) {
-                        (S::Accept, None) => {
-                            op[i].fetch_add(1, Ordering::SeqCst);
-                            acc[i].fetch_add(1, Ordering::SeqCst);
-                            w.write(c.conn, S::Hello, vec![i as u8])?;
-                            w.read_swap(c.conn, S::Read)?;
-                        }
-                        (S::Accept, Some(_)) => {}
-                        // Clients send nothing: a read ends with the close.
-                        (S::Read, None) => w.read_swap(c.conn, S::Read)?,
-                        (S::Read, Some(_)) => {
-                            op[i].fetch_sub(1, Ordering::SeqCst);
-                            w.free(c.conn)?;
-                        }
-                        (S::Hello, _) => {}
-                    }
-                }
-            }
-            Ok(())
-        })
+        .start(move |core: Core<S>| hold_connections(core, &op, &acc))
         .unwrap_or_else(|e| panic!("start {spread:?}: {e}"));
     (cores, open, accepted)
+}
+
+/// A core of `holding_cores`: accepts (where it listens), greets each
+/// client with its index, and holds the connection until the client
+/// closes. `open[i]` and `accepted[i]` count core `i`'s connections.
+fn hold_connections(core: Core<S>, open: &[AtomicUsize], accepted: &[AtomicUsize]) -> gaio::Result<()> {
+    let i = core.index;
+    let mut w = core.watcher;
+    if let Some(listener) = core.listener {
+        w.accept_multishot(listener, S::Accept)?;
+    }
+    let mut batch = Vec::new();
+    while w.next_batch(&mut batch)? {
+        for c in batch.drain(..) {
+            match (c.context, &c.error) {
+                (S::Accept, None) => {
+                    open[i].fetch_add(1, Ordering::SeqCst);
+                    accepted[i].fetch_add(1, Ordering::SeqCst);
+                    w.write(c.conn, S::Hello, vec![i as u8])?;
+                    w.read_swap(c.conn, S::Read)?;
+                }
+                (S::Accept, Some(_)) => {}
+                // Clients send nothing: a read ends with the close.
+                (S::Read, None) => w.read_swap(c.conn, S::Read)?,
+                (S::Read, Some(_)) => {
+                    open[i].fetch_sub(1, Ordering::SeqCst);
+                    w.free(c.conn)?;
+                }
+                (S::Hello, _) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The core a connection's greeting names.
@@ -1471,42 +1476,19 @@ fn spreads_over_the_cores_still_running(spread: Spread) {
     const CONNS: usize = 12;
     let fds = util::FdCheck::new();
     let open = counters(3);
+    let accepted = counters(3);
     let ended = Arc::new(AtomicBool::new(false));
-    let (op, end) = (Arc::clone(&open), Arc::clone(&ended));
+    let (op, acc, end) = (Arc::clone(&open), Arc::clone(&accepted), Arc::clone(&ended));
     let cores = CoresBuilder::new()
         .threads(3)
         .listen("127.0.0.1:0", spread)
         .start(move |core: Core<S>| -> gaio::Result<()> {
-            let i = core.index;
-            if i == 2 {
+            if core.index == 2 {
                 drop(core);
                 end.store(true, Ordering::SeqCst);
                 return Ok(());
             }
-            let mut w = core.watcher;
-            if let Some(listener) = core.listener {
-                w.accept_multishot(listener, S::Accept)?;
-            }
-            let mut batch = Vec::new();
-            while w.next_batch(&mut batch)? {
-                for c in batch.drain(..) {
-                    match (c.context, &c.error) {
-                        (S::Accept, None) => {
-                            op[i].fetch_add(1, Ordering::SeqCst);
-                            w.write(c.conn, S::Hello, vec![i as u8])?;
-                            w.read_swap(c.conn, S::Read)?;
-                        }
-                        (S::Accept, Some(_)) => {}
-                        (S::Read, None) => w.read_swap(c.conn, S::Read)?,
-                        (S::Read, Some(_)) => {
-                            op[i].fetch_sub(1, Ordering::SeqCst);
-                            w.free(c.conn)?;
-                        }
-                        (S::Hello, _) => {}
-                    }
-                }
-            }
-            Ok(())
+            hold_connections(core, &op, &acc)
         })
         .unwrap();
     wait_until(
