@@ -10,7 +10,7 @@
 mod util;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;
@@ -22,14 +22,43 @@ struct Counting;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// While set (the counted part of a test), the first allocations on
+    /// this thread record where they were made, for the failure message.
+    static TRACING: Cell<bool> = const { Cell::new(false) };
+    /// Set while one is recorded: what the recording allocates is neither
+    /// counted nor recorded.
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+    static TRACES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
-// SAFETY: every method forwards to the system allocator unchanged; the
-// thread-local counter is a `const`-initialised `Cell` with no destructor,
-// so touching it from inside the allocator neither allocates nor recurses.
+/// Counts an allocation on this thread; while tracing, records where the
+/// first few were made.
+fn note_allocation() {
+    if RECORDING.try_with(Cell::get).unwrap_or(true) {
+        return;
+    }
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    if !TRACING.try_with(Cell::get).unwrap_or(false) {
+        return;
+    }
+    let _ = RECORDING.try_with(|r| r.set(true));
+    let _ = TRACES.try_with(|t| {
+        let mut t = t.borrow_mut();
+        if t.len() < 3 {
+            t.push(std::backtrace::Backtrace::force_capture().to_string());
+        }
+    });
+    let _ = RECORDING.try_with(|r| r.set(false));
+}
+
+// SAFETY: every method forwards to the system allocator unchanged. The
+// counter and flags are `const`-initialised `Cell`s with no destructor, so
+// touching them from inside the allocator neither allocates nor recurses;
+// recording a backtrace allocates, and those nested calls see `RECORDING`
+// set and only forward.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        note_allocation();
         // SAFETY: the caller's contract for `alloc` is passed on unchanged.
         unsafe { System.alloc(layout) }
     }
@@ -41,7 +70,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        note_allocation();
         // SAFETY: the caller's contract for `realloc` is passed on
         // unchanged, and `ptr` came from `System`.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -53,6 +82,22 @@ static ALLOCATOR: Counting = Counting;
 
 fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
+}
+
+/// Starts the counted part: returns the count so far, and records where
+/// the next allocations on this thread are made.
+fn start_counting() -> u64 {
+    TRACING.with(|t| t.set(true));
+    allocations()
+}
+
+/// Ends the counted part begun at `since`: the allocations made since, and
+/// where the first of them were made (for the failure message).
+fn counted_since(since: u64) -> (u64, String) {
+    TRACING.with(|t| t.set(false));
+    let counted = allocations() - since;
+    let traces = TRACES.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    (counted, traces.join("\n----\n"))
 }
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -67,7 +112,7 @@ const COUNTED: usize = 1_000;
 /// Accepts, echoes one message, frees: `WARM_UP + COUNTED` connections.
 /// Returns the allocations made on this thread while serving the last
 /// `COUNTED` connections.
-fn serve(w: &mut Watcher<u8, Bytes>, listener: gaio::Listener, total: usize) -> u64 {
+fn serve(w: &mut Watcher<u8, Bytes>, listener: gaio::Listener, total: usize) -> (u64, String) {
     const ACCEPT: u8 = 0;
     const ECHO: u8 = 1;
     for _ in 0..4 {
@@ -90,14 +135,14 @@ fn serve(w: &mut Watcher<u8, Bytes>, listener: gaio::Listener, total: usize) -> 
                     w.free(c.conn).unwrap();
                     freed += 1;
                     if freed == total - COUNTED {
-                        at_warm = Some(allocations());
+                        at_warm = Some(start_counting());
                     }
                 }
                 (op, error, _) => panic!("unexpected {op:?} completion: {error:?}"),
             }
         }
     }
-    allocations() - at_warm.expect("warmed up")
+    counted_since(at_warm.expect("warmed up"))
 }
 
 /// Connects, echoes one 64-byte message, closes, `total` times, one at a
@@ -123,11 +168,11 @@ fn accepting_echoing_and_freeing_allocate_nothing_in_steady_state() {
     let listener = w.watch_listener(listener).unwrap();
     let total = WARM_UP + COUNTED;
     let peers = thread::spawn(move || clients(addr, total));
-    let counted = serve(&mut w, listener, total);
+    let (counted, traces) = serve(&mut w, listener, total);
     peers.join().unwrap();
     assert_eq!(
         counted, 0,
-        "{counted} allocations while serving {COUNTED} connections"
+        "{counted} allocations while serving {COUNTED} connections; the first made at:\n{traces}"
     );
     drop(w);
     fds.check();
@@ -159,7 +204,7 @@ fn connecting_echoing_and_freeing_allocate_nothing_in_steady_state() {
     let end = Instant::now() + LIMIT;
     for i in 0..total {
         if i == WARM_UP {
-            at_warm = Some(allocations());
+            at_warm = Some(start_counting());
         }
         w.connect(addr, CONNECT).unwrap();
         let mut done = false;
@@ -186,11 +231,11 @@ fn connecting_echoing_and_freeing_allocate_nothing_in_steady_state() {
             }
         }
     }
-    let counted = allocations() - at_warm.expect("warmed up");
+    let (counted, traces) = counted_since(at_warm.expect("warmed up"));
     server.join().unwrap();
     assert_eq!(
         counted, 0,
-        "{counted} allocations while making {COUNTED} connections"
+        "{counted} allocations while making {COUNTED} connections; the first made at:\n{traces}"
     );
     drop(w);
     fds.check();
@@ -245,7 +290,7 @@ fn collecting_messages_with_read_append_allocates_nothing_in_steady_state() {
                 Op::Write => {
                     echoed += 1;
                     if echoed == WARM_UP {
-                        at_warm = Some(allocations());
+                        at_warm = Some(start_counting());
                     }
                     buf.clear();
                     w.read_append(conn, 0, buf).unwrap();
@@ -254,7 +299,7 @@ fn collecting_messages_with_read_append_allocates_nothing_in_steady_state() {
             }
         }
     }
-    let counted = allocations() - at_warm.expect("warmed up");
+    let (counted, traces) = counted_since(at_warm.expect("warmed up"));
     client.join().unwrap();
     assert!(
         reads > total as u64,
@@ -262,7 +307,7 @@ fn collecting_messages_with_read_append_allocates_nothing_in_steady_state() {
     );
     assert_eq!(
         counted, 0,
-        "{counted} allocations while collecting {COUNTED} messages"
+        "{counted} allocations while collecting {COUNTED} messages; the first made at:\n{traces}"
     );
     w.free(conn).unwrap();
     drop(w);
