@@ -372,7 +372,8 @@ pub trait Poller: Send + Sync + Sized + 'static {
     ///
     /// Edge-triggered pollers need nothing here (except to start watching
     /// a direction left out at [`register_for`](Poller::register_for)),
-    /// and the default does nothing. A level-triggered poller (poll(2)) emulates edges with it:
+    /// and the default does nothing. A level-triggered poller (poll(2))
+    /// emulates edges with it:
     /// it stops watching a direction once it has reported it, and starts
     /// again when the engine re-arms it, so a ready descriptor nobody reads
     /// does not make it spin. Called only from the thread that calls

@@ -1,19 +1,17 @@
 //! The system calls behind [`Poller`](crate::Poller)'s default write,
-//! datagram, connect and shutdown methods, for a poller that overrides them and
-//! still needs them at times: io_uring's poller does these on its ring,
-//! and uses the system calls for what need not wait (datagrams already
-//! queued, a send or a shutdown when the ring is quiet, a Unix connect)
-//! or what the ring cannot hold (a datagram larger than its largest
-//! buffer).
+//! datagram, connect and shutdown methods, for a poller that overrides
+//! them and still needs them at times: io_uring's poller does these on
+//! its ring, and uses the system calls for what need not wait (datagrams
+//! already queued, a send or a shutdown when the ring is quiet, a Unix
+//! connect) or what the ring cannot hold (a datagram larger than its
+//! largest buffer).
 //!
 //! Each is one non-blocking call, retried on `EINTR`, exactly as the
 //! trait's default method makes it.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
-
-use std::io::IoSlice;
 
 use crate::{Datagram, FdKind, IoOutcome, PeerAddr};
 

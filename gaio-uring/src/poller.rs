@@ -199,10 +199,6 @@ impl Poller for UringPoller {
         true
     }
 
-    /// The buffer rings are made again for `bytes`: a third of it in
-    /// 64 KiB buffers, the rest in 2 KiB ones (each ring holds at most
-    /// 32,768). Buffers are made as reads need them, so the limit is what
-    /// a flood may take, not what a quiet watcher holds.
     /// A read into a small buffer is copied into the engine's swap memory
     /// (a large one is lent as it is): the copy must find room for the
     /// whole buffer, or the rest would wait in the poller, lost if the
@@ -211,6 +207,10 @@ impl Poller for UringPoller {
         BUFFER_SIZES[SMALL]
     }
 
+    /// The buffer rings are made again for `bytes`: a third of it in
+    /// 64 KiB buffers, the rest in 2 KiB ones (each ring holds at most
+    /// 32,768). Buffers are made as reads need them, so the limit is what
+    /// a flood may take, not what a quiet watcher holds.
     fn limit_swap(&self, bytes: usize) -> io::Result<()> {
         let mut inner = self.inner();
         let inner = &mut *inner;

@@ -437,34 +437,33 @@ const NOTICE_WAIT: Duration = Duration::from_millis(200);
 /// Without an epoll instance (no descriptor left), the wait is a sleep of
 /// [`NOTICE_WAIT`], which the notice cannot shorten.
 fn absorb_teardown_notice() {
+    use rustix::event::{epoll, Timespec};
+    let Ok(empty) = epoll::create(epoll::CreateFlags::CLOEXEC) else {
+        std::thread::sleep(NOTICE_WAIT);
+        return;
+    };
     let until = Instant::now() + NOTICE_WAIT;
-    // SAFETY: epoll_create1 takes no pointers; a non-negative result is a
-    // new descriptor that only this function owns, closed below.
-    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(1);
     loop {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            break;
+            return;
         }
-        let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
-        let r = if epoll >= 0 {
-            let mut event = libc::epoll_event { events: 0, u64: 0 };
-            // SAFETY: `epoll` is the open epoll descriptor made above, and
-            // `event` room for the one event asked for; nothing is
-            // registered, so the call only sleeps.
-            unsafe { libc::epoll_wait(epoll, &mut event, 1, ms) }
-        } else {
-            std::thread::sleep(left);
-            0
+        let timeout = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
         };
-        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            break;
+        events.clear();
+        // Nothing is registered: the wait only sleeps, until the notice
+        // interrupts it.
+        let waited = epoll::wait(
+            &empty,
+            rustix::buffer::spare_capacity(&mut events),
+            Some(&timeout),
+        );
+        if waited == Err(Errno::INTR) {
+            return;
         }
-    }
-    if epoll >= 0 {
-        // SAFETY: `epoll` was opened above, is used nowhere else, and is
-        // closed once.
-        unsafe { libc::close(epoll) };
     }
 }
 
