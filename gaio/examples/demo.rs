@@ -166,9 +166,14 @@ fn parse_args() -> Result<Args, String> {
         rounds: 200,
         size: 1024,
     };
+    const USAGE: &str = "usage: demo [--conns N] [--rounds N] [--size BYTES]";
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let value = it.next().ok_or(format!("{flag} needs a value; {USAGE}"))?;
         let n: usize = value
             .parse()
             .map_err(|_| format!("{flag}: not a number: {value}"))?;
@@ -176,11 +181,7 @@ fn parse_args() -> Result<Args, String> {
             "--conns" => a.conns = n,
             "--rounds" => a.rounds = n,
             "--size" => a.size = n,
-            _ => {
-                return Err(format!(
-                    "unknown flag {flag}; usage: demo [--conns N] [--rounds N] [--size BYTES]"
-                ))
-            }
+            _ => return Err(format!("unknown flag {flag}; {USAGE}")),
         }
     }
     if a.conns == 0 || a.rounds == 0 || a.size == 0 {

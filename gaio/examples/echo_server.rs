@@ -151,6 +151,10 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--addr" => parsed.addr = args.next().ok_or("--addr needs HOST:PORT")?,
             "--until-stdin-closes" => parsed.until_stdin_closes = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--threads" => {
                 let n = args.next().ok_or("--threads needs a number")?;
                 parsed.threads = match n.parse::<usize>() {

@@ -213,6 +213,8 @@ fn step(
     Ok(())
 }
 
+const USAGE: &str = "usage: proxy --upstream HOST:PORT [--listen HOST:PORT] [--until-stdin-closes]";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (mut listen, mut upstream, mut until_stdin_closes) = ("127.0.0.1:0".to_string(), None, false);
@@ -221,11 +223,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--listen" => listen = args.next().ok_or("--listen needs HOST:PORT")?,
             "--upstream" => upstream = Some(args.next().ok_or("--upstream needs HOST:PORT")?),
             "--until-stdin-closes" => until_stdin_closes = true,
-            other => return Err(format!("unknown argument {other:?}").into()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other:?}; {USAGE}").into()),
         }
     }
     let upstream = upstream
-        .ok_or("usage: proxy --upstream HOST:PORT [--listen HOST:PORT] [--until-stdin-closes]")?
+        .ok_or(USAGE)?
         .to_socket_addrs()?
         .next()
         .ok_or("--upstream resolves to no address")?;

@@ -94,15 +94,26 @@ fn serve(core: Core<Ctx>) -> gaio::Result<()> {
     Ok(())
 }
 
+const USAGE: &str = "usage: push_server [--addr HOST:PORT] [--threads N] [--until-stdin-closes]";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (mut addr, mut threads, mut until_stdin_closes) = ("127.0.0.1:0".to_string(), 1, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
-            "--threads" => threads = args.next().ok_or("--threads needs a number")?.parse()?,
+            "--threads" => {
+                let n = args.next().ok_or("--threads needs a number")?;
+                threads = n
+                    .parse()
+                    .map_err(|_| format!("--threads {n:?}: not a number; {USAGE}"))?;
+            }
             "--until-stdin-closes" => until_stdin_closes = true,
-            other => return Err(format!("unknown argument {other:?}").into()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other:?}; {USAGE}").into()),
         }
     }
     if threads == 0 {

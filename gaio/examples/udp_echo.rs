@@ -19,6 +19,8 @@ use gaio::{Buffer, Bytes, Error, Op, Submit, Watcher};
 /// for each echo.
 const PENDING_RECEIVES: usize = 8;
 
+const USAGE: &str = "usage: udp_echo [--addr HOST:PORT] [--until-stdin-closes]";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (mut addr, mut until_stdin_closes) = ("127.0.0.1:0".to_string(), false);
@@ -26,7 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--addr" => addr = args.next().ok_or("--addr needs HOST:PORT")?,
             "--until-stdin-closes" => until_stdin_closes = true,
-            other => return Err(format!("unknown argument {other:?}").into()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other:?}; {USAGE}").into()),
         }
     }
     let socket = UdpSocket::bind(&addr)?;

@@ -70,22 +70,61 @@ pub fn with_room(mut input: Vec<u8>) -> Vec<u8> {
 }
 
 /// The address to listen on: `--addr HOST:PORT`, `127.0.0.1:0` (any free
-/// port) by default. `usage` names the program in the error message.
+/// port) by default. `program` names the program in the usage text.
+///
+/// `--help` (or `-h`) prints the usage to standard output and ends the
+/// process with status 0, as command-line programs do; an unknown argument
+/// is an error that carries the usage. [`parse_addr_args`] is the same
+/// without printing or exiting.
 ///
 /// ```
 /// let args = ["--addr".to_string(), "127.0.0.1:8080".to_string()];
 /// assert_eq!(gaio_protocols::addr_arg(args, "server").unwrap(), "127.0.0.1:8080");
 /// ```
-pub fn addr_arg(args: impl IntoIterator<Item = String>, usage: &str) -> Result<String, String> {
+pub fn addr_arg(args: impl IntoIterator<Item = String>, program: &str) -> Result<String, String> {
+    match parse_addr_args(args, program)? {
+        AddrArgs::Listen(addr) => Ok(addr),
+        AddrArgs::Help(usage) => {
+            println!("{usage}");
+            std::process::exit(0)
+        }
+    }
+}
+
+/// What a server's command line asks for ([`parse_addr_args`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddrArgs {
+    /// Listen on this address.
+    Listen(String),
+    /// Print this usage text and stop (`--help` or `-h`).
+    Help(String),
+}
+
+/// Parses `[--addr HOST:PORT] [--help]`; the address defaults to
+/// `127.0.0.1:0`.
+///
+/// ```
+/// use gaio_protocols::{parse_addr_args, AddrArgs};
+/// let help = parse_addr_args(["--help".to_string()], "server").unwrap();
+/// assert_eq!(help, AddrArgs::Help("usage: server [--addr HOST:PORT]".into()));
+/// let bad = parse_addr_args(["--port".to_string()], "server").unwrap_err();
+/// assert_eq!(bad, "unexpected \"--port\"; usage: server [--addr HOST:PORT]");
+/// ```
+pub fn parse_addr_args(args: impl IntoIterator<Item = String>, program: &str) -> Result<AddrArgs, String> {
+    let usage = format!("usage: {program} [--addr HOST:PORT]");
     let mut args = args.into_iter();
     let mut addr = "127.0.0.1:0".to_string();
     while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--addr", Some(a)) => addr = a,
-            _ => return Err(format!("unexpected {arg:?}; usage: {usage} [--addr HOST:PORT]")),
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(AddrArgs::Help(usage)),
+            "--addr" => match args.next() {
+                Some(a) => addr = a,
+                None => return Err(format!("--addr needs HOST:PORT; {usage}")),
+            },
+            _ => return Err(format!("unexpected {arg:?}; {usage}")),
         }
     }
-    Ok(addr)
+    Ok(AddrArgs::Listen(addr))
 }
 
 #[cfg(test)]
@@ -128,11 +167,20 @@ mod tests {
     }
 
     #[test]
-    fn addr_arg_defaults_and_refuses_unknown_arguments() {
-        assert_eq!(addr_arg(Vec::new(), "s").unwrap(), "127.0.0.1:0");
-        let e = addr_arg(["--port".to_string()], "s").unwrap_err();
-        assert!(e.contains("usage: s [--addr HOST:PORT]"), "{e}");
-        let e = addr_arg(["--addr".to_string()], "s").unwrap_err();
-        assert!(e.contains("\"--addr\""), "{e}");
+    fn addr_args_default_help_and_refuse_unknown_arguments() {
+        let parse = |args: &[&str]| parse_addr_args(args.iter().map(|a| a.to_string()), "s");
+        assert_eq!(parse(&[]), Ok(AddrArgs::Listen("127.0.0.1:0".into())));
+        assert_eq!(
+            parse(&["--addr", "[::1]:7"]),
+            Ok(AddrArgs::Listen("[::1]:7".into()))
+        );
+        let usage = "usage: s [--addr HOST:PORT]".to_string();
+        assert_eq!(parse(&["--help"]), Ok(AddrArgs::Help(usage.clone())));
+        assert_eq!(parse(&["--addr", "x:1", "-h"]), Ok(AddrArgs::Help(usage.clone())));
+        assert_eq!(parse(&["--port"]), Err(format!("unexpected \"--port\"; {usage}")));
+        assert_eq!(
+            parse(&["--addr"]),
+            Err(format!("--addr needs HOST:PORT; {usage}"))
+        );
     }
 }

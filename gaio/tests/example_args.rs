@@ -1,0 +1,77 @@
+//! The examples' command lines: `--help` prints the usage on standard output
+//! and exits with status 0; an unknown argument fails with status 1 and the
+//! usage in the error.
+//!
+//! The example binaries are the ones `cargo test` and `cargo nextest run`
+//! build beside the test binaries (`target/<profile>/examples/`); a run that
+//! builds only this test (`--test example_args`) finds none and says so.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+mod util;
+
+/// Every example, with the start of its usage text.
+const EXAMPLES: [(&str, &str); 7] = [
+    ("demo", "usage: demo [--conns N]"),
+    ("echo_server", "usage: echo_server [--addr HOST:PORT]"),
+    ("http_server", "usage: http_server [--addr HOST:PORT]"),
+    ("resp_server", "usage: resp_server [--addr HOST:PORT]"),
+    ("proxy", "usage: proxy --upstream HOST:PORT"),
+    ("push_server", "usage: push_server [--addr HOST:PORT]"),
+    ("udp_echo", "usage: udp_echo [--addr HOST:PORT]"),
+];
+
+fn example(name: &str) -> PathBuf {
+    // This test runs from target/<profile>/deps/; the examples are in
+    // target/<profile>/examples/.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run the whole suite (`cargo test -p gaio` or `cargo xtask test`), \
+         which builds the examples before running tests",
+        path.display()
+    );
+    path
+}
+
+fn run(name: &str, arg: &str) -> std::process::Output {
+    Command::new(example(name))
+        .arg(arg)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the example runs")
+}
+
+#[test]
+fn every_example_prints_its_usage_on_help_and_exits_with_success() {
+    let _guard = util::shared();
+    for (name, usage) in EXAMPLES {
+        for flag in ["--help", "-h"] {
+            let out = run(name, flag);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{name} {flag}: {out:?}");
+            assert!(stdout.starts_with(usage), "{name} {flag} printed {stdout:?}");
+            assert_eq!(stdout.lines().count(), 1, "{name} {flag} printed {stdout:?}");
+            assert!(out.stderr.is_empty(), "{name} {flag}: {out:?}");
+        }
+    }
+}
+
+#[test]
+fn every_example_refuses_an_unknown_argument_with_its_usage() {
+    let _guard = util::shared();
+    for (name, usage) in EXAMPLES {
+        let out = run(name, "--no-such-flag");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
+        assert!(stderr.contains("--no-such-flag"), "{name}: {stderr:?}");
+        assert!(stderr.contains(usage), "{name}: {stderr:?}");
+        assert!(out.stdout.is_empty(), "{name} started: {out:?}");
+    }
+}
