@@ -21,7 +21,7 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
-    raise_fd_limit(2 * args.conns as u64 + 64);
+    raise_fd_limit(2 * args.conns as u64 + 64, args.conns)?;
 
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let mut clients = Vec::with_capacity(args.conns);
@@ -145,7 +145,9 @@ fn message(conn: usize, round: usize, size: usize) -> Vec<u8> {
         .collect()
 }
 
-fn raise_fd_limit(want: u64) {
+/// Raises the soft descriptor limit to `want` (two sockets per connection
+/// and a few more), or says how far it can go.
+fn raise_fd_limit(want: u64, conns: usize) -> Result<(), String> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let cur = getrlimit(Resource::Nofile);
     let soft = want.min(cur.maximum.unwrap_or(u64::MAX));
@@ -157,6 +159,15 @@ fn raise_fd_limit(want: u64) {
                 maximum: cur.maximum,
             },
         );
+    }
+    match getrlimit(Resource::Nofile).current {
+        Some(now) if now < want => Err(format!(
+            "--conns {conns} needs {want} descriptors and this process may open {now} \
+             (`ulimit -Hn` is the most it can raise itself to); \
+             use --conns {} or fewer, or raise the hard limit",
+            now.saturating_sub(64) / 2
+        )),
+        _ => Ok(()),
     }
 }
 

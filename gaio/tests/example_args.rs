@@ -1,6 +1,7 @@
 //! The examples' command lines: `--help` prints the usage on standard output
 //! and exits with status 0; an unknown argument fails with status 1 and the
-//! usage in the error.
+//! usage in the error; the demo, asked for more connections than the
+//! descriptor limit allows, says how many it can run.
 //!
 //! The example binaries are the ones `cargo test` and `cargo nextest run`
 //! build beside the test binaries (`target/<profile>/examples/`); a run that
@@ -74,4 +75,27 @@ fn every_example_refuses_an_unknown_argument_with_its_usage() {
         assert!(stderr.contains(usage), "{name}: {stderr:?}");
         assert!(out.stdout.is_empty(), "{name} started: {out:?}");
     }
+}
+
+#[test]
+fn the_demo_says_how_many_connections_the_descriptor_limit_allows() {
+    let _guard = util::shared();
+    // `ulimit -n` in the shell lowers both limits, so the demo cannot
+    // raise its own: 100 descriptors hold (100 - 64) / 2 = 18 connections.
+    let demo = example("demo");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 100 && exec \"$0\" --conns 100 --rounds 1")
+        .arg(&demo)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains("--conns 100 needs 264 descriptors and this process may open 100")
+            && stderr.contains("use --conns 18 or fewer"),
+        "{stderr:?}"
+    );
+    assert!(out.stdout.is_empty(), "the demo started: {out:?}");
 }
