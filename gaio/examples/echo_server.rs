@@ -91,9 +91,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     signals.thread_block()?;
 
+    // Asked before the watchers start: once they accept, a server at its
+    // descriptor limit has none left for the watcher this question builds.
+    let backend = backend_of(args.backend)?;
     let cores = start(&args.addr, args.threads, args.spread, args.backend)?;
     println!("{}", cores.local_addr().expect("listening"));
-    println!("backend: {}", backend_of(args.backend)?);
+    println!("backend: {backend}");
 
     // Either stop request ends the wait below.
     let (stop, stop_requested) = mpsc::channel();

@@ -1,14 +1,19 @@
-//! The examples' command lines: `--help` prints the usage on standard output
-//! and exits with status 0; an unknown argument fails with status 1 and the
-//! usage in the error; the demo, asked for more connections than the
-//! descriptor limit allows, says how many it can run.
+//! The example binaries, run as users run them. Their command lines:
+//! `--help` prints the usage on standard output and exits with status 0; an
+//! unknown argument fails with status 1 and the usage in the error; the
+//! demo, asked for more connections than the descriptor limit allows, says
+//! how many it can run. The echo server at its descriptor limit keeps
+//! serving and accepts again as clients leave.
 //!
 //! The example binaries are the ones `cargo test` and `cargo nextest run`
 //! build beside the test binaries (`target/<profile>/examples/`); a run that
 //! builds only this test (`--test example_args`) finds none and says so.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 mod util;
 
@@ -98,4 +103,70 @@ fn the_demo_says_how_many_connections_the_descriptor_limit_allows() {
         "{stderr:?}"
     );
     assert!(out.stdout.is_empty(), "the demo started: {out:?}");
+}
+
+/// Sends `msg` on `client` and checks that it comes back, within 5 s.
+fn echoes(client: &mut TcpStream, msg: &[u8]) -> Result<(), String> {
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    client.write_all(msg).map_err(|e| e.to_string())?;
+    let mut back = vec![0; msg.len()];
+    client.read_exact(&mut back).map_err(|e| e.to_string())?;
+    if back == msg {
+        Ok(())
+    } else {
+        Err(format!("echoed {back:?}"))
+    }
+}
+
+#[test]
+fn the_echo_server_at_its_descriptor_limit_keeps_serving_and_accepts_as_clients_leave() {
+    let _guard = util::exclusive();
+    // 64 descriptors: the server holds about 55 clients at once. The 100
+    // clients connect as soon as it listens, so its accepts reach the
+    // limit while it is still starting.
+    let mut server = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" --until-stdin-closes")
+        .arg(example("echo_server"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let addr = lines.next().expect("the address line").unwrap();
+    let mut clients: Vec<Option<TcpStream>> = (0..100)
+        .map(|_| Some(TcpStream::connect(&addr).expect("the listener's queue takes it")))
+        .collect();
+    let backend = lines.next().expect("the backend line").unwrap();
+    assert!(backend.starts_with("backend: "), "{backend:?}");
+    for (i, client) in clients.iter_mut().enumerate().take(40) {
+        let msg = format!("first {i}");
+        echoes(client.as_mut().unwrap(), msg.as_bytes()).unwrap_or_else(|e| panic!("client {i}: {e}"));
+    }
+    // The first 40 leave; their descriptors go to clients waiting in the
+    // accept queue, past the 64th.
+    for client in clients.iter_mut().take(40) {
+        drop(client.take());
+    }
+    for (i, client) in clients.iter_mut().enumerate().take(85).skip(40) {
+        let msg = format!("later {i}");
+        echoes(client.as_mut().unwrap(), msg.as_bytes()).unwrap_or_else(|e| panic!("client {i}: {e}"));
+    }
+    drop(clients);
+    drop(server.stdin.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    server.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
 }
