@@ -160,19 +160,39 @@ impl UnixAddr {
         })
     }
 
-    fn from_rustix(addr: &SocketAddrUnix) -> Self {
-        if let Some(path) = addr.path_bytes() {
-            return UnixAddr::from_path(OsStr::from_bytes(path));
+    /// The Unix address a system call returned, read from its bytes.
+    /// (rustix's conversion to `SocketAddrUnix` panics, indexing past
+    /// `sun_path`, on the address of a socket bound to a path that fills
+    /// `sun_path`: 108 bytes on Linux, reported with the NUL the kernel
+    /// adds after it, one byte longer than `sockaddr_un`.)
+    fn from_any(addr: &SocketAddrAny) -> Self {
+        let len = addr.addr_len() as usize;
+        // SAFETY: a `SocketAddrAny` holds an address of `addr_len()`
+        // initialised bytes at `as_ptr()`, within its storage (the
+        // invariant `SocketAddrAny::new` and `read` ask of their callers).
+        let bytes = unsafe { std::slice::from_raw_parts(addr.as_ptr().cast::<u8>(), len) };
+        let name = bytes.get(SUN_PATH_OFFSET..).unwrap_or(&[]);
+        match name.split_first() {
+            None => UnixAddr::unnamed(),
+            // An unnamed peer's address may come back as an empty abstract
+            // name (a lone NUL): it names nothing.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Some((0, abstract_name)) if !abstract_name.is_empty() => {
+                UnixAddr::from_abstract_name(abstract_name)
+            }
+            Some((0, _)) => UnixAddr::unnamed(),
+            Some(_) => {
+                let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+                UnixAddr::from_path(OsStr::from_bytes(&name[..end]))
+            }
         }
-        // An unnamed peer's address comes back as an empty abstract name
-        // (a lone NUL): it names nothing.
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        if let Some(name) = addr.abstract_name().filter(|n| !n.is_empty()) {
-            return UnixAddr::from_abstract_name(name);
-        }
-        UnixAddr::unnamed()
     }
 }
+
+/// Where `sun_path` starts in a `sockaddr_un`: after a 16-bit family on
+/// Linux and the other systems with a 16-bit `sa_family_t`, after the
+/// 8-bit length and 8-bit family of the BSDs and Apple systems.
+const SUN_PATH_OFFSET: usize = 2;
 
 impl fmt::Debug for UnixAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -249,8 +269,7 @@ impl PeerAddr {
     pub(crate) fn from_rustix(addr: &SocketAddrAny) -> Option<Self> {
         let family = addr.address_family();
         if family == AddressFamily::UNIX {
-            let unix = SocketAddrUnix::try_from(addr.clone()).ok()?;
-            Some(PeerAddr::Unix(UnixAddr::from_rustix(&unix)))
+            Some(PeerAddr::Unix(UnixAddr::from_any(addr)))
         } else {
             SocketAddr::try_from(addr.clone()).ok().map(PeerAddr::Inet)
         }
@@ -293,5 +312,17 @@ impl From<SocketAddrV6> for PeerAddr {
 impl From<UnixAddr> for PeerAddr {
     fn from(a: UnixAddr) -> Self {
         PeerAddr::Unix(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn sun_path_starts_where_the_system_says() {
+        assert_eq!(
+            super::SUN_PATH_OFFSET,
+            std::mem::offset_of!(libc::sockaddr_un, sun_path)
+        );
     }
 }

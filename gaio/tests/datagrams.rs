@@ -524,6 +524,74 @@ fn a_datagram_from_an_unbound_unix_socket_has_an_unnamed_sender_background() {
     unix_datagram_from_an_unbound_sender(Mode::Background);
 }
 
+/// A Unix socket path of the longest length the system takes: 108 bytes on
+/// Linux, filling `sun_path` with no NUL after it (std's `bind` refuses
+/// it; rustix's, which `listen_unix` uses, takes it).
+fn longest_unix_path(dir: &TempDir) -> std::path::PathBuf {
+    let taken = dir.path().as_os_str().len() + 1;
+    assert!(
+        taken < 100,
+        "temporary directory too deep: {}",
+        dir.path().display()
+    );
+    let path = dir.path().join("p".repeat(108 - taken));
+    assert_eq!(path.as_os_str().len(), 108);
+    path
+}
+
+/// A datagram from a sender bound to a path of the longest length: the
+/// kernel reports its address one byte longer than `sockaddr_un` (the NUL
+/// it adds after a full `sun_path`), which must come back as that path,
+/// not as a panic on the thread running the I/O.
+fn unix_datagram_from_a_longest_path(mode: Mode) {
+    use std::os::fd::OwnedFd;
+    let fds = util::FdCheck::new();
+    let dir = TempDir::new("long");
+    let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+    let server_path = dir.path().join("server.sock");
+    let server = UnixDatagram::bind(&server_path).expect("bind the server");
+    let conn = w.watch(server).expect("watch a Unix datagram socket");
+    let sender_path = longest_unix_path(&dir);
+    let sender: OwnedFd = rustix::net::socket(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )
+    .expect("a Unix datagram socket");
+    rustix::net::bind(
+        &sender,
+        &rustix::net::SocketAddrUnix::new(sender_path.as_path()).unwrap(),
+    )
+    .expect("bind the sender to the longest path");
+    let sender = UnixDatagram::from(sender);
+    sender.send_to(b"from far away", &server_path).unwrap();
+    sender.send_to(b"into swap", &server_path).unwrap();
+    w.recv_from(conn, 1, vec![0; 64]).expect("recv_from");
+    w.recv_from_swap(conn, 2).expect("recv_from_swap");
+    let done = util::wait_for(&mut w, 2, LIMIT);
+    assert_eq!(done.len(), 2);
+    for (c, want) in done.iter().zip([&b"from far away"[..], b"into swap"]) {
+        assert_eq!(c.op, Op::RecvFrom);
+        assert!(c.error.is_none(), "{mode:?}: {:?}", c.error);
+        assert_eq!(c.data(), want);
+        assert_eq!(unix_path_of(&c.peer), sender_path.as_path(), "{mode:?}");
+    }
+    drop(w);
+    drop(sender);
+    drop(dir);
+    fds.check();
+}
+
+#[test]
+fn a_datagram_from_a_sender_bound_to_the_longest_path_names_it_inline() {
+    unix_datagram_from_a_longest_path(Mode::Inline);
+}
+
+#[test]
+fn a_datagram_from_a_sender_bound_to_the_longest_path_names_it_background() {
+    unix_datagram_from_a_longest_path(Mode::Background);
+}
+
 // ----- 6. misuse and empty datagrams -------------------------------------------
 
 /// What a refused request looks like: at submission from the inline owner,
