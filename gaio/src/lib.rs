@@ -2,8 +2,10 @@
 //!
 //! Hand a connected socket to a [`Watcher`], submit reads and writes on it,
 //! and collect finished requests in batches from [`Watcher::wait_io`]. The
-//! watcher does the I/O itself on edge-triggered epoll (Linux); there is no
-//! task or thread per connection and no buffer per idle connection.
+//! watcher does the I/O itself: on Linux on an io_uring ring where the
+//! kernel lets this process use one, else on edge-triggered epoll; on
+//! kqueue on the BSDs and Apple systems. There is no task or thread per
+//! connection and no buffer per idle connection.
 //!
 //! ```no_run
 //! use gaio::{Op, Submit, Watcher};
@@ -40,10 +42,17 @@
 //!
 //! # Backends and cfgs
 //!
-//! The backend, [`DefaultPoller`], is chosen at compile time: epoll on
-//! Linux and Android, kqueue on FreeBSD, NetBSD, OpenBSD, DragonFly and the
-//! Apple systems (the `gaio_kqueue` cfg, which gaio-kqueue's build script
-//! sets: the one list of those targets), poll(2) on other unixes.
+//! The poller type, [`DefaultPoller`], is chosen at compile time:
+//! `LinuxPoller` on Linux, epoll on Android, kqueue on FreeBSD, NetBSD,
+//! OpenBSD, DragonFly and the Apple systems (the `gaio_kqueue` cfg, which
+//! gaio-kqueue's build script sets: the one list of those targets), poll(2)
+//! on other unixes. On Linux the backend is then chosen at run time, per
+//! watcher: [`Backend::Auto`] (the default) takes io_uring for an inline
+//! watcher where the kernel has everything the engine uses and lets this
+//! process use it (no seccomp filter or sysctl forbidding it, enough
+//! locked memory), else epoll, and epoll for a background one; the
+//! `GAIO_BACKEND` environment variable (`uring` or `epoll`) overrides
+//! that, and `Builder::backend` names one.
 //!
 //! To run on the portable poll(2) poller everywhere, build with the
 //! `gaio_force_poll` cfg, in a target directory of its own so the two

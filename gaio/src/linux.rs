@@ -11,7 +11,9 @@ use gaio_epoll::EpollPoller;
 use gaio_uring::UringPoller;
 
 /// The environment variable that overrides [`Backend::Auto`]'s choice:
-/// `auto`, `uring` or `epoll`.
+/// `auto`, `uring` or `epoll` (any case). Unset or empty, it leaves the
+/// choice to `Auto`; any other value makes building a watcher fail with
+/// `InvalidInput`, naming the variable.
 pub const BACKEND_VAR: &str = "GAIO_BACKEND";
 
 /// The poller `gaio` uses on Linux: an io_uring ring ([`UringPoller`])
@@ -59,11 +61,18 @@ pub struct LinuxEvents {
 /// What [`Backend::Auto`] stands for here: the environment's choice, if it
 /// makes one.
 fn automatic() -> io::Result<Backend> {
-    match std::env::var(BACKEND_VAR) {
-        Ok(value) => value
-            .parse::<Backend>()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{BACKEND_VAR}: {e}"))),
-        Err(_) => Ok(Backend::Auto),
+    backend_named(std::env::var_os(BACKEND_VAR).as_deref())
+}
+
+/// The backend [`BACKEND_VAR`]'s value names, `Auto` if it is unset or
+/// empty (as `GAIO_BACKEND= program` leaves it).
+fn backend_named(value: Option<&std::ffi::OsStr>) -> io::Result<Backend> {
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, format!("{BACKEND_VAR}: {why}"));
+    match value.map(|v| v.to_str()) {
+        None => Ok(Backend::Auto),
+        Some(None) => Err(invalid(format!("{value:?} is not UTF-8"))),
+        Some(Some(v)) if v.trim().is_empty() => Ok(Backend::Auto),
+        Some(Some(v)) => v.parse::<Backend>().map_err(|e| invalid(e.to_string())),
     }
 }
 
@@ -244,6 +253,22 @@ impl Poller for LinuxPoller {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn the_backend_variable_unset_or_empty_leaves_the_choice_to_auto() {
+        assert_eq!(backend_named(None).unwrap(), Backend::Auto);
+        assert_eq!(backend_named(Some(OsStr::new(""))).unwrap(), Backend::Auto);
+        assert_eq!(backend_named(Some(OsStr::new("  "))).unwrap(), Backend::Auto);
+        assert_eq!(backend_named(Some(OsStr::new("Epoll"))).unwrap(), Backend::Epoll);
+        assert_eq!(backend_named(Some(OsStr::new("uring"))).unwrap(), Backend::Uring);
+        let e = backend_named(Some(OsStr::new("iouring"))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().starts_with("GAIO_BACKEND: "), "{e}");
+        assert!(e.to_string().contains("iouring"), "{e}");
+    }
+
     /// `LinuxPoller` forwards every method of `Poller`: one left to its
     /// default would run the default on the ring too (a system call where
     /// the ring holds the request, say), and nothing else would tell.
