@@ -31,8 +31,10 @@ pub enum Error {
         /// The panic's message, when it had one.
         message: Box<str>,
     },
-    /// The connection handle was handed out by another watcher: a request
-    /// must go to the watcher that owns its connection.
+    /// The connection handle is not one of this watcher's: another watcher
+    /// handed it out (a request must go to the watcher that owns its
+    /// connection), or it is the `conn` of a notification or a sleep,
+    /// which names no connection.
     ForeignConn,
     /// A read was submitted with a buffer of length zero (or, for
     /// `read_append`, no spare capacity): it needs room for at least one
@@ -144,7 +146,7 @@ impl fmt::Display for Error {
             Error::ConnClosed => f.write_str("connection closed"),
             Error::WatcherClosed => f.write_str("watcher closed"),
             Error::Cancelled => f.write_str("timer cancelled before its deadline"),
-            Error::ForeignConn => f.write_str("the connection belongs to another watcher"),
+            Error::ForeignConn => f.write_str("the connection belongs to another watcher, or to none"),
             Error::Panicked { message } => write!(f, "the watcher's engine panicked: {message}"),
             Error::EmptyBuffer => f.write_str("empty buffer: a read needs room for at least one byte"),
             Error::NotPollable(e) => write!(f, "the poller cannot watch this descriptor: {e}"),
