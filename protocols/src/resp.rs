@@ -227,15 +227,13 @@ fn execute(cmd: &[u8], args: &[(usize, usize)], out: &mut Vec<u8>, store: &mut S
                 .values
                 .entry(arg(1).to_vec())
                 .or_insert_with(|| b"0".to_vec());
-            let old = std::str::from_utf8(value)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok());
-            match old.and_then(|v| v.checked_add(1)) {
-                Some(new) => {
+            match integer_value(value).map(|v| v.checked_add(1)) {
+                Some(Some(new)) => {
                     value.clear();
                     value.extend_from_slice(new.to_string().as_bytes());
                     integer(out, new);
                 }
+                Some(None) => out.extend_from_slice(b"-ERR increment or decrement would overflow\r\n"),
                 None => out.extend_from_slice(b"-ERR value is not an integer or out of range\r\n"),
             }
         }
@@ -271,6 +269,25 @@ fn execute(cmd: &[u8], args: &[(usize, usize)], out: &mut Vec<u8>, store: &mut S
         }
     }
     Next::Read
+}
+
+/// `bytes` as a 64-bit integer, written the one way Redis writes it
+/// (its `string2ll`): an optional `-`, then `0` alone or digits without a
+/// leading zero. No `+`, no spaces, no `-0`: such a value is not an
+/// integer to `INCR`.
+fn integer_value(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = match digits {
+        [b'0'] => digits.len() == bytes.len(),
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !canonical {
+        return None;
+    }
+    // Only ASCII digits and a sign: valid UTF-8, and `parse` checks the
+    // range.
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 /// Appends a bulk string, or the null bulk string for `None`.
@@ -405,6 +422,44 @@ mod tests {
         let (_, next, out) = run(&mut Store::new(), b"PING\r\n*x\r\n");
         assert_eq!(next, Next::Close);
         assert!(out.starts_with("+PONG\r\n-ERR Protocol error"), "{out}");
+    }
+
+    /// What `INCR` takes for an integer, and its answers, are Redis's
+    /// (checked against redis-server 7.0): a value with a sign, a leading
+    /// zero or a space is not an integer, and the largest one cannot grow.
+    #[test]
+    fn incr_takes_only_what_redis_takes_for_an_integer() {
+        let not_integer = "-ERR value is not an integer or out of range\r\n";
+        let cases: [(&str, &str, &str); 10] = [
+            ("+5", not_integer, "+5"),
+            ("007", not_integer, "007"),
+            ("-0", not_integer, "-0"),
+            (" 12", not_integer, " 12"),
+            ("12 ", not_integer, "12 "),
+            ("", not_integer, ""),
+            ("-", not_integer, "-"),
+            ("-12", ":-11\r\n", "-11"),
+            ("0", ":1\r\n", "1"),
+            (
+                "9223372036854775807",
+                "-ERR increment or decrement would overflow\r\n",
+                "9223372036854775807",
+            ),
+        ];
+        for (value, reply, after) in cases {
+            let mut store = Store::new();
+            run(&mut store, array(&["SET", "k", value]).as_bytes());
+            let (_, next, out) = run(&mut store, array(&["INCR", "k"]).as_bytes());
+            assert_eq!((next, out.as_str()), (Next::Read, reply), "INCR of {value:?}");
+            assert_eq!(store.values[b"k".as_slice()], after.as_bytes(), "{value:?}");
+        }
+        let mut store = Store::new();
+        run(
+            &mut store,
+            array(&["SET", "k", "-9223372036854775808"]).as_bytes(),
+        );
+        let (_, _, out) = run(&mut store, array(&["INCR", "k"]).as_bytes());
+        assert_eq!(out, ":-9223372036854775807\r\n");
     }
 
     #[test]
