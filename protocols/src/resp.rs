@@ -95,7 +95,7 @@ fn parse(input: &[u8], args: &mut Vec<(usize, usize)>) -> Result<Option<usize>, 
     if input[0] != b'*' {
         return parse_inline(input, args);
     }
-    let Some((count, mut at)) = number(input, 1)? else {
+    let Some((count, mut at)) = number(input, 1, "invalid multibulk length")? else {
         return Ok(None);
     };
     if !(0..=MAX_ARGS as i64).contains(&count) {
@@ -107,7 +107,7 @@ fn parse(input: &[u8], args: &mut Vec<(usize, usize)>) -> Result<Option<usize>, 
             Some(b'$') => {}
             Some(_) => return Err("expected '$'"),
         }
-        let Some((len, start)) = number(input, at + 1)? else {
+        let Some((len, start)) = number(input, at + 1, "invalid bulk length")? else {
             return Ok(None);
         };
         if !(0..=MAX_BULK as i64).contains(&len) {
@@ -126,8 +126,9 @@ fn parse(input: &[u8], args: &mut Vec<(usize, usize)>) -> Result<Option<usize>, 
 }
 
 /// Parses the decimal number starting at `at` and ending in CRLF; returns
-/// it and where the next line starts.
-fn number(input: &[u8], at: usize) -> Result<Option<(i64, usize)>, &'static str> {
+/// it and where the next line starts. A number Redis would not take (a
+/// sign `+`, a leading zero, a space) is the error `invalid`.
+fn number(input: &[u8], at: usize, invalid: &'static str) -> Result<Option<(i64, usize)>, &'static str> {
     let rest = &input[at.min(input.len())..];
     let Some(eol) = rest.iter().position(|&b| b == b'\r') else {
         return if rest.len() > 20 {
@@ -141,10 +142,8 @@ fn number(input: &[u8], at: usize) -> Result<Option<(i64, usize)>, &'static str>
         Some(b'\n') => {}
         Some(_) => return Err("expected LF"),
     }
-    let n = std::str::from_utf8(&rest[..eol])
-        .ok()
-        .and_then(|s| s.parse().ok());
-    n.map(|n| Some((n, at + eol + 2))).ok_or("invalid length")
+    let n = integer_value(&rest[..eol]).ok_or(invalid)?;
+    Ok(Some((n, at + eol + 2)))
 }
 
 /// An inline command: words separated by spaces, ending in LF or CRLF.
@@ -460,6 +459,34 @@ mod tests {
         );
         let (_, _, out) = run(&mut store, array(&["INCR", "k"]).as_bytes());
         assert_eq!(out, ":-9223372036854775807\r\n");
+    }
+
+    /// Lengths are written as Redis takes them: no sign `+`, no leading
+    /// zero, no space; anything else is a protocol error naming the length
+    /// (checked against redis-server 7.0).
+    #[test]
+    fn lengths_are_taken_as_redis_takes_them() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"*+1\r\n$4\r\nPING\r\n", "invalid multibulk length"),
+            (b"*01\r\n$4\r\nPING\r\n", "invalid multibulk length"),
+            (b"* 1\r\n$4\r\nPING\r\n", "invalid multibulk length"),
+            (b"*\r\n", "invalid multibulk length"),
+            (b"*1\r\n$+4\r\nPING\r\n", "invalid bulk length"),
+            (b"*1\r\n$04\r\nPING\r\n", "invalid bulk length"),
+            (b"*1\r\n$4 \r\nPING\r\n", "invalid bulk length"),
+            (b"*1\r\n$9223372036854775808\r\n", "invalid bulk length"),
+        ];
+        for (input, why) in cases {
+            let (used, next, out) = run(&mut Store::new(), input);
+            assert_eq!(
+                (used, next, out),
+                (0, Next::Close, format!("-ERR Protocol error: {why}\r\n")),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let (_, next, out) = run(&mut Store::new(), b"*1\r\n$0\r\n\r\n*0\r\n");
+        assert_eq!((next, out.as_str()), (Next::Read, "-ERR unknown command ''\r\n"));
     }
 
     #[test]
