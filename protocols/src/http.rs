@@ -65,15 +65,16 @@ fn respond_one(input: &[u8], out: &mut Vec<u8>, date: &[u8; 29]) -> Option<(usiz
         Err(_) => return Some(error(out, date, "400 Bad Request")),
     };
     let mut keep_alive = req.version == Some(1);
-    let mut body_len = 0;
+    let mut body_len = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-            {
-                Some(n) => body_len = n,
-                None => return Some(error(out, date, "400 Bad Request")),
+            // RFC 9112 §6.3: a length that is not digits, or several that
+            // differ, leave the message's end unknown: an error, never a
+            // guess (the body would be read as the next request).
+            match (content_length(h.value), body_len) {
+                (Some(n), None) => body_len = Some(n),
+                (Some(n), Some(before)) if n == before => {}
+                _ => return Some(error(out, date, "400 Bad Request")),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Some(error(out, date, "501 Not Implemented"));
@@ -85,6 +86,7 @@ fn respond_one(input: &[u8], out: &mut Vec<u8>, date: &[u8; 29]) -> Option<(usiz
             }
         }
     }
+    let body_len = body_len.unwrap_or(0);
     if body_len > MAX_BODY {
         return Some(error(out, date, "413 Content Too Large"));
     }
@@ -114,6 +116,16 @@ fn respond_one(input: &[u8], out: &mut Vec<u8>, date: &[u8; 29]) -> Option<(usiz
     }
     let next = if keep_alive { Next::Read } else { Next::Close };
     Some((head_len + body_len, next))
+}
+
+/// A `Content-Length` value: digits only (RFC 9110 §8.6), with the
+/// white space around a field value left out.
+fn content_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Appends a status line and the headers every response has.
@@ -244,6 +256,38 @@ mod tests {
         let (used, next, out) = answer(b"DELETE /plaintext HTTP/1.1\r\n\r\n");
         assert_eq!((used, next), (30, Next::Read));
         assert!(out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+    }
+
+    /// A body whose length is unclear is refused, not guessed: whichever
+    /// of two different lengths were taken, a client (or a proxy) taking
+    /// the other would see the requests split elsewhere.
+    #[test]
+    fn an_unclear_content_length_gets_400_and_close() {
+        let cases: [&[u8]; 5] = [
+            b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 0\r\n\r\nabcGET /plaintext HTTP/1.1\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nContent-Length: 0\r\ncontent-length: 3\r\n\r\nabc",
+            b"POST /echo HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
+            b"POST /echo HTTP/1.1\r\nContent-Length: -0\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nContent-Length:\r\n\r\n",
+        ];
+        for input in cases {
+            let (used, next, out) = answer(input);
+            assert_eq!(
+                (used, next),
+                (0, Next::Close),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert!(
+                out.starts_with("HTTP/1.1 400 Bad Request\r\n") && out.matches("HTTP/1.1").count() == 1,
+                "{out}"
+            );
+        }
+        // The same length twice is one length.
+        let input = b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length:  3 \r\n\r\nabc";
+        let (used, next, out) = answer(input);
+        assert_eq!((used, next), (input.len(), Next::Read));
+        assert!(out.ends_with("Content-Length: 3\r\n\r\nabc"), "{out}");
     }
 
     #[test]
