@@ -39,19 +39,28 @@ pub fn serve(w: &mut Watcher<Vec<u8>, Vec<u8>>, listener: Listener) -> Result<()
         for c in batch.drain(..) {
             match (c.op, c.error) {
                 (Op::Accept, None) => w.read_append(c.conn, Vec::new(), with_room(Vec::new()))?,
-                (Op::ReadAppend, None) => {
-                    let mut input = c.buffer.into_user().unwrap_or_default();
+                (Op::ReadAppend | Op::Write, None) => {
+                    // Commands just read, or those left after the last
+                    // replies (`respond` makes a bounded amount at a time).
+                    let mut input = if c.op == Op::Write {
+                        replies.put(c.buffer.into_user());
+                        c.context
+                    } else {
+                        c.buffer.into_user().unwrap_or_default()
+                    };
                     let mut out = replies.take();
                     let (used, next) = resp::respond(&input, &mut out, &mut store);
+                    if (used, next) == (0, Next::Read) {
+                        // No whole command: read more.
+                        replies.put(out);
+                        w.read_append(c.conn, Vec::new(), with_room(input))?;
+                        continue;
+                    }
                     input.drain(..used);
-                    w.write(c.conn, input, out)?; // empty while a command is still arriving
+                    w.write(c.conn, input, out)?;
                     if next == Next::Close {
                         w.shutdown(c.conn, Vec::new())?;
                     }
-                }
-                (Op::Write, None) => {
-                    replies.put(c.buffer.into_user());
-                    w.read_append(c.conn, Vec::new(), with_room(c.context))?;
                 }
                 (Op::Accept, Some(e)) => eprintln!("resp_server: no longer accepting: {e}"),
                 _ => w.free(c.conn)?, // closed after QUIT or an error reply, end of stream, an error

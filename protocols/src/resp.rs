@@ -20,6 +20,9 @@ pub const MAX_BULK: usize = 512 * 1024 * 1024;
 pub const MAX_ARGS: usize = 1024 * 1024;
 /// The longest inline command line.
 pub const MAX_INLINE: usize = 64 * 1024;
+/// The replies one call of [`respond`] makes before it stops (it may go
+/// past by one reply).
+pub const MAX_REPLIES: usize = 64 * 1024;
 
 /// The keys and values, and the scratch space parsing reuses (so a
 /// steady stream of commands allocates only for new keys).
@@ -36,10 +39,15 @@ impl Store {
     }
 }
 
-/// Answers every whole command at the start of `input`, appending the
+/// Answers the whole commands at the start of `input`, appending the
 /// replies to `out`. Returns how many bytes of `input` were used (drop
-/// them; the rest is the start of a command still arriving) and whether
-/// the connection stays open after `out` is written.
+/// them) and whether the connection stays open after `out` is written.
+///
+/// It stops once `out` holds [`MAX_REPLIES`] bytes or more, so a few bytes
+/// of commands (`GET` of a large value, pipelined) cannot make replies
+/// without bound. Whole commands may then remain in the rest of `input`:
+/// after writing `out`, call it again on the rest, and read more only once
+/// it uses nothing (the rest is the start of a command still arriving).
 ///
 /// ```
 /// use gaio_protocols::{resp, Next};
@@ -53,7 +61,8 @@ impl Store {
 /// ```
 pub fn respond(input: &[u8], out: &mut Vec<u8>, store: &mut Store) -> (usize, Next) {
     let mut used = 0;
-    loop {
+    let full = out.len().saturating_add(MAX_REPLIES);
+    while out.len() < full {
         let mut args = std::mem::take(&mut store.args);
         args.clear();
         let parsed = parse(&input[used..], &mut args);
@@ -83,6 +92,7 @@ pub fn respond(input: &[u8], out: &mut Vec<u8>, store: &mut Store) -> (usize, Ne
             None => return (used, Next::Read),
         }
     }
+    (used, Next::Read)
 }
 
 /// Parses the first command of `input` into `args` (start and end of each
@@ -487,6 +497,40 @@ mod tests {
         }
         let (_, next, out) = run(&mut Store::new(), b"*1\r\n$0\r\n\r\n*0\r\n");
         assert_eq!((next, out.as_str()), (Next::Read, "-ERR unknown command ''\r\n"));
+    }
+
+    /// Pipelined `GET`s of a large value: one call answers as many as
+    /// fill [`MAX_REPLIES`] (here one), not all 100 (100 MiB of replies
+    /// for 2 KB of commands); the next calls answer the rest.
+    #[test]
+    fn replies_are_bounded_per_call() {
+        let mut store = Store::new();
+        let value = "v".repeat(1 << 20);
+        run(&mut store, array(&["SET", "k", &value]).as_bytes());
+        let get = array(&["GET", "k"]);
+        let reply = format!("${}\r\n{value}\r\n", value.len());
+        let input = get.repeat(100);
+        let (mut at, mut calls) = (0, 0);
+        while at < input.len() {
+            let (used, next, out) = run(&mut store, &input.as_bytes()[at..]);
+            assert_eq!((used, next), (get.len(), Next::Read), "call {calls}");
+            assert!(out == reply, "call {calls}: {} bytes of replies", out.len());
+            at += used;
+            calls += 1;
+            assert!(calls <= 100);
+        }
+        // Small replies: a call stops just past MAX_REPLIES, having used
+        // only the commands it answered.
+        let ping = array(&["PING"]);
+        let input = ping.repeat(100_000);
+        let (used, next, out) = run(&mut store, input.as_bytes());
+        let answered = out.len() / "+PONG\r\n".len();
+        assert_eq!((used, next), (answered * ping.len(), Next::Read));
+        assert!(
+            (MAX_REPLIES..MAX_REPLIES + 7).contains(&out.len()),
+            "{}",
+            out.len()
+        );
     }
 
     #[test]

@@ -30,17 +30,21 @@ async fn serve_client(
 ) -> std::io::Result<()> {
     let (mut input, mut out) = (Vec::new(), Vec::new());
     loop {
-        prepare_read(&mut input);
-        tokio::select! {
-            read = stream.read_buf(&mut input) => if read? == 0 { return Ok(()) },
-            _ = stop.cancelled() => return Ok(()),
-        }
+        // `respond` makes a bounded amount of replies at a time: read only
+        // once no whole command is left.
         let (used, next) = resp::respond(&input, &mut out, &mut store.borrow_mut());
         input.drain(..used);
         stream.write_all(&out).await?;
         out.clear();
         if next == Next::Close {
             return Ok(());
+        }
+        if used == 0 {
+            prepare_read(&mut input);
+            tokio::select! {
+                read = stream.read_buf(&mut input) => if read? == 0 { return Ok(()) },
+                _ = stop.cancelled() => return Ok(()),
+            }
         }
     }
 }

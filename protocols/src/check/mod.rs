@@ -7,8 +7,9 @@
 //! replies, a pipelined burst larger than the servers' read buffers (and
 //! than gaio's swap memory) ended by a half-close, requests sent one byte
 //! at a time, a client that stops reading (the server must stop reading
-//! too: memory stays bounded and nothing is lost), a 1 MiB value, and
-//! garbage (an error reply, then the server closes).
+//! too: memory stays bounded and nothing is lost), a 1 MiB value, large
+//! replies to pipelined commands (RESP), and garbage (an error reply,
+//! then the server closes).
 
 pub mod http;
 pub mod resp;
@@ -248,6 +249,11 @@ macro_rules! resp_checks {
         #[test]
         fn one_mib_value() {
             $run($crate::check::resp::one_mib_value);
+        }
+
+        #[test]
+        fn large_replies_pipelined() {
+            $run($crate::check::resp::large_replies_pipelined);
         }
 
         #[test]

@@ -135,6 +135,29 @@ pub fn one_mib_value(addr: SocketAddr) {
     writer.join().unwrap();
 }
 
+/// `GET`s of a 256 KiB value, 64 of them in one write and a `PING`
+/// after: far more replies than one call of [`crate::resp::respond`]
+/// makes, so the server must answer the commands left before it reads
+/// again. Every reply comes back whole, in order.
+pub fn large_replies_pipelined(addr: SocketAddr) {
+    let value = pattern(256 << 10);
+    let mut s = connect(addr);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    s.write_all(&command(&[b"SET", b"check:large", &value])).unwrap();
+    expect(&mut r, b"+OK\r\n");
+    let get = command(&[b"GET", b"check:large"]);
+    s.write_all(&[get.repeat(64), command(&[b"PING"])].concat())
+        .unwrap();
+    let want = [format!("${}\r\n", value.len()).as_bytes(), &value, b"\r\n"].concat();
+    for i in 0..64 {
+        let got = read_reply(&mut r);
+        assert!(got == want, "reply {i} to GET differs ({} bytes)", got.len());
+    }
+    expect(&mut r, b"+PONG\r\n");
+    s.write_all(&command(&[b"DEL", b"check:large"])).unwrap();
+    expect(&mut r, b":1\r\n");
+}
+
 /// A command, then bytes that are not RESP: the command is answered, the
 /// garbage gets `-ERR Protocol error`, and the server closes.
 pub fn garbage_gets_error_and_close(addr: SocketAddr) {
