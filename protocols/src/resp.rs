@@ -18,6 +18,10 @@ use crate::Next;
 pub const MAX_BULK: usize = 512 * 1024 * 1024;
 /// The most arguments a command may have.
 pub const MAX_ARGS: usize = 1024 * 1024;
+/// The longest command sent as an array, all its arguments together
+/// (Redis's default `client-query-buffer-limit`): a client cannot make a
+/// connection hold more for a command still arriving.
+pub const MAX_COMMAND: usize = 1024 * 1024 * 1024;
 /// The longest inline command line.
 pub const MAX_INLINE: usize = 64 * 1024;
 /// The replies one call of [`respond`] makes before it stops (it may go
@@ -65,7 +69,7 @@ pub fn respond(input: &[u8], out: &mut Vec<u8>, store: &mut Store) -> (usize, Ne
     while out.len() < full {
         let mut args = std::mem::take(&mut store.args);
         args.clear();
-        let parsed = parse(&input[used..], &mut args);
+        let parsed = parse(&input[used..], &mut args, MAX_COMMAND);
         let step = match parsed {
             Ok(Some(n)) => {
                 // Offsets are relative to the command's start.
@@ -97,8 +101,9 @@ pub fn respond(input: &[u8], out: &mut Vec<u8>, store: &mut Store) -> (usize, Ne
 
 /// Parses the first command of `input` into `args` (start and end of each
 /// argument). `Ok(None)`: not whole yet; `Ok(Some(n))`: `n` bytes long
-/// (an empty inline line leaves `args` empty).
-fn parse(input: &[u8], args: &mut Vec<(usize, usize)>) -> Result<Option<usize>, &'static str> {
+/// (an empty inline line leaves `args` empty). A command that would be
+/// longer than `max` bytes is an error as soon as a length says so.
+fn parse(input: &[u8], args: &mut Vec<(usize, usize)>, max: usize) -> Result<Option<usize>, &'static str> {
     if input.is_empty() {
         return Ok(None);
     }
@@ -124,6 +129,9 @@ fn parse(input: &[u8], args: &mut Vec<(usize, usize)>) -> Result<Option<usize>, 
             return Err("invalid bulk length");
         }
         let end = start + len as usize;
+        if end + 2 > max {
+            return Err("command too long");
+        }
         match input.get(end..end + 2) {
             None => return Ok(None),
             Some(b"\r\n") => {}
@@ -531,6 +539,24 @@ mod tests {
             "{}",
             out.len()
         );
+    }
+
+    /// A command is refused as soon as its lengths add up to more than
+    /// the limit, before the bytes arrive: bulk strings each within
+    /// [`MAX_BULK`], as many as [`MAX_ARGS`], would let one command still
+    /// arriving take terabytes ([`MAX_COMMAND`] is the limit `respond`
+    /// gives; small ones here).
+    #[test]
+    fn a_command_longer_than_the_limit_is_refused() {
+        let head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20\r\n";
+        let mut args = Vec::new();
+        // 25 + 20 + 2 = 47 bytes: within 47, not within 46.
+        assert_eq!(parse(head, &mut args, 47), Ok(None));
+        assert_eq!(parse(head, &mut args, 46), Err("command too long"));
+        let whole = [&head[..], &[b'v'; 20], b"\r\n"].concat();
+        args.clear();
+        assert_eq!(parse(&whole, &mut args, 47), Ok(Some(47)));
+        assert_eq!(args, [(8, 11), (17, 18), (25, 45)]);
     }
 
     #[test]
