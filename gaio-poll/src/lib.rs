@@ -77,6 +77,13 @@ impl PollPoller {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Takes the wake-ups written so far, then clears the flag. A `wake`
+    /// between the two finds the flag set and writes nothing, which is
+    /// right: it lands inside this wait, which is returning, and the
+    /// engine takes in its commands after that. Clearing the flag first
+    /// would be wrong: a `wake` then writes a byte this drain may take,
+    /// leaving the flag set with the pipe empty, and every later `wake`
+    /// would write nothing until the next drain.
     fn drain_wake(&self) {
         let mut buf = [0u8; 64];
         while let Ok(n) = rustix::io::read(&self.wake_rx, &mut buf) {
