@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gaio_core::{Event, Interest, Poller};
@@ -42,6 +42,18 @@ struct Entry {
     armed: Armed,
 }
 
+/// The registered descriptors, and whether a wait is polling them.
+#[derive(Debug, Default)]
+struct Registry {
+    entries: HashMap<RawFd, Entry>,
+    /// A wait is in poll(2), over the descriptors registered when it
+    /// began: `deregister` must not return while it may still hold one.
+    polling: bool,
+    /// Polls begun, so that `deregister` waits for the poll it saw, not
+    /// for a later one.
+    polls: u64,
+}
+
 /// A poll(2) poller with a self-pipe for wake-ups.
 ///
 /// System calls: [`pipe2(2)`](https://man7.org/linux/man-pages/man2/pipe.2.html)
@@ -52,7 +64,9 @@ struct Entry {
 #[derive(Debug)]
 #[doc(alias = "poll")]
 pub struct PollPoller {
-    registry: Mutex<HashMap<RawFd, Entry>>,
+    registry: Mutex<Registry>,
+    /// Signalled when a poll ends (`Registry::polling` cleared).
+    poll_ended: Condvar,
     wake_rx: OwnedFd,
     wake_tx: OwnedFd,
     /// A wake-up byte is in the pipe and not yet drained: later wakes skip
@@ -71,7 +85,7 @@ pub struct PollSet {
 }
 
 impl PollPoller {
-    fn registry(&self) -> MutexGuard<'_, HashMap<RawFd, Entry>> {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
         // The map is consistent after every statement; a panic elsewhere
         // while holding the lock cannot break it.
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
@@ -113,7 +127,8 @@ impl Poller for PollPoller {
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
         }
         Ok(PollPoller {
-            registry: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
+            poll_ended: Condvar::new(),
             wake_rx,
             wake_tx,
             wake_pending: AtomicBool::new(false),
@@ -151,7 +166,7 @@ impl Poller for PollPoller {
         // An entry already there stays as it is (as epoll leaves an
         // existing registration alone on EEXIST): the engine relies on a
         // failed register changing nothing.
-        match self.registry().entry(fd.as_raw_fd()) {
+        match self.registry().entries.entry(fd.as_raw_fd()) {
             Slot::Occupied(_) => Err(Errno::EXIST.into()),
             Slot::Vacant(slot) => {
                 slot.insert(entry);
@@ -160,16 +175,29 @@ impl Poller for PollPoller {
         }
     }
 
+    /// Forgets `fd`. If a wait is polling meanwhile (its poll(2) may hold
+    /// the number: a deregistration from another thread, such as a
+    /// hand-over refused by a watcher that has just closed), this wakes it
+    /// and returns only once that poll has ended, so the caller may close
+    /// the descriptor as soon as this returns.
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        match self.registry().remove(&fd.as_raw_fd()) {
-            Some(_) => Ok(()),
-            None => Err(Errno::NOENT.into()),
+        let mut registry = self.registry();
+        if registry.entries.remove(&fd.as_raw_fd()).is_none() {
+            return Err(Errno::NOENT.into());
         }
+        if registry.polling {
+            let seen = registry.polls;
+            let _ = self.wake();
+            while registry.polling && registry.polls == seen {
+                registry = self.poll_ended.wait(registry).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        Ok(())
     }
 
     fn rearm(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
         let mut registry = self.registry();
-        match registry.get_mut(&fd.as_raw_fd()) {
+        match registry.entries.get_mut(&fd.as_raw_fd()) {
             Some(e) if e.token == token => {
                 e.armed.read |= interest.is_read();
                 e.armed.write |= interest.is_write();
@@ -186,7 +214,8 @@ impl Poller for PollPoller {
         timeout: Option<Duration>,
     ) -> io::Result<()> {
         set.fds.clear();
-        for (&fd, e) in self.registry().iter() {
+        let mut registry = self.registry();
+        for (&fd, e) in registry.entries.iter() {
             let mut flags = PollFlags::empty();
             if e.armed.read {
                 flags |= PollFlags::IN;
@@ -198,9 +227,14 @@ impl Poller for PollPoller {
                 set.fds.push((fd, flags, e.token));
             }
         }
+        registry.polling = true;
+        registry.polls += 1;
+        drop(registry);
         let result = self.poll_set(set, out, timeout);
         // The borrowed descriptors must not outlive this call.
         set.pollfds.clear();
+        self.registry().polling = false;
+        self.poll_ended.notify_all();
         result
     }
 
@@ -231,11 +265,12 @@ impl PollPoller {
         let wake = unsafe { BorrowedFd::borrow_raw(self.wake_rx.as_raw_fd()) };
         pollfds.push(PollFd::from_borrowed_fd(wake, PollFlags::IN));
         for &(fd, flags, _) in &set.fds {
-            // SAFETY: `fd` is registered, and the engine closes a
-            // connection's descriptor only after deregistering it, on the
-            // thread that calls `wait` (this one). So every registered
-            // descriptor stays open for the whole of this call, and `wait`
-            // clears the array before it returns.
+            // SAFETY: `fd` was registered when this wait began, and its
+            // owner keeps it open until `deregister` returns
+            // (`Poller::register`'s contract). `deregister` returns only
+            // once no wait is polling (`Registry::polling`, cleared after
+            // `wait` has cleared this array), so the descriptor stays open
+            // for as long as it is borrowed here.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
             pollfds.push(PollFd::from_borrowed_fd(fd, flags));
         }
@@ -265,7 +300,7 @@ impl PollPoller {
             ev.readable = r.contains(PollFlags::IN);
             ev.writable = r.contains(PollFlags::OUT);
             ev.hangup = hangup;
-            if let Some(e) = registry.get_mut(&fd).filter(|e| e.token == token) {
+            if let Some(e) = registry.entries.get_mut(&fd).filter(|e| e.token == token) {
                 // Report once, then wait for the engine to re-arm.
                 if ev.readable || hangup {
                     e.armed.read = false;
@@ -296,6 +331,57 @@ mod tests {
     use rustix::io::Errno;
 
     use super::PollPoller;
+
+    /// `deregister` from another thread while a wait polls: it returns only
+    /// after that poll has ended (the caller may close the descriptor
+    /// then), and the poll ends at once rather than at its timeout.
+    #[test]
+    fn deregistering_during_a_poll_returns_once_the_poll_has_ended() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use std::time::Instant;
+
+        let poller = Arc::new(PollPoller::new().unwrap());
+        let (rx, _tx) = rustix::pipe::pipe().unwrap();
+        // SAFETY: `rx` stays open until after it is deregistered below.
+        unsafe { poller.register(rx.as_fd(), 1) }.unwrap();
+        let waiting = Arc::new(AtomicBool::new(true));
+        let waiter = {
+            let (poller, waiting) = (Arc::clone(&poller), Arc::clone(&waiting));
+            std::thread::spawn(move || {
+                let mut set = PollPoller::events(8);
+                let mut events = Vec::new();
+                let started = Instant::now();
+                // Nothing is ready on an empty pipe's read end: only a
+                // wake-up ends this poll before 10 s.
+                poller
+                    .wait(&mut set, &mut events, Some(Duration::from_secs(10)))
+                    .unwrap();
+                waiting.store(false, Ordering::SeqCst);
+                (started.elapsed(), events)
+            })
+        };
+        // Until the waiter is in poll(2) (bounded: 5 s).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !poller.registry().polling {
+            assert!(Instant::now() < deadline, "the waiter never polled");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        poller.deregister(rx.as_fd()).unwrap();
+        assert!(
+            !poller.registry().polling,
+            "deregister returned while the poll could still hold the descriptor"
+        );
+        drop(rx);
+        let (took, events) = waiter.join().unwrap();
+        assert!(!waiting.load(Ordering::SeqCst));
+        assert!(
+            took < Duration::from_secs(5),
+            "the poll ran to its timeout: {took:?}"
+        );
+        assert!(events.is_empty(), "{events:?}");
+    }
 
     #[test]
     fn registering_a_registered_descriptor_fails_and_changes_nothing() {

@@ -5,14 +5,17 @@
 //! how many it can run. The echo server at its descriptor limit keeps
 //! serving and accepts again as clients leave.
 //!
-//! The example binaries are the ones `cargo test` and `cargo nextest run`
-//! build beside the test binaries (`target/<profile>/examples/`); a run that
-//! builds only this test (`--test example_args`) finds none and says so.
+//! The examples are built first, by `cargo build --examples` into this
+//! test's own target directory and profile (with the same rustflags, from
+//! the environment): `cargo test` and nextest build the examples that carry
+//! tests only as test harnesses, and a binary left from an earlier build
+//! could be stale. When everything is fresh that build takes a moment.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod util;
@@ -28,21 +31,35 @@ const EXAMPLES: [(&str, &str); 7] = [
     ("udp_echo", "usage: udp_echo [--addr HOST:PORT]"),
 ];
 
+/// The path of example `name`, built (once per process) with the others.
 fn example(name: &str) -> PathBuf {
-    // This test runs from target/<profile>/deps/; the examples are in
-    // target/<profile>/examples/.
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built: run the whole suite (`cargo test -p gaio` or `cargo xtask test`), \
-         which builds the examples before running tests",
-        path.display()
-    );
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // This test runs from <target>/<profile>/deps/.
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("<target>/<profile>");
+        let target_dir = profile_dir.parent().expect("<target>");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--quiet", "-p", "gaio", "--examples", "--target-dir"])
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cargo.arg("--release");
+        }
+        let out = cargo.output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building the examples failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        profile_dir.join("examples")
+    });
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
     path
 }
 
