@@ -10,7 +10,8 @@ pub struct Args {
 
 impl Args {
     /// Parses the process arguments. `known` lists the accepted names
-    /// (without `--`) with a one-line description each, for `--help`.
+    /// (without `--`) with a one-line description each, for `--help`,
+    /// which prints them and ends the process with status 0.
     pub fn parse(tool: &str, known: &[(&str, &str)]) -> Result<Args, String> {
         let usage = || {
             let mut u = format!("usage: {tool}");
@@ -23,7 +24,8 @@ impl Args {
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
             if arg == "--help" || arg == "-h" {
-                return Err(usage());
+                println!("{}", usage());
+                std::process::exit(0);
             }
             let Some(name) = arg.strip_prefix("--") else {
                 return Err(format!("unexpected argument {arg:?}\n{}", usage()));

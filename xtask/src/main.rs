@@ -36,6 +36,18 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+const USAGE: &str = "usage: cargo xtask <test|cross|ci|demo|bench|soak|abuse> [args]";
+
+/// What `cargo xtask help` prints after the usage line.
+const COMMANDS: &str =
+    "  test    the whole test suite: every backend this system has, then poll(2), then doc tests
+  cross   cargo check and clippy -D warnings for the BSD and Apple targets
+  ci      what .ci/run checks: formatting, clippy, cross, then test
+  demo    the echo demo in release mode (arguments go to it: --conns N --rounds N --size BYTES)
+  bench   gaio against mio, tokio and std, side by side (bench --help for its arguments)
+  soak    a long echo run, every byte checked, descriptors and memory watched (--help)
+  abuse   a hostile client mix against the echo server example (--help)";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -48,8 +60,12 @@ fn main() -> ExitCode {
         Some("abuse") => stress("abuse", &args[1..]),
         #[cfg(target_os = "linux")]
         Some(WITHOUT_IO_URING) => without_io_uring(&args[1..]),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}\n{COMMANDS}");
+            return ExitCode::SUCCESS;
+        }
         _ => {
-            eprintln!("usage: cargo xtask <test|cross|ci|demo|bench|soak|abuse> [args]");
+            eprintln!("{USAGE} (`cargo xtask help` says what each does)");
             return ExitCode::from(2);
         }
     };

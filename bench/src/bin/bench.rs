@@ -12,6 +12,10 @@ use gaio_bench::driver::{self, clients, Options};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", driver::USAGE);
+        return ExitCode::SUCCESS;
+    }
     if args.iter().any(|a| a == "--clients") {
         let opts = match clients::Options::parse(args) {
             Ok(o) => o,
