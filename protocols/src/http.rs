@@ -11,9 +11,9 @@
 //! Bodies are sized by `Content-Length`; a request with
 //! `Transfer-Encoding` gets `501` and a close. A request that does not
 //! parse, or whose head passes [`MAX_HEAD`] bytes, gets `400` and a close.
-//! HTTP/1.1 keeps the connection unless the client sends
-//! `Connection: close`; HTTP/1.0 closes it unless the client sends
-//! `Connection: keep-alive`.
+//! A head with more than 64 headers gets `431` and a close. HTTP/1.1 keeps
+//! the connection unless the client's `Connection` header lists `close`;
+//! HTTP/1.0 closes it unless it lists `keep-alive` (and not `close`).
 
 use crate::Next;
 
@@ -21,8 +21,8 @@ use crate::Next;
 pub const MAX_HEAD: usize = 8 * 1024;
 /// The longest body `POST /echo` accepts.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
-/// Headers a request may have.
-const MAX_HEADERS: usize = 32;
+/// Headers a request may have; more get `431` and a close.
+const MAX_HEADERS: usize = 64;
 
 /// Answers every whole request at the start of `input`, appending the
 /// responses to `out`. Returns how many bytes of `input` were used (drop
@@ -62,9 +62,12 @@ fn respond_one(input: &[u8], out: &mut Vec<u8>, date: &[u8; 29]) -> Option<(usiz
         Ok(httparse::Status::Partial) => {
             return Some(error(out, date, "431 Request Header Fields Too Large"))
         }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Some(error(out, date, "431 Request Header Fields Too Large"))
+        }
         Err(_) => return Some(error(out, date, "400 Bad Request")),
     };
-    let mut keep_alive = req.version == Some(1);
+    let (mut keep_alive, mut closes) = (req.version == Some(1), false);
     let mut body_len = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -79,13 +82,18 @@ fn respond_one(input: &[u8], out: &mut Vec<u8>, date: &[u8; 29]) -> Option<(usiz
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Some(error(out, date, "501 Not Implemented"));
         } else if h.name.eq_ignore_ascii_case("connection") {
-            if h.value.eq_ignore_ascii_case(b"close") {
-                keep_alive = false;
-            } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
-                keep_alive = true;
+            // A list of options (RFC 9110 §7.6.1), over one header or
+            // several: `close` anywhere wins.
+            for option in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if option.eq_ignore_ascii_case(b"close") {
+                    closes = true;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                }
             }
         }
     }
+    let keep_alive = keep_alive && !closes;
     let body_len = body_len.unwrap_or(0);
     if body_len > MAX_BODY {
         return Some(error(out, date, "413 Content Too Large"));
@@ -225,6 +233,39 @@ mod tests {
         let (_, next, out) = answer(b"GET /plaintext HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
         assert_eq!(next, Next::Read);
         assert!(out.contains("\r\nConnection: keep-alive\r\n"));
+        // A list of options: `close` anywhere, in any of several headers,
+        // closes; in 1.0, `keep-alive` beside others keeps.
+        for head in [
+            "HTTP/1.1\r\nConnection: keep-alive, close",
+            "HTTP/1.1\r\nConnection: Upgrade,Close",
+            "HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close",
+            "HTTP/1.0\r\nConnection: close, keep-alive",
+        ] {
+            let (_, next, out) = answer(format!("GET /plaintext {head}\r\n\r\n").as_bytes());
+            assert_eq!(next, Next::Close, "{head:?}");
+            assert!(out.contains("\r\nConnection: close\r\n"), "{head:?}");
+        }
+        let (_, next, out) = answer(b"GET /plaintext HTTP/1.0\r\nConnection: TE, keep-alive\r\n\r\n");
+        assert_eq!(next, Next::Read);
+        assert!(out.contains("\r\nConnection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn up_to_64_headers_are_taken_and_more_get_431_and_close() {
+        let with = |n: usize| {
+            let headers: String = (0..n).map(|i| format!("X-H{i}: v\r\n")).collect();
+            format!("GET /plaintext HTTP/1.1\r\n{headers}\r\n")
+        };
+        let (used, next, out) = answer(with(64).as_bytes());
+        assert_eq!((used, next), (with(64).len(), Next::Read));
+        assert_eq!(undated(&out), HELLO);
+        let (_, next, out) = answer(with(65).as_bytes());
+        assert_eq!(next, Next::Close);
+        assert!(
+            out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("\r\nConnection: close\r\n"), "{out}");
     }
 
     #[test]
