@@ -27,39 +27,43 @@ use nix::sys::signal::{SigSet, Signal};
 /// How long a shutdown lets the clients take their last replies.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
+/// A client's input not yet answered, and how far `respond` has checked
+/// the command still arriving in it. A write carries both as its context;
+/// a read carries the progress (its buffer is the input).
+type Client = (Vec<u8>, resp::Progress);
+
 /// Serves on `listener` until the watcher closes (a graceful close, from
 /// the signal thread, ends the accepts and half-closes each client once its
-/// replies are out). A write's context is the client's input not yet
-/// answered.
-pub fn serve(w: &mut Watcher<Vec<u8>, Vec<u8>>, listener: Listener) -> Result<(), Error> {
-    w.accept_multishot(listener, Vec::new())?;
+/// replies are out).
+pub fn serve(w: &mut Watcher<Client, Vec<u8>>, listener: Listener) -> Result<(), Error> {
+    w.accept_multishot(listener, Client::default())?;
     let (mut store, mut replies) = (resp::Store::new(), BufPool::new(4096));
     let mut batch = Vec::new();
     while w.next_batch(&mut batch)? {
         for c in batch.drain(..) {
             match (c.op, c.error) {
-                (Op::Accept, None) => w.read_append(c.conn, Vec::new(), with_room(Vec::new()))?,
+                (Op::Accept, None) => w.read_append(c.conn, Client::default(), with_room(Vec::new()))?,
                 (Op::ReadAppend | Op::Write, None) => {
                     // Commands just read, or those left after the last
                     // replies (`respond` makes a bounded amount at a time).
-                    let mut input = if c.op == Op::Write {
+                    let (mut input, mut progress) = if c.op == Op::Write {
                         replies.put(c.buffer.into_user());
                         c.context
                     } else {
-                        c.buffer.into_user().unwrap_or_default()
+                        (c.buffer.into_user().unwrap_or_default(), c.context.1)
                     };
                     let mut out = replies.take();
-                    let (used, next) = resp::respond(&input, &mut out, &mut store);
+                    let (used, next) = resp::respond(&input, &mut out, &mut store, &mut progress);
                     if (used, next) == (0, Next::Read) {
                         // No whole command: read more.
                         replies.put(out);
-                        w.read_append(c.conn, Vec::new(), with_room(input))?;
+                        w.read_append(c.conn, (Vec::new(), progress), with_room(input))?;
                         continue;
                     }
                     input.drain(..used);
-                    w.write(c.conn, input, out)?;
+                    w.write(c.conn, (input, progress), out)?;
                     if next == Next::Close {
-                        w.shutdown(c.conn, Vec::new())?;
+                        w.shutdown(c.conn, Client::default())?;
                     }
                 }
                 (Op::Accept, Some(e)) => eprintln!("resp_server: no longer accepting: {e}"),

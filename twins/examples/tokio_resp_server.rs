@@ -28,11 +28,11 @@ async fn serve_client(
     store: Rc<RefCell<resp::Store>>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let (mut input, mut out) = (Vec::new(), Vec::new());
+    let (mut input, mut out, mut progress) = (Vec::new(), Vec::new(), resp::Progress::default());
     loop {
         // `respond` makes a bounded amount of replies at a time: read only
         // once no whole command is left.
-        let (used, next) = resp::respond(&input, &mut out, &mut store.borrow_mut());
+        let (used, next) = resp::respond(&input, &mut out, &mut store.borrow_mut(), &mut progress);
         input.drain(..used);
         stream.write_all(&out).await?;
         out.clear();
