@@ -56,6 +56,7 @@ mod error;
 pub mod fake;
 #[cfg(any(test, feature = "fake-poller"))]
 pub mod fake_ring;
+mod fd_set;
 mod net;
 mod poller;
 mod request;
@@ -77,6 +78,7 @@ pub use conn::{AcceptOptions, Conn, Listener};
 pub use conn_map::ConnMap;
 pub use cores::{Core, Cores, CoresBuilder, Spread, MAX_CORES};
 pub use error::{Error, InvalidSetting, Rejected};
+pub use fd_set::FdSet;
 pub use net::{listen, listen_unix, Datagram};
 pub use poller::{Event, Interest, Poller};
 pub use request::Request;

@@ -14,14 +14,11 @@
 #![cfg(any(target_os = "linux", target_os = "android"))]
 #![deny(missing_debug_implementations)]
 
-use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use gaio_core::{Event, Interest, Poller};
+use gaio_core::{Event, FdSet, Interest, Poller};
 use rustix::event::{epoll, eventfd, EventfdFlags, Timespec};
 use rustix::io::Errno;
 
@@ -60,11 +57,9 @@ impl std::fmt::Debug for EventBuf {
 pub struct EpollPoller {
     epoll: OwnedFd,
     wake: OwnedFd,
-    /// Descriptors registered for reading only, and how many there are
-    /// (read without the lock: a write that has to wait on a poller with
-    /// none takes no lock).
-    read_only: Mutex<HashSet<RawFd>>,
-    read_only_count: AtomicUsize,
+    /// Descriptors registered for reading only (a write that has to wait
+    /// on a poller with none takes no lock).
+    read_only: FdSet,
 }
 
 impl Poller for EpollPoller {
@@ -94,8 +89,7 @@ impl Poller for EpollPoller {
         Ok(EpollPoller {
             epoll,
             wake,
-            read_only: Mutex::new(HashSet::new()),
-            read_only_count: AtomicUsize::new(0),
+            read_only: FdSet::default(),
         })
     }
 
@@ -109,7 +103,7 @@ impl Poller for EpollPoller {
         epoll::add(&self.epoll, fd, epoll::EventData::new_u64(token), interest())?;
         // Watched for writing: no read-only mark may linger from an earlier
         // descriptor of this number (no lock while none is read-only).
-        self.forget_read_only(fd.as_raw_fd());
+        self.read_only.remove(fd.as_raw_fd());
         Ok(())
     }
 
@@ -123,9 +117,7 @@ impl Poller for EpollPoller {
             return unsafe { self.register(fd, token) };
         }
         epoll::add(&self.epoll, fd, epoll::EventData::new_u64(token), reading())?;
-        let mut read_only = lock(&self.read_only);
-        read_only.insert(fd.as_raw_fd());
-        self.read_only_count.store(read_only.len(), Ordering::Release);
+        self.read_only.insert(fd.as_raw_fd());
         Ok(())
     }
 
@@ -133,7 +125,7 @@ impl Poller for EpollPoller {
         // Forgotten even if the delete fails (a descriptor closed behind
         // the watcher's back): the mark must not pass to the next
         // descriptor of that number.
-        self.forget_read_only(fd.as_raw_fd());
+        self.read_only.remove(fd.as_raw_fd());
         epoll::delete(&self.epoll, fd)?;
         Ok(())
     }
@@ -142,7 +134,7 @@ impl Poller for EpollPoller {
     /// descriptor and queues an event if it is ready now (one system call).
     #[doc(alias = "EPOLL_CTL_MOD")]
     unsafe fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        let flags = if self.is_read_only(fd.as_raw_fd()) {
+        let flags = if self.read_only.contains(fd.as_raw_fd()) {
             reading()
         } else {
             interest()
@@ -156,7 +148,7 @@ impl Poller for EpollPoller {
     /// once if it became writable meanwhile, so no edge is missed.
     fn rearm(&self, fd: BorrowedFd<'_>, token: u64, wanted: Interest) -> io::Result<()> {
         // (`forget_read_only` takes no lock while none is read-only.)
-        if !wanted.is_write() || !self.forget_read_only(fd.as_raw_fd()) {
+        if !wanted.is_write() || !self.read_only.remove(fd.as_raw_fd()) {
             return Ok(());
         }
         epoll::modify(&self.epoll, fd, epoll::EventData::new_u64(token), interest())?;
@@ -223,29 +215,7 @@ fn reading() -> epoll::EventFlags {
     interest() - epoll::EventFlags::OUT
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The set is consistent at every unlock: a panic while it was held
-    // left nothing half-done.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl EpollPoller {
-    /// Whether `fd` is registered for reading only.
-    fn is_read_only(&self, fd: RawFd) -> bool {
-        self.read_only_count.load(Ordering::Acquire) != 0 && lock(&self.read_only).contains(&fd)
-    }
-
-    /// Takes `fd` out of the read-only set; returns whether it was in it.
-    fn forget_read_only(&self, fd: RawFd) -> bool {
-        if self.read_only_count.load(Ordering::Acquire) == 0 {
-            return false;
-        }
-        let mut read_only = lock(&self.read_only);
-        let was = read_only.remove(&fd);
-        self.read_only_count.store(read_only.len(), Ordering::Release);
-        was
-    }
-
     /// Resets the eventfd counter so the next wake-up makes a new edge.
     fn reset_wake(&self) {
         let mut buf = [0u8; 8];
@@ -275,14 +245,14 @@ mod tests {
         let number = udp.as_raw_fd();
         // SAFETY: `udp` outlives its registrations (dropped at the end).
         unsafe { poller.register_for(udp.as_fd(), 1, Interest::READ) }.unwrap();
-        assert!(poller.is_read_only(number));
+        assert!(poller.read_only.contains(number));
         epoll::delete(&poller.epoll, udp.as_fd()).unwrap();
         let err = poller
             .deregister(udp.as_fd())
             .expect_err("no longer in the epoll set");
         assert_eq!(err.raw_os_error(), Some(Errno::NOENT.raw_os_error()), "{err}");
         assert!(
-            !poller.is_read_only(number),
+            !poller.read_only.contains(number),
             "the mark outlived a failed deregister"
         );
 
@@ -292,7 +262,7 @@ mod tests {
         // SAFETY: as above.
         unsafe { poller.register(udp.as_fd(), 2) }.unwrap();
         assert!(
-            !poller.is_read_only(number),
+            !poller.read_only.contains(number),
             "registered for both, yet marked read-only"
         );
         poller.deregister(udp.as_fd()).unwrap();

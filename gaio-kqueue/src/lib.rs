@@ -32,14 +32,11 @@
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("gaio-kqueue stores 64-bit tokens in kevent udata and needs a 64-bit target");
 
-use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use gaio_core::{Event, Interest, Poller};
+use gaio_core::{Event, FdSet, Interest, Poller};
 use rustix::event::kqueue::{self, EventFilter, EventFlags};
 use rustix::io::Errno;
 
@@ -90,48 +87,9 @@ enum Waker {
 pub struct KqueuePoller {
     kq: OwnedFd,
     waker: Waker,
-    read_only: ReadOnly,
-}
-
-/// The descriptors registered for reading only, which have no
-/// `EVFILT_WRITE` filter yet, and how many there are. The count is read
-/// without the lock: on a poller with none, a write that has to wait (and
-/// `register`, `reregister`, `deregister`) takes no lock.
-#[derive(Debug, Default)]
-struct ReadOnly {
-    fds: Mutex<HashSet<RawFd>>,
-    count: AtomicUsize,
-}
-
-impl ReadOnly {
-    /// Remembers `fd` as registered for reading only.
-    fn mark(&self, fd: RawFd) {
-        let mut fds = self.lock();
-        fds.insert(fd);
-        self.count.store(fds.len(), Ordering::Release);
-    }
-
-    /// Whether `fd` is registered for reading only.
-    fn contains(&self, fd: RawFd) -> bool {
-        self.count.load(Ordering::Acquire) != 0 && self.lock().contains(&fd)
-    }
-
-    /// Forgets `fd`; returns whether it was registered for reading only.
-    fn forget(&self, fd: RawFd) -> bool {
-        if self.count.load(Ordering::Acquire) == 0 {
-            return false;
-        }
-        let mut fds = self.lock();
-        let was = fds.remove(&fd);
-        self.count.store(fds.len(), Ordering::Release);
-        was
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashSet<RawFd>> {
-        // The set is consistent at every unlock: a panic while it was held
-        // left nothing half-done.
-        self.fds.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+    /// The descriptors registered for reading only, which have no
+    /// `EVFILT_WRITE` filter yet.
+    read_only: FdSet,
 }
 
 fn token_ptr(token: u64) -> *mut std::ffi::c_void {
@@ -236,7 +194,7 @@ impl Poller for KqueuePoller {
         let poller = KqueuePoller {
             kq,
             waker: Self::new_waker()?,
-            read_only: ReadOnly::default(),
+            read_only: FdSet::default(),
         };
         poller.apply(&[poller.wake_filter()])?;
         Ok(poller)
@@ -305,7 +263,7 @@ impl Poller for KqueuePoller {
             let _ = self.deregister(fd);
             return Err(failure);
         }
-        self.read_only.forget(raw);
+        self.read_only.remove(raw);
         Ok(())
     }
 
@@ -325,14 +283,14 @@ impl Poller for KqueuePoller {
             EventFlags::ADD | EventFlags::CLEAR,
             token_ptr(token),
         )])?;
-        self.read_only.mark(raw);
+        self.read_only.insert(raw);
         Ok(())
     }
 
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         let raw = fd.as_raw_fd();
         let null = std::ptr::null_mut();
-        let read_only = self.read_only.forget(raw);
+        let read_only = self.read_only.remove(raw);
         // Delete each filter on its own: a descriptor that never accepted
         // one of them (ENOENT) must not keep the other.
         let read = self.apply(&[kqueue::Event::new(
@@ -398,7 +356,7 @@ impl Poller for KqueuePoller {
             EventFlags::ADD | EventFlags::CLEAR,
             token_ptr(token),
         )])?;
-        self.read_only.forget(raw);
+        self.read_only.remove(raw);
         Ok(())
     }
 
