@@ -659,7 +659,11 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// for a connection this watcher does not have. In background mode the
     /// owning thread takes the engine for the moment of the count (from
     /// the watcher's thread, after its current turn, if that is running
-    /// it).
+    /// it), after the requests other threads queued. In inline mode it
+    /// counts what the watcher has taken in: writes (and connections)
+    /// that a [`Submitter`](crate::Submitter) on another thread sent a
+    /// moment ago are counted from this thread's next submission or
+    /// `wait_io`.
     ///
     /// # Examples
     ///
@@ -688,7 +692,10 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// from the accept's completion.
     ///
     /// Listeners answer too. The borrow lasts until the next call that
-    /// takes the watcher mutably, which is what could close the socket.
+    /// takes the watcher mutably, which is what could close the socket. A
+    /// connection a [`Submitter`](crate::Submitter) on another thread
+    /// handed over a moment ago answers from this thread's next submission
+    /// or `wait_io`, which take it in.
     ///
     /// # Examples
     ///
