@@ -138,7 +138,10 @@ fn force_poll_target_dir() -> PathBuf {
 }
 
 fn run(command: &mut Command, args: &[&str]) -> Result<(), String> {
-    let status = command.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    let status = command.status().map_err(|e| {
+        let program = command.get_program().to_string_lossy().into_owned();
+        format!("cannot run {program}: {e}")
+    })?;
     if status.success() {
         Ok(())
     } else {
@@ -403,4 +406,32 @@ fn stress(bin: &str, extra: &[String]) -> Result<(), String> {
     let mut args = vec!["run", "--release", "-p", "gaio-stress", "--bin", bin, "--"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
+}
+
+// (Not an integration test that runs the binary: building that would
+// replace target/debug/xtask while `cargo xtask test` runs it, and its
+// seccomp pass re-executes it.)
+#[cfg(test)]
+mod tests {
+    /// `cargo xtask help` names every command `main` takes.
+    #[test]
+    fn help_names_every_command() {
+        let main = include_str!("main.rs");
+        let dispatch = &main[main.find("let result = match").expect("main's dispatch")..];
+        let dispatch = &dispatch[..dispatch.find("_ => {").expect("the fallback arm")];
+        let mut commands = 0;
+        for arm in dispatch.lines().filter_map(|l| l.trim().strip_prefix("Some(\"")) {
+            let command = &arm[..arm.find('"').expect("a quoted command")];
+            if command != "help" {
+                commands += 1;
+                assert!(super::USAGE.contains(command), "usage lacks {command}");
+                assert!(
+                    super::COMMANDS.contains(&format!("\n  {command} "))
+                        || super::COMMANDS.starts_with(&format!("  {command} ")),
+                    "help lacks {command}"
+                );
+            }
+        }
+        assert_eq!(commands, 7, "commands found: the dispatch changed?");
+    }
 }
