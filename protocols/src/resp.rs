@@ -171,8 +171,13 @@ fn parse(
     let Some((count, header)) = number(input, 1, "invalid multibulk length")? else {
         return Ok(None);
     };
-    if !(0..=MAX_ARGS as i64).contains(&count) {
+    if count > MAX_ARGS as i64 {
         return Err("invalid multibulk length");
+    }
+    if count <= 0 {
+        // An empty or null array (`*0`, `*-1`) is no command: Redis skips
+        // it and reads on.
+        return Ok(Some(header));
     }
     let count = count as usize;
     // Where an earlier call stopped, if it was on this very command (the
@@ -620,13 +625,24 @@ mod tests {
         );
     }
 
+    /// An empty or negative count is an empty command, skipped without a
+    /// reply, as redis-server 7.0 does (`*-5`, `*-1`, `*0` then `PING`:
+    /// `+PONG` alone).
+    #[test]
+    fn an_empty_or_negative_count_is_skipped() {
+        for input in [&b"*-5\r\nPING\r\n"[..], b"*-1\r\nPING\r\n", b"*0\r\nPING\r\n"] {
+            let (used, next, out) = run(&mut Store::new(), input);
+            assert_eq!((used, next, out.as_str()), (input.len(), Next::Read, "+PONG\r\n"));
+        }
+    }
+
     #[test]
     fn protocol_errors_answer_then_close() {
         let cases: [&[u8]; 6] = [
             b"*x\r\n",
             b"*1\r\n+PING\r\n",
             b"*1\r\n$4\r\nPINGxx",
-            b"*-5\r\n",
+            b"*1048577\r\n",
             b"*1\r\n$99999999999\r\n",
             b"*1\r\n$12345678901234567890123456\r\n",
         ];
