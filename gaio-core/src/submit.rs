@@ -118,6 +118,12 @@ pub trait Submit {
     /// non-blocking mode and closed by the watcher when the connection is
     /// freed or the watcher closes; on error it is closed at once.
     ///
+    /// A write to a socket whose peer has gone away fails with `EPIPE`
+    /// and never raises SIGPIPE. A pipe has no such per-write flag: a write
+    /// to a pipe with no reader raises SIGPIPE, which kills the process
+    /// unless it ignores the signal (Rust programs do, from `main`; a
+    /// library loaded by another program may not).
+    ///
     /// # Errors
     ///
     /// * [`Error::WatcherClosed`]: the watcher is closed.
