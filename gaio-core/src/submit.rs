@@ -72,8 +72,11 @@ pub type SubmitResult<C, B> = Result<(), Rejected<C, B>>;
 /// Only if user code it runs panics: a submission calls the buffer's
 /// [`IoBuf`] methods (to check that a read has room, and from the owning
 /// thread in inline mode to run the I/O at once), and may clone a
-/// multishot accept's context. The panic unwinds out of the submission;
-/// in inline mode, the next call then closes the watcher (see the
+/// multishot accept's context. In inline mode the panic unwinds out of
+/// the submission and the next call closes the watcher; in background
+/// mode it is caught, the watcher closes, and the submission returns
+/// `Ok`. Either way the request whose code panicked is dropped, with its
+/// context and buffer: it never completes (see the
 /// [`Watcher`](crate::Watcher#panics-in-user-code)).
 pub trait Submit {
     /// The user context every request carries and its completion returns.
