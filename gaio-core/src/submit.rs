@@ -75,8 +75,9 @@ pub type SubmitResult<C, B> = Result<(), Rejected<C, B>>;
 /// multishot accept's context. In inline mode the panic unwinds out of
 /// the submission and the next call closes the watcher; in background
 /// mode it is caught, the watcher closes, and the submission returns
-/// `Ok`. Either way the request whose code panicked is dropped, with its
-/// context and buffer: it never completes (see the
+/// `Ok`. Either way the request whose code panicked may never complete
+/// (dropped with its context and buffer if the panic came before the
+/// watcher stored it; see the
 /// [`Watcher`](crate::Watcher#panics-in-user-code)).
 pub trait Submit {
     /// The user context every request carries and its completion returns.

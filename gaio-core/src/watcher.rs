@@ -332,8 +332,9 @@ fn in_range(name: &'static str, value: usize, min: usize, max: usize) -> Result<
 /// every socket is closed, submissions are refused with
 /// [`Error::WatcherClosed`], the pending requests come back from
 /// `wait_io` with [`Error::WatcherClosed`], and from then on every
-/// `wait_io` fails with [`Error::Panicked`]. The request whose code
-/// panicked is dropped, with its context and buffer, and never completes.
+/// `wait_io` fails with [`Error::Panicked`]. A request whose code
+/// panicked before the watcher stored it (in a submission) is dropped,
+/// with its context and buffer, and never completes.
 /// * In [`Mode::Background`] the panic is caught on whichever thread ran
 ///   the I/O (the background thread, or the owning thread inside
 ///   `wait_io` or a submission) and its message passed on; a `wait_io`
