@@ -1,6 +1,7 @@
 //! The Redis protocol (RESP2) for the example servers: commands as arrays
 //! of bulk strings (what clients send) or as inline lines (what a person
-//! types into `telnet`), pipelined, against an in-memory [`Store`].
+//! types into `telnet`, split and unquoted as Redis does: `SET k "a b"`),
+//! pipelined, against an in-memory [`Store`].
 //!
 //! Commands: `PING [message]`, `ECHO message`, `SET key value`,
 //! `GET key`, `DEL key...`, `INCR key`, `EXISTS key...`, `QUIT`, and
@@ -34,6 +35,8 @@ pub const MAX_REPLIES: usize = 64 * 1024;
 pub struct Store {
     values: HashMap<Vec<u8>, Vec<u8>>,
     args: Vec<(usize, usize)>,
+    /// The arguments of an inline line with quotes, unquoted.
+    unquoted: Vec<u8>,
 }
 
 impl Store {
@@ -103,15 +106,28 @@ pub fn respond(input: &[u8], out: &mut Vec<u8>, store: &mut Store, progress: &mu
     let full = out.len().saturating_add(MAX_REPLIES);
     while out.len() < full {
         let mut args = std::mem::take(&mut store.args);
+        let mut unquoted = std::mem::take(&mut store.unquoted);
         args.clear();
+        unquoted.clear();
         // The progress kept is that of the command at the start of the
         // input; parsing a whole command resets it, so a later one starts
         // afresh.
-        let parsed = parse(&input[used..], &mut args, MAX_COMMAND, &mut progress.0);
+        let parsed = parse(
+            &input[used..],
+            &mut args,
+            &mut unquoted,
+            MAX_COMMAND,
+            &mut progress.0,
+        );
         let step = match parsed {
             Ok(Some(n)) => {
-                // Offsets are relative to the command's start.
-                let cmd = &input[used..used + n];
+                // Offsets are relative to the command's start, or to the
+                // unquoted arguments of an inline line with quotes.
+                let cmd = if unquoted.is_empty() {
+                    &input[used..used + n]
+                } else {
+                    &unquoted[..]
+                };
                 let next = if args.is_empty() {
                     Next::Read
                 } else {
@@ -128,6 +144,7 @@ pub fn respond(input: &[u8], out: &mut Vec<u8>, store: &mut Store, progress: &mu
             }
         };
         store.args = args;
+        store.unquoted = unquoted;
         match step {
             Some((n, Next::Read)) => used += n,
             Some((n, Next::Close)) => return (used + n, Next::Close),
@@ -139,7 +156,9 @@ pub fn respond(input: &[u8], out: &mut Vec<u8>, store: &mut Store, progress: &mu
 
 /// Parses the first command of `input` into `args` (start and end of each
 /// argument). `Ok(None)`: not whole yet; `Ok(Some(n))`: `n` bytes long
-/// (an empty inline line leaves `args` empty). A command that would be
+/// (an empty inline line leaves `args` empty; an inline line with quotes
+/// leaves its arguments, unquoted, in `unquoted`, and `args` indexes
+/// that instead of `input`). A command that would be
 /// longer than `max` bytes is an error as soon as a length says so.
 /// `scan` says how far an earlier call got with this command, and is left
 /// saying how far this one got (`Start` once the command is whole or in
@@ -147,6 +166,7 @@ pub fn respond(input: &[u8], out: &mut Vec<u8>, store: &mut Store, progress: &mu
 fn parse(
     input: &[u8],
     args: &mut Vec<(usize, usize)>,
+    unquoted: &mut Vec<u8>,
     max: usize,
     scan: &mut Scan,
 ) -> Result<Option<usize>, &'static str> {
@@ -159,7 +179,7 @@ fn parse(
             Scan::Inline { scanned } if scanned as usize <= input.len() => scanned as usize,
             _ => 0,
         };
-        let parsed = parse_inline(input, from, args);
+        let parsed = parse_inline(input, from, args, unquoted);
         if parsed == Ok(None) {
             // Within MAX_INLINE, or the line would have been refused.
             *scan = Scan::Inline {
@@ -238,7 +258,7 @@ fn parse(
         // The arguments checked by earlier calls are not in `args`: one
         // more pass, now that the command is whole, collects them all.
         args.clear();
-        return parse(input, args, max, scan);
+        return parse(input, args, unquoted, max, scan);
     }
     Ok(Some(at))
 }
@@ -264,12 +284,18 @@ fn number(input: &[u8], at: usize, invalid: &'static str) -> Result<Option<(i64,
     Ok(Some((n, at + eol + 2)))
 }
 
-/// An inline command: words separated by spaces, ending in LF or CRLF.
-/// The first `from` bytes are known to hold no LF.
+/// An inline command: words separated by blanks, ending in LF or CRLF,
+/// split as Redis splits them (`sdssplitargs`): a word may be quoted, in
+/// `"..."` with escapes (`\n`, `\r`, `\t`, `\b`, `\a`, `\xHH`, `\` and
+/// any other character taken as itself) or in `'...'` (`\'` only), and a
+/// closing quote must end the word. A line with quotes has its words
+/// copied, unquoted, into `unquoted`. The first `from` bytes are known to
+/// hold no LF.
 fn parse_inline(
     input: &[u8],
     from: usize,
     args: &mut Vec<(usize, usize)>,
+    unquoted: &mut Vec<u8>,
 ) -> Result<Option<usize>, &'static str> {
     let Some(eol) = input[from..].iter().position(|&b| b == b'\n').map(|i| from + i) else {
         return if input.len() > MAX_INLINE {
@@ -278,23 +304,107 @@ fn parse_inline(
             Ok(None)
         };
     };
-    let line_end = if eol > 0 && input[eol - 1] == b'\r' {
-        eol - 1
-    } else {
-        eol
-    };
-    let blank = |b: u8| b == b' ' || b == b'\t';
+    let line = &input[..eol];
+    let blank = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0);
+    if !line.iter().any(|&b| b == b'"' || b == b'\'') {
+        let mut i = 0;
+        while i < line.len() {
+            if blank(line[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < line.len() && !blank(line[i]) {
+                i += 1;
+            }
+            args.push((start, i));
+        }
+        return Ok(Some(eol + 1));
+    }
+    let unbalanced = "unbalanced quotes in request";
     let mut i = 0;
-    while i < line_end {
-        if blank(input[i]) {
+    while i < line.len() {
+        if blank(line[i]) {
             i += 1;
             continue;
         }
-        let start = i;
-        while i < line_end && !blank(input[i]) {
-            i += 1;
+        let start = unquoted.len();
+        // One word: plain bytes, and quoted parts that end it.
+        loop {
+            match line.get(i) {
+                None => break,
+                Some(&b) if blank(b) => break,
+                Some(b'"') => {
+                    i += 1;
+                    loop {
+                        match (line.get(i), line.get(i + 1)) {
+                            (None, _) => return Err(unbalanced),
+                            (Some(b'\\'), Some(b'x'))
+                                if line
+                                    .get(i + 2..i + 4)
+                                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                            {
+                                let hex = std::str::from_utf8(&line[i + 2..i + 4]).expect("hex digits");
+                                unquoted.push(u8::from_str_radix(hex, 16).expect("hex digits"));
+                                i += 4;
+                            }
+                            (Some(b'\\'), Some(&c)) => {
+                                unquoted.push(match c {
+                                    b'n' => b'\n',
+                                    b'r' => b'\r',
+                                    b't' => b'\t',
+                                    b'b' => 0x08,
+                                    b'a' => 0x07,
+                                    other => other,
+                                });
+                                i += 2;
+                            }
+                            (Some(b'"'), next) => {
+                                if next.is_some_and(|&b| !blank(b)) {
+                                    return Err(unbalanced);
+                                }
+                                i += 1;
+                                break;
+                            }
+                            (Some(&b), _) => {
+                                unquoted.push(b);
+                                i += 1;
+                            }
+                        }
+                    }
+                    break;
+                }
+                Some(b'\'') => {
+                    i += 1;
+                    loop {
+                        match (line.get(i), line.get(i + 1)) {
+                            (None, _) => return Err(unbalanced),
+                            (Some(b'\\'), Some(b'\'')) => {
+                                unquoted.push(b'\'');
+                                i += 2;
+                            }
+                            (Some(b'\''), next) => {
+                                if next.is_some_and(|&b| !blank(b)) {
+                                    return Err(unbalanced);
+                                }
+                                i += 1;
+                                break;
+                            }
+                            (Some(&b), _) => {
+                                unquoted.push(b);
+                                i += 1;
+                            }
+                        }
+                    }
+                    break;
+                }
+                Some(&b) => {
+                    unquoted.push(b);
+                    i += 1;
+                }
+            }
         }
-        args.push((start, i));
+        args.push((start, unquoted.len()));
     }
     Ok(Some(eol + 1))
 }
@@ -625,6 +735,52 @@ mod tests {
         );
     }
 
+    /// Inline lines are split as redis-server 7.0 splits them (each case
+    /// checked against it): quotes, escapes, a lone CR as a blank, and
+    /// quotes that do not end a word or do not close are a protocol error.
+    #[test]
+    fn inline_quotes_and_escapes_are_taken_as_redis_takes_them() {
+        let cases: [(&[u8], &[u8]); 10] = [
+            (b"ECHO \"a b\"\r\n", b"$3\r\na b\r\n"),
+            (b"ECHO 'a b'\r\n", b"$3\r\na b\r\n"),
+            (b"ECHO \"x\\x41\\n\\\"y\"\r\n", b"$5\r\nxA\n\"y\r\n"),
+            (b"ECHO 'it\\'s'\r\n", b"$4\r\nit's\r\n"),
+            (b"ECHO \"\"\r\n", b"$0\r\n\r\n"),
+            (b"ECHO\ra\r\n", b"$1\r\na\r\n"),
+            (
+                b"SET k \"hello world\"\r\nGET k\r\n",
+                b"+OK\r\n$11\r\nhello world\r\n",
+            ),
+            (b"ECHO \"\\q\"\r\n", b"$1\r\nq\r\n"),
+            (b"ECHO \"\\x4\"\r\n", b"$2\r\nx4\r\n"),
+            (
+                b"ECHO \"a\"\tb\r\n",
+                b"-ERR wrong number of arguments for 'echo' command\r\n",
+            ),
+        ];
+        for (input, reply) in cases {
+            let mut out = Vec::new();
+            let got = respond(input, &mut out, &mut Store::new(), &mut Progress::default());
+            assert_eq!(
+                got,
+                (input.len(), Next::Read),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(out, reply, "{:?}", String::from_utf8_lossy(input));
+        }
+        for input in [
+            &b"ECHO a\"b c\"d\r\n"[..],
+            b"ECHO \"ab\"c\r\n",
+            b"ECHO \"abc\r\n",
+            b"ECHO 'abc\r\n",
+        ] {
+            let (_, next, out) = run(&mut Store::new(), input);
+            assert_eq!(next, Next::Close, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(out, "-ERR Protocol error: unbalanced quotes in request\r\n");
+        }
+    }
+
     /// An empty or negative count is an empty command, skipped without a
     /// reply, as redis-server 7.0 does (`*-5`, `*-1`, `*0` then `PING`:
     /// `+PONG` alone).
@@ -773,14 +929,14 @@ mod tests {
         let mut args = Vec::new();
         let scan = &mut Scan::Start;
         // 25 + 20 + 2 = 47 bytes: within 47, not within 46.
-        assert_eq!(parse(head, &mut args, 47, scan), Ok(None));
+        assert_eq!(parse(head, &mut args, &mut Vec::new(), 47, scan), Ok(None));
         assert_eq!(
-            parse(head, &mut args, 46, &mut Scan::Start),
+            parse(head, &mut args, &mut Vec::new(), 46, &mut Scan::Start),
             Err("command too long")
         );
         let whole = [&head[..], &[b'v'; 20], b"\r\n"].concat();
         args.clear();
-        assert_eq!(parse(&whole, &mut args, 47, scan), Ok(Some(47)));
+        assert_eq!(parse(&whole, &mut args, &mut Vec::new(), 47, scan), Ok(Some(47)));
         assert_eq!(args, [(8, 11), (17, 18), (25, 45)]);
     }
 
