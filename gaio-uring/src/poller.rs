@@ -365,10 +365,13 @@ impl Poller for UringPoller {
         if inner.held {
             return IoOutcome::WouldBlock;
         }
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        // A longer buffer is offered its first `MAX_IO` bytes (the ring
+        // refuses a longer request); the entry keeps the whole length,
+        // which the call taking the result offers again.
+        let len = io_len(buf.len());
         let idx = inner
             .ops
-            .start(fd, READ, Kind::Direct, buf.as_ptr() as usize, len as usize);
+            .start(fd, READ, Kind::Direct, buf.as_ptr() as usize, buf.len());
         inner.ops.get_mut(idx).stream = kind == FdKind::StreamSocket;
         let sqe = match kind {
             FdKind::StreamSocket => opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), len)
@@ -475,7 +478,8 @@ impl Poller for UringPoller {
         let idx = inner.ops.start(fd, WRITE, Kind::Write, first, total);
         let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
         let sqe = if bufs.len() == 1 {
-            let len = u32::try_from(bufs[0].len()).unwrap_or(u32::MAX);
+            // A gathered write's total the kernel caps itself.
+            let len = io_len(bufs[0].len());
             let ptr = bufs[0].as_ptr();
             if stream {
                 opcode::Send::new(types::Fd(fd), ptr, len).flags(flags).build()
@@ -1301,6 +1305,18 @@ fn copy_into<'a>(bytes: &[u8], buf: &'a mut [MaybeUninit<u8>]) -> &'a mut [u8] {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), room.as_mut_ptr().cast::<u8>(), bytes.len());
         &mut *(std::ptr::from_mut(room) as *mut [u8])
     }
+}
+
+/// The most bytes one request on the ring is given: Linux's
+/// `MAX_RW_COUNT` (`INT_MAX` rounded down to a page), the most one
+/// `read`, `recv` or `send` moves. A longer one is refused with `EINVAL`
+/// (its result would not fit the completion's `i32`), where the system
+/// call moves what it can: longer buffers are offered this much.
+const MAX_IO: u32 = 0x7fff_f000;
+
+/// The length a request on the ring is given for `len` bytes.
+fn io_len(len: usize) -> u32 {
+    u32::try_from(len).map_or(MAX_IO, |len| len.min(MAX_IO))
 }
 
 /// A completion's result as the engine's outcome.
