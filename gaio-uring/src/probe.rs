@@ -239,7 +239,8 @@ fn setup() -> Result<(IoUring, (bool, bool, bool)), Unavailable> {
             builder.setup_single_issuer();
         }
         if defer_taskrun {
-            builder.setup_defer_taskrun();
+            // As `Ring::new` makes it: with the task-run flag.
+            builder.setup_defer_taskrun().setup_taskrun_flag();
         }
         if coop_taskrun {
             builder.setup_coop_taskrun();

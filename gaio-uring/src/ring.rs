@@ -115,10 +115,17 @@ impl Ring {
         let mut builder = IoUring::builder();
         let single = one_thread && support.single_issuer && support.defer_taskrun;
         if single {
+            // With the task-run flag the ring says when deferred work (a
+            // request that ended, to be posted) waits for this thread's
+            // entry: a turn that must not wait still enters then, or its
+            // completions would never be posted (a watcher polled with a
+            // zero timeout saw none). Linux 6.1 takes it with
+            // DEFER_TASKRUN.
             builder
                 .setup_single_issuer()
                 .setup_r_disabled()
-                .setup_defer_taskrun();
+                .setup_defer_taskrun()
+                .setup_taskrun_flag();
         } else if support.coop_taskrun || support.defer_taskrun {
             // DEFER_TASKRUN's kernels (6.1) have COOP_TASKRUN (5.19).
             // With the flag, the ring says when finished work waits for an
