@@ -334,56 +334,34 @@ fn parse_inline(
             match line.get(i) {
                 None => break,
                 Some(&b) if blank(b) => break,
-                Some(b'"') => {
+                Some(&quote @ (b'"' | b'\'')) => {
                     i += 1;
                     loop {
                         match (line.get(i), line.get(i + 1)) {
                             (None, _) => return Err(unbalanced),
                             (Some(b'\\'), Some(b'x'))
-                                if line
-                                    .get(i + 2..i + 4)
-                                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                                if quote == b'"'
+                                    && line
+                                        .get(i + 2..i + 4)
+                                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
                             {
                                 let hex = std::str::from_utf8(&line[i + 2..i + 4]).expect("hex digits");
                                 unquoted.push(u8::from_str_radix(hex, 16).expect("hex digits"));
                                 i += 4;
                             }
-                            (Some(b'\\'), Some(&c)) => {
+                            (Some(b'\\'), Some(&c)) if quote == b'"' || c == b'\'' => {
                                 unquoted.push(match c {
-                                    b'n' => b'\n',
-                                    b'r' => b'\r',
-                                    b't' => b'\t',
-                                    b'b' => 0x08,
-                                    b'a' => 0x07,
+                                    b'n' if quote == b'"' => b'\n',
+                                    b'r' if quote == b'"' => b'\r',
+                                    b't' if quote == b'"' => b'\t',
+                                    b'b' if quote == b'"' => 0x08,
+                                    b'a' if quote == b'"' => 0x07,
                                     other => other,
                                 });
                                 i += 2;
                             }
-                            (Some(b'"'), next) => {
-                                if next.is_some_and(|&b| !blank(b)) {
-                                    return Err(unbalanced);
-                                }
-                                i += 1;
-                                break;
-                            }
-                            (Some(&b), _) => {
-                                unquoted.push(b);
-                                i += 1;
-                            }
-                        }
-                    }
-                    break;
-                }
-                Some(b'\'') => {
-                    i += 1;
-                    loop {
-                        match (line.get(i), line.get(i + 1)) {
-                            (None, _) => return Err(unbalanced),
-                            (Some(b'\\'), Some(b'\'')) => {
-                                unquoted.push(b'\'');
-                                i += 2;
-                            }
-                            (Some(b'\''), next) => {
+                            // The closing quote ends the word.
+                            (Some(&b), next) if b == quote => {
                                 if next.is_some_and(|&b| !blank(b)) {
                                     return Err(unbalanced);
                                 }
@@ -740,8 +718,9 @@ mod tests {
     /// quotes that do not end a word or do not close are a protocol error.
     #[test]
     fn inline_quotes_and_escapes_are_taken_as_redis_takes_them() {
-        let cases: [(&[u8], &[u8]); 10] = [
+        let cases: [(&[u8], &[u8]); 11] = [
             (b"ECHO \"a b\"\r\n", b"$3\r\na b\r\n"),
+            (b"ECHO 'a\\x41\\n'\r\n", b"$7\r\na\\x41\\n\r\n"),
             (b"ECHO 'a b'\r\n", b"$3\r\na b\r\n"),
             (b"ECHO \"x\\x41\\n\\\"y\"\r\n", b"$5\r\nxA\n\"y\r\n"),
             (b"ECHO 'it\\'s'\r\n", b"$4\r\nit's\r\n"),
