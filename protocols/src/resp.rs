@@ -305,7 +305,6 @@ fn parse_inline(
         };
     };
     let line = &input[..eol];
-    let blank = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0);
     if !line.iter().any(|&b| b == b'"' || b == b'\'') {
         let mut i = 0;
         while i < line.len() {
@@ -321,7 +320,6 @@ fn parse_inline(
         }
         return Ok(Some(eol + 1));
     }
-    let unbalanced = "unbalanced quotes in request";
     let mut i = 0;
     while i < line.len() {
         if blank(line[i]) {
@@ -329,62 +327,67 @@ fn parse_inline(
             continue;
         }
         let start = unquoted.len();
-        // One word: plain bytes, and quoted parts that end it.
-        loop {
-            match line.get(i) {
-                None => break,
-                Some(&b) if blank(b) => break,
-                Some(&quote @ (b'"' | b'\'')) => {
-                    i += 1;
-                    loop {
-                        match (line.get(i), line.get(i + 1)) {
-                            (None, _) => return Err(unbalanced),
-                            (Some(b'\\'), Some(b'x'))
-                                if quote == b'"'
-                                    && line
-                                        .get(i + 2..i + 4)
-                                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
-                            {
-                                let hex = std::str::from_utf8(&line[i + 2..i + 4]).expect("hex digits");
-                                unquoted.push(u8::from_str_radix(hex, 16).expect("hex digits"));
-                                i += 4;
-                            }
-                            (Some(b'\\'), Some(&c)) if quote == b'"' || c == b'\'' => {
-                                unquoted.push(match c {
-                                    b'n' if quote == b'"' => b'\n',
-                                    b'r' if quote == b'"' => b'\r',
-                                    b't' if quote == b'"' => b'\t',
-                                    b'b' if quote == b'"' => 0x08,
-                                    b'a' if quote == b'"' => 0x07,
-                                    other => other,
-                                });
-                                i += 2;
-                            }
-                            // The closing quote ends the word.
-                            (Some(&b), next) if b == quote => {
-                                if next.is_some_and(|&b| !blank(b)) {
-                                    return Err(unbalanced);
-                                }
-                                i += 1;
-                                break;
-                            }
-                            (Some(&b), _) => {
-                                unquoted.push(b);
-                                i += 1;
-                            }
-                        }
-                    }
-                    break;
-                }
-                Some(&b) => {
-                    unquoted.push(b);
-                    i += 1;
-                }
+        // One word: plain bytes, up to a blank or a quoted part (which
+        // must end it).
+        while let Some(&b) = line.get(i).filter(|&&b| !blank(b)) {
+            if b == b'"' || b == b'\'' {
+                i = unquote(line, i, unquoted)?;
+                break;
             }
+            unquoted.push(b);
+            i += 1;
         }
         args.push((start, unquoted.len()));
     }
     Ok(Some(eol + 1))
+}
+
+/// What separates the words of an inline line, as for Redis.
+fn blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0)
+}
+
+/// Appends the quoted part of an inline word that opens at `line[open]`,
+/// unquoted, to `out`, and returns where it ends: past its closing quote,
+/// which must end the word. In double quotes `\n`, `\r`, `\t`, `\b`,
+/// `\a` and `\xHH` are escapes and `\` takes any other byte as it is; in
+/// single quotes only `\'` is.
+fn unquote(line: &[u8], open: usize, out: &mut Vec<u8>) -> Result<usize, &'static str> {
+    const UNBALANCED: &str = "unbalanced quotes in request";
+    let quote = line[open];
+    let double = quote == b'"';
+    let hex = |at: usize| line.get(at).and_then(|&h| char::from(h).to_digit(16));
+    let mut i = open + 1;
+    loop {
+        let (byte, len) = match (line.get(i), line.get(i + 1)) {
+            (None, _) => return Err(UNBALANCED),
+            (Some(&b), next) if b == quote => {
+                return match next {
+                    Some(&after) if !blank(after) => Err(UNBALANCED),
+                    _ => Ok(i + 1),
+                };
+            }
+            (Some(b'\\'), Some(b'x')) if double => match (hex(i + 2), hex(i + 3)) {
+                (Some(high), Some(low)) => ((high * 16 + low) as u8, 4),
+                _ => (b'x', 2),
+            },
+            (Some(b'\\'), Some(&c)) if double => {
+                let byte = match c {
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'b' => 0x08,
+                    b'a' => 0x07,
+                    other => other,
+                };
+                (byte, 2)
+            }
+            (Some(b'\\'), Some(b'\'')) => (b'\'', 2),
+            (Some(&b), _) => (b, 1),
+        };
+        out.push(byte);
+        i += len;
+    }
 }
 
 /// Runs one command and appends its reply.
