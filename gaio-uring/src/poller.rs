@@ -478,7 +478,8 @@ impl Poller for UringPoller {
         let idx = inner.ops.start(fd, WRITE, Kind::Write, first, total);
         let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
         let sqe = if bufs.len() == 1 {
-            // A gathered write's total the kernel caps itself.
+            // One buffer is given at most `MAX_IO` bytes, as a read is (a
+            // gathered write's total the kernel caps itself).
             let len = io_len(bufs[0].len());
             let ptr = bufs[0].as_ptr();
             if stream {

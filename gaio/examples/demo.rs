@@ -21,7 +21,7 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
-    raise_fd_limit(2 * args.conns as u64 + 64, args.conns)?;
+    raise_fd_limit(args.conns)?;
 
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let mut clients = Vec::with_capacity(args.conns);
@@ -145,10 +145,12 @@ fn message(conn: usize, round: usize, size: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Raises the soft descriptor limit to `want` (two sockets per connection
-/// and a few more), or says how far it can go.
-fn raise_fd_limit(want: u64, conns: usize) -> Result<(), String> {
+/// Raises the soft descriptor limit to what `conns` connections need (two
+/// sockets each and a few more), or says how many fit.
+fn raise_fd_limit(conns: usize) -> Result<(), String> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    const SPARE: u64 = 64;
+    let want = 2 * conns as u64 + SPARE;
     let cur = getrlimit(Resource::Nofile);
     let soft = want.min(cur.maximum.unwrap_or(u64::MAX));
     if cur.current.is_some_and(|c| c < soft) {
@@ -165,7 +167,7 @@ fn raise_fd_limit(want: u64, conns: usize) -> Result<(), String> {
             "--conns {conns} needs {want} descriptors and this process may open {now} \
              (`ulimit -Hn` is the most it can raise itself to); \
              use --conns {} or fewer, or raise the hard limit",
-            now.saturating_sub(64) / 2
+            now.saturating_sub(SPARE) / 2
         )),
         _ => Ok(()),
     }
