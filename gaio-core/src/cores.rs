@@ -85,6 +85,7 @@ pub struct Core<P: Poller, C, B> {
 pub struct CoresBuilder<P> {
     threads: Option<usize>,
     pin: bool,
+    batch: bool,
     watcher: Builder<P>,
     listen: Option<(Vec<SocketAddr>, Spread, AcceptOptions)>,
     listen_error: Option<io::Error>,
@@ -95,6 +96,7 @@ impl<P> std::fmt::Debug for CoresBuilder<P> {
         f.debug_struct("CoresBuilder")
             .field("threads", &self.threads)
             .field("pin", &self.pin)
+            .field("batch_scheduling", &self.batch)
             .field("watcher", &self.watcher)
             .field("listen", &self.listen)
             .finish_non_exhaustive()
@@ -109,8 +111,9 @@ impl<P: Poller> Default for CoresBuilder<P> {
 
 impl<P: Poller> CoresBuilder<P> {
     /// The defaults: a thread per CPU this process may use, each pinned
-    /// to its CPU (where the platform pins threads: Linux), watchers with
-    /// [`Builder`]'s defaults, listening on nothing.
+    /// to its CPU and under the batch scheduling policy (where the
+    /// platform has them: Linux), watchers with [`Builder`]'s defaults,
+    /// listening on nothing.
     ///
     /// # Examples
     ///
@@ -125,6 +128,7 @@ impl<P: Poller> CoresBuilder<P> {
         CoresBuilder {
             threads: None,
             pin: affinity::CAN_PIN,
+            batch: affinity::CAN_BATCH,
             watcher: Builder::new(),
             listen: None,
             listen_error: None,
@@ -163,6 +167,43 @@ impl<P: Poller> CoresBuilder<P> {
     /// ```
     pub fn pin(mut self, pin: bool) -> Self {
         self.pin = pin;
+        self
+    }
+
+    /// Whether each thread runs under Linux's batch scheduling policy
+    /// (`SCHED_BATCH`; default: yes where the platform has it, Linux and
+    /// Android; elsewhere the setting does nothing).
+    ///
+    /// A batch thread woken by I/O does not preempt what is running on its
+    /// CPU: it runs once that thread blocks or its time slice ends, and
+    /// then serves everything that arrived meanwhile in one turn. Its
+    /// share of the CPU is the same. On a core of its own this changes
+    /// nothing; where something else shares the core (a load generator,
+    /// another busy process, more threads than CPUs) it saves the context
+    /// switches of waking for each message. Measured with the load
+    /// generator sharing both cores of a 2-core machine (`cargo xtask
+    /// bench --scenarios scaling`, BENCHMARKS.md): server CPU per round
+    /// trip at 2 threads went from 1.14× that at 1 thread to 1.04×, and
+    /// round trips per second rose by half. Turn it off for a server whose
+    /// latency matters more than its throughput on a shared core.
+    ///
+    /// A thread the caller started under another policy (real-time, idle)
+    /// keeps it: the core threads inherit the policy of the thread calling
+    /// [`start`](CoresBuilder::start), and only the normal policy is
+    /// changed. Where the system refuses the change (a seccomp filter),
+    /// the thread keeps its policy and runs (a `tracing` warning with the
+    /// `tracing` feature).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn f<P: gaio_core::Poller>() {
+    /// let builder = gaio_core::CoresBuilder::<P>::new().batch_scheduling(false);
+    /// # }
+    /// ```
+    #[doc(alias = "SCHED_BATCH")]
+    pub fn batch_scheduling(mut self, batch: bool) -> Self {
+        self.batch = batch;
         self
     }
 
@@ -328,9 +369,10 @@ impl<P: Poller> CoresBuilder<P> {
             };
             let run = Arc::clone(&run);
             let started = started_tx.clone();
+            let batch = self.batch;
             let spawned = std::thread::Builder::new()
                 .name(format!("gaio-core-{index}"))
-                .spawn(move || run_core(core, &*run, &started));
+                .spawn(move || run_core(core, batch, &*run, &started));
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
@@ -411,9 +453,12 @@ fn bind(watchers: usize, addr: SocketAddr, spread: Spread) -> io::Result<Vec<std
     Ok(sockets)
 }
 
-/// A core's thread: pin, say so, run the user's code (catching a panic).
+/// A core's thread: pin, take the batch policy if asked, say so, run the
+/// user's code (catching a panic).
+#[allow(unused_variables)] // the refused policy's error is read only by a diagnostic
 fn run_core<P: Poller, C, B: IoBuf, R>(
     core: Core<P, C, B>,
+    batch: bool,
     run: &(dyn Fn(Core<P, C, B>) -> R + Send + Sync),
     started: &mpsc::Sender<Result<(), Error>>,
 ) -> Result<R, String> {
@@ -421,6 +466,11 @@ fn run_core<P: Poller, C, B: IoBuf, R>(
         if let Err(e) = affinity::pin(None, cpu) {
             let _ = started.send(Err(e));
             return Err(format!("could not pin to cpu {cpu}"));
+        }
+    }
+    if batch {
+        if let Err(e) = affinity::prefer_batch() {
+            crate::diag::warn_event!(core = core.index, error = %e, "the batch scheduling policy was refused; the thread keeps its own");
         }
     }
     let _ = started.send(Ok(()));

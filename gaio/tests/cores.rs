@@ -13,7 +13,8 @@
 //!   a panic on one core comes back as `Error::Panicked` naming it, the
 //!   other cores stopped and joined; `join()` once every core closed
 //!   itself on a `notify` from `submitters()`, each thread pinned to its
-//!   CPU (or not, with `pin(false)`).
+//!   CPU and under the batch scheduling policy (or neither, with
+//!   `pin(false)` and `batch_scheduling(false)`).
 //! * Refusals of `start`: `threads(0)`, an address in use.
 //! * A broadcast: one core reads a publisher's stream and `notify`s every
 //!   core through `Core::peers`; each writes it to its subscribers.
@@ -613,9 +614,21 @@ fn a_panic_on_one_core_comes_back_from_stop_and_the_others_stop() {
 }
 
 /// What a core of the `join` test reports about itself: its index, the CPU
-/// it was given, the CPUs its thread may run on, and how many peers it saw.
+/// it was given, the CPUs its thread may run on, how many peers it saw,
+/// and its scheduling policy.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-type Report = (usize, Option<usize>, Vec<usize>, usize);
+type Report = (usize, Option<usize>, Vec<usize>, usize, u32);
+
+/// The calling thread's scheduling policy (`SCHED_OTHER` 0, `SCHED_BATCH`
+/// 3, ...): field 41 of `/proc/thread-self/stat`, counted after the
+/// command name's closing parenthesis (field 2, which may hold spaces).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sched_policy() -> u32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
+    let after_comm = &stat[stat.rfind(')').expect("a command name") + 1..];
+    let field = after_comm.split_whitespace().nth(41 - 3).expect("field 41");
+    field.parse().expect("a policy number")
+}
 
 /// Each core's function runs until told to quit: `Cores::submitters()`
 /// `notify`s every core from outside, each closes its own watcher, its
@@ -623,21 +636,35 @@ type Report = (usize, Option<usize>, Vec<usize>, usize);
 /// returns every report in core order. Pinned (the default), core `i` runs
 /// on exactly one CPU, `cpu`, and the cores cover the CPUs in turn; with
 /// `pin(false)` `cpu` is `None` and the thread keeps the process's CPUs.
+/// By default each thread moves from the normal scheduling policy to the
+/// batch one (a caller under another policy passes it on unchanged); with
+/// `batch_scheduling(false)` it keeps the caller's.
 #[test]
 #[cfg(any(target_os = "linux", target_os = "android"))] // thread affinity is Linux's
 fn join_returns_once_every_core_has_closed_itself() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    let caller = sched_policy();
+    let batched = if caller == SCHED_OTHER {
+        SCHED_BATCH
+    } else {
+        caller
+    };
     const THREADS: usize = 3;
     let fds = util::FdCheck::new();
     let allowed = rustix::thread::sched_getaffinity(None).expect("sched_getaffinity");
     let process_cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
         .filter(|&c| allowed.is_set(c))
         .collect();
-    for pin in [true, false] {
-        let cores = CoresBuilder::new()
-            .threads(THREADS)
-            .pin(pin)
+    for (pin, batch) in [(true, None), (false, Some(false))] {
+        let mut builder = CoresBuilder::new().threads(THREADS).pin(pin);
+        if let Some(batch) = batch {
+            builder = builder.batch_scheduling(batch);
+        }
+        let cores = builder
             .start(|core: Core<&'static str>| -> gaio::Result<Report> {
                 assert!(core.listener.is_none(), "listening on nothing");
+                let policy = sched_policy();
                 let set = rustix::thread::sched_getaffinity(None).expect("sched_getaffinity");
                 let cpus = (0..rustix::thread::CpuSet::MAX_CPU)
                     .filter(|&c| set.is_set(c))
@@ -651,7 +678,7 @@ fn join_returns_once_every_core_has_closed_itself() {
                         w.close();
                     }
                 }
-                Ok((core.index, core.cpu, cpus, core.peers.len()))
+                Ok((core.index, core.cpu, cpus, core.peers.len(), policy))
             })
             .unwrap();
         assert_eq!(cores.len(), THREADS);
@@ -664,8 +691,13 @@ fn join_returns_once_every_core_has_closed_itself() {
         }
         let reports = cores.join().expect("join");
         for (i, r) in reports.into_iter().enumerate() {
-            let (index, cpu, cpus, peers) = r.unwrap_or_else(|e| panic!("core {i}: {e:?}"));
+            let (index, cpu, cpus, peers, policy) = r.unwrap_or_else(|e| panic!("core {i}: {e:?}"));
             assert_eq!((index, peers), (i, THREADS), "pin {pin}");
+            let want_policy = if batch == Some(false) { caller } else { batched };
+            assert_eq!(
+                policy, want_policy,
+                "core {i}: scheduling policy (batch {batch:?})"
+            );
             if pin {
                 let want = process_cpus[i % process_cpus.len()];
                 assert_eq!(cpu, Some(want), "core {i}: pinned to another CPU");

@@ -27,7 +27,7 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const USAGE: &str = "usage: bench-server \
                      --impl gaio-inline|gaio-uring|gaio-background|mio|tokio-ct|tokio-mt|std-threads|gaio-cores \
                      [--idle | --udp] [--count-allocs] \
-                     [--threads N] [--spread reuseport|round-robin|least-loaded] [--no-pin]";
+                     [--threads N] [--spread reuseport|round-robin|least-loaded] [--no-pin] [--no-batch]";
 
 fn main() -> ExitCode {
     let mut imp = None;
@@ -53,6 +53,7 @@ fn main() -> ExitCode {
                 None => return usage(),
             },
             "--no-pin" => (cores.pin, cores_args) = (false, true),
+            "--no-batch" => (cores.batch, cores_args) = (false, true),
             _ => return usage(),
         }
     }
@@ -60,7 +61,7 @@ fn main() -> ExitCode {
         return usage();
     };
     if cores_args && imp != Impl::GaioCores {
-        eprintln!("bench-server: --threads, --spread and --no-pin are for gaio-cores");
+        eprintln!("bench-server: --threads, --spread, --no-pin and --no-batch are for gaio-cores");
         return usage();
     }
     if udp && (idle || !imp.has_udp()) {

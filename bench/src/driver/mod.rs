@@ -70,14 +70,14 @@ pub struct Options {
     /// 1.5×; in the quick plan 1, 2, 4, ...).
     pub scaling_threads: Option<Vec<usize>>,
     /// The scaling scenario's server and load placement (`--spread`,
-    /// default least-loaded; `--no-pin`; `--load-anywhere`).
+    /// default least-loaded; `--no-pin`; `--no-batch`; `--load-anywhere`).
     pub scaling: Setup,
 }
 
 /// The usage line.
 pub const USAGE: &str = "usage: bench [--quick] [--reps N] [--out DIR] [--servers a,b,...] \
                          [--scenarios throughput,concurrent,ping-pong,idle,allocs,cost,accept-rate,scaling,udp] \
-                         [--scaling-threads 1,2,...] [--spread least-loaded|round-robin|reuseport] [--no-pin] [--load-anywhere]\n\
+                         [--scaling-threads 1,2,...] [--spread least-loaded|round-robin|reuseport] [--no-pin] [--no-batch] [--load-anywhere]\n\
                          \x20  (the scaling scenario measures gaio-cores whatever --servers says; \
                          --servers gaio-cores adds it to the others but udp; \
                          udp runs only when --scenarios names it)\n\
@@ -102,6 +102,7 @@ impl Options {
             match arg.as_str() {
                 "--quick" => o.quick = true,
                 "--no-pin" => o.scaling.pin = false,
+                "--no-batch" => o.scaling.batch = false,
                 "--load-anywhere" => o.scaling.place_load = false,
                 "--out" => o.out = Some(PathBuf::from(value()?)),
                 "--servers" => {
@@ -507,11 +508,20 @@ mod tests {
         };
         assert_eq!(setup, Setup::default());
         assert_eq!(setup.spread, Spread::LeastLoaded);
-        assert!(setup.pin && setup.place_load);
-        let o = Options::parse(["--spread", "reuseport", "--no-pin", "--load-anywhere"].map(String::from))
-            .unwrap();
+        assert!(setup.pin && setup.batch && setup.place_load);
+        let o = Options::parse(
+            [
+                "--spread",
+                "reuseport",
+                "--no-pin",
+                "--no-batch",
+                "--load-anywhere",
+            ]
+            .map(String::from),
+        )
+        .unwrap();
         assert_eq!(o.scaling.spread, Spread::ReusePort);
-        assert!(!o.scaling.pin && !o.scaling.place_load);
+        assert!(!o.scaling.pin && !o.scaling.batch && !o.scaling.place_load);
         for bad in [
             &["--reps", "0"][..],
             &["--scaling-threads", "1,x"],

@@ -65,6 +65,9 @@ pub struct Setup {
     pub spread: Spread,
     /// Whether the server pins its threads (`--no-pin`: no).
     pub pin: bool,
+    /// Whether the server's threads run under the batch scheduling
+    /// policy, `CoresBuilder`'s default (`--no-batch`: no).
+    pub batch: bool,
     /// Whether the load is kept off the CPUs the server's threads are
     /// pinned to, where CPUs are left (`LoadPlacement`;
     /// `--load-anywhere`: no).
@@ -76,6 +79,7 @@ impl Default for Setup {
         Setup {
             spread: Spread::LeastLoaded,
             pin: true,
+            batch: true,
             place_load: true,
         }
     }
@@ -221,7 +225,7 @@ pub fn cases(threads: &[usize], setup: Setup, cpus: usize, quick: bool) -> Vec<C
 /// up as `setup` says, under `load`. Adds `cpus_busy` (server CPU seconds per
 /// second) and `threads` to the load's own figures.
 pub fn measure(exe: &Path, threads: usize, setup: Setup, load: ScaleLoad) -> Result<Metrics, BenchError> {
-    let server = ServerProc::start_cores(exe, threads, setup.spread, setup.pin)?;
+    let server = ServerProc::start_cores(exe, threads, setup.spread, setup.pin, setup.batch)?;
     // After the server started, which must inherit the whole mask.
     let placement = if setup.pin && setup.place_load {
         LoadPlacement::off_first(threads)?

@@ -54,13 +54,15 @@ impl ServerProc {
     }
 
     /// Starts the gaio-cores echo server with `threads` threads (each
-    /// pinned to its CPU if `pin`) spreading connections as `spread` says,
-    /// and waits for its address.
+    /// pinned to its CPU if `pin`, under the batch scheduling policy if
+    /// `batch`) spreading connections as `spread` says, and waits for its
+    /// address.
     pub fn start_cores(
         exe: &Path,
         threads: usize,
         spread: Spread,
         pin: bool,
+        batch: bool,
     ) -> Result<ServerProc, BenchError> {
         let mut args = vec![
             "--threads".to_string(),
@@ -70,6 +72,9 @@ impl ServerProc {
         ];
         if !pin {
             args.push("--no-pin".into());
+        }
+        if !batch {
+            args.push("--no-batch".into());
         }
         ServerProc::spawn(&[], exe, Impl::GaioCores, Variant::Echo, &args)
     }

@@ -17,7 +17,7 @@ use gaio::{Bytes, Core, CoresBuilder, Op, Spread, Submit};
 use crate::control::note_accepted;
 
 /// How the gaio-cores server is set up (`bench-server --threads N
-/// --spread S [--no-pin]`).
+/// --spread S [--no-pin] [--no-batch]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoresOptions {
     /// Threads (watchers); `None`: one per CPU this process may use.
@@ -26,6 +26,9 @@ pub struct CoresOptions {
     pub spread: Spread,
     /// Whether each thread is pinned to its CPU.
     pub pin: bool,
+    /// Whether each thread runs under the batch scheduling policy
+    /// (`CoresBuilder::batch_scheduling`, on by default).
+    pub batch: bool,
 }
 
 impl Default for CoresOptions {
@@ -34,6 +37,7 @@ impl Default for CoresOptions {
             threads: None,
             spread: Spread::LeastLoaded,
             pin: true,
+            batch: true,
         }
     }
 }
@@ -50,6 +54,7 @@ pub fn run(
     let mut builder = CoresBuilder::new()
         .watcher(watcher)
         .pin(opts.pin)
+        .batch_scheduling(opts.batch)
         .listen("127.0.0.1:0", opts.spread);
     if let Some(n) = opts.threads {
         builder = builder.threads(n);

@@ -66,6 +66,7 @@ fn case_json(c: &Case) -> Value {
             v["threads"] = json!(threads);
             v["spread"] = json!(spread_name(setup.spread));
             v["pinned"] = json!(setup.pin);
+            v["batch_scheduling"] = json!(setup.batch);
             v["load_off_server_cpus"] = json!(setup.pin && setup.place_load);
             v
         }

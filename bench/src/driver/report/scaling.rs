@@ -118,6 +118,13 @@ pub fn section(o: &mut String, machine: &Machine, plan: &Plan, records: &[Record
     } else {
         "not pinned (`--no-pin`: the scheduler places the threads)"
     };
+    let policy = if setup.batch {
+        "under the batch scheduling policy (`SCHED_BATCH`, `CoresBuilder::batch_scheduling`'s \
+         default: a woken server thread does not preempt the load generator on its CPU but runs \
+         once that blocks or its slice ends)"
+    } else {
+        "under the normal scheduling policy (`--no-batch`)"
+    };
     let placement = if setup.pin && setup.place_load {
         "The load generator's threads run on the CPUs the server's threads are not pinned to \
          (the CPUs after the first N) while there are any: left to the scheduler, the ping-pong \
@@ -161,7 +168,7 @@ pub fn section(o: &mut String, machine: &Machine, plan: &Plan, records: &[Record
         o,
         "## 8. Scaling: gaio::Cores on 1 to {cpus} threads\n\n\
          The gaio-cores server: `gaio::CoresBuilder` with N threads, each owning a watcher (inline \
-         mode) and {pinned}, all listening on one loopback address with `Spread::{spread}`; every thread runs gaio-inline's \
+         mode) and {pinned}, {policy}, all listening on one loopback address with `Spread::{spread}`; every thread runs gaio-inline's \
          echo loop (a multishot accept where it holds a listener, swap reads written straight back). \
          The loads are the same at every N: {loads}. The load threads are one per two CPUs, so on a \
          2-CPU machine both loads are exactly those of their own sections. N = {counts} ({cpus} CPUs \
