@@ -229,6 +229,9 @@ pub struct Rejected<C, B> {
     pub context: C,
     /// The buffer the request carried, if it had one.
     pub buffer: Option<B>,
+    /// The address the request carried: where a connect dials, where a
+    /// `send_to` sends.
+    pub peer: Option<crate::PeerAddr>,
 }
 
 impl<C, B> Rejected<C, B> {
@@ -248,7 +251,7 @@ impl<C, B> Rejected<C, B> {
             bytes: 0,
             buffer,
             error: Some(self.error),
-            peer: None,
+            peer: self.peer,
             detached: None,
         }
     }
@@ -259,6 +262,7 @@ impl<C, B> fmt::Debug for Rejected<C, B> {
         f.debug_struct("Rejected")
             .field("error", &self.error)
             .field("has_buffer", &self.buffer.is_some())
+            .field("peer", &self.peer)
             .finish_non_exhaustive()
     }
 }
@@ -318,6 +322,7 @@ mod tests {
             error: Error::Io(reset()),
             context: (),
             buffer: None,
+            peer: None,
         };
         let messages = chain(&refused);
         assert_eq!(messages, [format!("request refused: {reset_text}")]);

@@ -453,13 +453,17 @@ impl<C, B: IoBuf> Request<C, B> {
 
     /// Turns the request into a rejection carrying its context and buffer.
     pub(crate) fn reject(self, error: Error) -> Rejected<C, B> {
+        let (buffer, peer) = match self.target {
+            Target::User(b, _) | Target::Append(b, _) => (Some(b), None),
+            Target::Dest(b, addr) => (Some(b), Some(addr)),
+            Target::Addr(addr) => (None, Some(addr)),
+            Target::Swap | Target::None | Target::Timer(_) => (None, None),
+        };
         Rejected {
             error,
             context: self.context,
-            buffer: match self.target {
-                Target::User(b, _) | Target::Dest(b, _) | Target::Append(b, _) => Some(b),
-                Target::Swap | Target::None | Target::Addr(_) | Target::Timer(_) => None,
-            },
+            buffer,
+            peer,
         }
     }
 }

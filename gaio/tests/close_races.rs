@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gaio::{Error, Mode, Submit, Watcher};
+use gaio::{Error, Mode, Op, Submit, Watcher};
 
 /// Rounds per mode: each round races one close against one submitting
 /// thread; the window is a few instructions wide, so it takes many.
@@ -266,6 +266,86 @@ fn requests_after_a_close_from_elsewhere_complete_after_those_before() {
         assert_eq!(reads, [1, 2, 4], "{mode:?}: reads out of order (all: {order:?})");
         assert_eq!(writes, [3, 5], "{mode:?}: writes out of order (all: {order:?})");
         drop(client);
+    }
+    fds.check();
+}
+
+/// A connect and a `send_to` submitted by the owner after a close from
+/// another thread (the owner not yet told) complete with `WatcherClosed`
+/// carrying the address each request carried, as every completion of a
+/// connect or a `send_to` does, and the datagram's buffer; a refused
+/// submission (once the owner has been told) hands the address back in
+/// `Rejected::peer`. Both used to say `peer: None`.
+#[test]
+fn a_connect_and_a_send_to_refused_by_a_close_keep_their_address() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp = w.watch(socket).unwrap();
+        let dial: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let dest: std::net::SocketAddr = "127.0.0.1:7".parse().unwrap();
+        let mut s = w.submitter();
+        thread::spawn(move || s.close()).join().unwrap();
+        w.connect(dial, 1).unwrap();
+        w.send_to(udp, 2, b"datagram".to_vec(), dest).unwrap();
+        let end = Instant::now() + LIMIT;
+        let (mut late, mut out) = (Vec::new(), Vec::new());
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{mode:?}: wait_io never reported the watcher closed"
+            );
+            match w.wait_io_timeout(&mut out, left) {
+                Ok(_) => late.append(&mut out),
+                Err(Error::WatcherClosed) => break,
+                Err(e) => panic!("{mode:?}: wait_io failed: {e}"),
+            }
+        }
+        let connect = late
+            .iter()
+            .find(|c| c.context == 1)
+            .expect("the connect completes");
+        assert_eq!(connect.op, Op::Connect, "{mode:?}");
+        assert!(
+            matches!(connect.error, Some(Error::WatcherClosed)),
+            "{mode:?}: {:?}",
+            connect.error
+        );
+        assert_eq!(connect.peer, Some(dial.into()), "{mode:?}: the connect's address");
+        let sent = late
+            .iter()
+            .find(|c| c.context == 2)
+            .expect("the send_to completes");
+        assert_eq!(sent.op, Op::SendTo, "{mode:?}");
+        assert!(
+            matches!(sent.error, Some(Error::WatcherClosed)),
+            "{mode:?}: {:?}",
+            sent.error
+        );
+        assert_eq!(sent.peer, Some(dest.into()), "{mode:?}: the send_to's address");
+        assert_eq!(sent.bytes, 0, "{mode:?}");
+        assert_eq!(sent.data(), b"", "{mode:?}: nothing sent");
+        // Told now: a submission is refused, and hands everything back.
+        let refused = w.send_to(udp, 3, b"again".to_vec(), dest).unwrap_err();
+        assert!(
+            matches!(refused.error, Error::WatcherClosed),
+            "{mode:?}: {:?}",
+            refused.error
+        );
+        assert_eq!(
+            (refused.context, refused.buffer.as_deref()),
+            (3, Some(&b"again"[..]))
+        );
+        assert_eq!(refused.peer, Some(dest.into()), "{mode:?}");
+        let refused = w.connect(dial, 4).unwrap_err();
+        assert_eq!(
+            (refused.context, refused.peer),
+            (4, Some(dial.into())),
+            "{mode:?}"
+        );
+        assert!(refused.buffer.is_none());
     }
     fds.check();
 }
