@@ -145,6 +145,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl UringPoller {
+    /// Records `token` for `fd` (`register`, `reregister`): refuses a
+    /// descriptor the readiness backends refuse too, and one registered
+    /// already with `EEXIST` unless `replace`, as the trait says.
+    fn set_token(&self, fd: BorrowedFd<'_>, token: u64, replace: bool) -> io::Result<()> {
+        // The ring could read a regular file or a directory, but the
+        // readiness backends refuse them (`EPERM`, as epoll does): the
+        // contract is the same on every backend.
+        let mode = rustix::fs::fstat(fd)?.st_mode;
+        if matches!(
+            rustix::fs::FileType::from_raw_mode(mode),
+            rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory
+        ) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        let number =
+            usize::try_from(fd.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        let mut tokens = lock(&self.tokens);
+        if tokens.len() <= number {
+            // Only as far as the descriptor (pages touched as descriptors
+            // are, not ahead of them).
+            tokens.resize(number + 1, NO_TOKEN);
+        }
+        if tokens[number] != NO_TOKEN && !replace {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        tokens[number] = token;
+        Ok(())
+    }
+
     fn inner(&self) -> MutexGuard<'_, Inner> {
         lock(&self.ring)
     }
@@ -232,26 +261,7 @@ impl Poller for UringPoller {
     }
 
     unsafe fn register(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        // The ring could read a regular file or a directory, but the
-        // readiness backends refuse them (`EPERM`, as epoll does): the
-        // contract is the same on every backend.
-        let mode = rustix::fs::fstat(fd)?.st_mode;
-        if matches!(
-            rustix::fs::FileType::from_raw_mode(mode),
-            rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory
-        ) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        let number =
-            usize::try_from(fd.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-        let mut tokens = lock(&self.tokens);
-        if tokens.len() <= number {
-            // Only as far as the descriptor (pages touched as descriptors
-            // are, not ahead of them).
-            tokens.resize(number + 1, NO_TOKEN);
-        }
-        tokens[number] = token;
-        Ok(())
+        self.set_token(fd, token, false)
     }
 
     fn deregister(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -271,8 +281,7 @@ impl Poller for UringPoller {
     unsafe fn reregister(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         // Nothing to report anew: the ring reports the end of each request,
         // and requests start only when the engine knows the connection.
-        // SAFETY: the caller keeps `fd` open until it is deregistered.
-        unsafe { self.register(fd, token) }
+        self.set_token(fd, token, true)
     }
 
     fn wait(&self, _raw: &mut (), out: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
@@ -340,7 +349,13 @@ impl Poller for UringPoller {
             // SAFETY: a poll points to no memory; the descriptor stays open
             // until `cancel` ended the poll (the engine cancels before it
             // closes).
-            unsafe { inner.ring.push(&sqe) }?;
+            if let Err(e) = unsafe { inner.ring.push(&sqe) } {
+                // Never queued: its entry would block every later poll in
+                // this direction, and a cancel at `free` would wait for a
+                // completion that cannot come.
+                inner.ops.end(idx);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -1420,6 +1435,66 @@ mod tests {
         // SAFETY: every test deregisters its sockets before dropping them.
         unsafe { poller.register(socket.as_fd(), socket.as_raw_fd() as u64) }.unwrap();
         socket
+    }
+
+    /// A poll the ring could not queue leaves no entry behind: the next
+    /// `rearm` arms it, and the readiness it waits for is reported. (The
+    /// entry used to stay: every later `rearm` took the direction for
+    /// armed, and no event came.)
+    #[test]
+    fn a_poll_the_ring_could_not_queue_is_armed_by_the_next_rearm() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        // SAFETY: deregistered below, before `a` is dropped.
+        unsafe { poller.register(a.as_fd(), 7) }.unwrap();
+        crate::ring::FAIL_PUSHES.with(|left| left.set(1));
+        let refused = poller.rearm(a.as_fd(), 7, Interest::READ).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::ENOMEM));
+        assert_eq!(
+            kind_in(&poller, a.as_raw_fd(), POLL_IN),
+            None,
+            "the refused poll's entry"
+        );
+        poller.rearm(a.as_fd(), 7, Interest::READ).unwrap();
+        assert_eq!(kind_in(&poller, a.as_raw_fd(), POLL_IN), Some(Kind::Poll));
+        b.write_all(b"x").unwrap();
+        let event = until_ended(&poller, || {
+            let mut events = Vec::new();
+            poller.wait(&mut (), &mut events, Some(Duration::ZERO)).unwrap();
+            events.into_iter().find(|e| e.token == 7)
+        });
+        assert!(event.readable, "{event:?}");
+        poller.deregister(a.as_fd()).unwrap();
+    }
+
+    /// A second `register` of a descriptor is refused with `EEXIST` and
+    /// changes nothing, as the trait says (it used to replace the token);
+    /// `reregister` replaces it, and `deregister` then forgets it.
+    #[test]
+    fn a_second_register_is_refused_and_reregister_replaces() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let token = |poller: &UringPoller| lock(&poller.tokens)[a.as_raw_fd() as usize];
+        // SAFETY: deregistered below, before `a` is dropped.
+        unsafe { poller.register(a.as_fd(), 7) }.unwrap();
+        // SAFETY: as above.
+        let again = unsafe { poller.register(a.as_fd(), 8) }.unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(libc::EEXIST));
+        assert_eq!(token(&poller), 7);
+        // SAFETY: as above.
+        unsafe { poller.reregister(a.as_fd(), 9) }.unwrap();
+        assert_eq!(token(&poller), 9);
+        poller.deregister(a.as_fd()).unwrap();
+        assert_eq!(token(&poller), NO_TOKEN);
+        assert_eq!(
+            poller.deregister(a.as_fd()).unwrap_err().raw_os_error(),
+            Some(libc::ENOENT)
+        );
     }
 
     /// The kind of request in `fd`'s `slot`, if one is there.

@@ -33,6 +33,14 @@ const CANCEL_RETRY: Duration = Duration::from_millis(10);
 /// cancel cannot end within this is a kernel that does not keep its word.
 const CANCEL_LIMIT: Duration = Duration::from_secs(5);
 
+#[cfg(test)]
+thread_local! {
+    /// How many of this thread's next [`Ring::push`]es fail with `ENOMEM`,
+    /// as a submission the kernel refuses would: for tests of what the
+    /// callers leave behind.
+    pub(crate) static FAIL_PUSHES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Wake-read targets leaked by rings dropped in tests.
 #[cfg(test)]
 static LEAKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -198,6 +206,10 @@ impl Ring {
     /// [`next_completion`](Self::next_completion), and its user data must
     /// not be [`WAKE`].
     pub(crate) unsafe fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
+        #[cfg(test)]
+        if FAIL_PUSHES.with(|left| left.replace(left.get().saturating_sub(1)) > 0) {
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        }
         loop {
             // SAFETY: the caller keeps what the entry points to valid
             // until its completion (this function's contract).
