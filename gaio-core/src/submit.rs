@@ -271,13 +271,14 @@ pub trait Submit {
     ///   is still pending completes with [`Error::WatcherClosed`], and
     ///   [`Watcher::next_batch`](crate::Watcher::next_batch) ends the loop.
     ///
-    /// A client that is still sending when its connection is half-closed
-    /// gets [`BrokenPipe`](std::io::ErrorKind::BrokenPipe) on the next write
-    /// to it. Free that connection only once the client has closed (read,
-    /// dropping what comes, until end of stream or the deadline): closing
-    /// a socket with bytes unread makes the kernel reset the connection and
-    /// discard the responses still in its send buffer, on their way to
-    /// the client.
+    /// A stream connection freed meanwhile (its client closed, or a write
+    /// to it failed with `BrokenPipe` after the half-close while the
+    /// client still sends) lingers: the watcher half-closes its socket,
+    /// reads and drops what the client sends until the client closes, and
+    /// only then closes it, or at the deadline. Closing a socket with bytes
+    /// unread would make the kernel reset the connection and discard the
+    /// responses still in its send buffer, on their way to the client. A
+    /// lingering socket counts as a connection not yet freed.
     ///
     /// Connections watched after the call are not half-closed by it. From
     /// another thread (a signal handler's), call it through a
@@ -303,10 +304,6 @@ pub trait Submit {
     ///             match (c.op, c.error) {
     ///                 (Op::Accept, None) => { /* serve c.conn */ }
     ///                 (Op::Accept, Some(_)) => {} // closed: no longer accepting
-    ///                 // Half-closed, the client still sending: read until it closes.
-    ///                 (Op::Write, Some(Error::Io(e))) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-    ///                     w.read_swap(c.conn, ())?
-    ///                 }
     ///                 (_, Some(_)) => w.free(c.conn)?, // end of stream, ...
     ///                 _ => { /* ... */ }
     ///             }

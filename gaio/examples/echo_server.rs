@@ -25,7 +25,7 @@
 //! client holds no buffer, and the bytes read are written back as they
 //! are, without a copy.
 
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -56,12 +56,6 @@ pub fn serve(w: &mut Watcher<(), Bytes>, listener: Option<Listener>) -> Result<(
                 (Op::Accept, Some(e), _) => eprintln!("echo_server: no longer accepting: {e}"),
                 (Op::Read, None, Buffer::Swap(data)) => w.write(c.conn, (), data)?,
                 (Op::Write, None, _) => w.read_swap(c.conn, ())?, // echoed: read again
-                // Half-closed by a graceful close while the client still
-                // sends: drop its bytes until it closes, as closing on unread
-                // bytes would reset the connection and cut off the echoes.
-                (Op::Write, Some(Error::Io(e)), _) if e.kind() == ErrorKind::BrokenPipe => {
-                    w.read_swap(c.conn, ())?
-                }
                 // End of stream, reset, ...: done with this client.
                 _ => w.free(c.conn)?,
             }

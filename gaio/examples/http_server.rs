@@ -17,7 +17,6 @@
 //! responses are out, so one that sends without reading is held back by
 //! TCP instead of filling the server's memory.
 
-use std::io::ErrorKind;
 use std::time::Duration;
 
 use gaio::{BufPool, Error, Listener, Op, Submit, Watcher};
@@ -52,12 +51,6 @@ pub fn serve(w: &mut Watcher<Vec<u8>, Vec<u8>>, listener: Listener) -> Result<()
                 (Op::Write, None) => {
                     responses.put(c.buffer.into_user());
                     w.read_append(c.conn, Vec::new(), with_room(c.context))?;
-                }
-                // Half-closed (a graceful close, a 400) while the client still
-                // sends: drop its bytes until it closes, as closing on unread
-                // bytes would reset the connection and cut off the responses.
-                (Op::Write, Some(Error::Io(e))) if e.kind() == ErrorKind::BrokenPipe => {
-                    w.read_append(c.conn, Vec::new(), with_room(Vec::new()))?
                 }
                 (Op::Accept, Some(e)) => eprintln!("http_server: no longer accepting: {e}"),
                 _ => w.free(c.conn)?, // closed after its last response, end of stream, an error

@@ -18,7 +18,6 @@
 //! replies are out, so one that sends without reading is held back by TCP
 //! instead of filling the server's memory.
 
-use std::io::ErrorKind;
 use std::time::Duration;
 
 use gaio::{BufPool, Error, Listener, Op, Submit, Watcher};
@@ -66,12 +65,6 @@ pub fn serve(w: &mut Watcher<Client, Vec<u8>>, listener: Listener) -> Result<(),
                     if next == Next::Close {
                         w.shutdown(c.conn, Client::default())?;
                     }
-                }
-                // Half-closed (a graceful close, QUIT) while the client still
-                // sends: drop its bytes until it closes, as closing on unread
-                // bytes would reset the connection and cut off the replies.
-                (Op::Write, Some(Error::Io(e))) if e.kind() == ErrorKind::BrokenPipe => {
-                    w.read_append(c.conn, Client::default(), with_room(Vec::new()))?
                 }
                 (Op::Accept, Some(e)) => eprintln!("resp_server: no longer accepting: {e}"),
                 _ => w.free(c.conn)?, // closed after QUIT or an error reply, end of stream, an error

@@ -1,14 +1,16 @@
 //! `close_gracefully`: listeners and datagram sockets close at once, each
 //! stream connection is half-closed once its queued writes are out, and the
 //! watcher closes once every connection is freed or when the timeout
-//! passes; `next_batch` ends the loop. Both modes, called on the watcher
-//! and through a `Submitter` from another thread.
+//! passes; `next_batch` ends the loop. A connection freed meanwhile
+//! lingers until its client closes, so a client still sending gets every
+//! response, not a reset. Both modes, called on the watcher and through a
+//! `Submitter` from another thread.
 
 mod util;
 use util::peer::timeouts;
 
-use std::io::{ErrorKind, Read};
-use std::net::{TcpStream, UdpSocket};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -117,6 +119,90 @@ fn responses_go_out_then_half_close_then_the_watcher_closes_when_clients_leave()
             let refused = TcpStream::connect(addr).unwrap_err();
             assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{mode:?}");
         }
+    }
+    fds.check();
+}
+
+/// A client still sending when the close begins, and a loop that answers
+/// each read with a write and frees a connection on its first error (the
+/// write refused with `BrokenPipe` after the half-close): the client reads
+/// every byte written before the half-close, then end of stream, never a
+/// reset; the watcher closes once the client has closed. Freed at once,
+/// the socket was closed with the client's bytes unread, and the kernel
+/// reset the connection and dropped what was left of the 8 MiB write.
+#[test]
+fn a_connection_freed_while_its_client_still_sends_delivers_every_response() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let mut w: Watcher<u32, Vec<u8>> = util::watcher(mode);
+        let (client, server) = util::tcp_pair();
+        timeouts(&client);
+        let conn = w.watch(server).unwrap();
+        // More than the socket buffers hold: still queued at the close.
+        let big = util::pattern(9, 8 << 20);
+        w.write(conn, 1, big.clone()).unwrap();
+        w.read(conn, 2, vec![0; 4096]).unwrap();
+        let mut writer = client.try_clone().unwrap();
+        let sending = thread::spawn(move || {
+            let chunk = [7u8; 16 * 1024];
+            let mut sent = 0usize;
+            // Until the client shuts its socket down (bounded all the same).
+            while sent < 1 << 30 && writer.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+        });
+        let mut reader = client.try_clone().unwrap();
+        let receiving = thread::spawn(move || {
+            let mut got = Vec::new();
+            let read = reader.read_to_end(&mut got);
+            // Done reading: close, which ends the writer too.
+            let _ = reader.shutdown(Shutdown::Both);
+            (read, got)
+        });
+        let t = Instant::now();
+        w.close_gracefully(LIMIT);
+        let mut batch = Vec::new();
+        while w.next_batch(&mut batch).unwrap() {
+            assert!(t.elapsed() < LIMIT, "{mode:?}: the watcher did not close");
+            for c in batch.drain(..) {
+                match (c.op, &c.error) {
+                    (Op::Read, None) => {
+                        w.write(c.conn, 3, b"!".to_vec()).unwrap();
+                        w.read(c.conn, 2, vec![0; 4096]).unwrap();
+                    }
+                    (_, Some(_)) => w.free(c.conn).unwrap(),
+                    _ => {}
+                }
+            }
+        }
+        let took = t.elapsed();
+        let (read, got) = receiving.join().unwrap();
+        sending.join().unwrap();
+        drop(client);
+        if let Err(e) = read {
+            panic!(
+                "{mode:?}: the client's read failed after {} bytes: {e}",
+                got.len()
+            );
+        }
+        assert!(
+            got.len() >= big.len(),
+            "{mode:?}: {} of the {} bytes written",
+            got.len(),
+            big.len()
+        );
+        assert!(
+            got[..big.len()] == big[..],
+            "{mode:?}: the big write arrived changed"
+        );
+        assert!(
+            got[big.len()..].iter().all(|&b| b == b'!'),
+            "{mode:?}: bytes after the big write that no write sent"
+        );
+        assert!(
+            took < LIMIT / 2,
+            "{mode:?}: closed after {took:?}, not when the client left"
+        );
     }
     fds.check();
 }

@@ -3,9 +3,17 @@
 //! writes queued on it are out, so its peer reads every response and then
 //! end of stream; the watcher closes once every connection has been freed,
 //! or when the deadline passes.
+//!
+//! A stream connection freed meanwhile lingers: its socket is half-closed
+//! and read (the bytes dropped) until its peer closes, and only then
+//! closed, or at the deadline. Closing a socket with bytes unread makes
+//! the kernel reset the connection and discard what is still in its send
+//! buffer, so a loop that frees a connection on its first error (a write
+//! refused after the half-close, say, while the client still sends) would
+//! otherwise cut off the responses on their way.
 
-use std::os::fd::AsFd;
-use std::time::Instant;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use super::conn_state::{DGRAM, LISTENER, STREAM};
 use super::Engine;
@@ -64,9 +72,62 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             false
         });
         self.half_closing = pending;
-        if self.conns.is_empty() || now >= until {
+        if (self.conns.is_empty() && self.lingering.is_empty()) || now >= until {
             crate::diag::debug_event!(live = self.conns.len(), "graceful close done; closing");
             self.shutdown_settled();
         }
     }
+}
+
+impl<P: Poller, C, B> Engine<P, C, B> {
+    /// A stream socket freed while closing gracefully: half-closes it
+    /// (again, if it was already: that does nothing), reads what is there,
+    /// and keeps it until its peer closes ([`drain_lingering`]) unless it
+    /// has already.
+    ///
+    /// [`drain_lingering`]: Self::drain_lingering
+    pub(super) fn linger(&mut self, fd: OwnedFd) {
+        // A peer that already went away makes this fail: nothing to do.
+        let _ = crate::net::shutdown_write(fd.as_fd());
+        if drain(fd.as_fd()) {
+            self.lingering.push(fd);
+        }
+    }
+
+    /// Reads each lingering socket, closing those whose peers have closed
+    /// (or failed).
+    pub(super) fn drain_lingering(&mut self) {
+        if !self.lingering.is_empty() {
+            self.lingering.retain(|fd| drain(fd.as_fd()));
+        }
+    }
+}
+
+/// How often lingering sockets are read while any are left: they are not
+/// registered with the poller, which the engine no longer uses for them.
+pub(super) const LINGER_POLL: Duration = Duration::from_millis(5);
+
+/// Most bytes dropped from one lingering socket per turn, so that a peer
+/// sending without pause does not hold the turn.
+const LINGER_DRAIN: usize = 256 * 1024;
+
+/// Reads and drops what `fd` holds. True while its peer may still send
+/// (nothing more to read now, or the turn's share read); false once it
+/// has closed or the socket failed: the socket may then be closed without
+/// a reset.
+fn drain(fd: BorrowedFd<'_>) -> bool {
+    use rustix::io::Errno;
+    use rustix::net::RecvFlags;
+    let mut scratch = [0u8; 4096];
+    let mut dropped = 0;
+    while dropped < LINGER_DRAIN {
+        match rustix::net::recv(fd, &mut scratch[..], RecvFlags::DONTWAIT) {
+            Ok((0, _)) => return false,
+            Ok((n, _)) => dropped += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => return true,
+            Err(_) => return false,
+        }
+    }
+    true
 }

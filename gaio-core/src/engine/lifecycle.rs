@@ -134,7 +134,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         // Closing the descriptor would also drop the registration unless it
         // was duplicated; deregistering makes sure no event for it arrives.
         let _ = self.shared.poller.deregister(state.fd.as_fd());
-        drop(state);
+        if self.graceful_until.is_some() && state.has(STREAM) {
+            self.linger(state.fd);
+        }
     }
 
     /// Completes every request of `state` (taken out of the table) with
@@ -220,6 +222,10 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             return;
         }
         crate::diag::debug_event!(pending = self.nodes_pending(), "watcher shutting down");
+        // Closing now: connections freed below close at once, and so do
+        // the sockets left lingering by a graceful close.
+        self.graceful_until = None;
+        self.lingering.clear();
         // From here on the command queue refuses pushes, so the one look at
         // it below sees every command ever accepted.
         self.shared.close();

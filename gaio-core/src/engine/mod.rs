@@ -193,6 +193,10 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// Closing gracefully: stream connections to half-close once their
     /// writes are out.
     half_closing: Vec<Conn>,
+    /// Closing gracefully: stream sockets freed while their peers may
+    /// still send, read and dropped until the peers close (see
+    /// `graceful::linger`).
+    lingering: Vec<OwnedFd>,
     /// Connections to drive once every due deadline has fired (see
     /// `fire_timers`), kept for its capacity.
     timer_drives: Vec<(Conn, Dir)>,
@@ -235,6 +239,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             listeners: 0,
             graceful_until: None,
             half_closing: Vec::new(),
+            lingering: Vec::new(),
             timer_drives: Vec::new(),
             finished: false,
             in_call: false,
@@ -455,6 +460,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         self.retry_starved();
         self.retry_out_of_fds(now);
         self.fire_timers();
+        self.drain_lingering();
         self.end_of_turn_graceful(now);
         waited
     }
@@ -508,12 +514,15 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         if let Some(at) = self.graceful_until {
             // Closing gracefully and every connection freed: close now.
-            let left = if self.conns.is_empty() {
+            let left = if self.conns.is_empty() && self.lingering.is_empty() {
                 Duration::ZERO
             } else {
                 at.saturating_duration_since(Instant::now())
             };
             cap(left);
+            if !self.lingering.is_empty() {
+                cap(graceful::LINGER_POLL);
+            }
         }
         Some(sleep.map_or(MAX_SLEEP, |s| s.min(MAX_SLEEP)))
     }
