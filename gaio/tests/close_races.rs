@@ -303,27 +303,24 @@ fn a_connect_and_a_send_to_refused_by_a_close_keep_their_address() {
                 Err(e) => panic!("{mode:?}: wait_io failed: {e}"),
             }
         }
-        let connect = late
-            .iter()
-            .find(|c| c.context == 1)
-            .expect("the connect completes");
-        assert_eq!(connect.op, Op::Connect, "{mode:?}");
-        assert!(
-            matches!(connect.error, Some(Error::WatcherClosed)),
-            "{mode:?}: {:?}",
-            connect.error
+        // Each completes with `WatcherClosed`, carrying its address.
+        let closed = |context: u64, op: Op| {
+            let c = late.iter().find(|c| c.context == context);
+            let c = c.unwrap_or_else(|| panic!("{mode:?}: {op:?} did not complete"));
+            assert_eq!(c.op, op, "{mode:?}");
+            assert!(
+                matches!(c.error, Some(Error::WatcherClosed)),
+                "{mode:?}: {:?}",
+                c.error
+            );
+            c
+        };
+        assert_eq!(
+            closed(1, Op::Connect).peer,
+            Some(dial.into()),
+            "{mode:?}: the connect's address"
         );
-        assert_eq!(connect.peer, Some(dial.into()), "{mode:?}: the connect's address");
-        let sent = late
-            .iter()
-            .find(|c| c.context == 2)
-            .expect("the send_to completes");
-        assert_eq!(sent.op, Op::SendTo, "{mode:?}");
-        assert!(
-            matches!(sent.error, Some(Error::WatcherClosed)),
-            "{mode:?}: {:?}",
-            sent.error
-        );
+        let sent = closed(2, Op::SendTo);
         assert_eq!(sent.peer, Some(dest.into()), "{mode:?}: the send_to's address");
         assert_eq!(sent.bytes, 0, "{mode:?}");
         assert_eq!(sent.data(), b"", "{mode:?}: nothing sent");
