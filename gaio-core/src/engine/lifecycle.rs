@@ -118,7 +118,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     }
 
     /// Closes a connection and completes each of its requests with
-    /// `error()`, reads then writes, each in submission order.
+    /// `error()`, reads then writes, each in submission order. While the
+    /// watcher closes gracefully, a stream socket lingers instead of
+    /// closing at once (see `graceful::linger`).
     pub(super) fn free_conn(&mut self, conn: Conn, error: impl Fn() -> Error) {
         if self.conn_mut(conn).is_none() {
             return;
