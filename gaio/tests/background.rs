@@ -288,6 +288,22 @@ fn process_cpu() -> Duration {
     micros(usage.user_time()) + micros(usage.system_time())
 }
 
+/// The CPU a bare `poll(2)` on `sockets` (idle) takes to sleep `span`,
+/// twice over, the larger.
+fn bare_poll_cpu(sockets: &[TcpStream], span: Duration) -> Duration {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timeout = Timespec::try_from(span).expect("a short span");
+    let mut most = Duration::ZERO;
+    for _ in 0..2 {
+        let mut fds: Vec<PollFd<'_>> = sockets.iter().map(|s| PollFd::new(s, PollFlags::IN)).collect();
+        let cpu = process_cpu();
+        let ready = poll(&mut fds, Some(&timeout)).expect("poll");
+        assert_eq!(ready, 0, "idle sockets became readable");
+        most = most.max(process_cpu() - cpu);
+    }
+    most
+}
+
 #[test]
 fn an_idle_watcher_costs_no_cpu() {
     const CONNS: usize = 1_000;
@@ -308,12 +324,24 @@ fn an_idle_watcher_costs_no_cpu() {
         let (cpu, started) = (process_cpu(), Instant::now());
         util::expect_quiet(&mut w, Duration::from_millis(1_500));
         let (used, took) = (process_cpu() - cpu, started.elapsed());
+        // poll(2) has no registration: each wait hands the kernel every
+        // descriptor, and on some hosts a sleeping poll(2) over a thousand
+        // sockets is charged CPU as it sleeps (measured on one: a bare
+        // 1.5 s poll(2) over 1,000 idle sockets, 9 to 13 ms). That is the
+        // system's, not the watcher's: measured here, twice it is allowed
+        // on top (it varies that much from one poll to the next). A
+        // watcher waking every millisecond would still use tens of times more.
+        let system = if w.backend() == gaio::Backend::Poll {
+            bare_poll_cpu(&peers, took)
+        } else {
+            Duration::ZERO
+        };
         // A quarter of a percent of a core (measured here: under 0.05 %):
         // a watcher that spins, or one that wakes every millisecond to
         // look around, uses more.
         assert!(
-            used < took / 400,
-            "{mode:?}: an idle watcher used {used:?} of CPU in {took:?}"
+            used < took / 400 + 2 * system,
+            "{mode:?}: an idle watcher used {used:?} of CPU in {took:?} (a bare poll(2) over as many sockets: {system:?})"
         );
         // Still serving: one byte wakes its read.
         (&peers[CONNS / 2]).write_all(b"x").expect("peer write");
