@@ -456,7 +456,7 @@ fn bind(watchers: usize, addr: SocketAddr, spread: Spread) -> io::Result<Vec<std
 
 /// A core's thread: pin, take the batch policy if asked, say so, run the
 /// user's code (catching a panic).
-#[allow(unused_variables)] // the refused policy's error is read only by a diagnostic
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // the refused policy's error is read only by a diagnostic
 fn run_core<P: Poller, C, B: IoBuf, R>(
     core: Core<P, C, B>,
     batch: bool,

@@ -451,7 +451,8 @@ impl<C, B: IoBuf> Request<C, B> {
         }
     }
 
-    /// Turns the request into a rejection carrying its context and buffer.
+    /// Turns the request into a rejection carrying its context, buffer and
+    /// address.
     pub(crate) fn reject(self, error: Error) -> Rejected<C, B> {
         let (buffer, peer) = match self.target {
             Target::User(b, _) | Target::Append(b, _) => (Some(b), None),

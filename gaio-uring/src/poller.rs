@@ -343,17 +343,11 @@ impl Poller for UringPoller {
                 continue;
             }
             let idx = inner.ops.start(fd, poll_slot, Kind::Poll, 0, 0);
-            let sqe = opcode::PollAdd::new(types::Fd(fd), events as u32)
-                .build()
-                .user_data(inner.ops.user_data(idx));
-            // SAFETY: a poll points to no memory; the descriptor stays open
-            // until `cancel` ended the poll (the engine cancels before it
-            // closes).
-            if let Err(e) = unsafe { inner.ring.push(&sqe) } {
-                // Never queued: its entry would block every later poll in
-                // this direction, and a cancel at `free` would wait for a
-                // completion that cannot come.
-                inner.ops.end(idx);
+            // A poll points to no memory; the descriptor stays open until
+            // `cancel` ended the poll (the engine cancels before it closes).
+            // One that cannot be queued leaves no entry behind (`submit`).
+            let sqe = opcode::PollAdd::new(types::Fd(fd), events as u32).build();
+            if let IoOutcome::Failed(e) = inner.submit(idx, sqe) {
                 return Err(e);
             }
         }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gaio::{Error, Mode, Op, Submit, Watcher};
+use gaio::{Completion, Error, Mode, Op, Submit, Watcher};
 
 /// Rounds per mode: each round races one close against one submitting
 /// thread; the window is a few instructions wide, so it takes many.
@@ -33,23 +33,30 @@ fn spin(micros: u64) {
     }
 }
 
-/// Collects completions until `wait_io` says the watcher is closed; returns
-/// their contexts, checking each arrives once.
-fn drain_until_closed(w: &mut Watcher<u64, Vec<u8>>) -> BTreeSet<u64> {
+/// Collects completions, in the order they come, until `wait_io` says the
+/// watcher is closed.
+fn completions_until_closed(w: &mut Watcher<u64, Vec<u8>>, mode: Mode) -> Vec<Completion<u64, Vec<u8>>> {
     let end = Instant::now() + LIMIT;
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
+    let (mut all, mut out) = (Vec::new(), Vec::new());
     loop {
         let left = end.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "wait_io never reported the watcher closed");
+        assert!(
+            !left.is_zero(),
+            "{mode:?}: wait_io never reported the watcher closed"
+        );
         match w.wait_io_timeout(&mut out, left) {
-            Ok(_) => {}
-            Err(Error::WatcherClosed) => break,
-            Err(e) => panic!("wait_io failed: {e}"),
+            Ok(_) => all.append(&mut out),
+            Err(Error::WatcherClosed) => return all,
+            Err(e) => panic!("{mode:?}: wait_io failed: {e}"),
         }
-        for c in out.drain(..) {
-            assert!(seen.insert(c.context), "context {} completed twice", c.context);
-        }
+    }
+}
+
+/// [`completions_until_closed`]'s contexts, checking each arrives once.
+fn drain_until_closed(w: &mut Watcher<u64, Vec<u8>>, mode: Mode) -> BTreeSet<u64> {
+    let mut seen = BTreeSet::new();
+    for c in completions_until_closed(w, mode) {
+        assert!(seen.insert(c.context), "context {} completed twice", c.context);
     }
     seen
 }
@@ -72,7 +79,7 @@ fn submissions_racing_close(mode: Mode) {
         start.wait();
         spin(round % 40);
         w.close();
-        let completed = drain_until_closed(&mut w);
+        let completed = drain_until_closed(&mut w, mode);
         let mut accepted = BTreeSet::new();
         for s in submitters {
             accepted.extend(s.join().expect("submitter"));
@@ -246,21 +253,10 @@ fn requests_after_a_close_from_elsewhere_complete_after_those_before() {
         thread::spawn(move || s.close()).join().unwrap();
         w.read(conn, 4, vec![0; 16]).unwrap();
         w.write(conn, 5, b"y".to_vec()).unwrap();
-        let end = Instant::now() + LIMIT;
-        let (mut order, mut out) = (Vec::new(), Vec::new());
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{mode:?}: wait_io never reported the watcher closed"
-            );
-            match w.wait_io_timeout(&mut out, left) {
-                Ok(_) => {}
-                Err(Error::WatcherClosed) => break,
-                Err(e) => panic!("{mode:?}: wait_io failed: {e}"),
-            }
-            order.extend(out.drain(..).map(|c| c.context));
-        }
+        let order: Vec<u64> = completions_until_closed(&mut w, mode)
+            .iter()
+            .map(|c| c.context)
+            .collect();
         let reads: Vec<u64> = order.iter().copied().filter(|c| [1, 2, 4].contains(c)).collect();
         let writes: Vec<u64> = order.iter().copied().filter(|c| [3, 5].contains(c)).collect();
         assert_eq!(reads, [1, 2, 4], "{mode:?}: reads out of order (all: {order:?})");
@@ -289,20 +285,7 @@ fn a_connect_and_a_send_to_refused_by_a_close_keep_their_address() {
         thread::spawn(move || s.close()).join().unwrap();
         w.connect(dial, 1).unwrap();
         w.send_to(udp, 2, b"datagram".to_vec(), dest).unwrap();
-        let end = Instant::now() + LIMIT;
-        let (mut late, mut out) = (Vec::new(), Vec::new());
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{mode:?}: wait_io never reported the watcher closed"
-            );
-            match w.wait_io_timeout(&mut out, left) {
-                Ok(_) => late.append(&mut out),
-                Err(Error::WatcherClosed) => break,
-                Err(e) => panic!("{mode:?}: wait_io failed: {e}"),
-            }
-        }
+        let late = completions_until_closed(&mut w, mode);
         // Each completes with `WatcherClosed`, carrying its address.
         let closed = |context: u64, op: Op| {
             let c = late.iter().find(|c| c.context == context);
@@ -324,6 +307,10 @@ fn a_connect_and_a_send_to_refused_by_a_close_keep_their_address() {
         assert_eq!(sent.peer, Some(dest.into()), "{mode:?}: the send_to's address");
         assert_eq!(sent.bytes, 0, "{mode:?}");
         assert_eq!(sent.data(), b"", "{mode:?}: nothing sent");
+        assert!(
+            matches!(&sent.buffer, gaio::Buffer::User(b) if b == b"datagram"),
+            "{mode:?}: the datagram's buffer comes back"
+        );
         // Told now: a submission is refused, and hands everything back.
         let refused = w.send_to(udp, 3, b"again".to_vec(), dest).unwrap_err();
         assert!(

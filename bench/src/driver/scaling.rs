@@ -225,7 +225,7 @@ pub fn cases(threads: &[usize], setup: Setup, cpus: usize, quick: bool) -> Vec<C
 /// up as `setup` says, under `load`. Adds `cpus_busy` (server CPU seconds per
 /// second) and `threads` to the load's own figures.
 pub fn measure(exe: &Path, threads: usize, setup: Setup, load: ScaleLoad) -> Result<Metrics, BenchError> {
-    let server = ServerProc::start_cores(exe, threads, setup.spread, setup.pin, setup.batch)?;
+    let server = ServerProc::start_cores(exe, threads, setup)?;
     // After the server started, which must inherit the whole mask.
     let placement = if setup.pin && setup.place_load {
         LoadPlacement::off_first(threads)?

@@ -12,9 +12,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use gaio::Spread;
-
 use super::error::BenchError;
+use super::scaling::Setup;
 use crate::control;
 use crate::procfs::CpuTime;
 use crate::servers::{spread_name, Impl};
@@ -53,27 +52,20 @@ impl ServerProc {
         ServerProc::start_wrapped(&[], exe, imp, variant)
     }
 
-    /// Starts the gaio-cores echo server with `threads` threads (each
-    /// pinned to its CPU if `pin`, under the batch scheduling policy if
-    /// `batch`) spreading connections as `spread` says, and waits for its
+    /// Starts the gaio-cores echo server with `threads` threads, set up as
+    /// `setup` says (spread, pinning, scheduling policy), and waits for its
     /// address.
-    pub fn start_cores(
-        exe: &Path,
-        threads: usize,
-        spread: Spread,
-        pin: bool,
-        batch: bool,
-    ) -> Result<ServerProc, BenchError> {
+    pub fn start_cores(exe: &Path, threads: usize, setup: Setup) -> Result<ServerProc, BenchError> {
         let mut args = vec![
             "--threads".to_string(),
             threads.to_string(),
             "--spread".to_string(),
-            spread_name(spread).to_string(),
+            spread_name(setup.spread).to_string(),
         ];
-        if !pin {
+        if !setup.pin {
             args.push("--no-pin".into());
         }
-        if !batch {
+        if !setup.batch {
             args.push("--no-batch".into());
         }
         ServerProc::spawn(&[], exe, Impl::GaioCores, Variant::Echo, &args)

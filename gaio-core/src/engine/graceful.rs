@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::conn_state::{DGRAM, LISTENER, STREAM};
 use super::Engine;
-use crate::{Conn, Error, IoBuf, Poller};
+use crate::{Conn, Error, FdKind, IoBuf, IoOutcome, Poller};
 
 impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     /// Begins closing gracefully, the watcher closing by `deadline` at the
@@ -72,7 +72,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             false
         });
         self.half_closing = pending;
-        if (self.conns.is_empty() && self.lingering.is_empty()) || now >= until {
+        if self.all_freed() || now >= until {
             crate::diag::debug_event!(live = self.conns.len(), "graceful close done; closing");
             self.shutdown_settled();
         }
@@ -80,6 +80,12 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
 }
 
 impl<P: Poller, C, B> Engine<P, C, B> {
+    /// No connection left, and no socket lingering: a graceful close is
+    /// done.
+    pub(super) fn all_freed(&self) -> bool {
+        self.conns.is_empty() && self.lingering.is_empty()
+    }
+
     /// A stream socket freed while closing gracefully: half-closes it
     /// (again, if it was already: that does nothing), reads what is there,
     /// and keeps it until its peer closes ([`drain_lingering`]) unless it
@@ -116,17 +122,14 @@ const LINGER_DRAIN: usize = 256 * 1024;
 /// has closed or the socket failed: the socket may then be closed without
 /// a reset.
 fn drain(fd: BorrowedFd<'_>) -> bool {
-    use rustix::io::Errno;
-    use rustix::net::RecvFlags;
     let mut scratch = [0u8; 4096];
     let mut dropped = 0;
     while dropped < LINGER_DRAIN {
-        match rustix::net::recv(fd, &mut scratch[..], RecvFlags::DONTWAIT) {
-            Ok((0, _)) => return false,
-            Ok((n, _)) => dropped += n,
-            Err(Errno::INTR) => {}
-            Err(Errno::AGAIN) => return true,
-            Err(_) => return false,
+        // Watched sockets are non-blocking.
+        match crate::sys::read(fd, FdKind::StreamSocket, &mut scratch) {
+            IoOutcome::Done(0) | IoOutcome::Starved | IoOutcome::Failed(_) => return false,
+            IoOutcome::Done(n) => dropped += n,
+            IoOutcome::WouldBlock => return true,
         }
     }
     true

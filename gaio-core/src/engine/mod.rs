@@ -514,7 +514,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         }
         if let Some(at) = self.graceful_until {
             // Closing gracefully and every connection freed: close now.
-            let left = if self.conns.is_empty() && self.lingering.is_empty() {
+            let left = if self.all_freed() {
                 Duration::ZERO
             } else {
                 at.saturating_duration_since(Instant::now())
