@@ -14,8 +14,8 @@
 //!   thread, or from another while the owner is busy) closes every socket
 //!   before the owner calls in again, and the pending requests come back
 //!   with `WatcherClosed`.
-//! * An idle watcher costs no CPU: 1,000 connections with reads pending and
-//!   no traffic, in both modes.
+//!
+//! What an idle watcher costs, in both modes, is `idle_cost.rs`'s.
 //!
 //! Every test holds the test lock through an `FdCheck`: nothing may be left
 //! open.
@@ -275,80 +275,5 @@ fn a_close_from_elsewhere_while_the_owner_is_busy() {
     assert!(got == data[..got.len()], "the peer read other bytes than written");
     expect_closed_with_both(&mut w);
     drop((w, client));
-    fds.check();
-}
-
-/// CPU time this process has used, every thread (user and system).
-fn process_cpu() -> Duration {
-    use nix::sys::resource::{getrusage, UsageWho};
-    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
-    let micros = |t: nix::sys::time::TimeVal| {
-        Duration::from_micros(t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64)
-    };
-    micros(usage.user_time()) + micros(usage.system_time())
-}
-
-/// The CPU a bare `poll(2)` on `sockets` (idle) takes to sleep `span`,
-/// twice over, the larger.
-fn bare_poll_cpu(sockets: &[TcpStream], span: Duration) -> Duration {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let timeout = Timespec::try_from(span).expect("a short span");
-    let mut most = Duration::ZERO;
-    for _ in 0..2 {
-        let mut fds: Vec<PollFd<'_>> = sockets.iter().map(|s| PollFd::new(s, PollFlags::IN)).collect();
-        let cpu = process_cpu();
-        let ready = poll(&mut fds, Some(&timeout)).expect("poll");
-        assert_eq!(ready, 0, "idle sockets became readable");
-        most = most.max(process_cpu() - cpu);
-    }
-    most
-}
-
-#[test]
-fn an_idle_watcher_costs_no_cpu() {
-    const CONNS: usize = 1_000;
-    let fds = util::FdCheck::new();
-    util::raise_nofile(4 * CONNS as u64 + 256);
-    for mode in util::MODES {
-        let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
-        let pairs = util::tcp_pairs(CONNS);
-        let mut peers = Vec::with_capacity(CONNS);
-        for (i, (client, server)) in pairs.into_iter().enumerate() {
-            let conn = w.watch(server).expect("watch");
-            util::ok(w.read_swap(conn, i as u64));
-            peers.push(client);
-        }
-        // A first wait settles whatever setting up left to do; the second,
-        // watched, is a watcher with nothing to do but wait.
-        util::expect_quiet(&mut w, Duration::from_millis(200));
-        let (cpu, started) = (process_cpu(), Instant::now());
-        util::expect_quiet(&mut w, Duration::from_millis(1_500));
-        let (used, took) = (process_cpu() - cpu, started.elapsed());
-        // poll(2) has no registration: each wait hands the kernel every
-        // descriptor, and on some hosts a sleeping poll(2) over a thousand
-        // sockets is charged CPU as it sleeps (measured on one: a bare
-        // 1.5 s poll(2) over 1,000 idle sockets, 9 to 13 ms). That is the
-        // system's, not the watcher's: measured here, twice it is allowed
-        // on top (it varies that much from one poll to the next). A
-        // watcher waking every millisecond would still use tens of times more.
-        let system = if w.backend() == gaio::Backend::Poll {
-            bare_poll_cpu(&peers, took)
-        } else {
-            Duration::ZERO
-        };
-        // A quarter of a percent of a core (measured here: under 0.05 %):
-        // a watcher that spins, or one that wakes every millisecond to
-        // look around, uses more.
-        assert!(
-            used < took / 400 + 2 * system,
-            "{mode:?}: an idle watcher used {used:?} of CPU in {took:?} (a bare poll(2) over as many sockets: {system:?})"
-        );
-        // Still serving: one byte wakes its read.
-        (&peers[CONNS / 2]).write_all(b"x").expect("peer write");
-        let c = util::one(&mut w, LIMIT);
-        assert_eq!((c.op, c.context, c.bytes), (Op::Read, (CONNS / 2) as u64, 1));
-        assert!(c.error.is_none(), "{:?}", c.error);
-        drop((w, peers));
-    }
     fds.check();
 }
