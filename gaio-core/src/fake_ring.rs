@@ -331,6 +331,13 @@ impl Poller for FakeRing {
         }
     }
 
+    fn read_in_flight(&self, fd: BorrowedFd<'_>) -> bool {
+        lock(&self.ring)
+            .ops
+            .get(&(fd.as_raw_fd(), false))
+            .is_some_and(|op| matches!(op.request, Request::Read { .. }) && op.landed.is_none())
+    }
+
     fn read_uninit<'a>(
         &self,
         fd: BorrowedFd<'_>,

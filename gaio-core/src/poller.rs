@@ -204,8 +204,26 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// before its I/O is tried (its buffer no longer moves); a request
     /// whose I/O may be in flight leaves its list only after
     /// [`cancel`](Poller::cancel); and the retry after the event offers the
-    /// same memory as the first call. Readiness pollers answer false.
+    /// same memory as the first call. A fourth keeps the user's code away
+    /// from that memory: while [`read_in_flight`](Poller::read_in_flight)
+    /// says the kernel may still write into a read's buffer, the engine
+    /// does not ask the buffer for its bytes (`IoBufMut::as_bytes_mut` is
+    /// safe code the user writes, and could move them). Readiness pollers
+    /// answer false.
     fn completes_io(&self) -> bool {
+        false
+    }
+
+    /// Completion pollers: true while a read started on `fd` by
+    /// [`read`](Poller::read) or [`recv_from`](Poller::recv_from), into
+    /// the engine's memory, may still be written by the kernel (it is in
+    /// flight, or waits to be started again); false once its result has
+    /// landed, and when there is none. The engine then leaves the
+    /// request's buffer alone and waits for the read's end, as if the
+    /// call had answered `WouldBlock`. The default, for pollers whose I/O
+    /// ends within the call, is false.
+    fn read_in_flight(&self, fd: BorrowedFd<'_>) -> bool {
+        let _ = fd;
         false
     }
 

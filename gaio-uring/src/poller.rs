@@ -396,6 +396,18 @@ impl Poller for UringPoller {
         inner.submit(idx, sqe)
     }
 
+    /// A `recv`, `read` or `recvmsg` into the engine's memory that has not
+    /// landed yet: in flight, or waiting to be submitted again (it will
+    /// write where it was first told). Buffer-select reads write into the
+    /// ring's buffers, not the engine's.
+    fn read_in_flight(&self, fd: BorrowedFd<'_>) -> bool {
+        let mut inner = self.inner();
+        inner.ops.find(fd.as_raw_fd(), READ).is_some_and(|idx| {
+            let op = inner.ops.get(idx);
+            matches!(op.kind, Kind::Direct | Kind::RecvMsg) && !matches!(op.state, State::Landed { .. })
+        })
+    }
+
     fn read_uninit<'a>(
         &self,
         fd: BorrowedFd<'_>,
@@ -1859,6 +1871,64 @@ mod tests {
         assert_eq!(read_until_done(&poller, ours.as_fd(), &mut buf), 3);
         assert_eq!(&buf[..3], b"xyz");
         drop(sender.join().unwrap());
+        poller.deregister(ours.as_fd()).unwrap();
+    }
+
+    /// A read into the engine's memory is in flight from its start until
+    /// its result lands (the engine then leaves that memory alone); a
+    /// buffer-select read, into the ring's own buffers, never is.
+    #[test]
+    fn a_read_into_the_engines_memory_is_in_flight_until_it_lands() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        // SAFETY: `ours` outlives its registration (deregistered below).
+        unsafe { poller.register(ours.as_fd(), 1) }.unwrap();
+        let mut buf = [0u8; 4];
+        assert!(!poller.read_in_flight(ours.as_fd()), "no read yet");
+        assert!(matches!(
+            poller.read(ours.as_fd(), FdKind::StreamSocket, &mut buf),
+            IoOutcome::WouldBlock
+        ));
+        assert!(poller.read_in_flight(ours.as_fd()), "submitted, nothing to read");
+        let mut events = Vec::new();
+        poller.wait(&mut (), &mut events, Some(Duration::ZERO)).unwrap();
+        assert!(
+            poller.read_in_flight(ours.as_fd()),
+            "in the kernel, waiting for bytes"
+        );
+        peer.write_all(b"ok").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while poller.read_in_flight(ours.as_fd()) {
+            assert!(Instant::now() < deadline, "the read did not land within 5 s");
+            poller
+                .wait(&mut (), &mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+        assert!(matches!(
+            poller.read(ours.as_fd(), FdKind::StreamSocket, &mut buf),
+            IoOutcome::Done(2)
+        ));
+        assert_eq!(&buf[..2], b"ok");
+        assert!(!poller.read_in_flight(ours.as_fd()), "taken");
+
+        let mut room = [MaybeUninit::uninit(); 64];
+        assert!(matches!(
+            poller
+                .read_uninit(ours.as_fd(), FdKind::StreamSocket, &mut room)
+                .0,
+            IoOutcome::WouldBlock
+        ));
+        assert!(
+            !poller.read_in_flight(ours.as_fd()),
+            "a buffer-select read holds no memory of the engine's"
+        );
+        // Nothing came for it: the cancel ends it in flight (no result).
+        assert!(
+            !poller.cancel(ours.as_fd(), Interest::READ, false),
+            "no bytes were sent for it"
+        );
         poller.deregister(ours.as_fd()).unwrap();
     }
 

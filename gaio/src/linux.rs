@@ -201,6 +201,10 @@ impl Poller for LinuxPoller {
         each!(self, p => p.read(fd, kind, buf))
     }
 
+    fn read_in_flight(&self, fd: BorrowedFd<'_>) -> bool {
+        each!(self, p => p.read_in_flight(fd))
+    }
+
     fn read_uninit<'a>(
         &self,
         fd: BorrowedFd<'_>,

@@ -123,6 +123,10 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
                     let (outcome, wanted) = self.append(fd, kind, buf);
                     (outcome, wanted, Bytes::new())
                 }
+                // The kernel may still write into this read's buffer: not
+                // a look at it until the read has ended (the completion
+                // poller's rule, see `Poller::read_in_flight`).
+                Some(_) if self.poller.read_in_flight(fd) => (IoOutcome::WouldBlock, 0, Bytes::new()),
                 Some(buf) => {
                     // A buffer whose `as_bytes_mut` disagrees with
                     // `as_bytes` (or shrank under a `read_full`) gives an

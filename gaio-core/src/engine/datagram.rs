@@ -35,6 +35,10 @@ impl<P: Poller, B: IoBuf> Io<'_, P, B> {
         let fd = conn_state.fd.as_fd();
         let (outcome, datagram, swap) = match &mut node.buf {
             None => self.swap_datagram(fd),
+            // As for a stream read (`Poller::read_in_flight`).
+            Some(_) if self.poller.read_in_flight(fd) => {
+                (IoOutcome::WouldBlock, Datagram::default(), Bytes::new())
+            }
             Some(buf) => {
                 let region = self.region(buf, 0);
                 if region.is_empty() {

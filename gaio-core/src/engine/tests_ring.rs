@@ -55,6 +55,69 @@ fn a_buffer_held_inline_is_stored_before_its_read_starts() {
     assert_eq!(out[0].data(), b"inline");
 }
 
+/// A buffer that counts the times it is asked for its bytes to fill:
+/// user code, which the engine must not run while the kernel may write
+/// into the memory it returned (a buffer may move its bytes when asked).
+#[derive(Debug)]
+struct Counted {
+    bytes: Vec<u8>,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl crate::IoBuf for Counted {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl crate::IoBufMut for Counted {
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &mut self.bytes
+    }
+}
+
+/// Readiness events for a connection whose read is in the kernel make
+/// the engine try its requests again (a ring's own polls and hang-ups
+/// post them); the read in flight is left alone: its buffer's
+/// `as_bytes_mut` is not called until the read has landed.
+#[test]
+fn a_read_in_flight_is_not_asked_for_its_buffer_until_it_lands() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (mut w, f, r) = setup_with::<Counted>(Mode::Inline);
+    let c = w.watch(dummy_fd()).expect("watch");
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    r.with(|s| s.paused = true);
+    let buf = Counted {
+        bytes: vec![0; 8],
+        asked: std::sync::Arc::clone(&asked),
+    };
+    w.read(c, 1, buf).unwrap();
+    quiet(&mut w);
+    assert_eq!(r.requests(), 1, "the read is in flight");
+    let at_start = asked.load(Relaxed);
+    assert!(at_start >= 1, "the read was started with the buffer's bytes");
+    // The bytes are there and the socket says so, three times, while the
+    // paused kernel holds the read.
+    f.send(c.fd(), b"landed");
+    for _ in 0..3 {
+        f.event(c.fd(), true, true, false);
+        quiet(&mut w);
+    }
+    assert_eq!(
+        asked.load(Relaxed),
+        at_start,
+        "the buffer was asked for its bytes while the kernel held them"
+    );
+    r.with(|s| s.paused = false);
+    let out = collect(&mut w, 1, LIMIT);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].error.is_none(), "{:?}", out[0].error);
+    assert_eq!((out[0].context, out[0].bytes), (1, 6));
+    assert_eq!(out[0].data(), b"landed");
+    assert!(matches!(&out[0].buffer, crate::Buffer::User(b) if b.bytes.len() == 8));
+}
+
 fn watch(w: &mut W) -> Conn {
     w.watch(dummy_fd()).expect("watch")
 }
