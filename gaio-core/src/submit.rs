@@ -209,7 +209,10 @@ pub trait Submit {
     /// [`Error::ConnClosed`]. Freeing a connection twice, through a stale
     /// handle, or after the watcher closed (which closes every connection)
     /// does nothing. A listener is freed through its
-    /// [`conn`](Listener::conn).
+    /// [`conn`](Listener::conn). A stream connection freed after its
+    /// [`shutdown`](Submit::shutdown) completed, or during a
+    /// [graceful close](Submit::close_gracefully), lingers until its peer
+    /// closes (see there); the handle is stale at once all the same.
     ///
     /// # Errors
     ///
@@ -802,7 +805,16 @@ pub trait Submit {
     /// Shuts the connection's write side down (`SHUT_WR`: the peer reads
     /// end of stream) once every write submitted before has been written;
     /// reads keep working. "Send the response, then close" is a `write`
-    /// and a `shutdown`, and a `free` when the peer has closed too.
+    /// and a `shutdown`, and a `free` once the shutdown has completed.
+    ///
+    /// A stream connection freed after its shutdown completed lingers, as
+    /// nginx's lingering close does: the watcher keeps its socket open and
+    /// reads and drops what the peer still sends, until the peer closes,
+    /// for 2 s at most, then closes it. Closed at once with bytes unread
+    /// (a client pipelining on after an error response), the kernel would
+    /// reset the connection and discard the response still on its way.
+    /// At most 4,096 sockets linger at a time (past that, freed ones
+    /// close at once); a graceful close lingers until its own deadline.
     ///
     /// # Errors
     ///

@@ -373,6 +373,142 @@ fn many_shutdowns_at_once_deliver_every_byte_then_eof_background() {
     many_shutdowns_at_once(Mode::Background);
 }
 
+/// Turns `w` until `open_fds()` is back to `want`, for at most `limit`:
+/// how long that took, or `None`.
+fn turn_until_fds(w: &mut Watcher<u64, Vec<u8>>, want: usize, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed() < limit {
+        if util::open_fds() == want {
+            return Some(start.elapsed());
+        }
+        w.wait_io_timeout(&mut out, Duration::from_millis(10))
+            .expect("wait_io");
+        assert!(out.is_empty(), "no request is left to complete");
+    }
+    None
+}
+
+/// "Send the response, then close" with a client still sending (one that
+/// pipelines on after an error response): a write larger than the socket
+/// buffers hold, a `shutdown`, and a `free` as soon as the shutdown
+/// completes. The client reads the whole response, then end of stream,
+/// never a reset: the freed socket lingers, read and dropped, until the
+/// client closes, and is closed then (well before the 2 s it may linger
+/// at most). Closed at once with the client's bytes unread, the kernel
+/// reset the connection and discarded what was left of the response in
+/// its send buffer.
+fn freed_right_after_shutdown(mode: Mode) {
+    let fds = util::FdCheck::new();
+    let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+    let before = util::open_fds();
+    let (client, server) = util::tcp_pair();
+    util::peer::timeouts(&client);
+    let conn = w.watch(server).expect("watch");
+    let response = util::pattern(0x11_0000, 8 << 20);
+    let mut writer = client.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        let chunk = [b'x'; 16 * KIB];
+        let mut sent = 0usize;
+        // Until the client shuts its socket down (bounded all the same).
+        while sent < 1 << 30 && writer.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+    });
+    let mut reader = client.try_clone().unwrap();
+    let receiving = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let read = reader.read_to_end(&mut got);
+        // Done reading: close both ways, which ends the writer too.
+        let _ = reader.shutdown(std::net::Shutdown::Both);
+        (read, got)
+    });
+    w.write(conn, 1, response.clone()).expect("write");
+    w.shutdown(conn, 2).expect("shutdown");
+    let done = collect_until(&mut w, LIMIT, |out| out.iter().any(|c| c.op == Op::Shutdown));
+    let steps: Vec<_> = done
+        .iter()
+        .map(|c| (c.op, c.context, c.error.is_none()))
+        .collect();
+    assert_eq!(steps, [(Op::Write, 1, true), (Op::Shutdown, 2, true)], "{mode:?}");
+    w.free(conn).expect("free");
+    // The server goes on serving (turning) while the client reads.
+    let start = Instant::now();
+    while !receiving.is_finished() {
+        assert!(start.elapsed() < LIMIT, "{mode:?}: the client is still reading");
+        let mut out = Vec::new();
+        w.wait_io_timeout(&mut out, Duration::from_millis(10))
+            .expect("wait_io");
+    }
+    let (read, got) = receiving.join().unwrap();
+    sending.join().unwrap();
+    if let Err(e) = read {
+        panic!(
+            "{mode:?}: the client's read failed after {} bytes: {e}",
+            got.len()
+        );
+    }
+    assert_same_stream(&got, &response, "the response");
+    drop(client);
+    let closed = turn_until_fds(&mut w, before, Duration::from_secs(1));
+    assert!(
+        closed.is_some(),
+        "{mode:?}: the lingering socket outlived its client's close"
+    );
+    drop(w);
+    fds.check();
+}
+
+#[test]
+fn a_connection_freed_right_after_its_shutdown_delivers_its_response_inline() {
+    freed_right_after_shutdown(Mode::Inline);
+}
+
+#[test]
+fn a_connection_freed_right_after_its_shutdown_delivers_its_response_background() {
+    freed_right_after_shutdown(Mode::Background);
+}
+
+/// A client that neither reads to the end nor closes: the socket freed
+/// after its shutdown lingers 2 s at most, then is closed.
+#[test]
+fn a_lingering_socket_whose_client_never_closes_is_closed_after_two_seconds() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+        let before = util::open_fds();
+        let (mut client, server) = util::tcp_pair();
+        util::peer::timeouts(&client);
+        let conn = w.watch(server).expect("watch");
+        client.write_all(b"unread").unwrap();
+        w.shutdown(conn, 1).expect("shutdown");
+        let done = collect_until(&mut w, LIMIT, |out| !out.is_empty());
+        assert_eq!(
+            (done[0].op, done[0].error.is_none()),
+            (Op::Shutdown, true),
+            "{mode:?}"
+        );
+        w.free(conn).expect("free");
+        let freed = Instant::now();
+        assert_eq!(
+            util::peer::read_to_eof(&mut client),
+            b"",
+            "{mode:?}: end of stream, no reset"
+        );
+        // The client's socket is still open.
+        let closed = turn_until_fds(&mut w, before + 1, Duration::from_secs(4)).map(|_| freed.elapsed());
+        let Some(after) = closed else {
+            panic!("{mode:?}: the lingering socket was never closed");
+        };
+        assert!(
+            after >= Duration::from_millis(1_900) && after < Duration::from_millis(3_500),
+            "{mode:?}: closed {after:?} after the free"
+        );
+        drop((w, client));
+    }
+    fds.check();
+}
+
 // ----- 3. a detached socket in std's hands --------------------------------------
 
 /// The connection is used through the watcher, then detached: the socket

@@ -79,6 +79,10 @@ pub(super) const OUT_OF_FDS: u16 = 8192;
 /// See [`OUT_OF_FDS`].
 pub(super) const SYSTEM_OUT_OF_FDS: u16 = 16384;
 
+/// A stream connection whose write side a `shutdown` request shut down:
+/// freed, it lingers (see `graceful::linger`).
+pub(super) const WRITE_SHUT: u16 = 32768;
+
 /// With `CONNECTING`: a Unix listener's queue was full (EAGAIN); the
 /// connect is to be made again rather than waited for.
 pub(super) const REDIAL: u16 = 32768;

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use bytes::Bytes;
 
 use super::attempt::Attempt;
-use super::conn_state::{DETACHING, DGRAM, HUP, LISTENER, READABLE, STREAM, URGENT, WRITABLE};
+use super::conn_state::{DETACHING, DGRAM, HUP, LISTENER, READABLE, STREAM, URGENT, WRITABLE, WRITE_SHUT};
 use super::slab::{Node, NIL};
 use super::{Dir, Engine, MAX_GATHER};
 use crate::{Conn, Event, IoBuf, IoOutcome, Op, Poller};
@@ -101,7 +101,10 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 }
                 Op::Shutdown => {
                     let error = match self.shared.poller.shutdown_write(state.fd.as_fd()) {
-                        IoOutcome::Done(_) => None,
+                        IoOutcome::Done(_) => {
+                            state.set(WRITE_SHUT, true);
+                            None
+                        }
                         // On the ring: its end comes as an event for
                         // writing, which drives this head again.
                         IoOutcome::WouldBlock => return,

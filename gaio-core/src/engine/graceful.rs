@@ -4,13 +4,17 @@
 //! end of stream; the watcher closes once every connection has been freed,
 //! or when the deadline passes.
 //!
-//! A stream connection freed meanwhile lingers: its socket is half-closed
-//! and read (the bytes dropped) until its peer closes, and only then
-//! closed, or at the deadline. Closing a socket with bytes unread makes
-//! the kernel reset the connection and discard what is still in its send
-//! buffer, so a loop that frees a connection on its first error (a write
-//! refused after the half-close, say, while the client still sends) would
-//! otherwise cut off the responses on their way.
+//! Lingering, here and outside a graceful close: a stream connection freed
+//! while closing gracefully, or freed after a `shutdown` request shut its
+//! write side down, is not closed at once. Its socket is half-closed and
+//! read (the bytes dropped) until its peer closes, and only then closed;
+//! at the graceful close's deadline, or [`LINGER_TIME`] after the free, at
+//! the latest. Closing a socket with bytes unread makes the kernel reset
+//! the connection and discard what is still in its send buffer, so a loop
+//! that frees a connection on its first error (a write refused after the
+//! half-close, say, while the client still sends), or right after its
+//! "send the response, then close" `shutdown`, would otherwise cut off the
+//! responses on their way. This is what nginx calls a lingering close.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -86,32 +90,65 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         self.conns.is_empty() && self.lingering.is_empty()
     }
 
-    /// A stream socket freed while closing gracefully: half-closes it
-    /// (again, if it was already: that does nothing), reads what is there,
-    /// and keeps it until its peer closes ([`drain_lingering`]) unless it
-    /// has already.
+    /// A stream socket freed while closing gracefully, or after its write
+    /// side was shut down: half-closes it (again, if it was already: that
+    /// does nothing), reads what is there, and keeps it until its peer
+    /// closes ([`drain_lingering`]) unless it has already; until `until`
+    /// at the latest. Past [`MOST_LINGERING`] sockets lingering outside a
+    /// graceful close, it is closed at once, as without lingering: a flood
+    /// of clients that never close must not take every descriptor.
     ///
     /// [`drain_lingering`]: Self::drain_lingering
-    pub(super) fn linger(&mut self, fd: OwnedFd) {
+    pub(super) fn linger(&mut self, fd: OwnedFd, until: Instant) {
+        if self.graceful_until.is_none() && self.lingering.len() >= MOST_LINGERING {
+            return;
+        }
         // A peer that already went away makes this fail: nothing to do.
         let _ = crate::net::shutdown_write(fd.as_fd());
         if drain(fd.as_fd()) {
-            self.lingering.push(fd);
+            self.lingering.push(Lingering { fd, until });
         }
     }
 
     /// Reads each lingering socket, closing those whose peers have closed
-    /// (or failed).
-    pub(super) fn drain_lingering(&mut self) {
-        if !self.lingering.is_empty() {
-            self.lingering.retain(|fd| drain(fd.as_fd()));
+    /// (or failed) and those whose time is up; every [`LINGER_POLL`] at
+    /// most, so that a busy engine turning thousands of times a second
+    /// does not read them on every turn.
+    pub(super) fn drain_lingering(&mut self, now: Instant) {
+        if self.lingering.is_empty() || now < self.next_drain {
+            return;
         }
+        self.next_drain = now + LINGER_POLL;
+        self.lingering.retain(|l| now < l.until && drain(l.fd.as_fd()));
     }
+
+    /// When the engine should turn next for its lingering sockets, if any
+    /// linger.
+    pub(super) fn lingering_wake(&self) -> Option<Instant> {
+        (!self.lingering.is_empty()).then_some(self.next_drain)
+    }
+}
+
+/// A freed stream socket kept open until its peer closes (see
+/// [`Engine::linger`]).
+pub(super) struct Lingering {
+    fd: OwnedFd,
+    /// Closed then at the latest.
+    until: Instant,
 }
 
 /// How often lingering sockets are read while any are left: they are not
 /// registered with the poller, which the engine no longer uses for them.
 pub(super) const LINGER_POLL: Duration = Duration::from_millis(5);
+
+/// Longest a socket freed outside a graceful close lingers: its peer has
+/// had the response and end of stream for that long (a graceful close
+/// lingers until its own deadline).
+pub(super) const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Most sockets lingering outside a graceful close; one freed past that
+/// is closed at once.
+pub(super) const MOST_LINGERING: usize = 4096;
 
 /// Most bytes dropped from one lingering socket per turn, so that a peer
 /// sending without pause does not hold the turn.

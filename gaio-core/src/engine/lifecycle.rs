@@ -7,15 +7,17 @@
 //! is safe to run after a panic elsewhere in the engine.
 
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
+use std::time::Instant;
 
 use super::complete::completion_of;
 use super::conn_state::{
     ConnState, DETACHING, DGRAM, LISTENER, NODELAY, PLAIN_TCP, READABLE, SHORT_READ_DRAINS, STREAM, WRITABLE,
+    WRITE_SHUT,
 };
 use super::conn_table::ConnTable;
 use super::events::bare_completion;
 use super::slab::List;
-use super::{Dir, Engine};
+use super::{graceful, Dir, Engine};
 use crate::shared::{Command, Role};
 use crate::sys::FdInfo;
 use crate::{Conn, Error, FdKind, Interest, Op, Poller};
@@ -136,8 +138,12 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         // Closing the descriptor would also drop the registration unless it
         // was duplicated; deregistering makes sure no event for it arrives.
         let _ = self.shared.poller.deregister(state.fd.as_fd());
-        if self.graceful_until.is_some() && state.has(STREAM) {
-            self.linger(state.fd);
+        if state.has(STREAM) {
+            if let Some(until) = self.graceful_until {
+                self.linger(state.fd, until);
+            } else if state.has(WRITE_SHUT) {
+                self.linger(state.fd, Instant::now() + graceful::LINGER_TIME);
+            }
         }
     }
 

@@ -193,10 +193,12 @@ pub(crate) struct Engine<P: Poller, C, B> {
     /// Closing gracefully: stream connections to half-close once their
     /// writes are out.
     half_closing: Vec<Conn>,
-    /// Closing gracefully: stream sockets freed while their peers may
-    /// still send, read and dropped until the peers close (see
-    /// `graceful::linger`).
-    lingering: Vec<OwnedFd>,
+    /// Stream sockets freed while their peers may still send (closing
+    /// gracefully, or after a `shutdown`), read and dropped until the
+    /// peers close (see `graceful::linger`).
+    lingering: Vec<graceful::Lingering>,
+    /// When the lingering sockets are read next.
+    next_drain: Instant,
     /// Connections to drive once every due deadline has fired (see
     /// `fire_timers`), kept for its capacity.
     timer_drives: Vec<(Conn, Dir)>,
@@ -240,6 +242,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
             graceful_until: None,
             half_closing: Vec::new(),
             lingering: Vec::new(),
+            next_drain: Instant::now(),
             timer_drives: Vec::new(),
             finished: false,
             in_call: false,
@@ -460,7 +463,7 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         self.retry_starved();
         self.retry_out_of_fds(now);
         self.fire_timers();
-        self.drain_lingering();
+        self.drain_lingering(now);
         self.end_of_turn_graceful(now);
         waited
     }
@@ -520,9 +523,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                 at.saturating_duration_since(Instant::now())
             };
             cap(left);
-            if !self.lingering.is_empty() {
-                cap(graceful::LINGER_POLL);
-            }
+        }
+        if let Some(at) = self.lingering_wake() {
+            cap(at.saturating_duration_since(Instant::now()));
         }
         Some(sleep.map_or(MAX_SLEEP, |s| s.min(MAX_SLEEP)))
     }
