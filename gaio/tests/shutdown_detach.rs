@@ -509,6 +509,47 @@ fn a_lingering_socket_whose_client_never_closes_is_closed_after_two_seconds() {
     fds.check();
 }
 
+/// Closing the watcher closes every descriptor at once, lingering or
+/// not: a connection shut down and then freed by the close (not by the
+/// loop) does not linger, and neither does one freed by the loop before.
+#[test]
+fn a_closed_watcher_leaves_no_socket_lingering() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+        let before = util::open_fds();
+        let mut clients = Vec::new();
+        let mut conns = Vec::new();
+        for i in 0..2 {
+            let (mut client, server) = util::tcp_pair();
+            util::peer::timeouts(&client);
+            // Bytes the watcher never reads: a socket closed with them
+            // unread would be reset, so a freed one lingers.
+            client.write_all(b"unread").unwrap();
+            let conn = w.watch(server).expect("watch");
+            w.shutdown(conn, i).expect("shutdown");
+            clients.push(client);
+            conns.push(conn);
+        }
+        let done = collect_until(&mut w, LIMIT, |out| out.len() >= 2);
+        assert!(
+            done.iter().all(|c| c.op == Op::Shutdown && c.error.is_none()),
+            "{mode:?}"
+        );
+        w.free(conns[0]).expect("free");
+        // Two clients, two server sockets: the freed one lingers, open.
+        assert_eq!(util::open_fds(), before + 4, "{mode:?}: the freed socket lingers");
+        w.close();
+        assert_eq!(
+            util::open_fds(),
+            before + 2,
+            "{mode:?}: a socket outlived the close (the clients' two are left)"
+        );
+        drop((w, clients));
+    }
+    fds.check();
+}
+
 // ----- 3. a detached socket in std's hands --------------------------------------
 
 /// The connection is used through the watcher, then detached: the socket

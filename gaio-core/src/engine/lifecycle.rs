@@ -231,7 +231,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         }
         crate::diag::debug_event!(pending = self.nodes_pending(), "watcher shutting down");
         // Closing now: connections freed below close at once, and so do
-        // the sockets left lingering by a graceful close.
+        // the sockets left lingering (cleared once more below).
         self.graceful_until = None;
         self.lingering.clear();
         // From here on the command queue refuses pushes, so the one look at
@@ -246,6 +246,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             };
             self.free_conn(conn, || Error::WatcherClosed);
         }
+        // Connections freed above after their shutdown went to linger:
+        // closing means every descriptor closed, now.
+        self.lingering.clear();
         let mut commands = std::mem::take(&mut self.commands);
         self.shared.queue.take_into(&mut commands);
         for cmd in commands.drain(..) {
