@@ -809,12 +809,16 @@ pub trait Submit {
     ///
     /// A stream connection freed after its shutdown completed lingers, as
     /// nginx's lingering close does: the watcher keeps its socket open and
-    /// reads and drops what the peer still sends, until the peer closes,
-    /// for 2 s at most, then closes it. Closed at once with bytes unread
-    /// (a client pipelining on after an error response), the kernel would
-    /// reset the connection and discard the response still on its way.
-    /// At most 4,096 sockets linger at a time (past that, freed ones
-    /// close at once); a graceful close lingers until its own deadline.
+    /// reads and drops what the peer still sends (as it turns: inside
+    /// `wait_io`, in inline mode), until the peer closes, for 2 s at most,
+    /// then closes it. Closed at once with bytes unread (a client
+    /// pipelining on after an error response), the kernel would reset the
+    /// connection and discard the response still on its way. A sixteenth
+    /// of the process's descriptor limit may linger at a time (64 at the
+    /// usual 1,024; at most 4,096; past that, freed ones close at once),
+    /// and they all close when accepting finds the process out of
+    /// descriptors, or when the watcher closes. A graceful close lingers
+    /// until its own deadline.
     ///
     /// # Errors
     ///

@@ -79,6 +79,11 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                         state.set(OUT_OF_FDS, matches!(errno, Errno::MFILE | Errno::NFILE));
                         state.set(SYSTEM_OUT_OF_FDS, errno != Errno::MFILE);
                         crate::diag::warn_event!(fd = listener.fd, error = %e, "accept: out of descriptors or memory; retrying");
+                        if matches!(errno, Errno::MFILE | Errno::NFILE) {
+                            // Sockets lingering after their last response
+                            // give their descriptors to new clients.
+                            self.end_lingering();
+                        }
                         self.retry_accepts_later(listener);
                         return;
                     }

@@ -94,13 +94,15 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     /// side was shut down: half-closes it (again, if it was already: that
     /// does nothing), reads what is there, and keeps it until its peer
     /// closes ([`drain_lingering`]) unless it has already; until `until`
-    /// at the latest. Past [`MOST_LINGERING`] sockets lingering outside a
+    /// at the latest. Past [`most_lingering`] sockets lingering outside a
     /// graceful close, it is closed at once, as without lingering: a flood
-    /// of clients that never close must not take every descriptor.
+    /// of clients that never close must not take every descriptor (and if
+    /// the process runs out all the same, accepting closes the lingering
+    /// ones: [`end_lingering`](Self::end_lingering)).
     ///
     /// [`drain_lingering`]: Self::drain_lingering
     pub(super) fn linger(&mut self, fd: OwnedFd, until: Instant) {
-        if self.graceful_until.is_none() && self.lingering.len() >= MOST_LINGERING {
+        if self.graceful_until.is_none() && self.lingering.len() >= most_lingering() {
             return;
         }
         // A peer that already went away makes this fail: nothing to do.
@@ -112,14 +114,32 @@ impl<P: Poller, C, B> Engine<P, C, B> {
 
     /// Reads each lingering socket, closing those whose peers have closed
     /// (or failed) and those whose time is up; every [`LINGER_POLL`] at
-    /// most, so that a busy engine turning thousands of times a second
-    /// does not read them on every turn.
+    /// most while closing gracefully (the watcher closes as soon as the
+    /// last peer has), every [`LINGER_POLL_IDLE`] otherwise, so that a busy
+    /// engine turning thousands of times a second does not read them on
+    /// every turn, and thousands of lingering sockets cost little.
     pub(super) fn drain_lingering(&mut self, now: Instant) {
         if self.lingering.is_empty() || now < self.next_drain {
             return;
         }
-        self.next_drain = now + LINGER_POLL;
-        self.lingering.retain(|l| now < l.until && drain(l.fd.as_fd()));
+        let every = if self.graceful_until.is_some() {
+            LINGER_POLL
+        } else {
+            LINGER_POLL_IDLE
+        };
+        self.next_drain = now + every;
+        // What a socket still holds when its time is up is read first, so
+        // that it too closes without a reset if its peer has gone quiet.
+        self.lingering.retain(|l| drain(l.fd.as_fd()) && now < l.until);
+    }
+
+    /// Closes every lingering socket now, each read first so that most
+    /// close without a reset: the process ran out of descriptors, and
+    /// these can go without harm to a live connection.
+    pub(super) fn end_lingering(&mut self) {
+        for l in self.lingering.drain(..) {
+            let _ = drain(l.fd.as_fd());
+        }
     }
 
     /// When the engine should turn next for its lingering sockets, if any
@@ -137,18 +157,32 @@ pub(super) struct Lingering {
     until: Instant,
 }
 
-/// How often lingering sockets are read while any are left: they are not
-/// registered with the poller, which the engine no longer uses for them.
+/// How often lingering sockets are read while closing gracefully: they
+/// are not registered with the poller, which the engine no longer uses for
+/// them.
 pub(super) const LINGER_POLL: Duration = Duration::from_millis(5);
+
+/// How often lingering sockets are read otherwise: their peers have had
+/// the response and end of stream, and nothing waits for them but the
+/// descriptor's release.
+const LINGER_POLL_IDLE: Duration = Duration::from_millis(50);
 
 /// Longest a socket freed outside a graceful close lingers: its peer has
 /// had the response and end of stream for that long (a graceful close
 /// lingers until its own deadline).
 pub(super) const LINGER_TIME: Duration = Duration::from_secs(2);
 
-/// Most sockets lingering outside a graceful close; one freed past that
-/// is closed at once.
-pub(super) const MOST_LINGERING: usize = 4096;
+/// Most sockets lingering outside a graceful close, one freed past that
+/// closed at once: a sixteenth of the process's descriptor limit (64 at
+/// the usual 1,024), at least 16 and at most 4,096, read once.
+fn most_lingering() -> usize {
+    static MOST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MOST.get_or_init(|| {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let limit = limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        (limit / 16).clamp(16, 4096)
+    })
+}
 
 /// Most bytes dropped from one lingering socket per turn, so that a peer
 /// sending without pause does not hold the turn.

@@ -138,7 +138,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         // Closing the descriptor would also drop the registration unless it
         // was duplicated; deregistering makes sure no event for it arrives.
         let _ = self.shared.poller.deregister(state.fd.as_fd());
-        if state.has(STREAM) {
+        // A watcher closing (`shutdown` has closed the shared state) closes
+        // every descriptor at once: nothing lingers.
+        if state.has(STREAM) && !self.shared.is_closed() {
             if let Some(until) = self.graceful_until {
                 self.linger(state.fd, until);
             } else if state.has(WRITE_SHUT) {
@@ -246,8 +248,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             };
             self.free_conn(conn, || Error::WatcherClosed);
         }
-        // Connections freed above after their shutdown went to linger:
-        // closing means every descriptor closed, now.
+        // Nothing freed above lingered (the shared state is closed); the
+        // list is cleared again all the same, as closing means every
+        // descriptor closed, now.
         self.lingering.clear();
         let mut commands = std::mem::take(&mut self.commands);
         self.shared.queue.take_into(&mut commands);

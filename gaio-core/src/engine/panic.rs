@@ -92,6 +92,7 @@ impl<P: Poller, C, B> Engine<P, C, B> {
                 let _ = self.shared.poller.deregister(state.fd.as_fd());
             }
         }
+        self.lingering.clear();
         self.listeners = 0;
         self.finished = true;
     }

@@ -294,7 +294,7 @@ fn an_idle_connection_with_a_swap_read_pending_stays_small() {
         "connection slot {conn} B (and 4 B of index per descriptor number), pending request slot {node} B"
     );
     // 32: the descriptor, its generation, two lists, the bytes its queued
-    // writes hold (for the write-queue cap) and 16 state bits.
+    // writes hold (for the write-queue cap) and 32 state bits.
     assert!(conn <= 32, "connection slot grew to {conn} bytes");
     assert!(node <= 64, "request slot grew to {node} bytes");
 }

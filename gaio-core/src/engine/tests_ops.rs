@@ -1130,3 +1130,38 @@ fn the_write_cap_in_background_mode_completes_with_the_error() {
     let done = collect(&mut w, 1, Duration::from_secs(2));
     assert_eq!((done[0].context, done[0].bytes), (0, 3));
 }
+
+/// Whether `peer`'s other end is still open: a write to a Unix stream
+/// socket whose other end has closed fails with EPIPE.
+fn other_end_open(peer: &UnixStream) -> bool {
+    match rustix::net::send(peer, b"?", rustix::net::SendFlags::NOSIGNAL) {
+        Ok(_) => true,
+        Err(Errno::PIPE | Errno::CONNRESET) => false,
+        Err(e) => panic!("send to the peer failed otherwise: {e}"),
+    }
+}
+
+/// A connection freed after its shutdown lingers, open, while its peer
+/// still sends; the process running out of descriptors (an accept
+/// answering EMFILE) closes it at once, so that new clients get its
+/// descriptor rather than wait up to 2 s for it.
+#[test]
+fn out_of_descriptors_the_lingering_sockets_are_closed() {
+    let (mut w, f) = setup();
+    let (c, peer) = stream_pair(&mut w);
+    w.shutdown(c, 1).unwrap();
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert_eq!((done[0].op, done[0].error.is_none()), (Op::Shutdown, true));
+    assert!(other_end_open(&peer), "nothing freed yet");
+    w.free(c).unwrap();
+    quiet(&mut w);
+    assert!(other_end_open(&peer), "freed after its shutdown, it lingers");
+    let l = listener(&mut w, false);
+    let lfd = l.conn().fd();
+    f.conn(lfd, |k| k.accept_fail = Some(raw(Errno::MFILE)));
+    w.accept(l, 2).unwrap();
+    assert!(
+        !other_end_open(&peer),
+        "out of descriptors, the lingering socket was closed"
+    );
+}
