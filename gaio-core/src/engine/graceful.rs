@@ -90,21 +90,29 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         self.conns.is_empty() && self.lingering.is_empty()
     }
 
-    /// A stream socket freed while closing gracefully, or after its write
-    /// side was shut down: half-closes it (again, if it was already: that
-    /// does nothing), reads what is there, and keeps it until its peer
-    /// closes ([`drain_lingering`]) unless it has already; until `until`
-    /// at the latest. Past [`most_lingering`] sockets lingering outside a
-    /// graceful close, it is closed at once, as without lingering: a flood
-    /// of clients that never close must not take every descriptor (and if
-    /// the process runs out all the same, accepting closes the lingering
-    /// ones: [`end_lingering`](Self::end_lingering)).
+    /// A stream socket just freed: it lingers if the watcher is closing
+    /// gracefully (until the close's deadline at the latest), or if its
+    /// write side was shut down (`shut_down`; [`LINGER_TIME`] at most, and
+    /// only while fewer than [`most_lingering`] linger so: a flood of
+    /// clients that never close must not take every descriptor, and if the
+    /// process runs out all the same, accepting closes the lingering ones,
+    /// [`end_lingering`](Self::end_lingering)). Otherwise, and always while
+    /// the watcher closes, it closes at once.
+    ///
+    /// Lingering, it is half-closed (again, if it was already: that does
+    /// nothing), what is there is read, and it is kept until its peer
+    /// closes ([`drain_lingering`]) unless it has already.
     ///
     /// [`drain_lingering`]: Self::drain_lingering
-    pub(super) fn linger(&mut self, fd: OwnedFd, until: Instant) {
-        if self.graceful_until.is_none() && self.lingering.len() >= most_lingering() {
+    pub(super) fn linger(&mut self, fd: OwnedFd, shut_down: bool) {
+        if self.shared.is_closed() {
             return;
         }
+        let until = match self.graceful_until {
+            Some(until) => until,
+            None if shut_down && self.lingering.len() < most_lingering() => Instant::now() + LINGER_TIME,
+            None => return,
+        };
         // A peer that already went away makes this fail: nothing to do.
         let _ = crate::net::shutdown_write(fd.as_fd());
         if drain(fd.as_fd()) {
@@ -170,7 +178,7 @@ const LINGER_POLL_IDLE: Duration = Duration::from_millis(50);
 /// Longest a socket freed outside a graceful close lingers: its peer has
 /// had the response and end of stream for that long (a graceful close
 /// lingers until its own deadline).
-pub(super) const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// Most sockets lingering outside a graceful close, one freed past that
 /// closed at once: a sixteenth of the process's descriptor limit (64 at

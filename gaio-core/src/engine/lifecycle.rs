@@ -7,7 +7,6 @@
 //! is safe to run after a panic elsewhere in the engine.
 
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
-use std::time::Instant;
 
 use super::complete::completion_of;
 use super::conn_state::{
@@ -17,7 +16,7 @@ use super::conn_state::{
 use super::conn_table::ConnTable;
 use super::events::bare_completion;
 use super::slab::List;
-use super::{graceful, Dir, Engine};
+use super::{Dir, Engine};
 use crate::shared::{Command, Role};
 use crate::sys::FdInfo;
 use crate::{Conn, Error, FdKind, Interest, Op, Poller};
@@ -120,9 +119,10 @@ impl<P: Poller, C, B> Engine<P, C, B> {
     }
 
     /// Closes a connection and completes each of its requests with
-    /// `error()`, reads then writes, each in submission order. While the
-    /// watcher closes gracefully, a stream socket lingers instead of
-    /// closing at once (see `graceful::linger`).
+    /// `error()`, reads then writes, each in submission order. A stream
+    /// socket freed while the watcher closes gracefully, or after its
+    /// write side was shut down, lingers instead of closing at once (see
+    /// `graceful::linger`).
     pub(super) fn free_conn(&mut self, conn: Conn, error: impl Fn() -> Error) {
         if self.conn_mut(conn).is_none() {
             return;
@@ -138,14 +138,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         // Closing the descriptor would also drop the registration unless it
         // was duplicated; deregistering makes sure no event for it arrives.
         let _ = self.shared.poller.deregister(state.fd.as_fd());
-        // A watcher closing (`shutdown` has closed the shared state) closes
-        // every descriptor at once: nothing lingers.
-        if state.has(STREAM) && !self.shared.is_closed() {
-            if let Some(until) = self.graceful_until {
-                self.linger(state.fd, until);
-            } else if state.has(WRITE_SHUT) {
-                self.linger(state.fd, Instant::now() + graceful::LINGER_TIME);
-            }
+        if state.has(STREAM) {
+            let shut_down = state.has(WRITE_SHUT);
+            self.linger(state.fd, shut_down);
         }
     }
 
@@ -232,8 +227,9 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             return;
         }
         crate::diag::debug_event!(pending = self.nodes_pending(), "watcher shutting down");
-        // Closing now: connections freed below close at once, and so do
-        // the sockets left lingering (cleared once more below).
+        // Closing now: connections freed below close at once (nothing
+        // lingers once the shared state is closed), and so do the sockets
+        // left lingering.
         self.graceful_until = None;
         self.lingering.clear();
         // From here on the command queue refuses pushes, so the one look at
@@ -248,10 +244,6 @@ impl<P: Poller, C, B> Engine<P, C, B> {
             };
             self.free_conn(conn, || Error::WatcherClosed);
         }
-        // Nothing freed above lingered (the shared state is closed); the
-        // list is cleared again all the same, as closing means every
-        // descriptor closed, now.
-        self.lingering.clear();
         let mut commands = std::mem::take(&mut self.commands);
         self.shared.queue.take_into(&mut commands);
         for cmd in commands.drain(..) {
