@@ -42,8 +42,9 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The name `Display` and `FromStr` use: `auto`, `uring`, `epoll`,
-    /// `kqueue`, `poll`, `other`.
+    /// The name `Display` uses: `auto`, `uring`, `epoll`, `kqueue`,
+    /// `poll`, `other`. `FromStr` takes each but `other`, which names no
+    /// backend one could ask for.
     pub const fn name(self) -> &'static str {
         match self {
             Backend::Auto => "auto",

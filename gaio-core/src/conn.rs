@@ -136,6 +136,7 @@ impl AcceptOptions {
     /// assert!(!options.nodelay);
     /// ```
     #[doc(alias = "TCP_NODELAY")]
+    #[must_use = "AcceptOptions is Copy: a setter returns the changed options and leaves the original as it was"]
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
         self
@@ -152,6 +153,7 @@ impl AcceptOptions {
     /// assert!(options.keepalive);
     /// ```
     #[doc(alias = "SO_KEEPALIVE")]
+    #[must_use = "AcceptOptions is Copy: a setter returns the changed options and leaves the original as it was"]
     pub fn keepalive(mut self, on: bool) -> Self {
         self.keepalive = on;
         self
@@ -168,6 +170,7 @@ impl AcceptOptions {
     /// assert_eq!(options.send_buffer_size, Some(1 << 20));
     /// ```
     #[doc(alias = "SO_SNDBUF")]
+    #[must_use = "AcceptOptions is Copy: a setter returns the changed options and leaves the original as it was"]
     pub fn send_buffer_size(mut self, bytes: usize) -> Self {
         self.send_buffer_size = Some(bytes);
         self
@@ -184,6 +187,7 @@ impl AcceptOptions {
     /// assert_eq!(options.recv_buffer_size, Some(1 << 20));
     /// ```
     #[doc(alias = "SO_RCVBUF")]
+    #[must_use = "AcceptOptions is Copy: a setter returns the changed options and leaves the original as it was"]
     pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
         self.recv_buffer_size = Some(bytes);
         self

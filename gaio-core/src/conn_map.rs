@@ -11,8 +11,9 @@ use crate::Conn;
 ///
 /// A server keeps its per-connection state here (a parser, a buffer of
 /// pending input, a session) and looks it up from each completion's
-/// `conn`. Memory grows with the highest descriptor number held, one slot
-/// of `T` plus 8 bytes per number.
+/// `conn`. Memory grows with the highest descriptor number held: one
+/// `Option<(Conn, T)>` per number, `T` and the 12-byte handle with their
+/// padding (16 bytes for `T = ()`, 40 for a `Vec<u8>`).
 ///
 /// ```
 /// use gaio_core::ConnMap;

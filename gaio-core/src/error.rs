@@ -28,7 +28,9 @@ pub enum Error {
     /// (inline mode). The watcher closed itself: its sockets are closed and
     /// its pending requests came back with [`Error::WatcherClosed`].
     Panicked {
-        /// The panic's message, when it had one.
+        /// In background mode, the panic's message, when it had one. In
+        /// inline mode the panic itself unwound into the caller, message
+        /// and all; this then says only that an earlier call panicked.
         message: Box<str>,
     },
     /// The connection handle is not one of this watcher's: another watcher
@@ -82,6 +84,17 @@ pub enum Error {
         /// The CPU number asked for.
         cpu: usize,
     },
+    /// An inline watcher whose I/O is bound to one thread was asked to wait
+    /// from another: on io_uring, the ring belongs to the thread that first
+    /// ran the watcher's I/O, the only one the kernel lets enter it
+    /// (`IORING_SETUP_SINGLE_ISSUER`). Nothing was done and nothing is
+    /// lost: wait from that thread again. A watcher meant to move between
+    /// threads after its first I/O is built with
+    /// [`Mode::Background`](crate::Mode::Background) or on epoll
+    /// ([`Backend::Epoll`](crate::Backend::Epoll)); one moved before its
+    /// first I/O binds to the thread it moved to. Once the watcher is
+    /// closed, any thread may collect what it hands back.
+    WrongThread,
     /// The operating system reported an error (reset, broken pipe, ...).
     Io(io::Error),
 }
@@ -123,7 +136,9 @@ impl Error {
             Error::Eof => io::ErrorKind::UnexpectedEof,
             Error::Deadline => io::ErrorKind::TimedOut,
             Error::ConnClosed | Error::WatcherClosed => io::ErrorKind::NotConnected,
-            Error::Cancelled => io::ErrorKind::Interrupted,
+            // Not `Interrupted`: std's I/O helpers retry that, and a
+            // cancelled timer is not to be waited for again.
+            Error::Cancelled | Error::WrongThread => io::ErrorKind::Other,
             Error::ForeignConn => io::ErrorKind::InvalidInput,
             Error::Panicked { .. } => io::ErrorKind::Other,
             Error::EmptyBuffer | Error::InvalidCpu { .. } | Error::InvalidSetting(_) => {
@@ -167,6 +182,10 @@ impl fmt::Display for Error {
             Error::InvalidCpu { cpu } => {
                 write!(f, "cpu {cpu} does not exist or is not available to this process")
             }
+            Error::WrongThread => f.write_str(
+                "this watcher's I/O belongs to the thread that first ran it (io_uring, inline mode): \
+                 wait from that thread, or build the watcher in background mode or on epoll",
+            ),
             Error::Io(e) => write!(f, "{e}"),
         }
     }

@@ -30,7 +30,9 @@
 //! # Threads
 //!
 //! [`Watcher`] is `Send` when its context and buffer types are (it may move
-//! to another thread, and is used from one at a time); [`Submitter`] is
+//! to another thread, and is used from one at a time; an inline watcher on
+//! io_uring waits only on the thread that first ran its I/O, see
+//! [`Error::WrongThread`]); [`Submitter`] is
 //! `Send + Sync` under the same condition, and `&Submitter` submits too, so
 //! one can be shared behind an `Arc`. [`Conn`], [`Listener`] and
 //! [`Completion`] are plain data. These hold by construction and are

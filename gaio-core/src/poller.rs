@@ -227,6 +227,16 @@ pub trait Poller: Send + Sync + Sized + 'static {
         false
     }
 
+    /// False if the calling thread may not run this poller's I/O: a
+    /// poller bound to the thread that first ran it (io_uring in
+    /// [`Mode::Inline`], whose ring the kernel lets only that thread
+    /// enter). An inline watcher then refuses to wait with
+    /// [`Error::WrongThread`](crate::Error::WrongThread). The default is
+    /// true: any thread may, one at a time.
+    fn usable_here(&self) -> bool {
+        true
+    }
+
     /// Completion pollers that read into memory of their own (io_uring's
     /// provided buffers, for reads without a buffer): the most of it they
     /// may hold, in bytes. Called once, right after

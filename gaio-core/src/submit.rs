@@ -847,6 +847,12 @@ pub trait Submit {
     /// non-blocking mode; the watcher never touches it again. Requests
     /// submitted after the detach complete with [`Error::ConnClosed`].
     ///
+    /// "Every request before" includes a read still waiting for bytes: on
+    /// an idle connection the detach waits for the peer's next bytes,
+    /// which that read takes. To move a connection at any time, detach
+    /// between requests: from a read's completion, before reading again
+    /// (nothing is then read ahead, so no byte is lost).
+    ///
     /// # Errors
     ///
     /// Refused as every submission is ([errors](Submit#errors)); every kind

@@ -247,7 +247,7 @@ impl<P: Poller> Builder<P> {
     /// # Errors
     ///
     /// * [`Error::InvalidSetting`]: a setting out of its range (its `name`
-    ///   is the method's: `swap_size`, `max_events` or
+    ///   is the method's: `swap_size`, `swap_limit`, `max_events` or
     ///   `max_queued_write_bytes`), checked before anything is allocated.
     /// * [`Error::Io`]: the poller (out of descriptors, say) or the
     ///   background thread could not be created; `Unsupported` if the
@@ -518,6 +518,9 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     ///   open and the next call tries again; in background mode the I/O
     ///   thread closes the watcher, and this error comes once, after the
     ///   last batch.
+    /// * [`Error::WrongThread`]: an inline watcher on io_uring was moved
+    ///   to another thread after its first I/O; its ring stays with the
+    ///   thread that ran it. Nothing was done.
     ///
     /// # Panics
     ///
@@ -652,6 +655,13 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
         limit: Option<Instant>,
     ) -> Result<usize, Error> {
         match &mut self.driver {
+            // Refused before the engine turns: nothing is taken from the
+            // poller, so nothing is lost, and the right thread finds it all.
+            // A closed watcher hands out what was pending from any thread
+            // (its requests end without entering the ring).
+            Driver::Inline(_) if !self.shared.is_closed() && !self.shared.poller.usable_here() => {
+                Err(Error::WrongThread)
+            }
             Driver::Inline(engine) => engine.guarded(|e| e.wait(out, limit)),
             Driver::Background(bg) => bg.wait(out, limit),
         }

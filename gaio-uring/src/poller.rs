@@ -137,6 +137,26 @@ impl std::fmt::Debug for UringPoller {
     }
 }
 
+/// Refuses what the readiness backends refuse, so the contract is the
+/// same on every backend: the ring could read a regular file, a directory
+/// or a device without a poll method (`/dev/null`, `/dev/zero`), but epoll
+/// answers `EPERM` for each. Sockets and pipes, what watchers are handed
+/// nearly always, cost one `fstat`; anything else (a terminal, an
+/// eventfd, a device) is asked of a throwaway epoll instance.
+fn refuse_unpollable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::event::epoll;
+    use rustix::fs::FileType;
+    match FileType::from_raw_mode(rustix::fs::fstat(fd)?.st_mode) {
+        FileType::Socket | FileType::Fifo => Ok(()),
+        FileType::RegularFile | FileType::Directory => Err(io::Error::from_raw_os_error(libc::EPERM)),
+        _ => {
+            let probe = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+            epoll::add(&probe, fd, epoll::EventData::new_u64(0), epoll::EventFlags::IN)?;
+            Ok(())
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while locked left nothing half-done that matters here: the
     // engine closes the watcher after a panic, and the state stays
@@ -149,16 +169,7 @@ impl UringPoller {
     /// descriptor the readiness backends refuse too, and one registered
     /// already with `EEXIST` unless `replace`, as the trait says.
     fn set_token(&self, fd: BorrowedFd<'_>, token: u64, replace: bool) -> io::Result<()> {
-        // The ring could read a regular file or a directory, but the
-        // readiness backends refuse them (`EPERM`, as epoll does): the
-        // contract is the same on every backend.
-        let mode = rustix::fs::fstat(fd)?.st_mode;
-        if matches!(
-            rustix::fs::FileType::from_raw_mode(mode),
-            rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory
-        ) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
+        refuse_unpollable(fd)?;
         let number =
             usize::try_from(fd.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
         let mut tokens = lock(&self.tokens);
@@ -400,6 +411,12 @@ impl Poller for UringPoller {
     /// landed yet: in flight, or waiting to be submitted again (it will
     /// write where it was first told). Buffer-select reads write into the
     /// ring's buffers, not the engine's.
+    /// In [`Mode::Inline`], only the thread that first ran the ring's I/O
+    /// (or none yet).
+    fn usable_here(&self) -> bool {
+        self.inner().ring.usable_here()
+    }
+
     fn read_in_flight(&self, fd: BorrowedFd<'_>) -> bool {
         let mut inner = self.inner();
         inner.ops.find(fd.as_raw_fd(), READ).is_some_and(|idx| {

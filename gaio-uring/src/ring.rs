@@ -45,6 +45,17 @@ thread_local! {
 #[cfg(test)]
 static LEAKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// The calling thread's id, cached: `std::thread::current()` clones the
+/// thread's handle (two atomic operations), and the ring asks on every
+/// request. A thread whose locals are already torn down asks the slow way.
+fn this_thread() -> std::thread::ThreadId {
+    thread_local! {
+        static ID: std::thread::ThreadId = std::thread::current().id();
+    }
+    ID.try_with(|id| *id)
+        .unwrap_or_else(|_| std::thread::current().id())
+}
+
 /// A ring, its wake-up eventfd, and the eventfd read's target.
 pub(crate) struct Ring {
     /// Dropped by hand, before the thread absorbs the teardown's notice
@@ -165,7 +176,7 @@ impl Ring {
     /// ring not yet bound is enabled for this thread; one bound to another
     /// thread refuses, saying so. Returns the calling thread.
     pub(crate) fn bind(&mut self) -> io::Result<std::thread::ThreadId> {
-        let here = std::thread::current().id();
+        let here = this_thread();
         match self.binding {
             Binding::Any => Ok(here),
             Binding::Bound(thread) if thread == here => Ok(here),
@@ -187,7 +198,7 @@ impl Ring {
     pub(crate) fn usable_here(&self) -> bool {
         match self.binding {
             Binding::Any | Binding::Unbound => true,
-            Binding::Bound(thread) => thread == std::thread::current().id(),
+            Binding::Bound(thread) => thread == this_thread(),
         }
     }
 
@@ -375,7 +386,7 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         self.end_wake_read();
-        let enrolled = self.entered_by == Some(std::thread::current().id());
+        let enrolled = self.entered_by == Some(this_thread());
         // SAFETY: dropped once, here, and never used after.
         unsafe { std::mem::ManuallyDrop::drop(&mut self.uring) };
         if enrolled {

@@ -58,6 +58,9 @@ pub struct LinuxEvents {
     epoll: Option<<EpollPoller as Poller>::Events>,
 }
 
+/// The backends a watcher may ask for on Linux.
+const ON_LINUX: &str = "auto, uring or epoll";
+
 /// What [`Backend::Auto`] stands for here: the environment's choice, if it
 /// makes one.
 fn automatic() -> io::Result<Backend> {
@@ -72,7 +75,12 @@ fn backend_named(value: Option<&std::ffi::OsStr>) -> io::Result<Backend> {
         None => Ok(Backend::Auto),
         Some(None) => Err(invalid(format!("{value:?} is not UTF-8"))),
         Some(Some(v)) if v.trim().is_empty() => Ok(Backend::Auto),
-        Some(Some(v)) => v.parse::<Backend>().map_err(|e| invalid(e.to_string())),
+        Some(Some(v)) => match v.parse::<Backend>() {
+            Ok(b @ (Backend::Auto | Backend::Uring | Backend::Epoll)) => Ok(b),
+            _ => Err(invalid(format!(
+                "{v:?} is not a backend on Linux: expected {ON_LINUX}"
+            ))),
+        },
     }
 }
 
@@ -115,7 +123,10 @@ impl Poller for LinuxPoller {
                     EpollPoller::new().map(LinuxPoller::Epoll)
                 }
             },
-            other => Err(Backend::unsupported(other, Backend::Epoll)),
+            other => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("backend {other} is not available on Linux: ask for {ON_LINUX}"),
+            )),
         }
     }
 
@@ -205,6 +216,10 @@ impl Poller for LinuxPoller {
         each!(self, p => p.read_in_flight(fd))
     }
 
+    fn usable_here(&self) -> bool {
+        each!(self, p => p.usable_here())
+    }
+
     fn read_uninit<'a>(
         &self,
         fd: BorrowedFd<'_>,
@@ -271,6 +286,15 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert!(e.to_string().starts_with("GAIO_BACKEND: "), "{e}");
         assert!(e.to_string().contains("iouring"), "{e}");
+        // Backends of other systems are names, but not ones this one has.
+        for other in ["poll", "kqueue", "other"] {
+            let e = backend_named(Some(OsStr::new(other))).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert_eq!(
+                e.to_string(),
+                format!("GAIO_BACKEND: {other:?} is not a backend on Linux: expected auto, uring or epoll")
+            );
+        }
     }
 
     /// `LinuxPoller` forwards every method of `Poller`: one left to its

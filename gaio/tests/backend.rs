@@ -104,8 +104,97 @@ fn a_backend_asked_for_is_given_or_refused_with_why() {
     let kqueue = gaio::Builder::new()
         .backend(Backend::Kqueue)
         .build::<(), Vec<u8>>();
-    assert!(
-        matches!(&kqueue, Err(gaio::Error::Io(e)) if e.kind() == std::io::ErrorKind::Unsupported),
-        "{kqueue:?}"
-    );
+    match kqueue {
+        Err(gaio::Error::Io(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::Unsupported);
+            assert_eq!(
+                e.to_string(),
+                "backend kqueue is not available on Linux: ask for auto, uring or epoll"
+            );
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+/// An inline watcher on io_uring waits only on the thread that ran its
+/// first I/O (the kernel lets only that thread enter its ring): moved to
+/// another thread, `wait_io` refuses with `WrongThread`, having done
+/// nothing, and back on its thread it finds everything. On epoll any
+/// thread may wait.
+#[test]
+#[cfg(all(not(gaio_force_poll), target_os = "linux"))]
+fn an_inline_ring_waits_only_on_its_thread_and_loses_nothing_when_moved() {
+    use gaio::{Backend, Error, Op, Submit};
+    use std::io::Write;
+    use std::time::Duration;
+
+    let fds = util::FdCheck::new();
+    // Waits (bounded) for the next completion.
+    fn next(w: &mut gaio::Watcher<u32, Vec<u8>>) -> gaio::Completion<u32, Vec<u8>> {
+        let mut batch = Vec::new();
+        for _ in 0..50 {
+            w.wait_io_timeout(&mut batch, Duration::from_millis(100)).unwrap();
+            if let Some(c) = batch.pop() {
+                assert!(batch.is_empty(), "one completion expected");
+                return c;
+            }
+        }
+        panic!("nothing completed in 5 s");
+    }
+    for backend in [Backend::Uring, Backend::Epoll] {
+        let Ok(mut w) = gaio::Builder::new().backend(backend).build::<u32, Vec<u8>>() else {
+            assert_eq!(backend, Backend::Uring, "epoll is always there");
+            assert!(
+                gaio_uring::probe().is_err(),
+                "the ring was refused although the probe found one"
+            );
+            continue;
+        };
+        let (mut client, server) = util::tcp_pair();
+        let conn = w.watch(server).unwrap();
+        w.read(conn, 1, vec![0; 64]).unwrap();
+        client.write_all(b"first").unwrap();
+        let c = next(&mut w);
+        assert_eq!((c.context, c.data()), (1, &b"first"[..]), "{backend}");
+        // A read in flight when the watcher moves, and bytes for it.
+        w.read(conn, 2, vec![0; 64]).unwrap();
+        client.write_all(b"second").unwrap();
+        let mut w = std::thread::spawn(move || {
+            let mut batch = Vec::new();
+            let got = w.wait_io_timeout(&mut batch, Duration::from_millis(200));
+            match (backend, got) {
+                (Backend::Uring, Err(Error::WrongThread)) => {
+                    assert!(batch.is_empty());
+                    // Refused again, not failed for good.
+                    let again = w.wait_io_timeout(&mut batch, Duration::from_millis(10));
+                    assert!(matches!(again, Err(Error::WrongThread)), "{again:?}");
+                }
+                (Backend::Epoll, Ok(_)) => {
+                    let c = batch.pop().unwrap_or_else(|| next(&mut w));
+                    assert_eq!((c.op, c.context, c.data()), (Op::Read, 2, &b"second"[..]));
+                }
+                (backend, got) => panic!("{backend}: {got:?}"),
+            }
+            w
+        })
+        .join()
+        .unwrap();
+        if backend == Backend::Uring {
+            // Back on the thread that ran the first I/O: the read of
+            // "second" waited there all along.
+            let c = next(&mut w);
+            assert_eq!((c.op, c.context, c.data()), (Op::Read, 2, &b"second"[..]));
+        }
+        w.read(conn, 3, vec![0; 64]).unwrap();
+        client.write_all(b"third").unwrap();
+        let c = next(&mut w);
+        assert_eq!(
+            (c.op, c.context, c.data()),
+            (Op::Read, 3, &b"third"[..]),
+            "{backend}"
+        );
+        w.free(conn).unwrap();
+        drop((w, client));
+    }
+    fds.check();
 }

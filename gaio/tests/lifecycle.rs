@@ -310,6 +310,50 @@ fn regular_file_is_not_pollable_and_is_closed() {
     fds.check();
 }
 
+/// A device without a poll method (`/dev/null` reads end at once, `/dev/zero`
+/// never does) is refused by every Linux backend, as epoll refuses it: the
+/// ring could read it, but a watcher's contract does not depend on the
+/// backend. A descriptor that can be polled but is no file (an eventfd) is
+/// taken. (poll(2), the portable fallback, cannot tell such a device apart.)
+#[cfg(all(target_os = "linux", not(gaio_force_poll)))]
+#[test]
+fn a_device_epoll_refuses_is_refused_on_every_backend() {
+    let fds = util::FdCheck::new();
+    for backend in [gaio::Backend::Uring, gaio::Backend::Epoll] {
+        for mode in util::MODES {
+            let built = gaio::Builder::new().mode(mode).backend(backend).build();
+            let Ok(mut w): Result<Watcher, _> = built else {
+                assert_eq!(backend, gaio::Backend::Uring, "epoll is always there");
+                continue; // no ring on this kernel: the fallback test covers it
+            };
+            for path in ["/dev/null", "/dev/zero"] {
+                let dev = std::fs::File::open(path).unwrap();
+                let open = util::open_fds();
+                match w.watch(dev) {
+                    Err(Error::NotPollable(e)) => assert_eq!(
+                        e.raw_os_error(),
+                        Some(rustix::io::Errno::PERM.raw_os_error()),
+                        "{backend} {mode:?} {path}: {e}"
+                    ),
+                    other => panic!("{backend} {mode:?} {path}: expected NotPollable, got {other:?}"),
+                }
+                assert_eq!(
+                    util::open_fds(),
+                    open - 1,
+                    "{backend} {mode:?}: {path} was not closed"
+                );
+            }
+            let event = rustix::event::eventfd(0, rustix::event::EventfdFlags::NONBLOCK).unwrap();
+            let conn = w
+                .watch(event)
+                .unwrap_or_else(|e| panic!("{backend} {mode:?}: eventfd refused: {e}"));
+            w.free(conn).unwrap();
+            drop(w);
+        }
+    }
+    fds.check();
+}
+
 #[test]
 fn seqpacket_socket_is_unsupported_and_is_closed() {
     let fds = util::FdCheck::new();
