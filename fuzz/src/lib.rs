@@ -37,9 +37,10 @@
 //!   and no bytes; when it succeeds, the fake socket's write side was shut
 //!   after exactly the bytes the writes before it reported, and no write
 //!   submitted after it moves a byte;
-//! * a detach completes after every request submitted before it (reads
-//!   included); requests submitted after it complete with `ConnClosed`
-//!   (out of turn); when it succeeds it hands back the connection's own
+//! * a detach completes after every write (and shutdown) submitted before
+//!   it, without waiting for reads: reads still pending complete after it,
+//!   in order, with `ConnClosed` and nothing taken; requests submitted
+//!   after it complete with `ConnClosed` (out of turn); when it succeeds it hands back the connection's own
 //!   descriptor (same number, same open file, still non-blocking), which
 //!   the fake poller no longer has registered, and nothing was lost: the
 //!   fake socket still holds every byte the peer sent that no read took,
@@ -58,9 +59,8 @@
 //!   after `close`;
 //! * liveness, at "settle" steps and at the end: once every connection is
 //!   reported readable and writable with no scripted failure and unlimited
-//!   room, no write (or shutdown) is pending, a detach only behind a read
-//!   still waiting, and no read is pending while bytes or end of stream
-//!   wait for it;
+//!   room, no write, shutdown or detach is pending, and no read is pending
+//!   while bytes or end of stream wait for it;
 //! * after `close`, waiting drains every pending request and then reports
 //!   the watcher closed; no descriptor is left open after the watcher is
 //!   dropped (optional, see [`Checks`]); nothing panics.
@@ -1327,9 +1327,12 @@ impl<P: Poller> Harness<P> {
         }
         assert_ne!(nonblocking(raw), Some(false), "a detached descriptor is blocking");
         assert!(
-            m.reads.iter().chain(&m.writes).all(|&r| r > ctx),
-            "detached with a request submitted before the detach pending"
+            m.writes.iter().all(|&r| r > ctx),
+            "detached with a write submitted before the detach pending"
         );
+        // Reads before it that are still pending complete after it with
+        // `ConnClosed` (the connection is no longer live) and no bytes:
+        // the bytes they waited for are counted as the socket's below.
         assert!(
             self.f.with(|s| !s.conns.contains_key(&raw)),
             "a detached descriptor is still registered"
@@ -1473,13 +1476,10 @@ impl<P: Poller> Harness<P> {
             let Some((inbound, eof)) = self.with_fake(idx, |c| (c.inbound.len(), c.eof)) else {
                 continue;
             };
-            // A detach waits for the reads before it, which may wait for
-            // bytes; nothing else on the writing side may be left.
-            let detach_waits = m.writes.len() == 1
-                && !m.reads.is_empty()
-                && self.pending.get(&m.writes[0]).is_some_and(|p| p.op == Op::Detach);
+            // A detach does not wait for reads: nothing on the writing
+            // side may be left.
             assert!(
-                m.writes.is_empty() || detach_waits,
+                m.writes.is_empty(),
                 "{} writes stuck on {:?} although it is writable with room",
                 m.writes.len(),
                 m.conn

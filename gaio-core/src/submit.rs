@@ -841,17 +841,22 @@ pub trait Submit {
         self.submit(Request::shutdown(conn, context))
     }
 
-    /// Hands the socket back once every request submitted before has
-    /// completed: the completion ([`Op::Detach`](crate::Op::Detach))
-    /// carries it in `detached`, deregistered, open and still in
-    /// non-blocking mode; the watcher never touches it again. Requests
-    /// submitted after the detach complete with [`Error::ConnClosed`].
+    /// Hands the socket back once every write (and shutdown) submitted
+    /// before has completed: the completion
+    /// ([`Op::Detach`](crate::Op::Detach)) carries it in `detached`,
+    /// deregistered, open and still in non-blocking mode; the watcher
+    /// never touches it again. Requests submitted after the detach
+    /// complete with [`Error::ConnClosed`].
     ///
-    /// "Every request before" includes a read still waiting for bytes: on
-    /// an idle connection the detach waits for the peer's next bytes,
-    /// which that read takes. To move a connection at any time, detach
-    /// between requests: from a read's completion, before reading again
-    /// (nothing is then read ahead, so no byte is lost).
+    /// Reads (and accepts) still waiting do not hold the detach back, so
+    /// an idle connection detaches at once: they complete right after the
+    /// detach, with [`Error::ConnClosed`] and nothing taken; the bytes they
+    /// waited for stay in the socket, for its next owner. (A read whose
+    /// bytes the kernel was landing as the detach came, on io_uring,
+    /// completes with them, before the detach.) Coming after the detach, a
+    /// loop that frees a connection on any error frees a stale handle,
+    /// which does nothing. Moving a connection to another watcher this way
+    /// loses and duplicates no byte.
     ///
     /// # Errors
     ///

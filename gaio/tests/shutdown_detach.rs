@@ -641,9 +641,11 @@ const AFTER: u64 = 1000;
 /// A pending read (nothing sent yet) and 2 MiB of writes the peer does not
 /// read yet, then a detach, then more requests. The later requests come
 /// back at once with `ConnClosed` and their buffers; the detach completes
-/// only after the read got its data and every write was written, and the
-/// socket it hands back is positioned right after them.
-fn detach_waits_for_earlier_requests(mode: Mode) {
+/// once every write was written, without waiting for the read, which
+/// completes right after it with `ConnClosed`, having taken nothing: the
+/// bytes it waited for are the socket's, handed back right after the
+/// writes.
+fn detach_waits_for_earlier_writes_not_for_a_waiting_read(mode: Mode) {
     let fds = util::FdCheck::new();
     let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
     let (mut peer, server) = util::tcp_pair();
@@ -709,8 +711,8 @@ fn detach_waits_for_earlier_requests(mode: Mode) {
         "all {QUEUED_WRITES} writes completed without the peer reading: the test proves nothing"
     );
 
-    // The peer reads everything: every write completes, in order; the
-    // detach still waits for the read.
+    // The peer reads everything: every write completes, in order, then
+    // the detach, then the read that was waiting.
     let total = expected.len();
     let reader = std::thread::spawn(move || {
         let mut got = vec![0u8; total];
@@ -720,7 +722,8 @@ fn detach_waits_for_earlier_requests(mode: Mode) {
     let is_write = |c: &Completion<u64, Vec<u8>>| c.op == Op::Write && c.context < AFTER;
     let before = all.iter().filter(|c| is_write(c)).count();
     all.extend(collect_until(&mut w, LIMIT, |out| {
-        before + out.iter().filter(|c| is_write(c)).count() >= QUEUED_WRITES
+        out.iter().any(|c| c.context == 1)
+            && before + out.iter().filter(|c| is_write(c)).count() >= QUEUED_WRITES
     }));
     let (mut peer, got) = reader.join().expect("peer thread");
     assert_same_stream(&got, &expected, "bytes written before the detach");
@@ -731,34 +734,38 @@ fn detach_waits_for_earlier_requests(mode: Mode) {
         assert_eq!(c.bytes, CHUNK);
     }
     all.extend(gather_for(&mut w, QUIET));
-    assert!(
-        !all.iter().any(|c| c.context == DETACH || c.context == 1),
-        "the detach completed while the read before it was still pending"
-    );
-
-    // The read completes, then the detach.
-    peer.write_all(b"ping").unwrap();
-    all.extend(collect_until(&mut w, LIMIT, |out| {
-        out.iter().any(|c| c.context == DETACH)
-    }));
     let read = all
         .iter()
         .position(|c| c.context == 1)
         .expect("the read completed");
-    assert!(all[read].error.is_none(), "{:?}", all[read].error);
-    assert_eq!(all[read].data(), b"ping");
-    let pos = all.iter().position(|c| c.context == DETACH).unwrap();
-    assert!(read < pos, "the read completes before the detach");
-    assert_eq!(pos, all.len() - 1, "the detach is the last completion");
-    let mut detach = all.pop().unwrap();
+    let pos = all
+        .iter()
+        .position(|c| c.context == DETACH)
+        .expect("the detach completed");
+    let last_write = all.iter().rposition(is_write).unwrap();
+    assert!(
+        last_write < pos,
+        "the detach completes after every write before it"
+    );
+    assert_eq!(read, pos + 1, "the waiting read completes right after the detach");
+    assert_eq!(pos, all.len() - 2, "nothing completes after them");
+    let c = &all[read];
+    assert!(matches!(c.error, Some(Error::ConnClosed)), "{:?}", c.error);
+    assert_eq!(
+        (c.op, c.bytes, &c.buffer),
+        (Op::Read, 0, &Buffer::User(vec![0; 64]))
+    );
+    let mut detach = all.remove(pos);
     let mut s = into_std_stream(detached_socket(&mut detach, conn), true);
     util::expect_quiet(&mut w, Duration::from_millis(50));
 
-    // Nothing lost or left over on the socket.
+    // Nothing lost or left over on the socket: what the read waited for
+    // is read from the socket handed back.
+    peer.write_all(b"ping").unwrap();
     peer.write_all(b"after the detach").unwrap();
-    let mut b = [0u8; 16];
+    let mut b = [0u8; 20];
     s.read_exact(&mut b).unwrap();
-    assert_eq!(&b, b"after the detach");
+    assert_eq!(&b, b"pingafter the detach");
     s.write_all(b"from std").unwrap();
     drop(s);
     assert_eq!(util::peer::read_to_eof(&mut peer), b"from std");
@@ -768,13 +775,13 @@ fn detach_waits_for_earlier_requests(mode: Mode) {
 }
 
 #[test]
-fn detach_waits_for_a_pending_read_and_queued_writes_inline() {
-    detach_waits_for_earlier_requests(Mode::Inline);
+fn detach_waits_for_queued_writes_not_for_a_waiting_read_inline() {
+    detach_waits_for_earlier_writes_not_for_a_waiting_read(Mode::Inline);
 }
 
 #[test]
-fn detach_waits_for_a_pending_read_and_queued_writes_background() {
-    detach_waits_for_earlier_requests(Mode::Background);
+fn detach_waits_for_queued_writes_not_for_a_waiting_read_background() {
+    detach_waits_for_earlier_writes_not_for_a_waiting_read(Mode::Background);
 }
 
 // ----- 5. detach after the peer hung up ------------------------------------------
@@ -949,15 +956,14 @@ fn detach_after_a_short_swap_read_loses_no_bytes_background() {
     detach_after_a_short_swap_read_loses_no_bytes(Mode::Background);
 }
 
-/// A listener's detach waits for the accept submitted before it, then
-/// completes as soon as that accept has: one client connects, the accept
-/// completes with it, and the detach hands the listening socket back (it
-/// still listens: a second client is accepted by plain `std`). The detach
-/// used to wait for the listener's next readiness edge instead (the
-/// accepts' driver never looked at a detach behind them), so with no
-/// second client it never completed (found by review).
+/// A listener's detach does not wait for an accept still waiting for a
+/// client (it would wait for ever on a quiet listener, and a multishot
+/// accept never ends): the detach hands the listening socket back at once,
+/// then the accepts complete with `ConnClosed`, having taken nothing. A
+/// client that connects afterwards is in the backlog of the socket handed
+/// back, accepted by plain `std`.
 #[test]
-fn detach_of_a_listener_completes_once_its_pending_accept_has() {
+fn detach_of_a_listener_does_not_wait_for_its_waiting_accepts() {
     let fds = util::FdCheck::new();
     for mode in util::MODES {
         let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
@@ -965,29 +971,36 @@ fn detach_of_a_listener_completes_once_its_pending_accept_has() {
         let addr = tcp.local_addr().unwrap();
         let listener = w.watch_listener(tcp).unwrap();
         w.accept(listener, 1).unwrap();
+        w.accept_multishot(listener, 3).unwrap();
         w.detach(listener.conn(), 2).unwrap();
-        let quiet = gather_for(&mut w, QUIET);
-        assert!(
-            quiet.is_empty(),
-            "{mode:?}: completed before a client came: {}",
-            quiet.len()
+        let mut got = collect_until(&mut w, Duration::from_secs(2), |out| out.len() >= 3);
+        assert_eq!(
+            got.iter().map(|c| (c.op, c.context)).collect::<Vec<_>>(),
+            [(Op::Detach, 2), (Op::Accept, 1), (Op::Accept, 3)],
+            "{mode:?}"
         );
-        let first = TcpStream::connect(addr).unwrap();
-        let mut got = collect_until(&mut w, Duration::from_secs(2), |out| out.len() >= 2);
-        assert_eq!(got.len(), 2, "{mode:?}");
-        assert_eq!((got[0].op, got[0].context), (Op::Accept, 1), "{mode:?}");
-        assert!(got[0].error.is_none(), "{mode:?}: accept: {:?}", got[0].error);
-        let accepted = got[0].conn;
-        assert_eq!(got[1].context, 2, "{mode:?}");
-        let fd = detached_socket(&mut got[1], listener.conn());
+        for c in &got[1..] {
+            assert!(
+                matches!(c.error, Some(Error::ConnClosed)),
+                "{mode:?}: {:?}",
+                c.error
+            );
+            assert_eq!(c.conn, listener.conn(), "{mode:?}: an accept made a connection");
+        }
+        assert!(got[0].error.is_none(), "{mode:?}: {:?}", got[0].error);
+        let fd = detached_socket(&mut got[0], listener.conn());
         let std_listener = std::net::TcpListener::from(fd);
         std_listener.set_nonblocking(false).unwrap();
-        let second = TcpStream::connect(addr).unwrap();
-        let (from_std, _) = std_listener
+        let client = TcpStream::connect(addr).unwrap();
+        let (from_std, peer) = std_listener
             .accept()
             .expect("the detached listener still listens");
-        w.free(accepted).unwrap();
-        drop((first, second, from_std, std_listener));
+        assert_eq!(peer, client.local_addr().unwrap(), "{mode:?}");
+        assert!(
+            gather_for(&mut w, QUIET).is_empty(),
+            "{mode:?}: the watcher still accepts"
+        );
+        drop((client, from_std, std_listener));
     }
     fds.check();
 }

@@ -48,7 +48,9 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
     }
 
     /// Runs the connection's reads (accepts, on a listener), head first,
-    /// until one would block. A detach waiting for the reads then goes.
+    /// until one would block. A detach at the head of the writes goes once
+    /// they are done (a read that landed as the detach ended it is taken
+    /// here first).
     pub(super) fn drive_reads(&mut self, conn: Conn) {
         loop {
             let Some(state) = self.conns.get_mut(conn.fd) else {

@@ -155,31 +155,6 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         }
     }
 
-    /// Hands `conn`'s socket back if its detach is all that is left: no
-    /// read pending, the detach at the head of its writes (everything
-    /// written before it done). The socket leaves the table and the
-    /// poller, still open; the detach completes carrying it.
-    pub(super) fn try_detach(&mut self, conn: Conn) {
-        let ready = matches!(self.conns.get(conn.fd), Some(s) if s.gen == conn.gen
-            && s.has(DETACHING)
-            && s.reads.is_empty()
-            && !s.writes.is_empty()
-            && self.nodes.get(s.writes.head).op == Op::Detach);
-        if !ready {
-            return;
-        }
-        let mut state = self.conns.remove(conn.fd).expect("checked above");
-        self.count_out(&state);
-        // No I/O is in flight (no read pending, the writes before the
-        // detach done); a completion poller's readiness polls end here.
-        self.shared.poller.cancel(state.fd.as_fd(), Interest::BOTH, false);
-        let _ = self.shared.poller.deregister(state.fd.as_fd());
-        crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection detached");
-        let head = state.writes.head;
-        self.io.extra_mut().detached = Some(state.fd);
-        self.finish(conn, &mut state.writes, head, None, bytes::Bytes::new());
-    }
-
     /// Ends a command the engine will never apply (it is closing): a
     /// descriptor in it is deregistered and closed, a request or an
     /// adopted connection's accept completes with `WatcherClosed`.
@@ -261,5 +236,66 @@ impl<P: Poller, C, B> Engine<P, C, B> {
         self.timers.clear();
         self.io.starved.clear();
         self.finished = true;
+    }
+}
+
+impl<P: Poller, C, B> Engine<P, C, B> {
+    /// Whether `conn`'s detach is at the head of its writes, and if so
+    /// whether reads are still pending.
+    fn detach_at_head(&self, conn: Conn) -> Option<bool> {
+        let s = self.conns.get(conn.fd)?;
+        let at_head = s.gen == conn.gen
+            && s.has(DETACHING)
+            && !s.writes.is_empty()
+            && self.nodes.get(s.writes.head).op == Op::Detach;
+        at_head.then_some(!s.reads.is_empty())
+    }
+}
+
+// Detaching may take a read that landed in a completion poller, which
+// needs the buffer's methods.
+impl<P: Poller, C, B: crate::IoBuf> Engine<P, C, B> {
+    /// Hands `conn`'s socket back once its detach is at the head of its
+    /// writes (everything written before it done). The socket leaves the
+    /// table and the poller, still open; the detach completes carrying
+    /// it. Reads (accepts) still waiting do not hold it back: they have
+    /// taken nothing (a completion poller's read in flight ends first,
+    /// and one that landed completes with its bytes), so they complete
+    /// after the detach with `ConnClosed`, as requests submitted after it
+    /// do, and the bytes they waited for stay in the socket. Completing
+    /// after the detach, a loop that frees on an error frees a stale
+    /// handle, which does nothing.
+    pub(super) fn try_detach(&mut self, conn: Conn) {
+        let Some(reads_pending) = self.detach_at_head(conn) else {
+            return;
+        };
+        if reads_pending && self.shared.poller.completes_io() {
+            // Taking a landed result may complete the reads, and the
+            // detach with them (through `drive_reads`): then it is done.
+            self.settle(conn, Dir::Read);
+            if self.detach_at_head(conn).is_none() {
+                return;
+            }
+        }
+        let mut state = self.conns.remove(conn.fd).expect("checked above");
+        self.count_out(&state);
+        // No I/O is in flight (no read pending, the writes before the
+        // detach done); a completion poller's readiness polls end here.
+        self.shared.poller.cancel(state.fd.as_fd(), Interest::BOTH, false);
+        let _ = self.shared.poller.deregister(state.fd.as_fd());
+        crate::diag::trace_event!(fd = conn.fd, gen = conn.gen, "connection detached");
+        let head = state.writes.head;
+        self.io.extra_mut().detached = Some(state.fd);
+        self.finish(conn, &mut state.writes, head, None, bytes::Bytes::new());
+        while !state.reads.is_empty() {
+            let head = state.reads.head;
+            self.finish(
+                conn,
+                &mut state.reads,
+                head,
+                Some(Error::ConnClosed),
+                bytes::Bytes::new(),
+            );
+        }
     }
 }

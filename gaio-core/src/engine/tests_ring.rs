@@ -198,6 +198,62 @@ fn a_read_that_lands_as_its_deadline_fires_delivers_its_bytes() {
     }
 }
 
+/// A detach behind a read in the kernel does not wait for the peer: the
+/// read is cancelled, and if its bytes landed meanwhile it completes with
+/// them, before the detach (nothing lost); the reads behind it, which took
+/// nothing, complete after the detach with `ConnClosed`. With nothing
+/// landed, the read too completes after the detach, having taken nothing.
+#[test]
+fn a_detach_cancels_the_read_in_the_kernel_and_delivers_what_landed() {
+    for (landed, mode) in [
+        (true, Mode::Inline),
+        (true, Mode::Background),
+        (false, Mode::Inline),
+    ] {
+        let (mut w, f, r) = setup(mode);
+        let c = watch(&mut w);
+        r.with(|s| {
+            s.paused = true;
+            s.land_on_cancel = landed;
+        });
+        if landed {
+            f.send(c.fd(), b"landing");
+        }
+        w.read(c, 1, vec![0; 16]).unwrap();
+        w.read(c, 2, vec![0; 16]).unwrap();
+        w.detach(c, 3).unwrap();
+        let mut done = collect(&mut w, 3, LIMIT);
+        let order: Vec<(crate::Op, u32)> = done.iter().map(|d| (d.op, d.context)).collect();
+        let want = if landed {
+            [(crate::Op::Read, 1), (crate::Op::Detach, 3), (crate::Op::Read, 2)]
+        } else {
+            [(crate::Op::Detach, 3), (crate::Op::Read, 1), (crate::Op::Read, 2)]
+        };
+        assert_eq!(order, want, "landed {landed} {mode:?}");
+        for d in &done {
+            match (d.op, d.context) {
+                (crate::Op::Read, 1) if landed => {
+                    assert!(d.error.is_none(), "{mode:?}: {:?}", d.error);
+                    assert_eq!(d.data(), b"landing", "{mode:?}");
+                }
+                (crate::Op::Read, _) => {
+                    assert!(
+                        matches!(d.error, Some(Error::ConnClosed)),
+                        "{mode:?}: {:?}",
+                        d.error
+                    );
+                    assert_eq!(d.bytes, 0);
+                }
+                _ => assert!(d.error.is_none(), "{mode:?}: {:?}", d.error),
+            }
+        }
+        let detach = done.iter_mut().find(|d| d.op == crate::Op::Detach).unwrap();
+        assert!(detach.detached.take().is_some(), "{mode:?}: the descriptor");
+        assert_eq!(r.requests(), 0, "{mode:?}: nothing stays in flight");
+        assert_eq!(r.with(|s| s.cancelled + s.kept), 1, "{mode:?}: one cancel");
+    }
+}
+
 /// The deadline fires with nothing landed: the read is cancelled and
 /// reports the deadline; data arriving later goes to the next read.
 #[test]
