@@ -850,8 +850,10 @@ pub trait Submit {
     ///
     /// Reads (and accepts) still waiting do not hold the detach back, so
     /// an idle connection detaches at once: they complete right after the
-    /// detach, with [`Error::ConnClosed`] and nothing taken; the bytes they
-    /// waited for stay in the socket, for its next owner. (A read whose
+    /// detach, with [`Error::ConnClosed`] and what they took so far (none,
+    /// but for a [`read_full`](Submit::read_full) partly filled, whose
+    /// bytes are in its buffer); the bytes they waited for stay in the
+    /// socket, for its next owner. (A read whose
     /// bytes the kernel was landing as the detach came, on io_uring,
     /// completes with them, before the detach.) Coming after the detach, a
     /// loop that frees a connection on any error frees a stale handle,

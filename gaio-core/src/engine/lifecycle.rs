@@ -258,11 +258,12 @@ impl<P: Poller, C, B: crate::IoBuf> Engine<P, C, B> {
     /// Hands `conn`'s socket back once its detach is at the head of its
     /// writes (everything written before it done). The socket leaves the
     /// table and the poller, still open; the detach completes carrying
-    /// it. Reads (accepts) still waiting do not hold it back: they have
-    /// taken nothing (a completion poller's read in flight ends first,
-    /// and one that landed completes with its bytes), so they complete
-    /// after the detach with `ConnClosed`, as requests submitted after it
-    /// do, and the bytes they waited for stay in the socket. Completing
+    /// it. Reads (accepts) still waiting do not hold it back: nothing is
+    /// in flight for them (a completion poller's read ends first, and one
+    /// that landed completes with its bytes), so they complete after the
+    /// detach with `ConnClosed` and their progress (a `read_full`'s bytes
+    /// so far), as requests submitted after it do, and the bytes they
+    /// waited for stay in the socket. Completing
     /// after the detach, a loop that frees on an error frees a stale
     /// handle, which does nothing.
     pub(super) fn try_detach(&mut self, conn: Conn) {
