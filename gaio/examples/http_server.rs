@@ -9,7 +9,7 @@
 //! ([`close_gracefully`](gaio::Submit::close_gracefully)): it stops
 //! accepting, lets each client take the responses already written,
 //! half-closes every connection, and exits once the clients have closed,
-//! within five seconds.
+//! within five seconds; a second signal stops it at once.
 //!
 //! Each client's requests collect in one buffer that reads append to
 //! ([`read_append`](gaio::Submit::read_append)); its responses are written
@@ -29,28 +29,31 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// Serves on `listener` until the watcher closes (a graceful close, from
 /// the signal thread, ends the accepts and half-closes each client once its
 /// responses are out). A write's context is the client's input not yet
-/// answered.
-pub fn serve(w: &mut Watcher<Vec<u8>, Vec<u8>>, listener: Listener) -> Result<(), Error> {
-    w.accept_multishot(listener, Vec::new())?;
+/// answered, `None` for its last response (nothing after it is read).
+pub fn serve(w: &mut Watcher<Option<Vec<u8>>, Vec<u8>>, listener: Listener) -> Result<(), Error> {
+    w.accept_multishot(listener, None)?;
     let mut responses = BufPool::new(4096);
     let mut batch = Vec::new();
     while w.next_batch(&mut batch)? {
         for c in batch.drain(..) {
             match (c.op, c.error) {
-                (Op::Accept, None) => w.read_append(c.conn, Vec::new(), with_room(Vec::new()))?,
+                (Op::Accept, None) => w.read_append(c.conn, None, with_room(Vec::new()))?,
                 (Op::ReadAppend, None) => {
                     let mut input = c.buffer.into_user().unwrap_or_default();
                     let mut out = responses.take();
                     let (used, next) = http::respond(&input, &mut out);
                     input.drain(..used);
-                    w.write(c.conn, input, out)?; // empty while a request is still arriving
-                    if next == Next::Close {
-                        w.shutdown(c.conn, Vec::new())?;
+                    let open = next == Next::Read;
+                    w.write(c.conn, open.then_some(input), out)?; // empty while a request is still arriving
+                    if !open {
+                        w.shutdown(c.conn, None)?;
                     }
                 }
                 (Op::Write, None) => {
                     responses.put(c.buffer.into_user());
-                    w.read_append(c.conn, Vec::new(), with_room(c.context))?;
+                    if let Some(input) = c.context {
+                        w.read_append(c.conn, None, with_room(input))?;
+                    }
                 }
                 (Op::Accept, Some(e)) => eprintln!("http_server: no longer accepting: {e}"),
                 _ => w.free(c.conn)?, // closed after its last response, end of stream, an error
@@ -67,13 +70,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     signals.thread_block()?;
     let listener = gaio::listen(&addr)?; // the deepest accept queue; clients get TCP_NODELAY
-    println!("{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
     let mut w = Watcher::new()?;
     let listener = w.watch_listener(listener)?;
+    println!("{addr}"); // once serving: a script may connect as soon as it reads this
     let mut stopper = w.submitter();
     std::thread::spawn(move || {
         if signals.wait().is_ok() {
             stopper.close_gracefully(DRAIN_TIME);
+        }
+        if signals.wait().is_ok() {
+            std::process::exit(1); // a second signal: stop now
         }
     });
     serve(&mut w, listener)?;

@@ -157,7 +157,12 @@ fn step(
                     conns: [Some(client), None],
                     ended: [false; 2],
                 });
-                w.connect(upstream, Ctx::Connect(slot))?;
+                // Refused at once when the process is out of descriptors:
+                // this client goes, the others are served on.
+                if let Err(refused) = w.connect(upstream, Ctx::Connect(slot)) {
+                    eprintln!("proxy: cannot dial {upstream}: {}", refused.error);
+                    relay.tear_down(w, slot);
+                }
             }
             w.accept(listener, Ctx::Accept)?;
         }
@@ -236,8 +241,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("--upstream resolves to no address")?;
     let listener = gaio::listen(&listen)?;
-    println!("{}", listener.local_addr()?);
     let mut w: Watcher<Ctx, Bytes> = Watcher::new()?;
+    println!("{}", listener.local_addr()?);
     if until_stdin_closes {
         let mut closer = w.submitter();
         std::thread::spawn(move || {

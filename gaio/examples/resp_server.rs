@@ -9,7 +9,7 @@
 //! prints the bound address on its first line. Ctrl-C or SIGTERM stops it:
 //! it stops accepting, lets each client take the replies already written,
 //! half-closes every connection, and exits once the clients have closed,
-//! within five seconds.
+//! within five seconds; a second signal stops it at once.
 //!
 //! One thread owns the store: no lock. Each client's commands collect in
 //! one buffer that reads append to
@@ -28,9 +28,10 @@ use nix::sys::signal::{SigSet, Signal};
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// A client's input not yet answered, and how far `respond` has checked
-/// the command still arriving in it. A write carries both as its context;
-/// a read carries the progress (its buffer is the input).
-type Client = (Vec<u8>, resp::Progress);
+/// the command still arriving in it. A write carries both as its context
+/// (`None` for a client's last replies, after `QUIT` or an error: nothing
+/// after them runs); a read carries the progress (its buffer is the input).
+type Client = Option<(Vec<u8>, resp::Progress)>;
 
 /// Serves on `listener` until the watcher closes (a graceful close, from
 /// the signal thread, ends the accepts and half-closes each client once its
@@ -43,27 +44,31 @@ pub fn serve(w: &mut Watcher<Client, Vec<u8>>, listener: Listener) -> Result<(),
         for c in batch.drain(..) {
             match (c.op, c.error) {
                 (Op::Accept, None) => w.read_append(c.conn, Client::default(), with_room(Vec::new()))?,
+                // The last replies are out; the shutdown behind them ends it.
+                (Op::Write, None) if c.context.is_none() => replies.put(c.buffer.into_user()),
                 (Op::ReadAppend | Op::Write, None) => {
                     // Commands just read, or those left after the last
                     // replies (`respond` makes a bounded amount at a time).
                     let (mut input, mut progress) = if c.op == Op::Write {
                         replies.put(c.buffer.into_user());
-                        c.context
+                        c.context.unwrap_or_default()
                     } else {
-                        (c.buffer.into_user().unwrap_or_default(), c.context.1)
+                        let progress = c.context.unwrap_or_default().1;
+                        (c.buffer.into_user().unwrap_or_default(), progress)
                     };
                     let mut out = replies.take();
                     let (used, next) = resp::respond(&input, &mut out, &mut store, &mut progress);
                     if (used, next) == (0, Next::Read) {
                         // No whole command: read more.
                         replies.put(out);
-                        w.read_append(c.conn, (Vec::new(), progress), with_room(input))?;
+                        w.read_append(c.conn, Some((Vec::new(), progress)), with_room(input))?;
                         continue;
                     }
                     input.drain(..used);
-                    w.write(c.conn, (input, progress), out)?;
-                    if next == Next::Close {
-                        w.shutdown(c.conn, Client::default())?;
+                    let open = next == Next::Read;
+                    w.write(c.conn, open.then_some((input, progress)), out)?;
+                    if !open {
+                        w.shutdown(c.conn, None)?;
                     }
                 }
                 (Op::Accept, Some(e)) => eprintln!("resp_server: no longer accepting: {e}"),
@@ -81,13 +86,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     signals.thread_block()?;
     let listener = gaio::listen(&addr)?; // the deepest accept queue; clients get TCP_NODELAY
-    println!("{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
     let mut w = Watcher::new()?;
     let listener = w.watch_listener(listener)?;
+    println!("{addr}"); // once serving: a script may connect as soon as it reads this
     let mut stopper = w.submitter();
     std::thread::spawn(move || {
         if signals.wait().is_ok() {
             stopper.close_gracefully(DRAIN_TIME);
+        }
+        if signals.wait().is_ok() {
+            std::process::exit(1); // a second signal: stop now
         }
     });
     serve(&mut w, listener)?;

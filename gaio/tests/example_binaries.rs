@@ -187,3 +187,94 @@ fn the_echo_server_at_its_descriptor_limit_keeps_serving_and_accepts_as_clients_
     server.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
 }
+
+/// Waits (bounded) for `child` to exit and returns its status and stderr.
+fn exit_of(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "it did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status, stderr)
+}
+
+/// The proxy at its descriptor limit: a client it cannot dial the upstream
+/// for (the dial is refused at once, out of descriptors) is dropped, and
+/// the proxy goes on relaying the others and takes new clients once
+/// descriptors are free again. It used to end with the error, dropping
+/// every relay (found by an outside audit).
+#[test]
+fn the_proxy_out_of_descriptors_drops_the_new_client_and_keeps_relaying() {
+    let _guard = util::exclusive();
+    let spawn = |cmd: String, args: &[&str]| {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        // Its standard output stays open (kept with the child): it prints
+        // more, and a closed pipe would fail it.
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = out.next().expect("the address line").unwrap();
+        ((child, out), addr)
+    };
+    let echo = example("echo_server");
+    let ((mut upstream, _upstream_out), up_addr) = spawn(
+        "exec \"$0\" --until-stdin-closes".into(),
+        &[echo.to_str().unwrap()],
+    );
+    let proxy = example("proxy");
+    let ((mut relay, _relay_out), addr) = spawn(
+        "ulimit -n 64 && exec \"$0\" --upstream \"$1\" --until-stdin-closes".into(),
+        &[proxy.to_str().unwrap(), &up_addr],
+    );
+    let mut first = TcpStream::connect(&addr).unwrap();
+    echoes(&mut first, b"before the crowd").unwrap();
+    // Two descriptors per relayed client: about 28 fit under 64.
+    let mut crowd: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let mut served = 0;
+    for client in &mut crowd {
+        if echoes(client, b"crowd").is_ok() {
+            served += 1;
+        }
+    }
+    assert!(
+        (10..60).contains(&served),
+        "{served} of 60 relayed under 64 descriptors"
+    );
+    assert!(relay.try_wait().unwrap().is_none(), "the proxy ended");
+    echoes(&mut first, b"during the crowd").unwrap();
+    drop(crowd);
+    // Descriptors come back as the crowd's pairs end.
+    let mut later = None;
+    for _ in 0..50 {
+        let mut client = TcpStream::connect(&addr).unwrap();
+        if echoes(&mut client, b"after the crowd").is_ok() {
+            later = Some(client);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(later.is_some(), "no new client relayed once the crowd left");
+    echoes(&mut first, b"still here").unwrap();
+    drop((first, later));
+    drop(relay.stdin.take());
+    let (status, stderr) = exit_of(&mut relay);
+    assert_eq!(status.code(), Some(0), "proxy stderr: {stderr}");
+    assert!(
+        stderr.contains("proxy: cannot dial"),
+        "no client was refused: {stderr}"
+    );
+    drop(upstream.stdin.take());
+    let (status, stderr) = exit_of(&mut upstream);
+    assert_eq!(status.code(), Some(0), "echo_server stderr: {stderr}");
+}

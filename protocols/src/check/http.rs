@@ -168,6 +168,32 @@ pub fn one_mib_body(addr: SocketAddr) {
     writer.join().unwrap();
 }
 
+/// `Expect: 100-continue`: the server asks for the body (`100 Continue`)
+/// once the head is in, then answers the request when the body follows.
+pub fn expect_100_continue(addr: SocketAddr) {
+    let body = pattern(3000);
+    let mut s = connect(addr);
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    assert_eq!(line(&mut r), b"HTTP/1.1 100 Continue");
+    assert_eq!(line(&mut r), b"");
+    s.write_all(&body).unwrap();
+    let echo = read_response(&mut r, "POST");
+    assert_eq!(echo.status, "200 OK");
+    assert!(echo.body == body, "the body came back different");
+    // Sent with its head, a body is not asked for: the answer comes at once.
+    let mut whole = head.into_bytes();
+    whole.extend_from_slice(&body);
+    s.write_all(&whole).unwrap();
+    let echo = read_response(&mut r, "POST");
+    assert_eq!(echo.status, "200 OK", "a 100 Continue nobody waited for");
+    assert!(echo.body == body, "the body came back different");
+}
+
 /// A request, then bytes that are not HTTP: the request is answered, the
 /// garbage gets `400 Bad Request`, and the server closes.
 pub fn garbage_gets_400_and_close(addr: SocketAddr) {

@@ -212,6 +212,11 @@ macro_rules! http_checks {
         fn garbage_gets_400_and_close() {
             $run($crate::check::http::garbage_gets_400_and_close);
         }
+
+        #[test]
+        fn expect_100_continue() {
+            $run($crate::check::http::expect_100_continue);
+        }
     };
 }
 
@@ -259,6 +264,11 @@ macro_rules! resp_checks {
         #[test]
         fn garbage_gets_error_and_close() {
             $run($crate::check::resp::garbage_gets_error_and_close);
+        }
+
+        #[test]
+        fn nothing_runs_after_quit_or_an_error() {
+            $run($crate::check::resp::nothing_runs_after_quit_or_an_error);
         }
     };
 }

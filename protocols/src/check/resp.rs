@@ -169,3 +169,42 @@ pub fn garbage_gets_error_and_close(addr: SocketAddr) {
     assert!(err.starts_with(b"-ERR Protocol error"), "{:?}", show(&err));
     expect_close(&mut r, "after a protocol error");
 }
+
+/// Commands pipelined after `QUIT`, or after a protocol error, never run
+/// (as in Redis): the client gets the replies up to it, then the close,
+/// and another client finds the store as it was.
+pub fn nothing_runs_after_quit_or_an_error(addr: SocketAddr) {
+    for (burst, replies) in [
+        (
+            &b"SET quit 0\r\nQUIT\r\nINCR quit\r\nSET after-quit yes\r\n"[..],
+            2,
+        ),
+        (
+            b"SET error 0\r\n*1\r\n+nonsense\r\nINCR error\r\nSET after-error yes\r\n",
+            2,
+        ),
+    ] {
+        let mut s = connect(addr);
+        s.write_all(burst).unwrap();
+        let mut r = BufReader::new(s);
+        expect(&mut r, b"+OK\r\n");
+        for _ in 1..replies {
+            let reply = read_reply(&mut r);
+            assert!(
+                reply == b"+OK\r\n" || reply.starts_with(b"-ERR Protocol error"),
+                "{:?}",
+                show(&reply)
+            );
+        }
+        expect_close(&mut r, "after QUIT or an error");
+    }
+    let mut s = connect(addr);
+    s.write_all(&command(&[b"GET", b"quit"])).unwrap();
+    s.write_all(&command(&[b"GET", b"error"])).unwrap();
+    s.write_all(&command(&[b"EXISTS", b"after-quit", b"after-error"]))
+        .unwrap();
+    let mut r = BufReader::new(s);
+    expect(&mut r, b"$1\r\n0\r\n");
+    expect(&mut r, b"$1\r\n0\r\n");
+    expect(&mut r, b":0\r\n");
+}
