@@ -54,12 +54,6 @@ const RING_ENTRIES: u32 = 1024;
 const BUFFER_SIZES: [usize; 2] = [2 * 1024, 64 * 1024];
 // An entry-less read keeps its size in its slot: every buffer fits.
 const _: () = assert!(BUFFER_SIZES[LARGE] <= crate::ops::LIGHT_LEN as usize);
-/// A ring with this many requests in flight, whose last turn took at least
-/// [`BATCH_FROM`] completions, waits for a batch (twice as many, up to
-/// [`BATCH_MOST`]) for up to `ring::BATCH_WAIT` rather than for one.
-const BATCH_IN_FLIGHT: usize = 256;
-const BATCH_FROM: u32 = 4;
-const BATCH_MOST: u32 = 128;
 /// With fewer requests than this in flight the ring is quiet (a client or
 /// two): a send is tried at once by a system call, and goes to the ring
 /// only if the socket has no room (one client's answer then takes no
@@ -127,8 +121,6 @@ struct Inner {
     ran_dry: [bool; 2],
     /// See `Poller::hold`.
     held: bool,
-    /// Completions the last waiting turn took.
-    last_reaped: u32,
 }
 
 impl std::fmt::Debug for UringPoller {
@@ -222,7 +214,6 @@ impl Poller for UringPoller {
                 rearming: Vec::new(),
                 ran_dry: [false; 2],
                 held: false,
-                last_reaped: 0,
             }),
             tokens: Mutex::new(Vec::new()),
             waker,
@@ -303,20 +294,13 @@ impl Poller for UringPoller {
         } else {
             Some(Duration::ZERO)
         };
-        // A busy ring (many completions a turn) waits for a batch: fewer
-        // entries into the kernel, fewer wake-ups, for at most
-        // `BATCH_WAIT` more latency; a quiet one waits for one.
-        let batch = if inner.ops.in_flight() >= BATCH_IN_FLIGHT && inner.last_reaped >= BATCH_FROM {
-            (inner.last_reaped * 2).min(BATCH_MOST)
-        } else {
-            1
-        };
-        let entered = inner.ring.enter(timeout, batch);
-        let reaped = inner.reap();
-        if timeout != Some(Duration::ZERO) {
-            // A look without waiting says nothing of how busy the ring is.
-            inner.last_reaped = reaped;
-        }
+        // A wait is for one completion, whatever comes with it. Waiting
+        // for a batch (up to 50 µs for twice the last turn's, sessions
+        // 8-13) saved entries into the kernel where they are dear, but
+        // cost 12-16 % more CPU per round trip at 1,024 connections where
+        // they are cheap, and gained nothing from 16 to 512 (BENCHMARKS.md).
+        let entered = inner.ring.enter(timeout);
+        inner.reap();
         if inner.ready.is_empty() {
             return entered;
         }
@@ -1075,7 +1059,7 @@ impl Inner {
                     Instant::now() < until,
                     "io_uring: a cancelled request posted no completion within {CANCEL_WAIT:?}"
                 );
-                let _ = self.ring.enter(Some(Duration::from_millis(10)), 1);
+                let _ = self.ring.enter(Some(Duration::from_millis(10)));
                 self.reap();
             }
         }

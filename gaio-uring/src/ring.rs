@@ -24,9 +24,6 @@ const CANCEL_WAKE: u64 = u64::MAX - 1;
 /// before it leaks the read's 8-byte target instead of freeing it under
 /// the kernel.
 const DROP_WAIT: Duration = Duration::from_secs(1);
-/// How long a wait for a batch of completions waits for the whole batch
-/// before it returns with what came (at least one).
-pub(crate) const BATCH_WAIT: Duration = Duration::from_micros(50);
 /// How long one synchronous cancel waits before it asks again.
 const CANCEL_RETRY: Duration = Duration::from_millis(10);
 /// How long a synchronous cancel may take in all: a request that a
@@ -72,9 +69,6 @@ pub(crate) struct Ring {
     binding: Binding,
     /// The last thread that entered the ring: the kernel enrolled it.
     entered_by: Option<std::thread::ThreadId>,
-    /// The kernel can wait for several completions for a while, then for
-    /// one (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12).
-    min_timeout: bool,
 }
 
 /// Which threads may use a ring.
@@ -160,9 +154,7 @@ impl Ring {
         let uring = off_thread(move || builder.build(entries))?;
         // Blocking: the ring's read on it waits inside the kernel.
         let wake = eventfd(0, EventfdFlags::CLOEXEC)?;
-        let min_timeout = uring.params().is_feature_min_timeout();
         Ok(Ring {
-            min_timeout,
             uring: std::mem::ManuallyDrop::new(uring),
             wake: Arc::new(wake),
             wake_target: Box::new(0),
@@ -237,9 +229,7 @@ impl Ring {
     /// for a completion up to `timeout` (`None`: until one comes;
     /// `Some(ZERO)`: not at all). Skipped entirely when completions are
     /// already waiting and nothing is queued.
-    /// With `batch` above one, a wait waits for that many completions for
-    /// up to [`BATCH_WAIT`], then for one (where the kernel can).
-    pub(crate) fn enter(&mut self, timeout: Option<Duration>, batch: u32) -> io::Result<()> {
+    pub(crate) fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.entered_by = Some(self.bind()?);
         self.arm_wake()?;
         let queued = !self.uring.submission().is_empty();
@@ -254,16 +244,7 @@ impl Ring {
             Some(t) => {
                 let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
                 let args = SubmitArgs::new().timespec(&ts);
-                if batch > 1 && self.min_timeout && t > BATCH_WAIT {
-                    let args = args.min_wait_usec(BATCH_WAIT.as_micros() as u32);
-                    self.uring.submitter().submit_with_args(batch as usize, &args)
-                } else {
-                    self.uring.submitter().submit_with_args(1, &args)
-                }
-            }
-            None if batch > 1 && self.min_timeout => {
-                let args = SubmitArgs::new().min_wait_usec(BATCH_WAIT.as_micros() as u32);
-                self.uring.submitter().submit_with_args(batch as usize, &args)
+                self.uring.submitter().submit_with_args(1, &args)
             }
             None => self.uring.submitter().submit_and_wait(1),
         };
@@ -532,7 +513,7 @@ mod tests {
         let mut got = Vec::new();
         while got.len() < n {
             assert!(Instant::now() < end, "got {got:?} of {n}");
-            ring.enter(Some(Duration::from_millis(100)), 1).unwrap();
+            ring.enter(Some(Duration::from_millis(100))).unwrap();
             while let Some(cqe) = ring.next_completion() {
                 assert_eq!(cqe.result(), 0);
                 got.push(cqe.user_data());
@@ -545,7 +526,7 @@ mod tests {
     /// second): something was ready.
     fn enter_returns_at_once(ring: &mut Ring) {
         let started = Instant::now();
-        ring.enter(Some(LIMIT), 1).unwrap();
+        ring.enter(Some(LIMIT)).unwrap();
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "{:?}",
@@ -569,7 +550,7 @@ mod tests {
     fn a_wait_ends_at_its_timeout_never_before() {
         let Some(mut ring) = ring(8) else { return };
         let started = Instant::now();
-        ring.enter(Some(Duration::from_millis(100)), 1).unwrap();
+        ring.enter(Some(Duration::from_millis(100))).unwrap();
         let took = started.elapsed();
         assert!(ring.next_completion().is_none());
         assert!(took >= Duration::from_millis(100), "returned after {took:?}");
@@ -597,7 +578,7 @@ mod tests {
             waker.wake().unwrap();
         });
         let started = Instant::now();
-        ring.enter(Some(LIMIT), 1).unwrap();
+        ring.enter(Some(LIMIT)).unwrap();
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(40) && took < Duration::from_secs(2),
@@ -617,7 +598,7 @@ mod tests {
         let mut drops = Vec::new();
         for _ in 0..5 {
             let Some(mut ring) = ring(8) else { return };
-            ring.enter(Some(Duration::ZERO), 1).unwrap();
+            ring.enter(Some(Duration::ZERO)).unwrap();
             let dropping = Instant::now();
             drop(ring);
             drops.push(dropping.elapsed());
@@ -643,7 +624,7 @@ mod tests {
             // SAFETY: a no-op points to no memory.
             unsafe { ring.push(&nop(i)) }.unwrap();
         }
-        ring.enter(Some(LIMIT), 1).unwrap();
+        ring.enter(Some(LIMIT)).unwrap();
         let first = ring.next_completion().expect("a no-op completes at once");
         assert_eq!(first.user_data(), 1);
         // The second is waiting already: entering must not wait.
