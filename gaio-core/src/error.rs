@@ -94,6 +94,12 @@ pub enum Error {
     /// ([`Backend::Epoll`](crate::Backend::Epoll)); one moved before its
     /// first I/O binds to the thread it moved to. Once the watcher is
     /// closed, any thread may collect what it hands back.
+    ///
+    /// Submitting from the wrong thread is accepted, but a request that
+    /// has to end a read or write in the ring there (a `free`, a `detach`
+    /// behind a read, a `close`) makes the ring give up: its requests end
+    /// without their I/O and no thread may enter it again, so every wait
+    /// then answers this error. Close such a watcher.
     WrongThread,
     /// The operating system reported an error (reset, broken pipe, ...).
     Io(io::Error),

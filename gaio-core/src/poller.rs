@@ -230,7 +230,10 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// False if the calling thread may not run this poller's I/O: a
     /// poller bound to the thread that first ran it (io_uring in
     /// [`Mode::Inline`], whose ring the kernel lets only that thread
-    /// enter). An inline watcher then refuses to wait with
+    /// enter), or one that gave up its I/O for every thread (a request
+    /// that had to be ended from another thread left its memory to the
+    /// kernel: entering again could write into it once handed back). An
+    /// inline watcher then refuses to wait with
     /// [`Error::WrongThread`](crate::Error::WrongThread). The default is
     /// true: any thread may, one at a time.
     fn usable_here(&self) -> bool {

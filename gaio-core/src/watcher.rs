@@ -657,10 +657,15 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
         match &mut self.driver {
             // Refused before the engine turns: nothing is taken from the
             // poller, so nothing is lost, and the right thread finds it all.
-            // A closed watcher hands out what was pending from any thread
-            // (its requests end without entering the ring).
-            Driver::Inline(_) if !self.shared.is_closed() && !self.shared.poller.usable_here() => {
-                Err(Error::WrongThread)
+            // Completions already made (requests refused or ended at
+            // submission) are handed out. A closed watcher hands out what
+            // was pending from any thread (the poller gives up what it
+            // cannot end from here: `Poller::usable_here`).
+            Driver::Inline(engine) if !self.shared.is_closed() && !self.shared.poller.usable_here() => {
+                match engine.hand_out_ready(out) {
+                    0 => Err(Error::WrongThread),
+                    n => Ok(n),
+                }
             }
             Driver::Inline(engine) => engine.guarded(|e| e.wait(out, limit)),
             Driver::Background(bg) => bg.wait(out, limit),

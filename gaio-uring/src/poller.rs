@@ -391,16 +391,16 @@ impl Poller for UringPoller {
         inner.submit(idx, sqe)
     }
 
-    /// A `recv`, `read` or `recvmsg` into the engine's memory that has not
-    /// landed yet: in flight, or waiting to be submitted again (it will
-    /// write where it was first told). Buffer-select reads write into the
-    /// ring's buffers, not the engine's.
     /// In [`Mode::Inline`], only the thread that first ran the ring's I/O
-    /// (or none yet).
+    /// (or none yet), and none once the ring was given up.
     fn usable_here(&self) -> bool {
         self.inner().ring.usable_here()
     }
 
+    /// A `recv`, `read` or `recvmsg` into the engine's memory that has not
+    /// landed yet: in flight, or waiting to be submitted again (it will
+    /// write where it was first told). Buffer-select reads write into the
+    /// ring's buffers, not the engine's.
     fn read_in_flight(&self, fd: BorrowedFd<'_>) -> bool {
         let mut inner = self.inner();
         inner.ops.find(fd.as_raw_fd(), READ).is_some_and(|idx| {
@@ -1039,12 +1039,15 @@ impl Inner {
     /// kept (with `keep`, returning true) or dropped.
     fn settle(&mut self, idx: u32, keep: bool) -> bool {
         if !self.ring.usable_here() {
-            // A ring bound to another thread, which no longer runs it (the
-            // watcher moved, or is dropped elsewhere): it cannot be
-            // entered from here, and its requests make no progress unless
-            // that thread enters it (a bound ring always defers its task
-            // run: `Ring::new`), which it no longer does. Closing the ring
-            // ends them without their I/O.
+            // A ring bound to another thread (the watcher moved, or is
+            // dropped or closed elsewhere): it cannot be entered from
+            // here, and its requests make no progress unless that thread
+            // enters it (a bound ring always defers its task run:
+            // `Ring::new`). The request's memory is about to be handed
+            // back, so no thread may enter again (the watcher's thread
+            // might come back to it): the ring is given up, and closing it
+            // ends the requests without their I/O.
+            self.ring.abandon();
             self.drop_result(idx);
             return false;
         }

@@ -80,6 +80,9 @@ enum Binding {
     Unbound,
     /// That thread only.
     Bound(std::thread::ThreadId),
+    /// None any more: requests were ended from a thread that could not
+    /// enter the ring (see [`Ring::abandon`]).
+    Abandoned,
 }
 
 /// Wakes a ring's waiting thread from any thread.
@@ -182,15 +185,33 @@ impl Ring {
                 self.binding = Binding::Bound(here);
                 Ok(here)
             }
+            Binding::Abandoned => Err(io::Error::other(
+                "this watcher's io_uring ring was given up: a request in it had to be ended \
+                 from a thread other than the one that ran its I/O (the watcher was used from \
+                 another thread); close the watcher",
+            )),
         }
     }
 
+    /// Gives the ring up, for every thread: requests in it were ended
+    /// from a thread that may not enter it, their records dropped without
+    /// a cancel and their memory handed back. A bound ring runs what the
+    /// kernel finished only when its thread enters it (`DEFER_TASKRUN`),
+    /// and the kernel ends such work without running it when the ring
+    /// closes, so the kernel never writes into that memory as long as no
+    /// thread enters again: none may.
+    pub(crate) fn abandon(&mut self) {
+        self.binding = Binding::Abandoned;
+    }
+
     /// True if the calling thread may use the ring (a single-issuer ring
-    /// not yet bound binds to the first thread that uses it).
+    /// not yet bound binds to the first thread that uses it; an abandoned
+    /// one is for no thread).
     pub(crate) fn usable_here(&self) -> bool {
         match self.binding {
             Binding::Any | Binding::Unbound => true,
             Binding::Bound(thread) => thread == this_thread(),
+            Binding::Abandoned => false,
         }
     }
 

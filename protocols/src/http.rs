@@ -30,7 +30,9 @@ const MAX_HEADERS: usize = 64;
 /// Answers every whole request at the start of `input`, appending the
 /// responses to `out`. Returns how many bytes of `input` were used (drop
 /// them; the rest is the start of a request still arriving) and whether
-/// the connection stays open after `out` is written.
+/// the connection stays open after `out` is written. Write `out` even
+/// when nothing was used: it may hold a `100 Continue` for a request whose
+/// body has yet to come (asked for once, when none of the body is in).
 ///
 /// ```
 /// use gaio_protocols::{http, Next};

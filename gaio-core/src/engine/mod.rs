@@ -427,6 +427,14 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
         Ok(n)
     }
 
+    /// Appends the completions already made to `out`, without a turn:
+    /// for a thread that may not run the poller.
+    pub(crate) fn hand_out_ready(&mut self, out: &mut Vec<Completion<C, B>>) -> usize {
+        let n = self.ready.len();
+        hand_over(&mut self.ready, out);
+        n
+    }
+
     /// One turn: poll (sleeping as `sleep` allows), apply commands, run the
     /// I/O events allow, fire deadlines.
     pub(crate) fn turn(&mut self, sleep: Sleep, limit: Option<Instant>) -> std::io::Result<()> {
