@@ -315,11 +315,20 @@ fn regular_file_is_not_pollable_and_is_closed() {
 /// ring could read it, but a watcher's contract does not depend on the
 /// backend. A descriptor that can be polled but is no file (an eventfd) is
 /// taken. (poll(2), the portable fallback, cannot tell such a device apart.)
+/// A run that asks for epoll (`GAIO_BACKEND=epoll`: the valgrind pass,
+/// since memcheck cannot follow a ring, and a ring made under it hangs)
+/// checks epoll only.
 #[cfg(all(target_os = "linux", not(gaio_force_poll)))]
 #[test]
 fn a_device_epoll_refuses_is_refused_on_every_backend() {
     let fds = util::FdCheck::new();
-    for backend in [gaio::Backend::Uring, gaio::Backend::Epoll] {
+    let epoll_only = std::env::var("GAIO_BACKEND").is_ok_and(|b| b.eq_ignore_ascii_case("epoll"));
+    let backends: &[gaio::Backend] = if epoll_only {
+        &[gaio::Backend::Epoll]
+    } else {
+        &[gaio::Backend::Uring, gaio::Backend::Epoll]
+    };
+    for &backend in backends {
         for mode in util::MODES {
             let built = gaio::Builder::new().mode(mode).backend(backend).build();
             let Ok(mut w): Result<Watcher, _> = built else {
