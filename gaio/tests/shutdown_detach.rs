@@ -410,8 +410,14 @@ fn freed_right_after_shutdown(mode: Mode) {
     let sending = std::thread::spawn(move || {
         let chunk = [b'x'; 16 * KIB];
         let mut sent = 0usize;
-        // Until the client shuts its socket down (bounded all the same).
-        while sent < 1 << 30 && writer.write_all(&chunk).is_ok() {
+        // Until the client shuts its socket down, or 2 MiB: more than the
+        // server's receive buffer holds before it reads (so bytes are
+        // unread when it is freed), and few enough that what is still
+        // unread when the client closes drains well within the bound
+        // below (a lingering socket is read 256 KiB at a time every
+        // 50 ms; with no cap, a receive buffer the draining had grown
+        // held more than a second's worth).
+        while sent < 2 << 20 && writer.write_all(&chunk).is_ok() {
             sent += chunk.len();
         }
     });
