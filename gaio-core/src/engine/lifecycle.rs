@@ -263,9 +263,8 @@ impl<P: Poller, C, B: crate::IoBuf> Engine<P, C, B> {
     /// that landed completes with its bytes), so they complete after the
     /// detach with `ConnClosed` and their progress (a `read_full`'s bytes
     /// so far), as requests submitted after it do, and the bytes they
-    /// waited for stay in the socket. Completing
-    /// after the detach, a loop that frees on an error frees a stale
-    /// handle, which does nothing.
+    /// waited for stay in the socket. Completing after the detach, a loop
+    /// that frees on an error frees a stale handle, which does nothing.
     pub(super) fn try_detach(&mut self, conn: Conn) {
         let Some(reads_pending) = self.detach_at_head(conn) else {
             return;
@@ -288,6 +287,8 @@ impl<P: Poller, C, B: crate::IoBuf> Engine<P, C, B> {
         let head = state.writes.head;
         self.io.extra_mut().detached = Some(state.fd);
         self.finish(conn, &mut state.writes, head, None, bytes::Bytes::new());
+        // The reads (`complete_all`'s loop, on a state whose descriptor
+        // went with the detach).
         while !state.reads.is_empty() {
             let head = state.reads.head;
             self.finish(
