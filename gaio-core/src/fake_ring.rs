@@ -94,7 +94,8 @@ pub struct RingState {
     /// `gaio-uring`; 0, the engine's least, lets a result land in less
     /// room than it brought, the rest waiting for the next read.
     pub swap_read_room: usize,
-    held: bool,
+    /// How many holds are not yet ended (`Poller::hold`; they nest).
+    held: u32,
 }
 
 impl Default for RingState {
@@ -106,7 +107,7 @@ impl Default for RingState {
             cancelled: 0,
             kept: 0,
             swap_read_room: usize::MAX,
-            held: false,
+            held: 0,
         }
     }
 }
@@ -213,7 +214,7 @@ impl FakeRing {
             }
             return None;
         }
-        if !ring.held {
+        if ring.held == 0 {
             ring.ops.insert(
                 (fd, write),
                 Op {
@@ -458,6 +459,11 @@ impl Poller for FakeRing {
     }
 
     fn hold(&self, held: bool) {
-        lock(&self.ring).held = held;
+        let mut ring = lock(&self.ring);
+        ring.held = if held {
+            ring.held + 1
+        } else {
+            ring.held.checked_sub(1).expect("a hold ended that was not begun")
+        };
     }
 }

@@ -297,7 +297,10 @@ pub trait Poller: Send + Sync + Sized + 'static {
     /// results that have ended (kept by [`cancel`](Poller::cancel) or
     /// announced by an event) and answer `WouldBlock` otherwise, starting
     /// nothing. The engine holds the poller while it takes a cancelled
-    /// request's last result. The default does nothing.
+    /// request's last result. Holds nest: the poller is held until every
+    /// `hold(true)` has had its `hold(false)` (taking a result can free a
+    /// connection, which settles its I/O in turn). The default does
+    /// nothing.
     fn hold(&self, held: bool) {
         let _ = held;
     }

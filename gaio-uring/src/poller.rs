@@ -119,8 +119,8 @@ struct Inner {
     rearming: Vec<u32>,
     /// Per buffer ring: a read found it empty since the last rearm.
     ran_dry: [bool; 2],
-    /// See `Poller::hold`.
-    held: bool,
+    /// How many `Poller::hold(true)` are not yet ended (holds nest).
+    held: u32,
 }
 
 impl std::fmt::Debug for UringPoller {
@@ -213,7 +213,7 @@ impl Poller for UringPoller {
                 starved: Vec::new(),
                 rearming: Vec::new(),
                 ran_dry: [false; 2],
-                held: false,
+                held: 0,
             }),
             tokens: Mutex::new(Vec::new()),
             waker,
@@ -325,7 +325,7 @@ impl Poller for UringPoller {
 
     fn rearm(&self, fd: BorrowedFd<'_>, _token: u64, interest: Interest) -> io::Result<()> {
         let mut inner = self.inner();
-        if inner.held {
+        if inner.held > 0 {
             return Ok(());
         }
         let fd = fd.as_raw_fd();
@@ -366,7 +366,7 @@ impl Poller for UringPoller {
                 }
             };
         }
-        if inner.held {
+        if inner.held > 0 {
             return IoOutcome::WouldBlock;
         }
         // A longer buffer is offered its first `MAX_IO` bytes (the ring
@@ -424,7 +424,7 @@ impl Poller for UringPoller {
             );
             return inner.take_selected(idx, buf);
         }
-        if inner.held {
+        if inner.held > 0 {
             return (IoOutcome::WouldBlock, &mut []);
         }
         let group = inner.group_for(fd);
@@ -480,7 +480,7 @@ impl Poller for UringPoller {
         if let Some(idx) = inner.ops.find(fd, WRITE) {
             return inner.take_direct(idx, first, usize::MAX);
         }
-        if inner.held {
+        if inner.held > 0 {
             return IoOutcome::WouldBlock;
         }
         let stream = kind == FdKind::StreamSocket;
@@ -545,7 +545,7 @@ impl Poller for UringPoller {
         if let Some(idx) = inner.ops.find(fd, READ) {
             return inner.take_datagram(idx, buf.as_ptr() as usize, buf.len());
         }
-        if inner.held {
+        if inner.held > 0 {
             return (IoOutcome::WouldBlock, Datagram::default());
         }
         let quiet = inner.quiet();
@@ -590,7 +590,7 @@ impl Poller for UringPoller {
         if let Some(idx) = inner.ops.find(fd, READ) {
             return inner.take_selected_datagram(idx, buf);
         }
-        if inner.held {
+        if inner.held > 0 {
             return (IoOutcome::WouldBlock, &mut [], Datagram::default());
         }
         // The engine offers one byte more than it keeps.
@@ -624,7 +624,7 @@ impl Poller for UringPoller {
         if let Some(idx) = inner.ops.find(fd, WRITE) {
             return inner.take_direct(idx, buf.as_ptr() as usize, usize::MAX);
         }
-        if inner.held {
+        if inner.held > 0 {
             return IoOutcome::WouldBlock;
         }
         if inner.quiet() {
@@ -657,7 +657,7 @@ impl Poller for UringPoller {
         if let Some(idx) = inner.ops.find(fd, READ) {
             return inner.take_accept(idx);
         }
-        if inner.held {
+        if inner.held > 0 {
             return Err(io::Error::from_raw_os_error(libc::EAGAIN));
         }
         let idx = inner.ops.start(fd, READ, Kind::Accept, 0, 0);
@@ -693,7 +693,7 @@ impl Poller for UringPoller {
             );
             return inner.take_direct(idx, 0, usize::MAX);
         }
-        if inner.held {
+        if inner.held > 0 {
             return IoOutcome::WouldBlock;
         }
         if inner.quiet() {
@@ -718,7 +718,7 @@ impl Poller for UringPoller {
             // Under way (the engine asks again only after an event).
             return Ok(false);
         }
-        if inner.held {
+        if inner.held > 0 {
             return Err(io::Error::from_raw_os_error(libc::EAGAIN));
         }
         let to = rustix::net::addr::SocketAddrArg::as_any(&ip);
@@ -778,7 +778,15 @@ impl Poller for UringPoller {
     }
 
     fn hold(&self, held: bool) {
-        self.inner().held = held;
+        let mut inner = self.inner();
+        inner.held = if held {
+            inner.held + 1
+        } else {
+            inner
+                .held
+                .checked_sub(1)
+                .expect("a hold ended that was not begun")
+        };
     }
 }
 
@@ -1933,6 +1941,36 @@ mod tests {
             !poller.cancel(ours.as_fd(), Interest::READ, false),
             "no bytes were sent for it"
         );
+        poller.deregister(ours.as_fd()).unwrap();
+    }
+
+    /// Holds nest: a hold ended inside another (taking a result can free
+    /// a connection, which settles its I/O under a hold of its own) leaves
+    /// the ring held, starting nothing, until the outer one ends.
+    #[test]
+    fn holds_nest_and_nothing_starts_until_the_outer_one_ends() {
+        let Some(poller) = poller_here() else {
+            return;
+        };
+        let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        // SAFETY: `ours` outlives its registration (deregistered below).
+        unsafe { poller.register(ours.as_fd(), 1) }.unwrap();
+        let mut buf = [0u8; 4];
+        poller.hold(true);
+        poller.hold(true);
+        poller.hold(false);
+        assert!(matches!(
+            poller.read(ours.as_fd(), FdKind::StreamSocket, &mut buf),
+            IoOutcome::WouldBlock
+        ));
+        assert!(!poller.read_in_flight(ours.as_fd()), "held: nothing started");
+        poller.hold(false);
+        assert!(matches!(
+            poller.read(ours.as_fd(), FdKind::StreamSocket, &mut buf),
+            IoOutcome::WouldBlock
+        ));
+        assert!(poller.read_in_flight(ours.as_fd()), "no longer held: started");
+        assert!(!poller.cancel(ours.as_fd(), Interest::READ, false));
         poller.deregister(ours.as_fd()).unwrap();
     }
 

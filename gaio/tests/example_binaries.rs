@@ -210,6 +210,7 @@ fn the_echo_server_at_its_descriptor_limit_keeps_serving_and_accepts_as_clients_
 }
 
 /// Waits (bounded) for `child` to exit and returns its status and stderr.
+#[cfg(target_os = "linux")]
 fn exit_of(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
     let started = Instant::now();
     let status = loop {
