@@ -233,6 +233,19 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         Ok(conn)
     }
 
+    /// A handle of this watcher that names no connection, for descriptor
+    /// number `raw` (closed): what a hand-over that raced a close from
+    /// another thread returns (`Watcher::watch`). Its generation is one no
+    /// connection has, so it matches nothing, in the engine or in a
+    /// `ConnMap`.
+    pub(crate) fn unwatched(&self, raw: std::os::fd::RawFd) -> Conn {
+        Conn {
+            fd: raw as u32,
+            gen: self.next_gen.fetch_add(1, Ordering::Relaxed),
+            owner: self.id,
+        }
+    }
+
     /// Whether `free(conn)` has a connection of this watcher to close:
     /// `Ok(false)` for the handle that names none (a notification's or a
     /// timer's), `Err(ForeignConn)` for another watcher's.

@@ -51,7 +51,10 @@ pub type SubmitResult<C, B> = Result<(), Rejected<C, B>>;
 /// `Err(WatcherClosed)` (`next_batch`, `false`). Until then the request is
 /// taken and completes with [`Error::WatcherClosed`] in the next batch, and
 /// a loop that answers each completion with a request and `?` ends through
-/// `next_batch`, not through an error.
+/// `next_batch`, not through an error. A hand-over ([`watch`](Submit::watch),
+/// [`watch_listener`](Submit::watch_listener)) then succeeds too, with a
+/// handle that names no connection (the descriptor is closed at once): a
+/// server stopped by a signal while it starts ends the same way.
 ///
 /// The thread running the I/O decides the last two. From the watcher's
 /// owning thread in inline mode, they refuse the request at once; through a
@@ -130,7 +133,9 @@ pub trait Submit {
     ///
     /// # Errors
     ///
-    /// * [`Error::WatcherClosed`]: the watcher is closed.
+    /// * [`Error::WatcherClosed`]: the watcher is closed (through the
+    ///   [`Watcher`](crate::Watcher), once its thread knows; see
+    ///   [above](Submit#errors)).
     /// * [`Error::UnsupportedSocket`]: a socket that is neither a stream
     ///   nor a datagram socket (seqpacket, raw).
     /// * [`Error::NotPollable`]: the poller refused the descriptor (epoll
@@ -158,7 +163,8 @@ pub trait Submit {
     ///
     /// # Errors
     ///
-    /// * [`Error::WatcherClosed`]: the watcher is closed.
+    /// * [`Error::WatcherClosed`]: the watcher is closed (as for
+    ///   [`watch`](Submit::watch)).
     /// * [`Error::NotListening`]: a datagram socket, or a stream socket
     ///   that is not listening. Apple systems cannot tell the latter: there
     ///   its first accept completes with an [`Error::Io`] (`EINVAL`)

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -774,6 +774,20 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
 
 impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// What the watcher's handles share, for a group of watchers.
+    /// A hand-over refused because the watcher was closed from another
+    /// thread (or by a graceful close's end) before this thread was told:
+    /// `Ok` with a handle that names no connection (the descriptor is
+    /// closed), whose requests complete with [`Error::WatcherClosed`] in
+    /// the next batch, as a request submitted then does. So a server that
+    /// a signal stops while it starts ends through `next_batch`, not
+    /// through an error.
+    fn unless_closed_elsewhere(&self, watched: Result<Conn, Error>, raw: RawFd) -> Result<Conn, Error> {
+        match watched {
+            Err(Error::WatcherClosed) if !self.told_closed => Ok(self.shared.unwatched(raw)),
+            other => other,
+        }
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared<P, C, B>> {
         &self.shared
     }
@@ -821,10 +835,13 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
     }
 
     fn watch(&mut self, fd: impl Into<OwnedFd>) -> Result<Conn, Error> {
-        match &mut self.driver {
-            Driver::Inline(engine) => engine.guarded(|e| e.watch(fd.into())),
-            Driver::Background(bg) => bg.watch(fd.into()),
-        }
+        let fd = fd.into();
+        let raw = fd.as_raw_fd();
+        let watched = match &mut self.driver {
+            Driver::Inline(engine) => engine.guarded(|e| e.watch(fd)),
+            Driver::Background(bg) => bg.watch(fd),
+        };
+        self.unless_closed_elsewhere(watched, raw)
     }
 
     fn watch_listener_with(
@@ -832,10 +849,14 @@ impl<P: Poller, C, B: IoBuf> Submit for Watcher<P, C, B> {
         listener: impl Into<OwnedFd>,
         options: AcceptOptions,
     ) -> Result<Listener, Error> {
-        match &mut self.driver {
-            Driver::Inline(engine) => engine.guarded(|e| e.watch_listener(listener.into(), options)),
-            Driver::Background(bg) => bg.watch_listener(listener.into(), options),
-        }
+        let fd = listener.into();
+        let raw = fd.as_raw_fd();
+        let watched = match &mut self.driver {
+            Driver::Inline(engine) => engine.guarded(|e| e.watch_listener(fd, options)),
+            Driver::Background(bg) => bg.watch_listener(fd, options),
+        };
+        self.unless_closed_elsewhere(watched.map(|l| l.0), raw)
+            .map(Listener)
     }
 
     fn free(&mut self, conn: Conn) -> Result<(), Error> {

@@ -333,3 +333,51 @@ fn a_connect_and_a_send_to_refused_by_a_close_keep_their_address() {
     }
     fds.check();
 }
+
+/// A hand-over by the owner after a close from another thread (the owner
+/// not yet told) succeeds with a handle that names no connection: the
+/// socket is closed (its peer sees the end of the stream), requests on the
+/// handle complete with `WatcherClosed` in the next batch, freeing it does
+/// nothing, and the loop ends through `next_batch`. So a server stopped by
+/// a signal while it starts (`watch_listener(...)?` before its loop) stops
+/// cleanly; the proxy example exited with status 1 there (CI, session 15).
+/// Once the owner has been told, a hand-over is refused.
+#[test]
+fn a_hand_over_after_a_close_from_elsewhere_ends_through_the_batch() {
+    let fds = util::FdCheck::new();
+    for mode in util::MODES {
+        let mut w: Watcher<u64, Vec<u8>> = util::watcher(mode);
+        let mut s = w.submitter();
+        thread::spawn(move || s.close()).join().unwrap();
+        let listener = gaio::listen("127.0.0.1:0").unwrap();
+        let listener = w
+            .watch_listener(listener)
+            .expect("not refused: the owner was not told");
+        w.accept(listener, 1).unwrap();
+        let (mut client, server) = util::tcp_pair();
+        let conn = w.watch(server).expect("not refused: the owner was not told");
+        w.read(conn, 2, vec![0; 8]).unwrap();
+        w.free(conn).unwrap();
+        client.set_read_timeout(Some(LIMIT)).unwrap();
+        assert_eq!(
+            client.read(&mut [0; 8]).unwrap(),
+            0,
+            "{mode:?}: the socket was closed"
+        );
+        let mut map = gaio::ConnMap::new();
+        map.insert(conn, "state");
+        assert_eq!(map.get(conn), Some(&"state"), "a handle like any other");
+        let late = completions_until_closed(&mut w, mode);
+        let ended: Vec<(u64, Op, bool)> = late
+            .iter()
+            .map(|c| (c.context, c.op, matches!(c.error, Some(Error::WatcherClosed))))
+            .collect();
+        assert_eq!(ended, [(1, Op::Accept, true), (2, Op::Read, true)], "{mode:?}");
+        let (_client, server) = util::tcp_pair();
+        assert!(
+            matches!(w.watch(server), Err(Error::WatcherClosed)),
+            "{mode:?}: told, the watcher refuses"
+        );
+    }
+    fds.check();
+}

@@ -281,7 +281,8 @@ fn the_proxy_out_of_descriptors_drops_the_new_client_and_keeps_relaying() {
         .map(|fd| fd.unwrap().file_name().to_str().unwrap().parse().unwrap())
         .collect();
     drop(measured.stdin.take());
-    assert_eq!(exit_of(&mut measured).0.code(), Some(0));
+    let (status, stderr) = exit_of(&mut measured);
+    assert_eq!(status.code(), Some(0), "proxy stderr: {stderr}");
     // Room for this many pairs and one descriptor more, below the limit.
     const PAIRS: usize = 28;
     let limit = (0..)
