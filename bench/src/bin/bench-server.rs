@@ -4,10 +4,10 @@
 //! Binds `127.0.0.1:0`, prints the bound address as the first line of
 //! stdout, and serves until killed or until stdin closes. `--udp` binds a
 //! UDP socket instead of a TCP listener and echoes every datagram back to
-//! its sender (every implementation but gaio-cores). A line `stats`
+//! its sender (every implementation but gaio-cores and uring-floor). A line `stats`
 //! on stdin is answered with `allocs=N accepted=M live=B`. `NAME` is one of
 //! gaio-inline, gaio-uring, gaio-background, mio, tokio-ct, tokio-mt, std-threads,
-//! gaio-cores. `--idle` serves connections that only keep a buffer-less
+//! gaio-cores, uring-floor (Linux). `--idle` serves connections that only keep a buffer-less
 //! read pending; `--count-allocs` turns on the counting global allocator.
 //! gaio-cores only: `--threads N` watchers and threads (default: one per
 //! CPU this process may use), `--spread reuseport|round-robin|least-loaded`
@@ -25,7 +25,7 @@ use gaio_bench::servers::{self, CoresOptions, Impl};
 static ALLOC: CountingAlloc = CountingAlloc;
 
 const USAGE: &str = "usage: bench-server \
-                     --impl gaio-inline|gaio-uring|gaio-background|mio|tokio-ct|tokio-mt|std-threads|gaio-cores \
+                     --impl gaio-inline|gaio-uring|gaio-background|mio|tokio-ct|tokio-mt|std-threads|gaio-cores|uring-floor \
                      [--idle | --udp] [--count-allocs] \
                      [--threads N] [--spread reuseport|round-robin|least-loaded] [--no-pin] [--no-batch]";
 
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         return usage();
     }
     if udp && (idle || !imp.has_udp()) {
-        eprintln!("bench-server: --udp is for the echo servers other than gaio-cores, without --idle");
+        eprintln!("bench-server: --udp is for the echo servers other than gaio-cores and uring-floor, without --idle");
         return usage();
     }
     let serving = if udp {

@@ -80,6 +80,7 @@ pub const USAGE: &str = "usage: bench [--quick] [--reps N] [--out DIR] [--server
                          [--scaling-threads 1,2,...] [--spread least-loaded|round-robin|reuseport] [--no-pin] [--no-batch] [--load-anywhere]\n\
                          \x20  (the scaling scenario measures gaio-cores whatever --servers says; \
                          --servers gaio-cores adds it to the others but udp; \
+                         --servers uring-floor adds the ring's floor (Linux) to the others but udp and cost; \
                          udp runs only when --scenarios names it)\n\
                          \x20  or: bench --clients [--reps N] [--duration SECS] [--out DIR] [--examples DIR] \
                          [--only http|resp] [--resp-requests N_P1,N_P16]";
@@ -227,7 +228,7 @@ impl Plan {
     /// run ([`Impl::runs_under_valgrind`]) for the callgrind one.
     pub fn servers_for(&self, case: &Case) -> Vec<Impl> {
         match case {
-            Case::Scaling { .. } => Impl::EXTRA.to_vec(),
+            Case::Scaling { .. } => vec![Impl::GaioCores],
             Case::Udp { .. } => self.servers.iter().copied().filter(|i| i.has_udp()).collect(),
             Case::Cost { .. } => self
                 .servers

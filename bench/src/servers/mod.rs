@@ -17,6 +17,8 @@ mod gaio_srv;
 mod mio_srv;
 mod std_srv;
 mod tokio_srv;
+#[cfg(target_os = "linux")]
+mod uring_floor;
 
 use std::fmt;
 use std::io;
@@ -59,6 +61,13 @@ pub enum Impl {
     /// count; `--servers gaio-cores` adds it to the other scenarios (a
     /// thread per CPU there).
     GaioCores,
+    /// The floor on io_uring, the ring's counterpart of [`Impl::Mio`]: a
+    /// hand-written loop with a multishot receive per connection kept
+    /// armed (Linux). It reads ahead of any request, without
+    /// back-pressure, which gaio cannot; it measures how far gaio-uring is
+    /// from the least a ring server does. Not in [`Impl::ALL`]:
+    /// `--servers uring-floor` adds it.
+    UringFloor,
 }
 
 impl Impl {
@@ -75,7 +84,7 @@ impl Impl {
 
     /// Implementations that exist besides [`Impl::ALL`] and are measured
     /// only when asked for.
-    pub const EXTRA: [Impl; 1] = [Impl::GaioCores];
+    pub const EXTRA: [Impl; 2] = [Impl::GaioCores, Impl::UringFloor];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -88,6 +97,7 @@ impl Impl {
             Impl::TokioMt => "tokio-mt",
             Impl::StdThreads => "std-threads",
             Impl::GaioCores => "gaio-cores",
+            Impl::UringFloor => "uring-floor",
         }
     }
 
@@ -100,16 +110,17 @@ impl Impl {
     }
 
     /// Whether it has a UDP echo ([`run_udp`]): all but gaio-cores, whose
-    /// `CoresBuilder` spreads TCP connections, not datagrams.
+    /// `CoresBuilder` spreads TCP connections, not datagrams, and the ring
+    /// floor, which is for streams.
     pub fn has_udp(self) -> bool {
-        self != Impl::GaioCores
+        !matches!(self, Impl::GaioCores | Impl::UringFloor)
     }
 
     /// Whether the server can run under valgrind (the callgrind cost
     /// scenario): valgrind has no io_uring system calls, so a server on
     /// a ring cannot.
     pub fn runs_under_valgrind(self) -> bool {
-        self != Impl::GaioUring
+        !matches!(self, Impl::GaioUring | Impl::UringFloor)
     }
 
     /// What an idle connection holds in the `--idle` variant.
@@ -121,6 +132,7 @@ impl Impl {
             Impl::Mio => "a registration, no buffer",
             Impl::TokioCt | Impl::TokioMt => "a task awaiting readable(), no buffer",
             Impl::StdThreads => "a thread (16 KiB stack) blocked in read() into a 1-byte stack buffer",
+            Impl::UringFloor => "a multishot receive armed (no buffer)",
         }
     }
 }
@@ -156,6 +168,10 @@ pub fn run(
         Impl::TokioCt => Ok(tokio_srv::run(listener, false, idle)?),
         Impl::TokioMt => Ok(tokio_srv::run(listener, true, idle)?),
         Impl::StdThreads => Ok(std_srv::run(listener, idle)?),
+        #[cfg(target_os = "linux")]
+        Impl::UringFloor => Ok(uring_floor::run(listener)?),
+        #[cfg(not(target_os = "linux"))]
+        Impl::UringFloor => Err("uring-floor runs on Linux only".into()),
         Impl::GaioCores => unreachable!("served above"),
     }
 }
@@ -180,7 +196,7 @@ pub fn run_udp(
         Impl::TokioCt => Ok(tokio_srv::run_udp(socket, false)?),
         Impl::TokioMt => Ok(tokio_srv::run_udp(socket, true)?),
         Impl::StdThreads => Ok(std_srv::run_udp(socket)?),
-        Impl::GaioCores => unreachable!("refused above"),
+        Impl::GaioCores | Impl::UringFloor => unreachable!("refused above"),
     }
 }
 
