@@ -24,12 +24,18 @@ use std::io;
 #[non_exhaustive]
 pub enum Backend {
     /// Let the poller choose (a request only; a watcher reports what was
-    /// chosen). On Linux: io_uring if it can be used here, else epoll; the
+    /// chosen). On Linux: io_uring if it can be used here, else epoll, and
+    /// epoll in background mode (see [`Uring`](Backend::Uring)); the
     /// environment variable `GAIO_BACKEND` (`auto`, `uring`, `epoll`)
     /// overrides this choice, for tests and for operators.
     #[default]
     Auto,
-    /// Linux io_uring: a completion ring, the kernel does the I/O.
+    /// Linux io_uring: a completion ring, the kernel does the I/O. Asked
+    /// for in background mode, the ring is shared by the owning thread and
+    /// the I/O thread, and the kernel's notices of finished work may
+    /// interrupt the owning thread's own blocking system calls (EINTR,
+    /// [`ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted)): retry
+    /// them, as `read_exact` and `write_all` do.
     Uring,
     /// Linux epoll, edge-triggered.
     Epoll,

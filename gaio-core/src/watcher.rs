@@ -702,8 +702,9 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// The socket behind `conn`, to read its addresses and change its
     /// options after the hand-over (`TCP_NODELAY`, keep-alive, buffer
     /// sizes): `None` for a connection this watcher does not have (freed,
-    /// or never watched here) and in background mode, where the socket
-    /// belongs to the I/O thread. There, set options before
+    /// never watched here, or handed over as the watcher was being closed
+    /// from elsewhere: see [`Submit`'s errors](Submit#errors)) and in
+    /// background mode, where the socket belongs to the I/O thread. There, set options before
     /// [`watch`](Submit::watch) or through
     /// [`AcceptOptions`](crate::AcceptOptions), and take the peer's address
     /// from the accept's completion.
@@ -721,8 +722,9 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     ///
     /// fn serve<P: Poller>(w: &mut Watcher<P, (), Vec<u8>>) -> Result<(), gaio_core::Error> {
     ///     let listener = w.watch_listener(gaio_core::listen("127.0.0.1:0")?)?;
-    ///     let addr = w.socket(listener.conn()).expect("inline mode").local_addr()?;
-    ///     println!("listening on {addr}");
+    ///     if let Some(socket) = w.socket(listener.conn()) {
+    ///         println!("listening on {}", socket.local_addr()?);
+    ///     }
     ///     Ok(())
     /// }
     /// ```
@@ -773,14 +775,13 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
 }
 
 impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
-    /// What the watcher's handles share, for a group of watchers.
-    /// A hand-over refused because the watcher was closed from another
-    /// thread (or by a graceful close's end) before this thread was told:
-    /// `Ok` with a handle that names no connection (the descriptor is
-    /// closed), whose requests complete with [`Error::WatcherClosed`] in
-    /// the next batch, as a request submitted then does. So a server that
-    /// a signal stops while it starts ends through `next_batch`, not
-    /// through an error.
+    /// A hand-over refused because the watcher was closed before this
+    /// thread was told (from another thread, by a graceful close's end,
+    /// or by a panic in user code): `Ok` with a handle that names no
+    /// connection (the descriptor is closed), whose requests complete
+    /// with [`Error::WatcherClosed`] in the next batch, as a request
+    /// submitted then does. So a server that a signal stops while it
+    /// starts ends through `next_batch`, not through an error.
     fn unless_closed_elsewhere(&self, watched: Result<Conn, Error>, raw: RawFd) -> Result<Conn, Error> {
         match watched {
             Err(Error::WatcherClosed) if !self.told_closed => Ok(self.shared.unwatched(raw)),
@@ -788,6 +789,7 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
         }
     }
 
+    /// What the watcher's handles share, for a group of watchers.
     pub(crate) fn shared(&self) -> &Arc<Shared<P, C, B>> {
         &self.shared
     }

@@ -199,8 +199,21 @@ fn a_panic_on_the_engine_thread_closes_the_watcher_and_wakes_the_waiter() {
     );
     submitting.join().expect("submitting thread");
     // The blocked wait woke with the pending read, closed; the next one
-    // reports the panic.
-    assert_eq!(first.expect("the first wait_io after the panic"), 1);
+    // reports the panic. On io_uring (asked for: background mode is on
+    // epoll by default) the trapped read was stored before its I/O was
+    // tried, so it comes back too, first (as in inline mode, above).
+    let trapped_too = w.backend() == gaio::Backend::Uring;
+    let woke = first.expect("the first wait_io after the panic");
+    assert_eq!(woke, 1 + usize::from(trapped_too));
+    if trapped_too {
+        assert_eq!(out[0].context, 2);
+        assert!(
+            matches!(out[0].error, Some(Error::WatcherClosed)),
+            "{:?}",
+            out[0].error
+        );
+        out.remove(0);
+    }
     assert_eq!(out[0].context, 1);
     assert!(
         matches!(out[0].error, Some(Error::WatcherClosed)),

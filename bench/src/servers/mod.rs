@@ -176,6 +176,19 @@ pub fn run(
     }
 }
 
+/// Whether [`Impl::UringFloor`] can run in this process: the ring it
+/// needs (single issuer, deferred task running, a provided-buffer ring)
+/// can be made, and the error saying why not.
+pub fn uring_floor_available() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    return uring_floor::available();
+    #[cfg(not(target_os = "linux"))]
+    return Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "io_uring is Linux only",
+    ));
+}
+
 /// Serves UDP echo with `imp` on a loopback port of the kernel's choice
 /// until the process ends, calling `announce` with the address once the
 /// socket is bound.

@@ -13,7 +13,9 @@
 //! What it gives up, and gaio cannot: it reads ahead of any request (a
 //! client that sends and never reads makes it buffer without bound), so it
 //! has no back-pressure; a receive that found the buffer ring empty is
-//! armed again only after the batch. It is a yardstick for the ping-pong
+//! armed again only after the batch; a failed accept (out of descriptors)
+//! is armed again at once; a client dropped after a failed send keeps its
+//! socket until its receive ends. It is a yardstick for the ping-pong
 //! scenario, not a server to copy.
 
 use std::io;
@@ -56,10 +58,13 @@ struct Client {
 }
 
 /// The provided-buffer ring: entries the kernel takes buffers from, and
-/// the buffers.
+/// the buffers. Never freed: the kernel may use them until the ring is
+/// gone, and the server runs until the process ends.
 struct Buffers {
     entries: *mut BufRingEntry,
-    memory: Vec<u8>,
+    /// `BUFFERS * BUFFER_SIZE` bytes the kernel writes into: raw, so that
+    /// no reference to the whole area exists while it does.
+    memory: *mut u8,
     tail: u16,
 }
 
@@ -76,9 +81,16 @@ impl Buffers {
         if entries.is_null() {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
+        let bytes = std::alloc::Layout::from_size_align(usize::from(BUFFERS) * BUFFER_SIZE, 64)
+            .map_err(io::Error::other)?;
+        // SAFETY: the layout has a nonzero size.
+        let memory = unsafe { std::alloc::alloc_zeroed(bytes) };
+        if memory.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
         let mut buffers = Buffers {
             entries,
-            memory: vec![0; usize::from(BUFFERS) * BUFFER_SIZE],
+            memory,
             tail: 0,
         };
         for bid in 0..BUFFERS {
@@ -95,17 +107,27 @@ impl Buffers {
         Ok(buffers)
     }
 
-    /// The `len` bytes the kernel put in buffer `bid`.
+    /// The `len` bytes the kernel put in buffer `bid`, whose completion
+    /// was taken and which is not given back yet.
     fn bytes(&self, bid: u16, len: usize) -> &[u8] {
-        let start = usize::from(bid) * BUFFER_SIZE;
-        &self.memory[start..start + len.min(BUFFER_SIZE)]
+        assert!(bid < BUFFERS, "a buffer id the ring never had");
+        // SAFETY: buffer `bid` lies inside `memory`; the kernel wrote it
+        // before posting the completion that named it, and takes it again
+        // only after `give_back` and `publish`, which the caller makes once
+        // it is done with the slice (the borrow of `self` ends first).
+        unsafe {
+            std::slice::from_raw_parts(
+                self.memory.add(usize::from(bid) * BUFFER_SIZE),
+                len.min(BUFFER_SIZE),
+            )
+        }
     }
 
     /// Puts buffer `bid` back in the ring (seen by the kernel at the next
     /// `publish`).
     fn give_back(&mut self, bid: u16) {
         let at = usize::from(self.tail & (BUFFERS - 1));
-        let addr = self.memory.as_ptr() as u64 + u64::from(bid) * BUFFER_SIZE as u64;
+        let addr = self.memory as u64 + u64::from(bid) * BUFFER_SIZE as u64;
         // SAFETY: `at` is below `BUFFERS`, the number of entries allocated;
         // the kernel reads an entry only once the tail published past it,
         // and this one is past the published tail.
@@ -129,22 +151,33 @@ impl Buffers {
     }
 }
 
-impl Drop for Buffers {
-    fn drop(&mut self) {
-        // Dropped before the ring (the server's error path): the kernel
-        // may still hold the registration, so the buffers are leaked, as
-        // are the entries (never freed).
-        std::mem::forget(std::mem::take(&mut self.memory));
-    }
+/// Makes the ring the server runs on, with its buffer ring registered:
+/// what [`run`] needs of the kernel (single issuer, deferred task running,
+/// provided-buffer rings).
+fn ring_with_buffers() -> io::Result<(IoUring, Buffers)> {
+    let ring: IoUring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(16 * 1024)
+        .build(4096)?;
+    let buffers = Buffers::new(&ring)?;
+    Ok((ring, buffers))
+}
+
+/// Whether this process can run the floor: the ring it needs can be made
+/// here (a kernel of 6.1 or later, io_uring not blocked).
+pub fn available() -> io::Result<()> {
+    ring_with_buffers().map(drop)
 }
 
 /// Queues `sqe`, submitting what is queued first if the queue is full.
 fn push(ring: &mut IoUring, sqe: &squeue::Entry) -> io::Result<()> {
     loop {
         // SAFETY: every request points to memory that outlives it: a
-        // client's `sending` buffer (untouched until its send completes,
-        // and the client is dropped only after that), or none (accepts
-        // and buffer-select receives).
+        // client's `sending` buffer (untouched until its send completes;
+        // the client is dropped only after that, and the clients are never
+        // dropped when the loop ends), or none (accepts and buffer-select
+        // receives).
         if unsafe { ring.submission().push(sqe) }.is_ok() {
             return Ok(());
         }
@@ -167,18 +200,16 @@ fn send(client: &Client, slot: usize) -> squeue::Entry {
 
 /// Serves echo on `listener` until the process ends.
 pub fn run(listener: TcpListener) -> io::Result<()> {
-    let mut ring: IoUring = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_cqsize(16 * 1024)
-        .build(4096)?;
-    let mut buffers = Buffers::new(&ring)?;
+    let (mut ring, mut buffers) = ring_with_buffers()?;
     let listener = OwnedFd::from(listener);
     let accept = opcode::AcceptMulti::new(Fd(listener.as_raw_fd()))
         .build()
         .user_data(ACCEPT);
     push(&mut ring, &accept)?;
-    let mut clients: Vec<Option<Client>> = Vec::new();
+    // Never dropped, even when an error ends the loop: the `sending`
+    // buffers of sends in flight must outlive the ring, which is dropped
+    // after them.
+    let mut clients: std::mem::ManuallyDrop<Vec<Option<Client>>> = std::mem::ManuallyDrop::new(Vec::new());
     let mut free_slots: Vec<usize> = Vec::new();
     let mut next_gen = 0u32;
     let mut starved: Vec<(usize, u32)> = Vec::new();
