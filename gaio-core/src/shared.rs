@@ -200,12 +200,7 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         fd: std::os::fd::BorrowedFd<'_>,
         interest: Interest,
     ) -> Result<Conn, Error> {
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-        let conn = Conn {
-            fd: raw as u32,
-            gen: self.next_gen.fetch_add(1, Ordering::Relaxed),
-            owner: self.id,
-        };
+        let conn = self.new_handle(std::os::fd::AsRawFd::as_raw_fd(&fd));
         // SAFETY: `fd` belongs to a hand-over or a dial whose `OwnedFd`
         // goes to the engine's table (through a command), and every path
         // that closes it deregisters it first: the engine's `free_conn`,
@@ -233,12 +228,12 @@ impl<P: Poller, C, B> Shared<P, C, B> {
         Ok(conn)
     }
 
-    /// A handle of this watcher that names no connection, for descriptor
-    /// number `raw` (closed): what a hand-over that raced a close from
-    /// another thread returns (`Watcher::watch`). Its generation is one no
-    /// connection has, so it matches nothing, in the engine or in a
-    /// `ConnMap`.
-    pub(crate) fn unwatched(&self, raw: std::os::fd::RawFd) -> Conn {
+    /// A new handle of this watcher for descriptor number `raw`, with a
+    /// generation no other handle has: what [`enroll_for`](Self::enroll_for)
+    /// registers, and what a hand-over that raced a close from another
+    /// thread returns without registering (`Watcher::watch`), which then
+    /// matches nothing, in the engine or in a `ConnMap`.
+    pub(crate) fn new_handle(&self, raw: std::os::fd::RawFd) -> Conn {
         Conn {
             fd: raw as u32,
             gen: self.next_gen.fetch_add(1, Ordering::Relaxed),

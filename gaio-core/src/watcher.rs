@@ -704,8 +704,8 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// sizes): `None` for a connection this watcher does not have (freed,
     /// never watched here, or handed over as the watcher was being closed
     /// from elsewhere: see [`Submit`'s errors](Submit#errors)) and in
-    /// background mode, where the socket belongs to the I/O thread. There, set options before
-    /// [`watch`](Submit::watch) or through
+    /// background mode, where the socket belongs to the I/O thread. There,
+    /// set options before [`watch`](Submit::watch) or through
     /// [`AcceptOptions`](crate::AcceptOptions), and take the peer's address
     /// from the accept's completion.
     ///
@@ -784,7 +784,7 @@ impl<P: Poller, C, B: IoBuf> Watcher<P, C, B> {
     /// starts ends through `next_batch`, not through an error.
     fn unless_closed_elsewhere(&self, watched: Result<Conn, Error>, raw: RawFd) -> Result<Conn, Error> {
         match watched {
-            Err(Error::WatcherClosed) if !self.told_closed => Ok(self.shared.unwatched(raw)),
+            Err(Error::WatcherClosed) if !self.told_closed => Ok(self.shared.new_handle(raw)),
             other => other,
         }
     }

@@ -96,14 +96,18 @@ fn assert_same_stream(got: &[u8], want: &[u8], what: &str) {
 fn assert_peer_sees_nothing(peer: &mut TcpStream) {
     peer.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let mut b = [0u8; 16];
-    for _ in 0..10 {
+    let mut interrupted = 0;
+    let read = loop {
         match peer.read(&mut b) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
-            Ok(0) => panic!("the peer saw end of stream: the detached socket was closed"),
-            Ok(n) => panic!("the peer received {n} unexpected bytes: {:?}", &b[..n]),
-            Err(e) => panic!("peer read failed: {e}"),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < 10 => interrupted += 1,
+            other => break other,
         }
+    };
+    match read {
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+        Ok(0) => panic!("the peer saw end of stream: the detached socket was closed"),
+        Ok(n) => panic!("the peer received {n} unexpected bytes: {:?}", &b[..n]),
+        Err(e) => panic!("peer read failed: {e}"),
     }
     util::peer::timeouts(peer);
 }

@@ -98,8 +98,8 @@ impl Buffers {
         }
         buffers.publish();
         // SAFETY: the entries are page-aligned and hold `BUFFERS` entries;
-        // they and the buffers they point to live as long as the ring (the
-        // server runs until the process ends, and `Drop` leaks them).
+        // they and the buffers they point to are never freed, so they
+        // outlive the ring.
         unsafe {
             ring.submitter()
                 .register_buf_ring_with_flags(entries as u64, BUFFERS, GROUP, 0)?
@@ -185,17 +185,31 @@ fn push(ring: &mut IoUring, sqe: &squeue::Entry) -> io::Result<()> {
     }
 }
 
+/// The user data of a request of `kind` for the client of generation
+/// `gen` in `slot`.
+fn user_data(kind: u64, gen: u32, slot: usize) -> u64 {
+    kind | (u64::from(gen) << 32) | slot as u64
+}
+
+/// The slot and generation a client request's user data names.
+fn slot_and_gen(user_data: u64) -> (usize, u32) {
+    (
+        (user_data & 0xffff_ffff) as usize,
+        ((user_data & !KIND) >> 32) as u32,
+    )
+}
+
 fn recv_multi(fd: RawFd, slot: usize, gen: u32) -> squeue::Entry {
     opcode::RecvMulti::new(Fd(fd), GROUP)
         .build()
-        .user_data(RECV | (u64::from(gen) << 32) | slot as u64)
+        .user_data(user_data(RECV, gen, slot))
 }
 
 fn send(client: &Client, slot: usize) -> squeue::Entry {
     let len = u32::try_from(client.sending.len()).unwrap_or(u32::MAX);
     opcode::Send::new(Fd(client.fd.as_raw_fd()), client.sending.as_ptr(), len)
         .build()
-        .user_data(SEND | (u64::from(client.gen) << 32) | slot as u64)
+        .user_data(user_data(SEND, client.gen, slot))
 }
 
 /// Serves echo on `listener` until the process ends.
@@ -245,10 +259,7 @@ pub fn run(listener: TcpListener) -> io::Result<()> {
                 });
                 continue;
             }
-            let (slot, gen) = (
-                (user_data & 0xffff_ffff) as usize,
-                ((user_data & !KIND) >> 32) as u32,
-            );
+            let (slot, gen) = slot_and_gen(user_data);
             let bid = cqueue::buffer_select(flags);
             let matching = clients
                 .get_mut(slot)
