@@ -227,6 +227,12 @@ struct ConnModel {
     detaching: Option<u64>,
     /// The descriptor a detach handed back, kept open to the end.
     detached: Option<OwnedFd>,
+    /// At a successful detach: the bytes left in the socket and the bytes
+    /// the peer had sent. Reads pending before the detach complete right
+    /// after it, with the bytes they took so far (a partly filled
+    /// `read_full`); once they have, every byte sent must be read or still
+    /// in the socket.
+    detach_unread: Option<(usize, usize)>,
     /// The last context submitted when the harness first freed it: a
     /// detach submitted before may still win (a free through the
     /// submitter is queued behind it).
@@ -593,6 +599,7 @@ impl<P: Poller> Harness<P> {
                     shut: None,
                     detaching: None,
                     detached: None,
+                    detach_unread: None,
                     freed_after: None,
                 });
             }
@@ -1331,8 +1338,8 @@ impl<P: Poller> Harness<P> {
             "detached with a write submitted before the detach pending"
         );
         // Reads before it that are still pending complete after it with
-        // `ConnClosed` (the connection is no longer live) and no bytes:
-        // the bytes they waited for are counted as the socket's below.
+        // `ConnClosed` (the connection is no longer live) and the bytes
+        // they took so far; the bytes they waited for stay in the socket.
         assert!(
             self.f.with(|s| !s.conns.contains_key(&raw)),
             "a detached descriptor is still registered"
@@ -1343,18 +1350,34 @@ impl<P: Poller> Harness<P> {
             .expect("the fake socket was deregistered");
         let m = &mut self.conns[idx];
         assert_eq!(
-            m.read_cursor + inbound,
-            m.peer_sent.len(),
-            "bytes the peer sent were lost at the detach of {:?}",
-            m.conn
-        );
-        assert_eq!(
             m.write_cursor, written,
             "the socket received bytes no write reported before the detach"
         );
         m.live = false;
         m.detached = Some(fd);
+        m.detach_unread = Some((inbound, m.peer_sent.len()));
         self.summary.detaches += 1;
+        self.check_detach_unread(idx);
+    }
+
+    /// Once the reads pending before `idx`'s detach have completed (right
+    /// after it, with what they took): every byte the peer sent before the
+    /// detach was read or is still in the socket handed back.
+    fn check_detach_unread(&mut self, idx: usize) {
+        let m = &mut self.conns[idx];
+        let (Some((inbound, sent)), Some(detach)) = (m.detach_unread, m.detaching) else {
+            return;
+        };
+        if m.reads.iter().any(|&r| r < detach) {
+            return;
+        }
+        assert_eq!(
+            m.read_cursor + inbound,
+            sent,
+            "bytes the peer sent were lost at the detach of {:?}",
+            m.conn
+        );
+        m.detach_unread = None;
     }
 
     fn check_read(&mut self, p: &Pending, c: &Completion<u64, Vec<u8>>) {
@@ -1394,6 +1417,7 @@ impl<P: Poller> Harness<P> {
         );
         m.read_cursor += data.len();
         self.summary.read_bytes += data.len() as u64;
+        self.check_detach_unread(p.conn);
     }
 
     fn check_write(&mut self, p: &Pending, c: &Completion<u64, Vec<u8>>, ctx: u64) {
@@ -1545,6 +1569,11 @@ impl<P: Poller> Harness<P> {
             self.sleeps.keys().collect::<Vec<_>>()
         );
         for m in &self.conns {
+            assert!(
+                m.detach_unread.is_none(),
+                "the bytes at the detach of {:?} were never accounted for",
+                m.conn
+            );
             // A detached descriptor stays open, the same file, and the
             // engine never registers it again.
             if let Some(fd) = &m.detached {

@@ -41,6 +41,11 @@ const HAND: &[&[u8]] = &[
     // watch a pipe; the peer sends 6 bytes; read 4; detach; wait (the
     // other 2 stay in the socket handed back).
     &[0, 0, 0, 9, 0, 5, 0, 2, 0, 0, 3, 0, 250, 0, 16, 16],
+    // Found by libFuzzer: watch; the peer sends 53 bytes (no event); a
+    // read_full of 59 takes the 53 and waits; detach. The read completes
+    // after the detach with ConnClosed and the 53 bytes: the oracle must
+    // count them before calling any byte lost.
+    &[250, 250, 0, 33, 52, 52, 52, 52, 250, 250, 250, 52, 250],
 ];
 
 #[test]
