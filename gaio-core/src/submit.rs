@@ -831,7 +831,9 @@ pub trait Submit {
     /// Refused as every submission is ([errors](Submit#errors)); only a
     /// stream socket has a write side to shut down
     /// ([`Error::NotSupported`] otherwise). Completes with [`Error::Io`]
-    /// if `shutdown(2)` fails (the connection is already gone, say).
+    /// if `shutdown(2)` fails (the connection is already gone, say). A
+    /// shutdown after one that completed succeeds without asking the
+    /// kernel again: the write side is shut.
     ///
     /// # Examples
     ///

@@ -101,6 +101,15 @@ impl<P: Poller, C, B: IoBuf> Engine<P, C, B> {
                     }
                     continue;
                 }
+                Op::Shutdown if state.has(WRITE_SHUT) => {
+                    // The write side is shut already (an earlier shutdown
+                    // completed): nothing to ask the kernel, whose answer
+                    // would depend on what the peer did since (`ENOTCONN`
+                    // once both sides closed). On a ring each repeat would
+                    // also cost a turn of its own.
+                    self.finish_head(conn, Dir::Write, None, Bytes::new());
+                    continue;
+                }
                 Op::Shutdown => {
                     let error = match self.shared.poller.shutdown_write(state.fd.as_fd()) {
                         IoOutcome::Done(_) => {

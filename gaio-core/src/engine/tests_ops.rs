@@ -642,6 +642,30 @@ fn a_shutdown_with_no_write_queued_completes_at_once() {
     assert!(f.conn(c.fd(), |k| k.writes.is_empty()));
 }
 
+/// A shutdown after one that completed: the write side is shut, so it
+/// succeeds without asking the kernel (which would answer `ENOTCONN` once
+/// both sides closed, scripted here).
+#[test]
+fn a_shutdown_after_one_that_completed_succeeds_without_asking_again() {
+    let (mut w, f) = setup();
+    let (c, mut peer) = stream_pair(&mut w);
+    let fd = c.fd();
+    w.shutdown(c, 1).unwrap();
+    let done = collect(&mut w, 1, Duration::from_secs(1));
+    assert!(done[0].error.is_none(), "{:?}", done[0].error);
+    assert_eq!(peer_read(&mut peer), Some(0));
+    f.conn(fd, |k| {
+        k.shutdown_script.push_back(Scripted::Fail(libc::ENOTCONN))
+    });
+    w.shutdown(c, 2).unwrap();
+    w.shutdown(c, 3).unwrap();
+    let done = collect(&mut w, 2, Duration::from_secs(1));
+    let got: Vec<(Op, u32, usize)> = done.iter().map(|d| (d.op, d.context, d.bytes)).collect();
+    assert_eq!(got, vec![(Op::Shutdown, 2, 0), (Op::Shutdown, 3, 0)]);
+    assert!(done.iter().all(|d| d.error.is_none()), "{:?}", summary(&done));
+    assert_eq!(f.conn(fd, |k| k.shutdowns), 1, "the kernel was asked again");
+}
+
 // ----- detach ------------------------------------------------------------
 
 #[test]

@@ -165,6 +165,28 @@ fn queued_writes_go_out_in_order_one_request_at_a_time() {
     assert_eq!(f.conn(c.fd(), |k| k.written.clone()), b"abcdefghi");
 }
 
+/// Shutdowns queued behind one: the first takes a turn of the ring, the
+/// rest complete with it (the write side is shut: nothing to ask the
+/// kernel), not one turn each.
+#[test]
+fn shutdowns_queued_behind_one_complete_in_its_turn() {
+    let (mut w, f, r) = setup(Mode::Inline);
+    let (a, _peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let c = w.watch(a).expect("watch stream");
+    for ctx in 1..=3 {
+        w.shutdown(c, ctx).unwrap();
+    }
+    assert_eq!(r.requests(), 1, "the first shutdown is in flight");
+    let mut done = Vec::new();
+    w.wait_io_timeout(&mut done, LIMIT).unwrap();
+    let got: Vec<(crate::Op, u32)> = done.iter().map(|d| (d.op, d.context)).collect();
+    let shutdowns = [1, 2, 3].map(|ctx| (crate::Op::Shutdown, ctx));
+    assert_eq!(got, shutdowns, "not all in the first shutdown's turn");
+    assert!(done.iter().all(|d| d.error.is_none()));
+    assert_eq!(f.conn(c.fd(), |k| k.shutdowns), 1);
+    assert_eq!(r.requests(), 0);
+}
+
 /// The deadline fires while the read's bytes are landing: the cancel finds
 /// the read ended, and its bytes are delivered, not lost and not reported
 /// as a deadline.
