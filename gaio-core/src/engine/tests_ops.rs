@@ -655,7 +655,8 @@ fn a_shutdown_after_one_that_completed_succeeds_without_asking_again() {
     assert!(done[0].error.is_none(), "{:?}", done[0].error);
     assert_eq!(peer_read(&mut peer), Some(0));
     f.conn(fd, |k| {
-        k.shutdown_script.push_back(Scripted::Fail(libc::ENOTCONN))
+        k.shutdown_script
+            .push_back(Scripted::Fail(Errno::NOTCONN.raw_os_error()))
     });
     w.shutdown(c, 2).unwrap();
     w.shutdown(c, 3).unwrap();
